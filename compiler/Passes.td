@@ -1,0 +1,195 @@
+//===- Passes.td - the Mantissa compiler passes ------------*- tablegen -*-===//
+//
+// The pipeline (mantissa compile runs them in this order):
+//   assign-precision -> autodiff -> lower-optimizer -> insert-loss-scaling -> emit-plan
+// Precision is assigned on the forward graph first and autodiff then follows
+// PyTorch's semantics: every backward op computes in the precision of the forward
+// op it differentiates, and the gradient of a cast is a cast back. That keeps the
+// backward pass exactly what autocast + GradScaler would run.
+//===----------------------------------------------------------------------===//
+#ifndef MANTISSA_COMPILER_PASSES
+#define MANTISSA_COMPILER_PASSES
+
+include "mlir/Pass/PassBase.td"
+
+def AssignPrecision : Pass<"assign-precision", "mlir::ModuleOp"> {
+  let summary = "Give every op of @forward a precision, inserting casts (autocast semantics)";
+  let description = [{
+    Reads each op's precision category (GraphOps.td): `Lower` ops (linear,
+    matmul, conv) take their operands in the policy's low precision and
+    accumulate in fp32; `Fp32` ops (losses, exp/log, reductions) take fp32;
+    `Follow` ops take the widest of their inputs. Parameters stay fp32 master
+    copies; a cast to the low precision is inserted where they are used, once per
+    value and type (casts are de-duplicated). An op's `graph.precision` attribute
+    ("fp32", "fp16", "bf16") overrides its category; a policy file overrides by
+    op name (the `graph.name` attribute) and names that match no op are an error.
+
+    Policy file: `{"default": "fp16", "ops": {"fc3": "fp32"}}`.
+
+    Before (`--assign-precision=policy=fp16`):
+    ```mlir
+    %w = graph.param "fc1.weight" {...} : tensor<128x64xf32>
+    %h = graph.linear %x, %w : tensor<64x64xf32>, tensor<128x64xf32> -> tensor<64x128xf32>
+    %r = graph.relu %h : tensor<64x128xf32>
+    ```
+    After:
+    ```mlir
+    %0 = graph.cast %x : tensor<64x64xf32> to tensor<64x64xf16>
+    %1 = graph.cast %w : tensor<128x64xf32> to tensor<128x64xf16>
+    %h = graph.linear %0, %1 : tensor<64x64xf16>, tensor<128x64xf16> -> tensor<64x128xf16>
+    %r = graph.relu %h : tensor<64x128xf16>
+    ```
+  }];
+  let options = [
+    Option<"policy", "policy", "std::string", /*default=*/"\"fp32\"",
+           "fp32, fp16, bf16, or the path of a JSON policy file">,
+  ];
+  let dependentDialects = ["mantissa::graph::GraphDialect"];
+}
+
+def Autodiff : Pass<"autodiff", "mlir::ModuleOp"> {
+  let summary = "Derive @train_step (loss and the gradient of every parameter) from @forward by reverse mode";
+  let description = [{
+    Clones @forward into @train_step and appends the backward pass: the
+    adjoint of the loss (the first result of @forward) is seeded with a
+    `graph.constant 1.0 {graph.loss_seed}`, every op's gradient rule is applied in
+    reverse order, adjoints of values used several times are summed, and
+    broadcast operands get their gradients summed back to their shape. The
+    gradient of each parameter is returned with a `graph.grad_of` result
+    attribute naming it. Batch-norm running statistics keep their `graph.assign`.
+
+    Before:
+    ```mlir
+    func.func @forward() -> (tensor<f32>, tensor<8x4xf32>) {
+      %x = graph.input "x" : tensor<8x3xf32>
+      %y = graph.input "y" : tensor<8xi32>
+      %w = graph.param "fc.weight" {...} : tensor<4x3xf32>
+      %z = graph.linear %x, %w : ... -> tensor<8x4xf32>
+      %l = graph.softmax_cross_entropy %z, %y : ... -> tensor<f32>
+      return %l, %z : tensor<f32>, tensor<8x4xf32>
+    }
+    ```
+    After (added):
+    ```mlir
+    func.func @train_step() -> (tensor<f32>, tensor<4x3xf32> {graph.grad_of = "fc.weight"}) {
+      ... forward ...
+      %seed = graph.constant 1.0 {graph.loss_seed} : tensor<f32>
+      %dz = graph.softmax_cross_entropy_backward %z, %y, %seed : ... -> tensor<8x4xf32>
+      %dw = graph.matmul %dz, %x {transpose_a = true} : ... -> tensor<4x3xf32>
+      return %l, %dw : tensor<f32>, tensor<4x3xf32>
+    }
+    ```
+  }];
+  let dependentDialects = ["mantissa::graph::GraphDialect", "mlir::func::FuncDialect"];
+}
+
+def LowerOptimizer : Pass<"lower-optimizer", "mlir::ModuleOp"> {
+  let summary = "Turn the gradients @train_step returns into optimizer updates of the parameters";
+  let description = [{
+    For every result of @train_step marked `graph.grad_of`, adds the optimizer's
+    state as `graph.buffer`s (kind "optimizer"; PyTorch's state names:
+    `momentum_buffer`, `exp_avg`, `exp_avg_sq`, and one shared `step`), a
+    `graph.sgd_update` or `graph.adam_update` (PyTorch's update rules and
+    defaults), and `graph.assign`s of the new values; @train_step then returns
+    the loss only. The updates take a finite flag (`graph.constant 1.0
+    {graph.finite_flag}` here; insert-loss-scaling replaces it).
+
+    Before:
+    ```mlir
+    return %l, %dw : tensor<f32>, tensor<4x3xf32>   // %dw {graph.grad_of = "fc.weight"}
+    ```
+    After (`--lower-optimizer=optimizer=sgd lr=0.1 momentum=0.9`):
+    ```mlir
+    %buf = graph.buffer "fc.weight.momentum_buffer" {init = "zeros", kind = "optimizer"} : tensor<4x3xf32>
+    %step = graph.buffer "optimizer.step" {init = "zeros", kind = "optimizer"} : tensor<f32>
+    %ok = graph.constant 1.0 {graph.finite_flag} : tensor<f32>
+    %p2, %b2 = graph.sgd_update %w, %dw, %buf, %ok, %step {lr = 0.1, momentum = 0.9} : tensor<4x3xf32>
+    graph.assign "fc.weight", %p2 : tensor<4x3xf32>
+    graph.assign "fc.weight.momentum_buffer", %b2 : tensor<4x3xf32>
+    return %l : tensor<f32>
+    ```
+  }];
+  let options = [
+    Option<"optimizer", "optimizer", "std::string", "\"sgd\"", "sgd, adam or adamw">,
+    Option<"lr", "lr", "double", "0.01", "learning rate">,
+    Option<"momentum", "momentum", "double", "0.0", "SGD momentum">,
+    Option<"dampening", "dampening", "double", "0.0", "SGD dampening">,
+    Option<"nesterov", "nesterov", "bool", "false", "SGD Nesterov momentum">,
+    Option<"weightDecay", "weight-decay", "double", "-1.0",
+           "weight decay (default: 0 for sgd/adam, 0.01 for adamw, as PyTorch)">,
+    Option<"beta1", "beta1", "double", "0.9", "Adam beta1">,
+    Option<"beta2", "beta2", "double", "0.999", "Adam beta2">,
+    Option<"eps", "eps", "double", "1e-8", "Adam epsilon">,
+  ];
+  let dependentDialects = ["mantissa::graph::GraphDialect", "mlir::func::FuncDialect"];
+}
+
+def InsertLossScaling : Pass<"insert-loss-scaling", "mlir::ModuleOp"> {
+  let summary = "Scale the loss, unscale the gradients, skip non-finite steps and adapt the scale (GradScaler)";
+  let description = [{
+    Runs on @train_step after lower-optimizer. Multiplies the loss seed by the
+    scale S (a `graph.buffer "scaler.scale"`; scaling the seed of the backward
+    pass is scaling the loss), multiplies every gradient by 1/S before its
+    update, replaces the updates' finite flag by one `graph.all_finite` over all
+    gradients, and, in dynamic mode, adds a `graph.loss_scale_update`
+    (×growth-factor after growth-interval finite steps, ×backoff-factor on
+    inf/nan). The skip is decided inside the step: a non-finite step leaves the
+    parameters and optimizer state unchanged. The optimizer step count only
+    advances on finite steps. `mode=none` leaves the step as it is.
+
+    Before:
+    ```mlir
+    %seed = graph.constant 1.0 {graph.loss_seed} : tensor<f32>
+    ...
+    %ok = graph.constant 1.0 {graph.finite_flag} : tensor<f32>
+    %p2, %b2 = graph.sgd_update %w, %dw, %buf, %ok, %step {...} : tensor<4x3xf32>
+    ```
+    After (`mode=dynamic`):
+    ```mlir
+    %s = graph.buffer "scaler.scale" {init = "value", value = 65536.0, kind = "scaler"} : tensor<f32>
+    %seed = graph.mul %one, %s : ...
+    ...
+    %inv = graph.div %one, %s : ...
+    %dwu = graph.mul %dw, %inv : ...
+    %ok = graph.all_finite %dwu : tensor<4x3xf32>
+    %p2, %b2 = graph.sgd_update %w, %dwu, %buf, %ok, %step {...} : tensor<4x3xf32>
+    %s2, %t2 = graph.loss_scale_update %s, %t, %ok {growth_interval = 2000} : tensor<f32>
+    graph.assign "scaler.scale", %s2 : tensor<f32>
+    ```
+  }];
+  let options = [
+    Option<"mode", "mode", "std::string", "\"dynamic\"", "dynamic, static or none">,
+    Option<"initScale", "scale", "double", "65536.0", "initial (dynamic) or fixed (static) scale">,
+    Option<"growthFactor", "growth-factor", "double", "2.0", "dynamic: growth factor">,
+    Option<"backoffFactor", "backoff-factor", "double", "0.5", "dynamic: back-off factor">,
+    Option<"growthInterval", "growth-interval", "int64_t", "2000",
+           "dynamic: consecutive finite steps before the scale grows">,
+  ];
+  let dependentDialects = ["mantissa::graph::GraphDialect", "mlir::func::FuncDialect"];
+}
+
+def EmitPlan : Pass<"emit-plan", "mlir::ModuleOp"> {
+  let summary = "Write the ahead-of-time plan (FlatBuffers) of @train_step and @forward";
+  let description = [{
+    Lowers every graph op of @train_step and of @forward (as `eval_step`:
+    batch normalisation with running statistics, no assigns) to plan steps:
+    library calls (GEMM, convolution) and elementwise kernels carrying the
+    per-element program the op declares; allocates a tensor per value; stores the
+    initial value of every parameter (seeded PyTorch-default initialisation) and
+    buffer; and records the model, precision, loss-scaling and optimizer
+    configuration. The IR is left unchanged.
+
+    ```
+    mantissa-opt model.mlir --assign-precision --autodiff --lower-optimizer \
+        --insert-loss-scaling --emit-plan=output=model.plan
+    ```
+  }];
+  let options = [
+    Option<"output", "output", "std::string", "\"-\"", "the plan file to write">,
+    Option<"seed", "seed", "uint64_t", "0", "seed of parameter initialisation">,
+    Option<"batch", "batch", "int64_t", "0", "expected batch size (0: from the IR)">,
+  ];
+  let dependentDialects = ["mantissa::graph::GraphDialect", "mlir::func::FuncDialect"];
+}
+
+#endif // MANTISSA_COMPILER_PASSES

@@ -1,0 +1,15 @@
+//===- PlanVersion.h - the version of the plan format ---------------------===//
+//
+// The single definition of the plan format version: the compiler writes it into
+// every plan (Plan.version) and the runtime refuses any other. Bump it on every
+// incompatible change of mantissa_plan.fbs.
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include <cstdint>
+
+namespace mantissa {
+
+inline constexpr uint32_t kPlanVersion = 1;
+
+} // namespace mantissa

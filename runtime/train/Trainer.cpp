@@ -1,0 +1,493 @@
+//===- Trainer.cpp - training a plan on a data set ------------------------===//
+#include "runtime/train/Trainer.h"
+#include "runtime/train/Checkpoint.h"
+
+#include "common/Error.h"
+#include "runtime/data/Digits.h"
+#include "runtime/data/Nowcast.h"
+#include "runtime/data/NpyData.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+namespace mantissa {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const char *precisionName(const plan::Plan &p) {
+  return p.precision() && p.precision()->policy() ? p.precision()->policy()->c_str() : "fp32";
+}
+
+std::string lossScalingName(const plan::Plan &p) {
+  const plan::LossScaling *ls = p.loss_scaling();
+  if (!ls || ls->mode() == plan::LossScaleMode::None)
+    return "none";
+  char buf[64];
+  if (ls->mode() == plan::LossScaleMode::Static) {
+    std::snprintf(buf, sizeof buf, "static %g", ls->init_scale());
+    return buf;
+  }
+  return "dynamic";
+}
+
+std::string optimizerName(const plan::Plan &p) {
+  const plan::Optimizer *o = p.optimizer();
+  if (!o)
+    return "unknown";
+  char buf[128];
+  switch (o->kind()) {
+  case plan::OptimizerKind::SGD:
+    std::snprintf(buf, sizeof buf, "sgd lr %g momentum %g weight decay %g", o->lr(),
+                  o->momentum(), o->weight_decay());
+    break;
+  case plan::OptimizerKind::Adam:
+  case plan::OptimizerKind::AdamW:
+    std::snprintf(buf, sizeof buf, "%s lr %g betas (%g, %g) weight decay %g",
+                  o->kind() == plan::OptimizerKind::Adam ? "adam" : "adamw", o->lr(), o->beta1(),
+                  o->beta2(), o->weight_decay());
+    break;
+  }
+  return buf;
+}
+
+std::vector<int64_t> vec(const flatbuffers::Vector<int64_t> *v) {
+  return v ? std::vector<int64_t>(v->begin(), v->end()) : std::vector<int64_t>{};
+}
+
+int findInput(const LoadedPlan &plan, const char *name) {
+  const auto *tensors = plan->tensors();
+  for (flatbuffers::uoffset_t i = 0; i < tensors->size(); ++i) {
+    const plan::Tensor *t = tensors->Get(i);
+    if (t->role() == plan::Role::Input && t->name() && t->name()->str() == name)
+      return static_cast<int>(i);
+  }
+  throw Error(plan.name() + ": the plan has no input tensor '" + name + "'");
+}
+
+/// The data set the options name, shaped as the plan's inputs.
+DataSplit loadData(const TrainOptions &o, const plan::ModelInfo &model, uint64_t seed,
+                   std::string &dataName) {
+  std::vector<int64_t> xShape = vec(model.input_shape()), yShape = vec(model.label_shape());
+  bool classification = model.task() == plan::Task::Classification;
+  std::string data = o.data;
+  if (data.empty())
+    data = classification ? "digits" : "nowcast";
+  dataName = data;
+  if (data == "digits") {
+    if (!classification)
+      throw Error("--data digits: the plan's model '" + model.name()->str() +
+                  "' is a regression model; digits has class labels");
+    return loadDigits(xShape);
+  }
+  if (data == "nowcast") {
+    if (xShape.size() != 3 || xShape[0] != kNowcastInFrames || yShape.size() != 3 ||
+        yShape[0] != kNowcastOutFrames || yShape[1] != xShape[1] || yShape[2] != xShape[2])
+      throw Error("--data nowcast: the plan's model takes inputs of shape " +
+                  std::to_string(xShape.size()) +
+                  "-D per sample; nowcast needs x [13,H,W] and y [12,H,W]");
+    return loadNowcast(xShape[1], xShape[2], o.trainSamples, o.heldOutSamples, seed);
+  }
+  size_t comma = data.find(',');
+  if (comma == std::string::npos || comma == 0 || comma + 1 == data.size())
+    throw Error("--data '" + data + "': expected digits, nowcast or X.npy,Y.npy");
+  return loadNpyPair(data.substr(0, comma), data.substr(comma + 1), xShape, yShape,
+                     classification, o.heldOutFraction, model.num_classes());
+}
+
+/// Writes one batch of rows into the plan's input tensors.
+template <class T>
+void feed(CpuExecutor<T> &exec, int xId, int yId, const Dataset &d,
+          const std::vector<int64_t> &rows, std::vector<float> &xBuf, std::vector<float> &yBuf) {
+  xBuf.resize(rows.size() * size_t(d.xSampleSize()));
+  yBuf.resize(rows.size() * size_t(d.ySampleSize()));
+  gather(d, rows, xBuf.data(), yBuf.data());
+  std::vector<T> &x = exec.tensor(xId);
+  std::copy(xBuf.begin(), xBuf.end(), x.begin());
+  if (exec.plan()->tensors()->Get(yId)->dtype() == plan::DType::I32) {
+    std::vector<int32_t> &y = exec.indexTensor(yId);
+    for (size_t i = 0; i < yBuf.size(); ++i)
+      y[i] = static_cast<int32_t>(yBuf[i]);
+  } else {
+    std::vector<T> &y = exec.tensor(yId);
+    std::copy(yBuf.begin(), yBuf.end(), y.begin());
+  }
+}
+
+EvalResult evaluate(CpuExecutor<float> &exec, int xId, int yId, const Dataset &d, int64_t batch) {
+  const LoadedPlan &plan = exec.plan();
+  const plan::Function *fn = plan.findFunction("eval_step");
+  if (!fn || !fn->outputs() || fn->outputs()->size() < 2)
+    throw Error(plan.name() + ": the plan has no eval_step with a prediction output");
+  int predId = fn->outputs()->Get(1);
+  EvalResult r;
+  r.samples = d.n;
+  int64_t correct = 0, ySize = d.ySampleSize();
+  int64_t predSize = plan.numElements(predId) / batch;
+  double lossSum = 0, sqSum = 0;
+  std::vector<float> xBuf, yBuf;
+  for (int64_t start = 0; start < d.n; start += batch) {
+    int64_t valid = std::min(batch, d.n - start);
+    std::vector<int64_t> rows(size_t(batch), start); // pad a partial batch with its first row
+    for (int64_t i = 0; i < valid; ++i)
+      rows[size_t(i)] = start + i;
+    feed(exec, xId, yId, d, rows, xBuf, yBuf);
+    exec.run("eval_step");
+    const std::vector<float> &pred = exec.tensor(predId);
+    for (int64_t i = 0; i < valid; ++i) {
+      const float *p = pred.data() + i * predSize;
+      if (d.classification) {
+        int64_t label = static_cast<int64_t>(yBuf[size_t(i)]);
+        int64_t best = std::max_element(p, p + predSize) - p;
+        correct += best == label;
+        double m = *std::max_element(p, p + predSize), s = 0;
+        for (int64_t c = 0; c < predSize; ++c)
+          s += std::exp(double(p[c]) - m);
+        lossSum += m + std::log(s) - p[label];
+      } else {
+        const float *t = yBuf.data() + i * ySize;
+        double e = 0;
+        for (int64_t k = 0; k < ySize; ++k)
+          e += (double(p[k]) - t[k]) * (double(p[k]) - t[k]);
+        sqSum += e / double(ySize);
+      }
+    }
+  }
+  if (d.classification) {
+    r.accuracy = double(correct) / double(d.n);
+    r.loss = lossSum / double(d.n);
+  } else {
+    r.mse = sqSum / double(d.n);
+    r.loss = r.mse;
+  }
+  return r;
+}
+
+std::string jsonNumber(double v) {
+  if (!std::isfinite(v))
+    return "null";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+std::string jsonString(const std::string &s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\')
+      out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04x", c);
+      out += buf;
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+void writeJson(const std::string &path, const TrainOptions &o, const TrainSummary &s) {
+  std::ostringstream j;
+  j << "{\n"
+    << "  \"plan\": " << jsonString(o.plan) << ",\n"
+    << "  \"model\": " << jsonString(s.model) << ",\n"
+    << "  \"precision\": " << jsonString(s.precision) << ",\n"
+    << "  \"loss_scaling\": " << jsonString(s.lossScaling) << ",\n"
+    << "  \"optimizer\": " << jsonString(s.optimizer) << ",\n"
+    << "  \"data\": " << jsonString(s.data) << ",\n"
+    << "  \"backend\": " << jsonString(s.backend) << ",\n"
+    << "  \"threads\": " << s.threads << ",\n"
+    << "  \"batch\": " << s.batch << ",\n"
+    << "  \"steps\": " << s.steps << ",\n"
+    << "  \"start_step\": " << s.startStep << ",\n"
+    << "  \"steps_per_epoch\": " << s.stepsPerEpoch << ",\n"
+    << "  \"final_loss\": " << jsonNumber(s.finalLoss) << ",\n"
+    << "  \"skipped_steps\": " << s.skippedSteps << ",\n"
+    << "  \"loss_scale\": " << jsonNumber(s.lossScale) << ",\n"
+    << "  \"wall_seconds\": " << jsonNumber(s.wallSeconds) << ",\n"
+    << "  \"samples_per_second\": " << jsonNumber(s.samplesPerSecond) << ",\n"
+    << "  \"eval\": {";
+  if (s.eval.accuracy >= 0)
+    j << "\"accuracy\": " << jsonNumber(s.eval.accuracy) << ", ";
+  if (s.eval.mse >= 0)
+    j << "\"mse\": " << jsonNumber(s.eval.mse) << ", ";
+  if (s.eval.persistenceMse >= 0)
+    j << "\"persistence_mse\": " << jsonNumber(s.eval.persistenceMse) << ", ";
+  j << "\"loss\": " << jsonNumber(s.eval.loss) << ", \"samples\": " << s.eval.samples << "}\n}\n";
+  std::ofstream f(path);
+  if (!f)
+    throw Error(path + ": cannot write the JSON summary");
+  f << j.str();
+}
+
+class Progress {
+public:
+  Progress(int64_t start, int64_t total, int64_t every, bool quiet)
+      : start_(start), total_(total), every_(every), quiet_(quiet), tty_(isatty(2)) {}
+  void update(int64_t step, double loss, double scale, int64_t skipped, double samplesPerSec) {
+    if (quiet_)
+      return;
+    bool last = step + 1 == total_;
+    if (tty_) {
+      int width = 30, filled = int(double(step + 1 - start_) / double(total_ - start_) * width);
+      std::fprintf(stderr, "\r[%.*s%*s] step %lld/%lld  loss %.4f  scale %g  skipped %lld  %.0f samples/s ",
+                   filled, "##############################", width - filled, "",
+                   (long long)(step + 1), (long long)total_, loss, scale, (long long)skipped,
+                   samplesPerSec);
+      if (last)
+        std::fputc('\n', stderr);
+    } else if ((step + 1) % every_ == 0 || last) {
+      std::fprintf(stderr, "step %lld/%lld  loss %.4f  scale %g  skipped %lld  %.0f samples/s\n",
+                   (long long)(step + 1), (long long)total_, loss, scale, (long long)skipped,
+                   samplesPerSec);
+    }
+  }
+
+private:
+  int64_t start_, total_, every_;
+  bool quiet_, tty_;
+};
+
+} // namespace
+
+TrainSummary train(const TrainOptions &o) {
+  if (o.backend != "cpu")
+    throw Error("--backend " + o.backend +
+                ": this runtime was built with the CPU backend only (the CUDA backend is not "
+                "part of this build); use --backend cpu");
+  LoadedPlan plan = LoadedPlan::load(o.plan);
+  const plan::ModelInfo *model = plan->model();
+  if (!model)
+    throw Error(o.plan + ": the plan has no model information");
+  uint64_t seed = o.seed ? *o.seed : model->seed();
+  int64_t batch = model->batch();
+
+  TrainSummary s;
+  s.model = model->name() ? model->name()->str() : "?";
+  s.precision = precisionName(plan.plan());
+  s.lossScaling = lossScalingName(plan.plan());
+  s.optimizer = optimizerName(plan.plan());
+  s.backend = "cpu";
+  s.batch = batch;
+
+  DataSplit data = loadData(o, *model, seed, s.data);
+  BatchOrder order(data.train.n, batch, o.shuffle, seed);
+  s.stepsPerEpoch = order.stepsPerEpoch();
+
+  CpuExecutor<float> exec(plan, o.threads);
+  s.threads = exec.threads();
+  int xId = findInput(plan, "x"), yId = findInput(plan, "y");
+  const plan::Function *trainFn = plan.findFunction("train_step");
+  if (!trainFn || !trainFn->outputs() || trainFn->outputs()->size() < 1)
+    throw Error(o.plan + ": the plan has no train_step with a loss output");
+  int lossId = trainFn->outputs()->Get(0);
+  const plan::LossScaling *ls = plan->loss_scaling();
+  int finiteId = ls ? ls->found_finite() : -1, scaleId = ls ? ls->scale() : -1;
+
+  int64_t start = 0;
+  std::string ckptPath;
+  if (!o.checkpointDir.empty())
+    ckptPath = (std::filesystem::path(o.checkpointDir) / "checkpoint.safetensors").string();
+  if (o.resume) {
+    if (ckptPath.empty())
+      throw Error("--resume needs --checkpoint DIR");
+    if (std::filesystem::exists(ckptPath)) {
+      start = loadCheckpoint(exec, ckptPath);
+      if (!o.quiet)
+        std::fprintf(stderr, "resuming from %s at step %lld\n", ckptPath.c_str(), (long long)start);
+    } else if (!o.quiet) {
+      std::fprintf(stderr, "no checkpoint in %s yet: starting from step 0\n",
+                   o.checkpointDir.c_str());
+    }
+  } else if (!o.load.empty()) {
+    start = loadCheckpoint(exec, o.load);
+  }
+  if (!o.checkpointDir.empty())
+    std::filesystem::create_directories(o.checkpointDir);
+
+  int64_t total = o.steps >= 0 ? o.steps : (o.epochs >= 0 ? o.epochs : 1) * s.stepsPerEpoch;
+  if (start > total)
+    throw Error("the checkpoint is at step " + std::to_string(start) + ", past the " +
+                std::to_string(total) + " steps asked for");
+  s.startStep = start;
+  int64_t every = o.logEvery > 0 ? o.logEvery : std::max<int64_t>(1, (total - start) / 20);
+  Progress progress(start, total, every, o.quiet);
+
+  std::vector<float> xBuf, yBuf;
+  double lossSum = 0;
+  int64_t lossCount = 0, consecutiveSkips = 0;
+  double trainSeconds = 0;
+  for (int64_t step = start; step < total; ++step) {
+    feed(exec, xId, yId, data.train, order.rows(step), xBuf, yBuf);
+    if (step == o.injectNonFinite)
+      exec.tensor(xId)[0] = INFINITY;
+    auto t0 = Clock::now();
+    exec.run("train_step");
+    trainSeconds += std::chrono::duration<double>(Clock::now() - t0).count();
+    double loss = exec.tensor(lossId)[0];
+    bool finite = finiteId < 0 || exec.tensor(finiteId)[0] != 0.0f;
+    if (!finite) {
+      ++s.skippedSteps;
+      if (++consecutiveSkips >= 100)
+        throw Error("step " + std::to_string(step) +
+                    ": 100 consecutive steps with non-finite gradients; the loss scale is " +
+                    std::to_string(scaleId >= 0 ? exec.tensor(scaleId)[0] : 1.0) +
+                    " (check the data and the learning rate)");
+    } else {
+      consecutiveSkips = 0;
+      if (!std::isfinite(loss))
+        throw Error("step " + std::to_string(step) + ": the loss is " + std::to_string(loss) +
+                    " and this plan has no loss scaling to skip the step; the parameters "
+                    "are no longer finite (lower --lr, or compile with --loss-scale dynamic)");
+    }
+    if (std::isfinite(loss)) {
+      lossSum += loss;
+      ++lossCount;
+    }
+    s.finalLoss = loss;
+    s.lossScale = scaleId >= 0 ? exec.tensor(scaleId)[0] : 1.0;
+    progress.update(step, loss, s.lossScale, s.skippedSteps,
+                    trainSeconds > 0 ? double((step + 1 - start) * batch) / trainSeconds : 0);
+    if (!ckptPath.empty() && o.every > 0 && (step + 1) % o.every == 0)
+      saveCheckpoint(exec, ckptPath, step + 1);
+  }
+  s.steps = total;
+  s.wallSeconds = trainSeconds;
+  s.samplesPerSecond = trainSeconds > 0 ? double((total - start) * batch) / trainSeconds : 0;
+  if (total == start && scaleId >= 0)
+    s.lossScale = exec.tensor(scaleId)[0];
+  if (!ckptPath.empty())
+    saveCheckpoint(exec, ckptPath, total);
+  if (!o.save.empty())
+    saveCheckpoint(exec, o.save, total);
+
+  s.eval = evaluate(exec, xId, yId, data.heldOut, batch);
+  if (s.data == "nowcast")
+    s.eval.persistenceMse = persistenceMse(data.heldOut);
+  if (!o.json.empty())
+    writeJson(o.json, o, s);
+  return s;
+}
+
+TrainOptions parseTrainOptions(int argc, char **argv) {
+  TrainOptions o;
+  auto need = [&](int &i) -> std::string {
+    if (i + 1 >= argc)
+      throw Error(std::string(argv[i]) + " needs a value\n" + trainUsage());
+    return argv[++i];
+  };
+  auto integer = [&](int &i) -> int64_t {
+    std::string flag = argv[i], v = need(i);
+    char *end = nullptr;
+    long long x = std::strtoll(v.c_str(), &end, 10);
+    if (v.empty() || *end || x < 0)
+      throw Error(flag + " '" + v + "': expected a non-negative integer");
+    return x;
+  };
+  for (int i = 0; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--data") o.data = need(i);
+    else if (a == "--steps") o.steps = integer(i);
+    else if (a == "--epochs") o.epochs = integer(i);
+    else if (a == "--no-shuffle") o.shuffle = false;
+    else if (a == "--seed") o.seed = uint64_t(integer(i));
+    else if (a == "--save") o.save = need(i);
+    else if (a == "--load") o.load = need(i);
+    else if (a == "--checkpoint") o.checkpointDir = need(i);
+    else if (a == "--every") o.every = integer(i);
+    else if (a == "--resume") o.resume = true;
+    else if (a == "--json") o.json = need(i);
+    else if (a == "--threads") o.threads = int(integer(i));
+    else if (a == "--log-every") o.logEvery = integer(i);
+    else if (a == "--backend") o.backend = need(i);
+    else if (a == "--train-samples") o.trainSamples = integer(i);
+    else if (a == "--held-out-samples") o.heldOutSamples = integer(i);
+    else if (a == "--held-out-fraction") {
+      std::string v = need(i);
+      o.heldOutFraction = std::atof(v.c_str());
+      if (!(o.heldOutFraction > 0 && o.heldOutFraction < 1))
+        throw Error("--held-out-fraction '" + v + "': expected a number in (0, 1)");
+    } else if (a == "--inject-nonfinite") o.injectNonFinite = integer(i);
+    else if (a == "--quiet" || a == "-q") o.quiet = true;
+    else if (!a.empty() && a[0] == '-')
+      throw Error("train: unknown option '" + a + "'\n" + trainUsage());
+    else if (o.plan.empty()) o.plan = a;
+    else throw Error("train: unexpected argument '" + a + "'\n" + trainUsage());
+  }
+  if (o.plan.empty())
+    throw Error(std::string("train: which plan?\n") + trainUsage());
+  if (o.steps >= 0 && o.epochs >= 0)
+    throw Error("train: give --steps or --epochs, not both");
+  if (o.every > 0 && o.checkpointDir.empty())
+    throw Error("train: --every needs --checkpoint DIR");
+  if (!o.checkpointDir.empty() && o.every == 0)
+    o.every = 100;
+  if (o.resume && !o.load.empty())
+    throw Error("train: --resume continues from --checkpoint DIR; it cannot be combined with --load");
+  return o;
+}
+
+const char *trainUsage() {
+  return R"(usage: train PLAN [options]
+  --data digits|nowcast|X.npy,Y.npy   the data set (default: digits for classifiers, nowcast for regression)
+  --steps N | --epochs N              how long to train (default: 1 epoch); global step count
+  --no-shuffle                        batches are rows [kB, (k+1)B) in order, wrapping each epoch
+  --seed N                            data order and synthetic data (default: the plan's seed)
+  --save FILE / --load FILE           parameters, buffers, optimizer and scaler state (.safetensors or .npz)
+  --checkpoint DIR --every N          write DIR/checkpoint.safetensors every N steps (atomic)
+  --resume                            continue from DIR/checkpoint.safetensors
+  --json FILE                         write the summary as JSON
+  --threads N                         CPU threads (default: all)
+  --log-every N                       progress line interval when stderr is not a terminal
+  --backend cpu                       the backend (this build: cpu)
+  --train-samples N --held-out-samples N   nowcast data set sizes (default 1024 / 256)
+  --held-out-fraction F               .npy data: the last fraction is held out (default 0.2)
+  --inject-nonfinite STEP             testing: make step STEP's input infinite
+  --quiet                             no progress display
+)";
+}
+
+int trainMain(int argc, char **argv) {
+  try {
+    TrainOptions o = parseTrainOptions(argc, argv);
+    TrainSummary s = train(o);
+    std::printf("trained %s (%s, loss scaling %s, %s) on %s: %s backend, %d threads\n",
+                s.model.c_str(), s.precision.c_str(), s.lossScaling.c_str(), s.optimizer.c_str(),
+                s.data.c_str(), s.backend.c_str(), s.threads);
+    std::printf("  steps            %lld (from %lld; %lld per epoch, batch %lld)\n",
+                (long long)s.steps, (long long)s.startStep, (long long)s.stepsPerEpoch,
+                (long long)s.batch);
+    std::printf("  final loss       %.6g\n", s.finalLoss);
+    std::printf("  skipped steps    %lld    loss scale %g\n", (long long)s.skippedSteps,
+                s.lossScale);
+    std::printf("  throughput       %.1f samples/s (%.2f s in train_step)\n", s.samplesPerSecond,
+                s.wallSeconds);
+    if (s.eval.accuracy >= 0)
+      std::printf("  held-out accuracy %.4f  (%lld samples, loss %.4f)\n", s.eval.accuracy,
+                  (long long)s.eval.samples, s.eval.loss);
+    if (s.eval.mse >= 0)
+      std::printf("  held-out MSE     %.6g  (%lld samples)\n", s.eval.mse,
+                  (long long)s.eval.samples);
+    if (s.eval.persistenceMse >= 0)
+      std::printf("  persistence MSE  %.6g  (repeating the last input frame)\n",
+                  s.eval.persistenceMse);
+    return 0;
+  } catch (const Error &e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "\nerror: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc &) {
+    std::fprintf(stderr, "\nerror: out of memory\n");
+    return 1;
+  }
+}
+
+} // namespace mantissa

@@ -1,0 +1,70 @@
+//===- Trainer.h - training a plan on a data set --------------------------===//
+//
+// The training loop shared by `mantissa train` and `mantissa-run train`: feeds
+// batches in a reproducible order, runs the plan's train_step, counts skipped
+// (non-finite) steps, checkpoints atomically, resumes, evaluates on held-out data
+// and summarises. It owns no numerics: those are the plan's and the backend's.
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "runtime/cpu/CpuBackend.h"
+#include "runtime/data/Dataset.h"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+namespace mantissa {
+
+struct TrainOptions {
+  std::string plan;
+  std::string data = "";           // digits | nowcast | X.npy,Y.npy (default: by task)
+  int64_t steps = -1;              // exclusive with epochs; -1: unset
+  int64_t epochs = -1;
+  bool shuffle = true;
+  std::optional<uint64_t> seed;    // data order and synthetic data (default: the plan's seed)
+  std::string save, load;          // .safetensors or .npz
+  std::string checkpointDir;
+  int64_t every = 0;               // checkpoint interval in steps
+  bool resume = false;
+  std::string json;
+  int threads = 0;
+  int64_t logEvery = 0;            // 0: about 20 lines per run
+  std::string backend = "cpu";
+  int64_t trainSamples = 1024;     // nowcast only
+  int64_t heldOutSamples = 256;    // nowcast only
+  double heldOutFraction = 0.2;    // .npy data only
+  int64_t injectNonFinite = -1;    // test hook: make the loss of this step infinite
+  bool quiet = false;
+};
+
+struct EvalResult {
+  double loss = 0;
+  double accuracy = -1;            // classification
+  double mse = -1;                 // regression
+  double persistenceMse = -1;      // nowcast: MSE of repeating the last input frame
+  int64_t samples = 0;
+};
+
+struct TrainSummary {
+  std::string model, precision, lossScaling, optimizer, data, backend;
+  int64_t steps = 0, startStep = 0, stepsPerEpoch = 0, skippedSteps = 0, batch = 0;
+  double finalLoss = 0, lossScale = 0, wallSeconds = 0, samplesPerSecond = 0;
+  int threads = 0;
+  EvalResult eval;
+};
+
+/// Parses `train` options (argv after the subcommand); throws Error on bad usage.
+TrainOptions parseTrainOptions(int argc, char **argv);
+
+/// Runs training as the options say; prints progress to stderr and the summary to stdout.
+TrainSummary train(const TrainOptions &options);
+
+/// The `train` subcommand of both tools: parse, run, report. Returns the exit code.
+int trainMain(int argc, char **argv);
+
+/// The help text of `train`.
+const char *trainUsage();
+
+} // namespace mantissa
