@@ -1,0 +1,73 @@
+//===- CpuBackend.h - executing a plan on the CPU --------------------------===//
+//
+// The CPU executor runs a verified plan step by step: library kernels (GEMM,
+// convolution) through OpenBLAS, fused elementwise kernels through the program
+// interpreter. Every tensor is stored in the compute type T; fp16/bf16 tensors hold
+// values already rounded to their format (each step's outputs are rounded to the
+// output's dtype), which makes AMP numerics reproducible without a GPU. T = double
+// is the reference mode for finite-difference gradient checks (fp32 tensors are then
+// not rounded to float). I32 tensors (max-pool indices) live in a separate store.
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "runtime/cpu/PlanLoader.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace mantissa {
+
+class ThreadPool;
+namespace kernels {
+class ElementwiseProgram;
+}
+
+template <class T> class CpuExecutor {
+public:
+  /// `plan` must outlive the executor. threads: 0 = the hardware thread count.
+  /// Allocates every tensor; persistent ones start from their `init` values.
+  explicit CpuExecutor(const LoadedPlan &plan, int threads = 0);
+  ~CpuExecutor();
+  CpuExecutor(const CpuExecutor &) = delete;
+  CpuExecutor &operator=(const CpuExecutor &) = delete;
+
+  /// Storage of a floating-point tensor (throws Error for an I32 tensor or a bad id).
+  std::vector<T> &tensor(int id);
+  const std::vector<T> &tensor(int id) const;
+  /// Storage of an I32 tensor (throws Error for a floating-point one).
+  std::vector<int32_t> &indexTensor(int id);
+  /// The id of the tensor called `name`, or -1.
+  int findTensor(const std::string &name) const;
+
+  /// Runs the function's steps in order; throws Error naming the step on failure
+  /// (e.g. a label out of range) or if there is no such function.
+  void run(const std::string &function);
+
+  const LoadedPlan &plan() const { return plan_; }
+  int threads() const;
+
+private:
+  struct PreparedFunction;
+  const PreparedFunction &prepare(const plan::Function &fn);
+  void runStep(const plan::Step &step, const kernels::ElementwiseProgram *program);
+  T scalar(int id) const { return data_[size_t(id)][0]; }
+  T *ptr(int id) { return id < 0 ? nullptr : data_[size_t(id)].data(); }
+  void roundOutput(int id);
+  const T *labels(int id);
+
+  const LoadedPlan &plan_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::vector<std::vector<T>> data_;
+  std::vector<std::vector<int32_t>> indices_;
+  std::vector<T> labelScratch_;
+  std::unordered_map<std::string, int> byName_;
+  std::unordered_map<const plan::Function *, std::unique_ptr<PreparedFunction>> prepared_;
+};
+
+extern template class CpuExecutor<float>;
+extern template class CpuExecutor<double>;
+
+} // namespace mantissa

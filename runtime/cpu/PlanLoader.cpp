@@ -1,0 +1,553 @@
+//===- PlanLoader.cpp - structural and semantic verification of plans ------===//
+#include "runtime/cpu/PlanLoader.h"
+
+#include "common/Error.h"
+#include "runtime/kernels/Elementwise.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <set>
+
+namespace mantissa {
+
+namespace {
+
+using plan::Kernel;
+
+/// Checks one plan, with the context (function, step) kept for messages.
+class Checker {
+public:
+  Checker(const plan::Plan &p, const std::string &file, std::vector<int64_t> &numElements)
+      : p_(p), file_(file), numElements_(numElements) {}
+
+  void run();
+
+private:
+  [[noreturn]] void fail(const std::string &what) const {
+    throw Error(file_ + ": " + (context_.empty() ? "" : context_ + ": ") + what);
+  }
+
+  int64_t mul(int64_t a, int64_t b) const {
+    int64_t r;
+    if (__builtin_mul_overflow(a, b, &r))
+      fail("element count overflows");
+    return r;
+  }
+  int64_t product(std::initializer_list<int64_t> dims) const {
+    int64_t r = 1;
+    for (int64_t d : dims)
+      r = mul(r, d);
+    return r;
+  }
+  int64_t product(const flatbuffers::Vector<int64_t> *dims) const {
+    int64_t r = 1;
+    if (dims)
+      for (int64_t d : *dims)
+        r = mul(r, d);
+    return r;
+  }
+
+  std::string describe(int id) const {
+    const plan::Tensor *t = p_.tensors()->Get(id);
+    return "tensor " + std::to_string(id) + " '" + (t->name() ? t->name()->str() : "") + "'";
+  }
+
+  /// `operand` must name a tensor; returns it.
+  const plan::Tensor *ref(int id, const std::string &operand) const {
+    if (id < 0 || id >= numTensors_)
+      fail("operand " + operand + " is tensor " + std::to_string(id) + ", but the plan has " +
+           std::to_string(numTensors_) + " tensors");
+    return p_.tensors()->Get(id);
+  }
+  /// A float-valued tensor of exactly `expected` elements.
+  void data(int id, const std::string &operand, int64_t expected) const {
+    const plan::Tensor *t = ref(id, operand);
+    if (t->dtype() == plan::DType::I32)
+      fail("operand " + operand + " (" + describe(id) +
+           ") is I32, expected a floating-point tensor");
+    count(id, operand, expected);
+  }
+  /// Class labels: integers stored either in a floating-point tensor or in I32.
+  void labels(int id, int64_t expected) const {
+    ref(id, "labels");
+    count(id, "labels", expected);
+  }
+  void optionalData(int id, const std::string &operand, int64_t expected) const {
+    if (id != -1)
+      data(id, operand, expected);
+  }
+  void index(int id, const std::string &operand, int64_t expected) const {
+    const plan::Tensor *t = ref(id, operand);
+    if (t->dtype() != plan::DType::I32)
+      fail("operand " + operand + " (" + describe(id) + ") is " + plan::EnumNameDType(t->dtype()) +
+           ", expected I32");
+    count(id, operand, expected);
+  }
+  void count(int id, const std::string &operand, int64_t expected) const {
+    if (numElements_[id] != expected)
+      fail("operand " + operand + " (" + describe(id) + ") has " +
+           std::to_string(numElements_[id]) + " elements, expected " + std::to_string(expected));
+  }
+  void atLeast(int64_t v, int64_t min, const char *param) const {
+    if (v < min)
+      fail(std::string(param) + " is " + std::to_string(v) + ", expected at least " +
+           std::to_string(min));
+  }
+  template <class V> const V &present(const V *v, const char *field) const {
+    if (!v)
+      fail(std::string("missing field '") + field + "'");
+    return *v;
+  }
+
+  void checkTensors();
+  void checkStep(const plan::Step &step);
+  void checkElementwise(const plan::Elementwise &k);
+  void checkGemm(const plan::Gemm &k);
+  void checkConv(const plan::Conv2d &k);
+  void checkBatchNorm(const plan::BatchNorm &k);
+  void checkBatchNormBackward(const plan::BatchNormBackward &k);
+  void checkReduce(const plan::Reduce &k);
+  void checkTranspose(const plan::Transpose &k);
+  void checkConcat(const plan::Concat &k);
+
+  const plan::Plan &p_;
+  const std::string &file_;
+  std::vector<int64_t> &numElements_;
+  std::string context_;
+  int numTensors_ = 0;
+};
+
+void Checker::run() {
+  if (p_.version() != kPlanVersion)
+    fail("plan version " + std::to_string(p_.version()) + ", but this runtime reads version " +
+         std::to_string(kPlanVersion) + " (recompile the model)");
+  checkTensors();
+  if (const plan::LossScaling *ls = p_.loss_scaling()) {
+    context_ = "loss_scaling";
+    if (ls->mode() > plan::LossScaleMode::MAX)
+      fail("unknown mode " + std::to_string(int(ls->mode())));
+    std::pair<int, const char *> refs[] = {{ls->scale(), "scale"},
+                                           {ls->growth_tracker(), "growth_tracker"},
+                                           {ls->found_finite(), "found_finite"}};
+    for (auto &r : refs)
+      if (r.first != -1)
+        data(r.first, r.second, 1);
+    context_.clear();
+  }
+  const auto &functions = present(p_.functions(), "functions");
+  std::set<std::string> names;
+  for (flatbuffers::uoffset_t f = 0; f < functions.size(); ++f) {
+    const plan::Function *fn = functions.Get(f);
+    context_ = "function " + std::to_string(f);
+    std::string name = present(fn->name(), "name").str();
+    if (!names.insert(name).second)
+      fail("function '" + name + "' appears twice");
+    context_ = name;
+    if (fn->outputs())
+      for (flatbuffers::uoffset_t i = 0; i < fn->outputs()->size(); ++i)
+        ref(fn->outputs()->Get(i), "output " + std::to_string(i));
+    if (!fn->steps())
+      continue;
+    for (flatbuffers::uoffset_t s = 0; s < fn->steps()->size(); ++s) {
+      const plan::Step *step = fn->steps()->Get(s);
+      context_ = name + " step " + std::to_string(s) + " '" +
+                 (step->name() ? step->name()->str() : "") + "'";
+      if (step->kernel_type() == Kernel::NONE || step->kernel_type() > Kernel::MAX)
+        fail("unknown kernel type " + std::to_string(int(step->kernel_type())));
+      context_ += std::string(" (") + plan::EnumNameKernel(step->kernel_type()) + ")";
+      if (!step->kernel())
+        fail("the kernel table is missing");
+      if (step->precision() > plan::DType::MAX)
+        fail("unknown precision " + std::to_string(int(step->precision())));
+      checkStep(*step);
+    }
+  }
+  context_.clear();
+}
+
+void Checker::checkTensors() {
+  const auto &tensors = present(p_.tensors(), "tensors");
+  numTensors_ = int(tensors.size());
+  numElements_.assign(tensors.size(), 0);
+  for (int id = 0; id < numTensors_; ++id) {
+    const plan::Tensor *t = tensors.Get(id);
+    context_ = describe(id);
+    if (t->dtype() > plan::DType::MAX)
+      fail("unknown dtype " + std::to_string(int(t->dtype())));
+    if (t->role() > plan::Role::MAX)
+      fail("unknown role " + std::to_string(int(t->role())));
+    if (t->shape())
+      for (flatbuffers::uoffset_t d = 0; d < t->shape()->size(); ++d)
+        if (t->shape()->Get(d) < 0)
+          fail("dimension " + std::to_string(d) + " is " + std::to_string(t->shape()->Get(d)));
+    numElements_[id] = product(t->shape());
+    bool persistent = t->role() != plan::Role::Temp && t->role() != plan::Role::Input;
+    int64_t initSize = t->init() ? int64_t(t->init()->size()) : 0;
+    if (persistent && initSize != numElements_[id])
+      fail(std::string("init has ") + std::to_string(initSize) + " values, expected " +
+           std::to_string(numElements_[id]) + " for a " + plan::EnumNameRole(t->role()));
+    if (!persistent && initSize != 0 && initSize != numElements_[id])
+      fail("init has " + std::to_string(initSize) + " values, expected 0 or " +
+           std::to_string(numElements_[id]));
+  }
+  context_.clear();
+}
+
+void Checker::checkStep(const plan::Step &step) {
+  switch (step.kernel_type()) {
+  case Kernel::Elementwise:
+    return checkElementwise(*step.kernel_as_Elementwise());
+  case Kernel::Gemm:
+    return checkGemm(*step.kernel_as_Gemm());
+  case Kernel::Conv2d:
+    return checkConv(*step.kernel_as_Conv2d());
+  case Kernel::MaxPool2d:
+  case Kernel::MaxPool2dBackward: {
+    bool fwd = step.kernel_type() == Kernel::MaxPool2d;
+    const auto *f = step.kernel_as_MaxPool2d();
+    const auto *b = step.kernel_as_MaxPool2dBackward();
+    int64_t n = fwd ? f->n() : b->n(), c = fwd ? f->c() : b->c(), h = fwd ? f->h() : b->h(),
+            w = fwd ? f->w() : b->w(), kernel = fwd ? f->kernel() : b->kernel(),
+            stride = fwd ? f->stride() : b->stride();
+    atLeast(n, 0, "n");
+    atLeast(c, 0, "c");
+    atLeast(kernel, 1, "kernel");
+    atLeast(stride, 1, "stride");
+    atLeast(h, kernel, "h");
+    atLeast(w, kernel, "w");
+    if (mul(h, w) > INT32_MAX)
+      fail("a plane of " + std::to_string(h * w) + " elements cannot be indexed by I32");
+    int64_t in = product({n, c, h, w});
+    int64_t out = product({n, c, (h - kernel) / stride + 1, (w - kernel) / stride + 1});
+    if (fwd) {
+      data(f->x(), "x", in);
+      data(f->y(), "y", out);
+      index(f->indices(), "indices", out);
+    } else {
+      data(b->dy(), "dy", out);
+      index(b->indices(), "indices", out);
+      data(b->dx(), "dx", in);
+    }
+    return;
+  }
+  case Kernel::BatchNorm:
+    return checkBatchNorm(*step.kernel_as_BatchNorm());
+  case Kernel::BatchNormBackward:
+    return checkBatchNormBackward(*step.kernel_as_BatchNormBackward());
+  case Kernel::SoftmaxCrossEntropy: {
+    const auto &k = *step.kernel_as_SoftmaxCrossEntropy();
+    atLeast(k.n(), 1, "n");
+    atLeast(k.c(), 1, "c");
+    data(k.logits(), "logits", mul(k.n(), k.c()));
+    labels(k.labels(), k.n());
+    data(k.loss(), "loss", 1);
+    return;
+  }
+  case Kernel::SoftmaxCrossEntropyBackward: {
+    const auto &k = *step.kernel_as_SoftmaxCrossEntropyBackward();
+    atLeast(k.n(), 1, "n");
+    atLeast(k.c(), 1, "c");
+    data(k.logits(), "logits", mul(k.n(), k.c()));
+    labels(k.labels(), k.n());
+    data(k.dloss(), "dloss", 1);
+    data(k.dlogits(), "dlogits", mul(k.n(), k.c()));
+    return;
+  }
+  case Kernel::MseLoss: {
+    const auto &k = *step.kernel_as_MseLoss();
+    atLeast(k.count(), 1, "count");
+    data(k.a(), "a", k.count());
+    data(k.b(), "b", k.count());
+    data(k.loss(), "loss", 1);
+    return;
+  }
+  case Kernel::MseLossBackward: {
+    const auto &k = *step.kernel_as_MseLossBackward();
+    atLeast(k.count(), 1, "count");
+    data(k.a(), "a", k.count());
+    data(k.b(), "b", k.count());
+    data(k.dloss(), "dloss", 1);
+    data(k.da(), "da", k.count());
+    return;
+  }
+  case Kernel::Reduce:
+    return checkReduce(*step.kernel_as_Reduce());
+  case Kernel::Concat:
+    return checkConcat(*step.kernel_as_Concat());
+  case Kernel::Slice: {
+    const auto &k = *step.kernel_as_Slice();
+    atLeast(k.outer(), 0, "outer");
+    atLeast(k.offset(), 0, "offset");
+    atLeast(k.out_row(), 0, "out_row");
+    atLeast(k.in_row(), k.offset() + k.out_row(), "in_row");
+    data(k.input(), "input", mul(k.outer(), k.in_row()));
+    data(k.output(), "output", mul(k.outer(), k.out_row()));
+    return;
+  }
+  case Kernel::Transpose:
+    return checkTranspose(*step.kernel_as_Transpose());
+  case Kernel::Copy: {
+    const auto &k = *step.kernel_as_Copy();
+    atLeast(k.count(), 0, "count");
+    data(k.input(), "input", k.count());
+    data(k.output(), "output", k.count());
+    return;
+  }
+  case Kernel::AllFinite: {
+    const auto &k = *step.kernel_as_AllFinite();
+    const auto &inputs = present(k.inputs(), "inputs");
+    for (flatbuffers::uoffset_t i = 0; i < inputs.size(); ++i) {
+      int id = inputs.Get(i);
+      std::string name = "inputs[" + std::to_string(i) + "]";
+      ref(id, name);
+      data(id, name, numElements_[id]);
+    }
+    data(k.output(), "output", 1);
+    return;
+  }
+  default:
+    fail("unknown kernel type");
+  }
+}
+
+void Checker::checkElementwise(const plan::Elementwise &k) {
+  const auto &shape = present(k.shape(), "shape");
+  const size_t rank = shape.size();
+  for (size_t d = 0; d < rank; ++d)
+    atLeast(shape.Get(d), 0, ("shape[" + std::to_string(d) + "]").c_str());
+  int64_t total = product(&shape);
+  const auto &inputs = present(k.inputs(), "inputs");
+  for (flatbuffers::uoffset_t i = 0; i < inputs.size(); ++i) {
+    const plan::Operand *in = inputs.Get(i);
+    std::string name = "inputs[" + std::to_string(i) + "]";
+    const plan::Tensor *t = ref(in->tensor(), name);
+    if (t->dtype() == plan::DType::I32)
+      fail("operand " + name + " (" + describe(in->tensor()) + ") is I32");
+    size_t nstrides = in->strides() ? in->strides()->size() : 0;
+    if (nstrides != rank)
+      fail("operand " + name + " has " + std::to_string(nstrides) + " strides, expected " +
+           std::to_string(rank) + " (the rank of the iteration shape)");
+    // The furthest element read must lie inside the tensor.
+    int64_t last = 0;
+    for (size_t d = 0; d < rank; ++d) {
+      int64_t st = in->strides()->Get(d);
+      if (st < 0)
+        fail("operand " + name + " has negative stride " + std::to_string(st));
+      if (shape.Get(d) > 0)
+        last += mul(shape.Get(d) - 1, st);
+    }
+    if (total > 0 && last >= numElements_[in->tensor()])
+      fail("operand " + name + " (" + describe(in->tensor()) + ") has " +
+           std::to_string(numElements_[in->tensor()]) + " elements, but its strides read element " +
+           std::to_string(last));
+  }
+  const auto &outputs = present(k.outputs(), "outputs");
+  size_t nregs = k.output_regs() ? k.output_regs()->size() : 0;
+  if (nregs != outputs.size())
+    fail(std::to_string(outputs.size()) + " outputs but " + std::to_string(nregs) + " output_regs");
+  std::vector<int> regs;
+  for (flatbuffers::uoffset_t o = 0; o < outputs.size(); ++o) {
+    data(outputs.Get(o), "outputs[" + std::to_string(o) + "]", total);
+    regs.push_back(k.output_regs()->Get(o));
+  }
+  const auto &program = present(k.program(), "program");
+  std::string problem =
+      kernels::ElementwiseProgram::check(reinterpret_cast<const plan::Instr *>(program.Data()),
+                                         program.size(), regs, int(inputs.size()));
+  if (!problem.empty())
+    fail("program " + problem);
+}
+
+void Checker::checkGemm(const plan::Gemm &k) {
+  atLeast(k.m(), 0, "m");
+  atLeast(k.n(), 0, "n");
+  atLeast(k.k(), 0, "k");
+  atLeast(k.batch(), 1, "batch");
+  for (int64_t d : {k.m(), k.n(), k.k()})
+    if (d > INT32_MAX)
+      fail("dimension " + std::to_string(d) + " exceeds what BLAS can index");
+  data(k.a(), "a", product({k.batch(), k.m(), k.k()}));
+  data(k.b(), "b", product({k.batch(), k.k(), k.n()}));
+  data(k.c(), "c", product({k.batch(), k.m(), k.n()}));
+}
+
+void Checker::checkConv(const plan::Conv2d &k) {
+  if (k.kind() > plan::ConvKind::MAX)
+    fail("unknown conv kind " + std::to_string(int(k.kind())));
+  atLeast(k.n(), 0, "n");
+  atLeast(k.c(), 1, "c");
+  atLeast(k.k(), 1, "k");
+  atLeast(k.r(), 1, "r");
+  atLeast(k.s(), 1, "s");
+  atLeast(k.stride_h(), 1, "stride_h");
+  atLeast(k.stride_w(), 1, "stride_w");
+  atLeast(k.pad_h(), 0, "pad_h");
+  atLeast(k.pad_w(), 0, "pad_w");
+  atLeast(k.h() + 2 * k.pad_h(), k.r(), "h + 2 * pad_h");
+  atLeast(k.w() + 2 * k.pad_w(), k.s(), "w + 2 * pad_w");
+  int64_t p = (k.h() + 2 * k.pad_h() - k.r()) / k.stride_h() + 1;
+  int64_t q = (k.w() + 2 * k.pad_w() - k.s()) / k.stride_w() + 1;
+  int64_t x = product({k.n(), k.c(), k.h(), k.w()});
+  int64_t w = product({k.k(), k.c(), k.r(), k.s()});
+  int64_t y = product({k.n(), k.k(), p, q});
+  switch (k.kind()) {
+  case plan::ConvKind::Forward:
+    data(k.in0(), "in0 (x)", x);
+    data(k.in1(), "in1 (w)", w);
+    data(k.out(), "out (y)", y);
+    break;
+  case plan::ConvKind::BackwardInput:
+    data(k.in0(), "in0 (dy)", y);
+    data(k.in1(), "in1 (w)", w);
+    data(k.out(), "out (dx)", x);
+    break;
+  case plan::ConvKind::BackwardWeight:
+    data(k.in0(), "in0 (x)", x);
+    data(k.in1(), "in1 (dy)", y);
+    data(k.out(), "out (dw)", w);
+    break;
+  }
+}
+
+void Checker::checkBatchNorm(const plan::BatchNorm &k) {
+  atLeast(k.n(), 0, "n");
+  atLeast(k.c(), 0, "c");
+  atLeast(k.hw(), 0, "hw");
+  if (!(k.eps() >= 0) || !std::isfinite(k.eps()))
+    fail("eps is " + std::to_string(k.eps()));
+  if (!(k.momentum() >= 0 && k.momentum() <= 1))
+    fail("momentum is " + std::to_string(k.momentum()) + ", expected a value in [0, 1]");
+  int64_t all = product({k.n(), k.c(), k.hw()});
+  data(k.x(), "x", all);
+  data(k.y(), "y", all);
+  optionalData(k.gamma(), "gamma", k.c());
+  optionalData(k.beta(), "beta", k.c());
+  optionalData(k.saved_mean(), "saved_mean", k.c());
+  optionalData(k.saved_invstd(), "saved_invstd", k.c());
+  if (k.training()) {
+    if (k.c() > 0)
+      atLeast(mul(k.n(), k.hw()), 2, "n * hw (values per channel in training)");
+    optionalData(k.running_mean(), "running_mean", k.c());
+    optionalData(k.running_var(), "running_var", k.c());
+  } else {
+    data(k.running_mean(), "running_mean", k.c());
+    data(k.running_var(), "running_var", k.c());
+  }
+}
+
+void Checker::checkBatchNormBackward(const plan::BatchNormBackward &k) {
+  atLeast(k.n(), 0, "n");
+  atLeast(k.c(), 0, "c");
+  atLeast(k.hw(), 0, "hw");
+  int64_t all = product({k.n(), k.c(), k.hw()});
+  data(k.dy(), "dy", all);
+  data(k.x(), "x", all);
+  optionalData(k.gamma(), "gamma", k.c());
+  data(k.saved_mean(), "saved_mean", k.c());
+  data(k.saved_invstd(), "saved_invstd", k.c());
+  optionalData(k.dx(), "dx", all);
+  optionalData(k.dgamma(), "dgamma", k.c());
+  optionalData(k.dbeta(), "dbeta", k.c());
+}
+
+void Checker::checkReduce(const plan::Reduce &k) {
+  const auto &in = present(k.in_shape(), "in_shape");
+  const auto &out = present(k.out_shape(), "out_shape");
+  if (in.size() != out.size())
+    fail("in_shape has rank " + std::to_string(in.size()) + " but out_shape has rank " +
+         std::to_string(out.size()));
+  for (flatbuffers::uoffset_t d = 0; d < in.size(); ++d) {
+    atLeast(in.Get(d), 0, ("in_shape[" + std::to_string(d) + "]").c_str());
+    if (out.Get(d) != in.Get(d) && out.Get(d) != 1)
+      fail("out_shape[" + std::to_string(d) + "] is " + std::to_string(out.Get(d)) +
+           ", expected 1 or " + std::to_string(in.Get(d)));
+  }
+  data(k.input(), "input", product(&in));
+  data(k.output(), "output", product(&out));
+}
+
+void Checker::checkTranspose(const plan::Transpose &k) {
+  const auto &in = present(k.in_shape(), "in_shape");
+  const auto &perm = present(k.perm(), "perm");
+  if (perm.size() != in.size())
+    fail("perm has " + std::to_string(perm.size()) + " entries, expected " +
+         std::to_string(in.size()));
+  std::vector<bool> seen(in.size(), false);
+  for (flatbuffers::uoffset_t d = 0; d < perm.size(); ++d) {
+    atLeast(in.Get(d), 0, ("in_shape[" + std::to_string(d) + "]").c_str());
+    int64_t v = perm.Get(d);
+    if (v < 0 || v >= int64_t(in.size()) || seen[v])
+      fail("perm is not a permutation of 0.." + std::to_string(int64_t(in.size()) - 1));
+    seen[v] = true;
+  }
+  int64_t total = product(&in);
+  data(k.input(), "input", total);
+  data(k.output(), "output", total);
+}
+
+void Checker::checkConcat(const plan::Concat &k) {
+  const auto &inputs = present(k.inputs(), "inputs");
+  const auto &rows = present(k.row_sizes(), "row_sizes");
+  if (inputs.size() != rows.size())
+    fail(std::to_string(inputs.size()) + " inputs but " + std::to_string(rows.size()) +
+         " row_sizes");
+  atLeast(k.outer(), 0, "outer");
+  int64_t outRow = 0;
+  for (flatbuffers::uoffset_t i = 0; i < inputs.size(); ++i) {
+    atLeast(rows.Get(i), 0, ("row_sizes[" + std::to_string(i) + "]").c_str());
+    data(inputs.Get(i), "inputs[" + std::to_string(i) + "]", mul(k.outer(), rows.Get(i)));
+    outRow += rows.Get(i);
+  }
+  data(k.output(), "output", mul(k.outer(), outRow));
+}
+
+} // namespace
+
+LoadedPlan LoadedPlan::load(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw Error(path + ": cannot open: " + std::strerror(errno));
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
+  if (in.bad())
+    throw Error(path + ": read error: " + std::strerror(errno));
+  return fromBytes(std::move(bytes), path);
+}
+
+LoadedPlan LoadedPlan::fromBytes(std::vector<uint8_t> bytes, const std::string &name) {
+  LoadedPlan lp;
+  lp.bytes_ = std::move(bytes);
+  lp.name_ = name;
+  lp.verify();
+  return lp;
+}
+
+void LoadedPlan::verify() {
+  if (bytes_.size() < 8)
+    throw Error(name_ + ": not a Mantissa plan (" + std::to_string(bytes_.size()) +
+                " bytes: empty or truncated)");
+  if (!flatbuffers::BufferHasIdentifier(bytes_.data(), plan::PlanIdentifier()))
+    throw Error(name_ + ": not a Mantissa plan (file identifier is not \"MNTP\")");
+  flatbuffers::Verifier verifier(bytes_.data(), bytes_.size(), /*max_depth=*/64,
+                                 /*max_tables=*/100000000);
+  if (!plan::VerifyPlanBuffer(verifier))
+    throw Error(name_ + ": corrupt plan (" + std::to_string(bytes_.size()) +
+                " bytes fail FlatBuffers verification: truncated or damaged file)");
+  plan_ = plan::GetPlan(bytes_.data());
+  Checker(*plan_, name_, numElements_).run();
+}
+
+int64_t LoadedPlan::numElements(int id) const { return numElements_.at(size_t(id)); }
+
+const plan::Function *LoadedPlan::findFunction(const std::string &name) const {
+  if (!plan_->functions())
+    return nullptr;
+  for (const plan::Function *f : *plan_->functions())
+    if (f->name() && f->name()->str() == name)
+      return f;
+  return nullptr;
+}
+
+} // namespace mantissa

@@ -1,0 +1,54 @@
+//===- PlanLoader.h - reading and verifying a .plan file -------------------===//
+//
+// A plan is untrusted input: it is checked with the FlatBuffers Verifier (bounds of
+// every offset), its identifier and version, and then semantically (tensor indices,
+// shapes, init sizes, every step's operand sizes against its kernel's parameters,
+// elementwise programs, dtypes), so that the executor can run it without further
+// checks. Every problem is one mantissa::Error naming the file, and where relevant
+// the function, the step index and name, the kernel and what is wrong.
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "plan/PlanVersion.h" // kPlanVersion: the one definition, shared with the compiler
+#include "plan/mantissa_plan_generated.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mantissa {
+
+class LoadedPlan {
+public:
+  /// Reads and verifies `path`; throws Error on a missing, truncated or invalid file.
+  static LoadedPlan load(const std::string &path);
+  /// Verifies a plan held in memory; `name` stands for the file in messages.
+  static LoadedPlan fromBytes(std::vector<uint8_t> bytes, const std::string &name = "<memory>");
+
+  const plan::Plan &plan() const { return *plan_; }
+  const plan::Plan *operator->() const { return plan_; }
+  const std::string &name() const { return name_; }
+  const std::vector<uint8_t> &bytes() const { return bytes_; }
+
+  /// Number of elements of tensor `id` (the product of its shape).
+  int64_t numElements(int id) const;
+  /// The function called `name`, or null.
+  const plan::Function *findFunction(const std::string &name) const;
+
+  // Moving keeps the byte buffer (and so plan()) where it is.
+  LoadedPlan(LoadedPlan &&) noexcept = default;
+  LoadedPlan &operator=(LoadedPlan &&) noexcept = default;
+  LoadedPlan(const LoadedPlan &) = delete;
+  LoadedPlan &operator=(const LoadedPlan &) = delete;
+
+private:
+  LoadedPlan() = default;
+  void verify();
+
+  std::vector<uint8_t> bytes_;
+  std::string name_;
+  const plan::Plan *plan_ = nullptr;
+  std::vector<int64_t> numElements_;
+};
+
+} // namespace mantissa

@@ -1,0 +1,226 @@
+// A plan built with the FlatBuffers builder, run end to end, and the loader's
+// verification rejecting broken plans with clear messages.
+#include "common/Error.h"
+#include "common/Float16.h"
+#include "common/ScalarOp.h"
+#include "runtime/cpu/CpuBackend.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+
+using namespace mantissa;
+namespace fb = flatbuffers;
+
+namespace {
+
+struct PlanOptions {
+  int gemmB = 1;                        // tensor index of the Gemm's b operand
+  std::vector<int64_t> wShape = {3, 4}; // shape of the weight tensor
+  uint32_t version = kPlanVersion;
+  plan::DType labelType = plan::DType::F32;
+};
+
+// Tensors: 0 x [2,3] Input, 1 w [3,4] Param, 2 bias [4] Param, 3 h [2,4] Temp,
+// 4 logits [2,4] F16 Temp, 5 labels [2] Input, 6 loss [] Temp.
+// train_step: h = x @ w ('fc1.matmul'); logits = f16(h + bias); loss = CE(logits, labels).
+std::vector<uint8_t> buildPlan(const PlanOptions &o = {}) {
+  fb::FlatBufferBuilder b;
+  std::vector<float> w = {0.5f,   -1.0f, 0.25f, 2.0f, 1.5f, 0.125f,
+                          -0.75f, 1.0f,  -2.0f, 0.3f, 0.6f, 0.9f};
+  std::vector<float> bias = {0.1f, 0.2f, 0.3f, 0.4f};
+  w.resize(size_t(o.wShape[0] * o.wShape[1]));
+  std::vector<int64_t> sx = {2, 3}, sb = {4}, sh = {2, 4}, sl = {2}, s0 = {};
+  std::vector<fb::Offset<plan::Tensor>> tensors = {
+      plan::CreateTensorDirect(b, "x", plan::DType::F32, &sx, plan::Role::Input),
+      plan::CreateTensorDirect(b, "w", plan::DType::F32, &o.wShape, plan::Role::Param, &w),
+      plan::CreateTensorDirect(b, "bias", plan::DType::F32, &sb, plan::Role::Param, &bias),
+      plan::CreateTensorDirect(b, "h", plan::DType::F32, &sh, plan::Role::Temp),
+      plan::CreateTensorDirect(b, "logits", plan::DType::F16, &sh, plan::Role::Temp),
+      plan::CreateTensorDirect(b, "y", o.labelType, &sl, plan::Role::Input),
+      plan::CreateTensorDirect(b, "loss", plan::DType::F32, &s0, plan::Role::Temp),
+  };
+  auto gemm = plan::CreateGemm(b, 0, o.gemmB, 3, false, false, 2, 4, 3);
+  std::vector<int64_t> hStrides = {4, 1}, biasStrides = {0, 1};
+  std::vector<fb::Offset<plan::Operand>> inputs = {plan::CreateOperandDirect(b, 3, &hStrides),
+                                                   plan::CreateOperandDirect(b, 2, &biasStrides)};
+  std::vector<plan::Instr> program = {plan::Instr(uint8_t(ScalarOp::Load), 0, 0, 0, 0.0f),
+                                      plan::Instr(uint8_t(ScalarOp::Load), 0, 0, 0, 1.0f),
+                                      plan::Instr(uint8_t(ScalarOp::Add), 0, 1, 0, 0.0f)};
+  std::vector<int32_t> outs = {4};
+  std::vector<int16_t> regs = {2};
+  auto ew = plan::CreateElementwiseDirect(b, &sh, &inputs, &program, &outs, &regs);
+  auto ce = plan::CreateSoftmaxCrossEntropy(b, 4, 5, 6, 2, 4);
+  std::vector<fb::Offset<plan::Step>> steps = {
+      plan::CreateStepDirect(b, "fc1.matmul", "graph.matmul", plan::DType::F32, plan::Kernel::Gemm,
+                             gemm.Union()),
+      plan::CreateStepDirect(b, "fc1.bias", "graph.add", plan::DType::F16,
+                             plan::Kernel::Elementwise, ew.Union()),
+      plan::CreateStepDirect(b, "loss", "graph.cross_entropy", plan::DType::F32,
+                             plan::Kernel::SoftmaxCrossEntropy, ce.Union())};
+  std::vector<int32_t> fnOuts = {6};
+  std::vector<fb::Offset<plan::Function>> functions = {
+      plan::CreateFunctionDirect(b, "train_step", &steps, &fnOuts)};
+  auto root = plan::CreatePlanDirect(b, o.version, 0, 0, 0, 0, &tensors, &functions);
+  plan::FinishPlanBuffer(b, root);
+  return std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+}
+
+std::string loadError(std::vector<uint8_t> bytes) {
+  try {
+    LoadedPlan::fromBytes(std::move(bytes), "model.plan");
+  } catch (const Error &e) {
+    return e.what();
+  }
+  return "";
+}
+
+template <class T>
+double expectedLoss(const std::vector<double> &x, const std::vector<double> &lab) {
+  std::vector<double> w = {0.5, -1.0, 0.25, 2.0, 1.5, 0.125, -0.75, 1.0, -2.0, 0.3f, 0.6f, 0.9f};
+  std::vector<double> bias = {0.1f, 0.2f, 0.3f, 0.4f};
+  double total = 0;
+  for (int i = 0; i < 2; ++i) {
+    double logits[4], mx = -1e300;
+    for (int j = 0; j < 4; ++j) {
+      double h = 0;
+      for (int k = 0; k < 3; ++k)
+        h += x[i * 3 + k] * w[k * 4 + j];
+      // h (fp32 tensor) + bias, stored as fp16
+      logits[j] = roundToF16(double(T(h)) + bias[j]);
+      mx = std::max(mx, logits[j]);
+    }
+    double s = 0;
+    for (double l : logits)
+      s += std::exp(l - mx);
+    total += std::log(s) + mx - logits[int(lab[i])];
+  }
+  return total / 2;
+}
+
+template <class T> void runEndToEnd() {
+  LoadedPlan lp = LoadedPlan::fromBytes(buildPlan(), "tiny.plan");
+  CpuExecutor<T> ex(lp, 2);
+  int x = ex.findTensor("x"), y = ex.findTensor("y"), loss = ex.findTensor("loss");
+  ASSERT_EQ(x, 0);
+  ASSERT_EQ(y, 5);
+  ASSERT_EQ(ex.findTensor("nope"), -1);
+  // Params are initialised from the plan.
+  EXPECT_EQ(ex.tensor(ex.findTensor("w"))[3], T(2.0));
+  std::vector<double> xv = {1.0, 2.0, -1.0, 0.5, -0.25, 3.0}, lab = {3, 1};
+  for (int i = 0; i < 6; ++i)
+    ex.tensor(x)[i] = T(xv[i]);
+  ex.tensor(y) = {T(3), T(1)};
+  ex.run("train_step");
+  // logits are fp16 values
+  for (T v : ex.tensor(4))
+    EXPECT_EQ(double(v), roundToF16(double(v)));
+  const double tolerance = std::is_same<T, float>::value ? 1e-6 : 1e-13;
+  EXPECT_NEAR(double(ex.tensor(loss)[0]), expectedLoss<T>(xv, lab), tolerance);
+  // A label out of range is an error naming the step.
+  ex.tensor(y)[1] = T(4);
+  try {
+    ex.run("train_step");
+    FAIL() << "no error";
+  } catch (const Error &e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("tiny.plan: train_step step 2 'loss' (SoftmaxCrossEntropy)"),
+              std::string::npos)
+        << m;
+    EXPECT_NE(m.find("row 1"), std::string::npos) << m;
+  }
+  EXPECT_THROW(ex.run("eval_step"), Error);
+}
+
+} // namespace
+
+TEST(Plan, EndToEndFloat) { runEndToEnd<float>(); }
+TEST(Plan, EndToEndDouble) { runEndToEnd<double>(); }
+
+TEST(Plan, LoadFromFileAndMissingFile) {
+  std::string path = ::testing::TempDir() + "mantissa_tiny.plan";
+  auto bytes = buildPlan();
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char *>(bytes.data()), std::streamsize(bytes.size()));
+  }
+  LoadedPlan lp = LoadedPlan::load(path);
+  EXPECT_EQ(lp.numElements(1), 12);
+  EXPECT_NE(lp.findFunction("train_step"), nullptr);
+  std::remove(path.c_str());
+  try {
+    LoadedPlan::load(path);
+    FAIL();
+  } catch (const Error &e) {
+    EXPECT_EQ(std::string(e.what()), path + ": cannot open: No such file or directory");
+  }
+}
+
+TEST(Plan, RejectsTruncatedBuffer) {
+  auto bytes = buildPlan();
+  bytes.resize(bytes.size() / 2);
+  std::string m = loadError(bytes);
+  EXPECT_NE(m.find("model.plan: corrupt plan"), std::string::npos) << m;
+  EXPECT_NE(loadError({}).find("model.plan: not a Mantissa plan"), std::string::npos);
+}
+
+TEST(Plan, RejectsFlippedIdentifierByte) {
+  auto bytes = buildPlan();
+  bytes[5] ^= 0x20; // "MNTP" -> "MnTP"
+  EXPECT_EQ(loadError(bytes), "model.plan: not a Mantissa plan (file identifier is not \"MNTP\")");
+}
+
+TEST(Plan, AnySingleByteFlipIsRejectedOrHarmless) {
+  // Every byte flipped in turn: the loader must either throw Error or give a plan that
+  // passes all semantic checks (e.g. a flipped init value) -- never crash.
+  auto good = buildPlan();
+  int rejected = 0;
+  for (size_t i = 0; i < good.size(); ++i) {
+    auto bytes = good;
+    bytes[i] ^= 0xFF;
+    try {
+      LoadedPlan lp = LoadedPlan::fromBytes(bytes, "model.plan");
+      CpuExecutor<float> ex(lp, 1);
+      (void)ex;
+    } catch (const Error &) {
+      ++rejected;
+    }
+  }
+  EXPECT_GT(rejected, int(good.size() / 4));
+}
+
+TEST(Plan, RejectsOutOfRangeTensorIndex) {
+  PlanOptions o;
+  o.gemmB = 99;
+  EXPECT_EQ(loadError(buildPlan(o)), "model.plan: train_step step 0 'fc1.matmul' (Gemm): operand b "
+                                     "is tensor 99, but the plan has 7 tensors");
+}
+
+TEST(Plan, RejectsWrongOperandSize) {
+  PlanOptions o;
+  o.wShape = {5, 4};
+  EXPECT_EQ(loadError(buildPlan(o)), "model.plan: train_step step 0 'fc1.matmul' (Gemm): operand b "
+                                     "(tensor 1 'w') has 20 elements, expected 12");
+}
+
+TEST(Plan, RejectsOtherVersion) {
+  PlanOptions o;
+  o.version = kPlanVersion + 1;
+  EXPECT_NE(loadError(buildPlan(o)).find("plan version 2, but this runtime reads version 1"),
+            std::string::npos);
+}
+
+TEST(Plan, LabelsMayBeI32) {
+  PlanOptions o;
+  o.labelType = plan::DType::I32;
+  LoadedPlan lp = LoadedPlan::fromBytes(buildPlan(o), "tiny.plan");
+  CpuExecutor<double> ex(lp, 1);
+  std::vector<double> xv = {1.0, 2.0, -1.0, 0.5, -0.25, 3.0};
+  ex.tensor(0).assign(xv.begin(), xv.end());
+  ex.indexTensor(5) = {3, 1};
+  EXPECT_THROW(ex.tensor(5), Error);
+  ex.run("train_step");
+  EXPECT_NEAR(ex.tensor(6)[0], expectedLoss<double>(xv, {3, 1}), 1e-13);
+}
