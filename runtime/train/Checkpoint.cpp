@@ -39,7 +39,7 @@ std::vector<int64_t> shapeOf(const plan::Tensor &t) {
 
 } // namespace
 
-void saveCheckpoint(CpuExecutor<float> &exec, const std::string &path, int64_t step) {
+void saveCheckpoint(Executor &exec, const std::string &path, int64_t step) {
   Format format = formatOf(path);
   std::vector<HostTensor> out;
   const auto *tensors = exec.plan()->tensors();
@@ -50,7 +50,9 @@ void saveCheckpoint(CpuExecutor<float> &exec, const std::string &path, int64_t s
     std::string name = t->name()->str();
     // PyTorch keeps counters as int64 tensors.
     bool counter = endsWith(name, ".num_batches_tracked") || name == "optimizer.step";
-    out.push_back(HostTensor::fromFloats(name, shapeOf(*t), exec.tensor(int(i)),
+    std::vector<float> values(size_t(exec.plan().numElements(int(i))));
+    exec.read(int(i), values.data(), values.size());
+    out.push_back(HostTensor::fromFloats(name, shapeOf(*t), values,
                                          counter ? HostTensor::DType::I64
                                                  : HostTensor::DType::F32));
   }
@@ -68,7 +70,7 @@ void saveCheckpoint(CpuExecutor<float> &exec, const std::string &path, int64_t s
   }
 }
 
-int64_t loadCheckpoint(CpuExecutor<float> &exec, const std::string &path) {
+int64_t loadCheckpoint(Executor &exec, const std::string &path) {
   Format format = formatOf(path);
   std::vector<HostTensor> file =
       format == Format::Safetensors ? readSafetensors(path).tensors : readNpz(path);
@@ -96,8 +98,7 @@ int64_t loadCheckpoint(CpuExecutor<float> &exec, const std::string &path) {
     for (float v : values)
       if (!std::isfinite(v))
         throw Error(path + ": tensor '" + name + "' holds a non-finite value");
-    std::vector<float> &dst = exec.tensor(int(i));
-    std::copy(values.begin(), values.end(), dst.begin());
+    exec.write(int(i), values.data(), values.size());
     used.insert(name);
   }
   int64_t step = 0;

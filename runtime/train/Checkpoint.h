@@ -9,7 +9,7 @@
 //===----------------------------------------------------------------------===//
 #pragma once
 
-#include "runtime/cpu/CpuBackend.h"
+#include "runtime/backend/Executor.h"
 
 #include <cstdint>
 #include <string>
@@ -17,11 +17,11 @@
 namespace mantissa {
 
 /// Writes the executor's persistent state and the global step to `path`.
-void saveCheckpoint(CpuExecutor<float> &exec, const std::string &path, int64_t step);
+void saveCheckpoint(Executor &exec, const std::string &path, int64_t step);
 
 /// Loads `path` into the executor. Parameters and model buffers must all be there
 /// with their shapes; optimizer and scaler state that is absent (a PyTorch state
 /// dict) keeps its initial value. Returns `trainer.step` (0 if absent).
-int64_t loadCheckpoint(CpuExecutor<float> &exec, const std::string &path);
+int64_t loadCheckpoint(Executor &exec, const std::string &path);
 
 } // namespace mantissa

@@ -103,25 +103,21 @@ DataSplit loadData(const TrainOptions &o, const plan::ModelInfo &model, uint64_t
 }
 
 /// Writes one batch of rows into the plan's input tensors.
-template <class T>
-void feed(CpuExecutor<T> &exec, int xId, int yId, const Dataset &d,
+void feed(Executor &exec, int xId, int yId, const Dataset &d,
           const std::vector<int64_t> &rows, std::vector<float> &xBuf, std::vector<float> &yBuf) {
   xBuf.resize(rows.size() * size_t(d.xSampleSize()));
   yBuf.resize(rows.size() * size_t(d.ySampleSize()));
   gather(d, rows, xBuf.data(), yBuf.data());
-  std::vector<T> &x = exec.tensor(xId);
-  std::copy(xBuf.begin(), xBuf.end(), x.begin());
+  exec.write(xId, xBuf.data(), xBuf.size());
   if (exec.plan()->tensors()->Get(yId)->dtype() == plan::DType::I32) {
-    std::vector<int32_t> &y = exec.indexTensor(yId);
-    for (size_t i = 0; i < yBuf.size(); ++i)
-      y[i] = static_cast<int32_t>(yBuf[i]);
+    std::vector<int32_t> labels(yBuf.begin(), yBuf.end());
+    exec.writeIndices(yId, labels.data(), labels.size());
   } else {
-    std::vector<T> &y = exec.tensor(yId);
-    std::copy(yBuf.begin(), yBuf.end(), y.begin());
+    exec.write(yId, yBuf.data(), yBuf.size());
   }
 }
 
-EvalResult evaluate(CpuExecutor<float> &exec, int xId, int yId, const Dataset &d, int64_t batch) {
+EvalResult evaluate(Executor &exec, int xId, int yId, const Dataset &d, int64_t batch) {
   const LoadedPlan &plan = exec.plan();
   const plan::Function *fn = plan.findFunction("eval_step");
   if (!fn || !fn->outputs() || fn->outputs()->size() < 2)
@@ -132,7 +128,7 @@ EvalResult evaluate(CpuExecutor<float> &exec, int xId, int yId, const Dataset &d
   int64_t correct = 0, ySize = d.ySampleSize();
   int64_t predSize = plan.numElements(predId) / batch;
   double lossSum = 0, sqSum = 0;
-  std::vector<float> xBuf, yBuf;
+  std::vector<float> xBuf, yBuf, pred(size_t(plan.numElements(predId)));
   for (int64_t start = 0; start < d.n; start += batch) {
     int64_t valid = std::min(batch, d.n - start);
     std::vector<int64_t> rows(size_t(batch), start); // pad a partial batch with its first row
@@ -140,7 +136,7 @@ EvalResult evaluate(CpuExecutor<float> &exec, int xId, int yId, const Dataset &d
       rows[size_t(i)] = start + i;
     feed(exec, xId, yId, d, rows, xBuf, yBuf);
     exec.run("eval_step");
-    const std::vector<float> &pred = exec.tensor(predId);
+    exec.read(predId, pred.data(), pred.size());
     for (int64_t i = 0; i < valid; ++i) {
       const float *p = pred.data() + i * predSize;
       if (d.classification) {
@@ -204,7 +200,7 @@ void writeJson(const std::string &path, const TrainOptions &o, const TrainSummar
     << "  \"optimizer\": " << jsonString(s.optimizer) << ",\n"
     << "  \"data\": " << jsonString(s.data) << ",\n"
     << "  \"backend\": " << jsonString(s.backend) << ",\n"
-    << "  \"threads\": " << s.threads << ",\n"
+    << "  \"device\": " << jsonString(s.device) << ",\n"
     << "  \"batch\": " << s.batch << ",\n"
     << "  \"steps\": " << s.steps << ",\n"
     << "  \"start_step\": " << s.startStep << ",\n"
@@ -259,10 +255,8 @@ private:
 } // namespace
 
 TrainSummary train(const TrainOptions &o) {
-  if (o.backend != "cpu")
-    throw Error("--backend " + o.backend +
-                ": this runtime was built with the CPU backend only (the CUDA backend is not "
-                "part of this build); use --backend cpu");
+  if (o.backend != "cpu" && o.backend != "cuda")
+    throw Error("--backend " + o.backend + ": expected cpu or cuda");
   LoadedPlan plan = LoadedPlan::load(o.plan);
   const plan::ModelInfo *model = plan->model();
   if (!model)
@@ -275,15 +269,26 @@ TrainSummary train(const TrainOptions &o) {
   s.precision = precisionName(plan.plan());
   s.lossScaling = lossScalingName(plan.plan());
   s.optimizer = optimizerName(plan.plan());
-  s.backend = "cpu";
   s.batch = batch;
 
   DataSplit data = loadData(o, *model, seed, s.data);
   BatchOrder order(data.train.n, batch, o.shuffle, seed);
   s.stepsPerEpoch = order.stepsPerEpoch();
 
-  CpuExecutor<float> exec(plan, o.threads);
-  s.threads = exec.threads();
+  std::unique_ptr<Executor> execPtr;
+  if (o.backend == "cuda") {
+    execPtr = makeCudaExecutor(plan);
+  } else {
+    execPtr = makeCpuExecutor(plan, o.threads);
+  }
+  Executor &exec = *execPtr;
+  s.backend = exec.backendName();
+  s.device = exec.deviceDescription();
+  auto scalar = [&](int id) {
+    float v = 0;
+    exec.read(id, &v, 1);
+    return double(v);
+  };
   int xId = findInput(plan, "x"), yId = findInput(plan, "y");
   const plan::Function *trainFn = plan.findFunction("train_step");
   if (!trainFn || !trainFn->outputs() || trainFn->outputs()->size() < 1)
@@ -327,19 +332,21 @@ TrainSummary train(const TrainOptions &o) {
   double trainSeconds = 0;
   for (int64_t step = start; step < total; ++step) {
     feed(exec, xId, yId, data.train, order.rows(step), xBuf, yBuf);
-    if (step == o.injectNonFinite)
-      exec.tensor(xId)[0] = INFINITY;
+    if (step == o.injectNonFinite) {
+      xBuf[0] = INFINITY;
+      exec.write(xId, xBuf.data(), xBuf.size());
+    }
     auto t0 = Clock::now();
     exec.run("train_step");
     trainSeconds += std::chrono::duration<double>(Clock::now() - t0).count();
-    double loss = exec.tensor(lossId)[0];
-    bool finite = finiteId < 0 || exec.tensor(finiteId)[0] != 0.0f;
+    double loss = scalar(lossId);
+    bool finite = finiteId < 0 || scalar(finiteId) != 0.0;
     if (!finite) {
       ++s.skippedSteps;
       if (++consecutiveSkips >= 100)
         throw Error("step " + std::to_string(step) +
                     ": 100 consecutive steps with non-finite gradients; the loss scale is " +
-                    std::to_string(scaleId >= 0 ? exec.tensor(scaleId)[0] : 1.0) +
+                    std::to_string(scaleId >= 0 ? scalar(scaleId) : 1.0) +
                     " (check the data and the learning rate)");
     } else {
       consecutiveSkips = 0;
@@ -353,7 +360,7 @@ TrainSummary train(const TrainOptions &o) {
       ++lossCount;
     }
     s.finalLoss = loss;
-    s.lossScale = scaleId >= 0 ? exec.tensor(scaleId)[0] : 1.0;
+    s.lossScale = scaleId >= 0 ? scalar(scaleId) : 1.0;
     progress.update(step, loss, s.lossScale, s.skippedSteps,
                     trainSeconds > 0 ? double((step + 1 - start) * batch) / trainSeconds : 0);
     if (!ckptPath.empty() && o.every > 0 && (step + 1) % o.every == 0)
@@ -363,7 +370,7 @@ TrainSummary train(const TrainOptions &o) {
   s.wallSeconds = trainSeconds;
   s.samplesPerSecond = trainSeconds > 0 ? double((total - start) * batch) / trainSeconds : 0;
   if (total == start && scaleId >= 0)
-    s.lossScale = exec.tensor(scaleId)[0];
+    s.lossScale = scalar(scaleId);
   if (!ckptPath.empty())
     saveCheckpoint(exec, ckptPath, total);
   if (!o.save.empty())
@@ -459,9 +466,9 @@ int trainMain(int argc, char **argv) {
   try {
     TrainOptions o = parseTrainOptions(argc, argv);
     TrainSummary s = train(o);
-    std::printf("trained %s (%s, loss scaling %s, %s) on %s: %s backend, %d threads\n",
+    std::printf("trained %s (%s, loss scaling %s, %s) on %s: %s backend (%s)\n",
                 s.model.c_str(), s.precision.c_str(), s.lossScaling.c_str(), s.optimizer.c_str(),
-                s.data.c_str(), s.backend.c_str(), s.threads);
+                s.data.c_str(), s.backend.c_str(), s.device.c_str());
     std::printf("  steps            %lld (from %lld; %lld per epoch, batch %lld)\n",
                 (long long)s.steps, (long long)s.startStep, (long long)s.stepsPerEpoch,
                 (long long)s.batch);

@@ -7,7 +7,7 @@
 //===----------------------------------------------------------------------===//
 #pragma once
 
-#include "runtime/cpu/CpuBackend.h"
+#include "runtime/backend/Executor.h"
 #include "runtime/data/Dataset.h"
 
 #include <cstdint>
@@ -31,7 +31,7 @@ struct TrainOptions {
   std::string json;
   int threads = 0;
   int64_t logEvery = 0;            // 0: about 20 lines per run
-  std::string backend = "cpu";
+  std::string backend = "cpu";     // cpu | cuda
   int64_t trainSamples = 1024;     // nowcast only
   int64_t heldOutSamples = 256;    // nowcast only
   double heldOutFraction = 0.2;    // .npy data only
@@ -48,10 +48,9 @@ struct EvalResult {
 };
 
 struct TrainSummary {
-  std::string model, precision, lossScaling, optimizer, data, backend;
+  std::string model, precision, lossScaling, optimizer, data, backend, device;
   int64_t steps = 0, startStep = 0, stepsPerEpoch = 0, skippedSteps = 0, batch = 0;
   double finalLoss = 0, lossScale = 0, wallSeconds = 0, samplesPerSecond = 0;
-  int threads = 0;
   EvalResult eval;
 };
 

@@ -1,0 +1,55 @@
+"""Shared helpers of the end-to-end tests: run the tools, read their outputs."""
+import json, os, subprocess, sys, tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("MANTISSA_BUILD", os.path.join(ROOT, "build"))
+BIN = os.path.join(BUILD, "bin")
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+
+def tool(name):
+    return os.path.join(BIN, name)
+
+
+def run(args, check=True, **kw):
+    """Runs a command; on failure prints its output and raises."""
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kw)
+    if check and p.returncode != 0:
+        sys.stderr.write(f"command failed ({p.returncode}): {' '.join(map(str, args))}\n{p.stdout}\n{p.stderr}\n")
+        raise SystemExit(1)
+    return p
+
+
+def compile_model(model, out, *opts):
+    src = model if model.endswith(".mlir") else os.path.join(ROOT, "models", model + ".mlir")
+    run([tool("mantissa"), "compile", src, "-o", out, *opts])
+    return out
+
+
+def train(plan, *opts, json_out=None):
+    args = [tool("mantissa-run"), "train", plan, "--quiet", *opts]
+    if json_out:
+        args += ["--json", json_out]
+    p = run(args)
+    if json_out:
+        with open(json_out) as f:
+            return json.load(f)
+    return p
+
+
+def tmpdir():
+    return tempfile.mkdtemp(prefix="mantissa-test-")
+
+
+class Checks:
+    """Collects named checks, prints each, and exits non-zero if any failed."""
+    def __init__(s):
+        s.failed = 0
+        s.passed = 0
+    def check(s, ok, what):
+        print(("PASS " if ok else "FAIL ") + what, flush=True)
+        if ok: s.passed += 1
+        else: s.failed += 1
+    def done(s):
+        print(f"{s.passed} passed, {s.failed} failed")
+        sys.exit(1 if s.failed else 0)

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Bad input: each case gets one clear message (what and where), a non-zero exit, no crash."""
+import os, shutil, subprocess
+import numpy as np
+from common import Checks, ROOT, compile_model, run, tmpdir, tool
+
+c = Checks()
+d = tmpdir()
+
+
+def expect_error(args, *needles, what):
+    p = run(args, check=False)
+    err = p.stderr
+    lines = [l for l in err.splitlines() if "error" in l]
+    ok = p.returncode > 0 and all(n in err for n in needles) and len(lines) >= 1
+    # A crash shows as a negative return code (a signal) or an uncaught exception.
+    ok = ok and "terminate called" not in err and "Assertion" not in err and "Stack dump" not in err
+    c.check(ok, f"{what}: exit {p.returncode}, message: {err.strip().splitlines()[-1] if err.strip() else '(none)'}")
+    if not ok:
+        print(err)
+
+
+def write(name, text):
+    path = os.path.join(d, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+# Malformed IR: a syntax error, reported at its file:line:col.
+bad = write("bad_syntax.mlir", 'module {\n  func.func @forward() -> tensor<f32> {\n    %x = graph.input "x" : tensor<4x3xf32\n  }\n}\n')
+expect_error([tool("mantissa"), "compile", bad, "-o", os.path.join(d, "x.plan")], "bad_syntax.mlir:3:", what="malformed IR")
+
+# Wrong shapes: a linear layer whose weight does not match its input.
+shapes = write("bad_shapes.mlir", '''module attributes {graph.model = "m", graph.task = "classification", graph.num_classes = 4 : i64} {
+  func.func @forward() -> (tensor<f32>, tensor<8x4xf32>) {
+    %x = graph.input "x" : tensor<8x3xf32>
+    %y = graph.input "y" : tensor<8xi32>
+    %w = graph.param "fc.weight" {init = "uniform", bound = 0.5} : tensor<4x5xf32>
+    %z = graph.linear %x, %w : tensor<8x3xf32>, tensor<4x5xf32> -> tensor<8x4xf32>
+    %l = graph.softmax_cross_entropy %z, %y : tensor<8x4xf32>, tensor<8xi32> -> tensor<f32>
+    return %l, %z : tensor<f32>, tensor<8x4xf32>
+  }
+}
+''')
+expect_error([tool("mantissa"), "compile", shapes, "-o", os.path.join(d, "x.plan")], "bad_shapes.mlir:6:", "features", what="wrong shapes")
+
+# A policy file naming an op the model does not have.
+policy = write("policy.json", '{"default": "fp16", "ops": {"fc9": "fp32"}}')
+expect_error([tool("mantissa"), "compile", os.path.join(ROOT, "models", "mlp_digits.mlir"), "--precision", policy,
+              "-o", os.path.join(d, "x.plan")], "fc9", what="unknown op in a policy file")
+
+# A missing model file.
+expect_error([tool("mantissa"), "compile", os.path.join(d, "nope.mlir"), "-o", os.path.join(d, "x.plan")], "nope.mlir", what="missing model file")
+
+# Plans: truncated, bit-flipped, missing.
+plan = compile_model("mlp_digits", os.path.join(d, "good.plan"))
+data = open(plan, "rb").read()
+trunc = os.path.join(d, "truncated.plan")
+open(trunc, "wb").write(data[: len(data) // 2])
+expect_error([tool("mantissa-run"), "train", trunc, "--steps", "1"], "truncated.plan", what="truncated plan")
+flips, crashes = 0, 0
+rng = np.random.default_rng(0)
+for k in range(40):  # flip bytes all over the file, in the header (offsets) most of all
+    pos = int(rng.integers(0, 512)) if k < 30 else int(rng.integers(0, len(data)))
+    b = bytearray(data)
+    b[pos] ^= 1 << int(rng.integers(0, 8))
+    path = os.path.join(d, "flipped.plan")
+    open(path, "wb").write(bytes(b))
+    p = run([tool("mantissa-run"), "train", path, "--steps", "1", "--quiet"], check=False)
+    if p.returncode < 0 or "terminate called" in p.stderr:
+        crashes += 1
+        print(f"crash with byte {pos} flipped: {p.returncode} {p.stderr[-300:]}")
+    elif p.returncode != 0:
+        flips += 1
+c.check(crashes == 0, f"bit-flipped plans: {crashes} crashes in 40 (rejected with a message: {flips}, harmless flips of weights or names: {40 - flips})")
+expect_error([tool("mantissa-run"), "train", os.path.join(d, "missing.plan")], "missing.plan", what="missing plan")
+
+# Data: wrong shape, NaN, missing.
+x = np.random.default_rng(1).random((100, 3), dtype=np.float32)
+y = np.zeros(100, dtype=np.int64)
+np.save(os.path.join(d, "x3.npy"), x); np.save(os.path.join(d, "y.npy"), y)
+expect_error([tool("mantissa-run"), "train", plan, "--data", f"{d}/x3.npy,{d}/y.npy", "--steps", "1"], "x3.npy", "[N,64]", what="data of the wrong shape")
+x = np.random.default_rng(1).random((100, 64), dtype=np.float32)
+x[19, 5] = np.nan
+np.save(os.path.join(d, "xnan.npy"), x)
+expect_error([tool("mantissa-run"), "train", plan, "--data", f"{d}/xnan.npy,{d}/y.npy", "--steps", "1"], "xnan.npy", "NaN", what="NaN in the data")
+expect_error([tool("mantissa-run"), "train", plan, "--data", f"{d}/none.npy,{d}/y.npy", "--steps", "1"], "none.npy", what="missing data file")
+expect_error([tool("mantissa-run"), "train", plan, "--load", f"{d}/none.safetensors", "--steps", "1"], "none.safetensors", what="missing checkpoint")
+expect_error([tool("mantissa-run"), "train", plan, "--bogus"], "--bogus", what="unknown option")
+
+shutil.rmtree(d)
+c.done()
