@@ -1,0 +1,327 @@
+//===- AssignPrecision.cpp - autocast of the forward graph ----------------===//
+//
+// Walks @forward in order and gives every op the element type its precision
+// category (GraphOps.td) or an override asks for, casting operands where they
+// differ and re-inferring result types. Parameters, inputs and buffers keep their
+// fp32 types; casts are made once per (value, type) and placed before the first
+// op that needs them, so they dominate every later use.
+//===----------------------------------------------------------------------===//
+#include "compiler/PassUtils.h"
+#include "compiler/Passes.h"
+
+#include "mantissa/Graph/GraphOps.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/Interfaces/InferTypeOpInterface.h"
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/ADT/StringMap.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
+
+namespace mantissa {
+#define GEN_PASS_DEF_ASSIGNPRECISION
+#include "compiler/Passes.h.inc"
+} // namespace mantissa
+
+using namespace mlir;
+using namespace mantissa;
+using namespace mantissa::graph;
+
+namespace {
+
+/// "fp32", "fp16", "bf16" as an element type, or null.
+Type parsePrecision(MLIRContext *ctx, StringRef name) {
+  if (name == "fp32")
+    return Float32Type::get(ctx);
+  if (name == "fp16")
+    return Float16Type::get(ctx);
+  if (name == "bf16")
+    return BFloat16Type::get(ctx);
+  return {};
+}
+
+/// What the `policy` option says: the precision of `Lower` ops, and per-op
+/// overrides by `graph.name` (from a policy file).
+struct Policy {
+  Type lowType;
+  llvm::StringMap<Type> byName;
+  std::string file; // empty unless read from a file
+};
+
+FailureOr<Policy> readPolicy(ModuleOp module, StringRef option) {
+  MLIRContext *ctx = module.getContext();
+  Policy policy;
+  if ((policy.lowType = parsePrecision(ctx, option)))
+    return policy;
+
+  policy.file = option.str();
+  auto buffer = llvm::MemoryBuffer::getFile(option);
+  if (!buffer)
+    return module.emitError() << "assign-precision: policy '" << option
+                              << "' is neither fp32, fp16, bf16 nor a readable policy file ("
+                              << buffer.getError().message() << ")";
+  auto json = llvm::json::parse((*buffer)->getBuffer());
+  if (!json)
+    return module.emitError() << "assign-precision: policy file '" << option
+                              << "' is not valid JSON: " << llvm::toString(json.takeError());
+  const llvm::json::Object *root = json->getAsObject();
+  if (!root)
+    return module.emitError() << "assign-precision: policy file '" << option
+                              << "' must hold an object {\"default\": ..., \"ops\": {...}}";
+  for (const auto &entry : *root)
+    if (entry.first != "default" && entry.first != "ops")
+      return module.emitError() << "assign-precision: policy file '" << option
+                                << "' has an unknown key \"" << StringRef(entry.first)
+                                << "\" (expected \"default\" and \"ops\")";
+  std::optional<StringRef> def = root->getString("default");
+  if (!def || !(policy.lowType = parsePrecision(ctx, *def)))
+    return module.emitError() << "assign-precision: policy file '" << option
+                              << "' needs \"default\": \"fp32\", \"fp16\" or \"bf16\"";
+  if (const llvm::json::Value *ops = root->get("ops")) {
+    const llvm::json::Object *byName = ops->getAsObject();
+    if (!byName)
+      return module.emitError() << "assign-precision: policy file '" << option
+                                << "': \"ops\" must be an object of op name to precision";
+    for (const auto &entry : *byName) {
+      std::optional<StringRef> value = entry.second.getAsString();
+      Type type = value ? parsePrecision(ctx, *value) : Type();
+      if (!type)
+        return module.emitError() << "assign-precision: policy file '" << option << "': op \""
+                                  << StringRef(entry.first) << "\" needs \"fp32\", \"fp16\" or \"bf16\"";
+      policy.byName[entry.first.str()] = type;
+    }
+  }
+  return policy;
+}
+
+/// A cast from `from` to `to` that loses nothing (f16/bf16 -> f32 -> f64).
+bool isExactWidening(Type from, Type to) {
+  auto width = [](Type t) { return t.isF64() ? 64 : t.isF32() ? 32 : 16; };
+  return width(from) < width(to);
+}
+
+/// Makes casts once per (value, element type); a cast of an exact widening cast
+/// starts from the original value instead.
+class CastCache {
+public:
+  Value get(OpBuilder &b, Value value, Type element) {
+    auto type = cast<RankedTensorType>(value.getType());
+    if (type.getElementType() == element)
+      return value;
+    if (auto inner = value.getDefiningOp<CastOp>())
+      if (isExactWidening(inner.getInput().getType().getElementType(), type.getElementType()))
+        return get(b, inner.getInput(), element);
+    Value &cached = casts[{value, element}];
+    if (!cached)
+      cached = CastOp::create(b, value.getLoc(), type.clone(element), value);
+    return cached;
+  }
+
+private:
+  llvm::DenseMap<std::pair<Value, Type>, Value> casts;
+};
+
+bool isFloatTensor(Value v) {
+  auto t = dyn_cast<RankedTensorType>(v.getType());
+  return t && isa<FloatType>(t.getElementType());
+}
+
+/// Operands that keep fp32 whatever the op computes in: batch-norm's
+/// per-channel parameters and statistics (mixed precision, as cuDNN and
+/// PyTorch's autocast run batch norm).
+bool isPerChannelStatistic(Operation *op, unsigned index) {
+  if (isa<BatchNormOp>(op))
+    return index >= 1;
+  if (isa<BatchNormBackwardOp>(op))
+    return index >= 2;
+  return false;
+}
+
+class AssignPrecisionPass : public mantissa::impl::AssignPrecisionBase<AssignPrecisionPass> {
+public:
+  using AssignPrecisionBase::AssignPrecisionBase;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    if (module.lookupSymbol<func::FuncOp>("train_step")) {
+      module.emitError() << "assign-precision runs before autodiff: @train_step already exists";
+      return signalPassFailure();
+    }
+    auto forward = getFunction(module, "forward", "assign-precision");
+    FailureOr<Policy> policy = readPolicy(module, this->policy);
+    if (failed(forward) || failed(policy) || failed(checkPolicyNames(*forward, *policy)) ||
+        failed(assign(*forward, *policy)))
+      return signalPassFailure();
+    cleanUpCasts(*forward);
+  }
+
+private:
+  /// Every op named in a policy file must exist.
+  LogicalResult checkPolicyNames(func::FuncOp fn, const Policy &policy) {
+    llvm::SmallVector<StringRef> known;
+    fn.walk([&](Operation *op) {
+      if (auto name = op->getAttrOfType<StringAttr>("graph.name"))
+        known.push_back(name.getValue());
+    });
+    for (const auto &entry : policy.byName) {
+      if (llvm::is_contained(known, entry.getKey()))
+        continue;
+      InFlightDiagnostic diag = fn.emitError()
+                                << "assign-precision: policy file '" << policy.file << "' names op \""
+                                << entry.getKey() << "\", but no op of @forward has that graph.name; known names: ";
+      llvm::interleaveComma(known, diag);
+      if (known.empty())
+        diag << "(none)";
+      return diag;
+    }
+    return success();
+  }
+
+  /// The precision an override asks of `op` (policy file, then the
+  /// `graph.precision` attribute), a null type if none, or failure.
+  FailureOr<Type> overrideFor(Operation *op, const Policy &policy) {
+    if (auto name = op->getAttrOfType<StringAttr>("graph.name")) {
+      auto it = policy.byName.find(name.getValue());
+      if (it != policy.byName.end())
+        return it->second;
+    }
+    Attribute attr = op->getAttr("graph.precision");
+    if (!attr)
+      return Type();
+    auto str = dyn_cast<StringAttr>(attr);
+    Type type = str ? parsePrecision(op->getContext(), str.getValue()) : Type();
+    if (!type)
+      return op->emitOpError("graph.precision must be \"fp32\", \"fp16\" or \"bf16\", got ") << attr;
+    return type;
+  }
+
+  LogicalResult assign(func::FuncOp fn, const Policy &policy) {
+    MLIRContext *ctx = fn.getContext();
+    Type f32 = Float32Type::get(ctx);
+    CastCache casts;
+    OpBuilder b(ctx);
+    // The types values had before this pass, for consumers whose types are fixed.
+    llvm::DenseMap<Value, Type> original;
+
+    llvm::SmallVector<Operation *> ops;
+    for (Operation &op : fn.getBody().getOps())
+      ops.push_back(&op);
+
+    for (Operation *op : ops) {
+      b.setInsertionPoint(op);
+      if (auto ret = dyn_cast<func::ReturnOp>(op)) {
+        // The signature stays: results go back to the types @forward declares.
+        for (auto [i, type] : llvm::enumerate(fn.getResultTypes()))
+          if (ret.getOperand(i).getType() != type)
+            ret.setOperand(i, casts.get(b, ret.getOperand(i), cast<RankedTensorType>(type).getElementType()));
+        continue;
+      }
+      auto precisionOp = dyn_cast<PrecisionOp>(op);
+      if (!precisionOp)
+        continue;
+      FailureOr<Type> forced = overrideFor(op, policy);
+      if (failed(forced))
+        return failure();
+      PrecisionCategory category = precisionOp.getPrecisionCategory();
+
+      if (category == PrecisionCategory::Fixed) {
+        if (*forced)
+          return op->emitOpError("has a fixed precision; remove its precision override");
+        // A cast converts whatever it is given; other fixed ops (assign, updates)
+        // get back the type their operand had.
+        if (isa<CastOp>(op))
+          continue;
+        for (OpOperand &operand : op->getOpOperands()) {
+          auto it = original.find(operand.get());
+          if (it != original.end() && it->second != operand.get().getType())
+            operand.set(casts.get(b, operand.get(), cast<RankedTensorType>(it->second).getElementType()));
+        }
+        continue;
+      }
+
+      // The element type the op computes in.
+      Type target = *forced;
+      bool keepWider = false; // Fp32 ops leave f64 operands alone
+      if (!target) {
+        switch (category) {
+        case PrecisionCategory::Lower:
+          target = policy.lowType;
+          break;
+        case PrecisionCategory::Fp32:
+          target = f32;
+          keepWider = true;
+          break;
+        default: // Follow: the widest floating-point input
+          for (OpOperand &operand : op->getOpOperands())
+            if (isFloatTensor(operand.get()) && !isPerChannelStatistic(op, operand.getOperandNumber()))
+              target = target ? promoteFloatTypes(target, cast<RankedTensorType>(operand.get().getType()).getElementType())
+                              : cast<RankedTensorType>(operand.get().getType()).getElementType();
+          break;
+        }
+      }
+      if (!target)
+        continue; // no floating-point input
+
+      for (OpOperand &operand : op->getOpOperands()) {
+        if (!isFloatTensor(operand.get()))
+          continue;
+        Type element = cast<RankedTensorType>(operand.get().getType()).getElementType();
+        Type want = isPerChannelStatistic(op, operand.getOperandNumber()) ? f32 : target;
+        if (element == want || (keepWider && element.isF64()))
+          continue;
+        operand.set(casts.get(b, operand.get(), want));
+      }
+
+      for (Value result : op->getResults())
+        original.try_emplace(result, result.getType());
+      if (failed(retypeResults(op, target)))
+        return failure();
+    }
+    return success();
+  }
+
+  /// Re-runs type inference, or, for ops whose result types are spelled out
+  /// (reshape, backward convolutions), keeps the shape and takes `element`.
+  LogicalResult retypeResults(Operation *op, Type element) {
+    if (auto infer = dyn_cast<InferTypeOpInterface>(op)) {
+      llvm::SmallVector<Type> types;
+      if (failed(infer.inferReturnTypes(op->getContext(), op->getLoc(), op->getOperands(),
+                                        op->getRawDictionaryAttrs(), op->getPropertiesStorage(),
+                                        op->getRegions(), types)))
+        return failure();
+      for (auto [result, type] : llvm::zip(op->getResults(), types))
+        result.setType(type);
+      return success();
+    }
+    for (Value result : op->getResults())
+      if (isFloatTensor(result))
+        result.setType(withElementType(result.getType(), element));
+    return success();
+  }
+
+  /// Casts the model itself carried: drop the ones that became identities or
+  /// round trips through a wider type, and merge duplicates.
+  void cleanUpCasts(func::FuncOp fn) {
+    llvm::DenseMap<std::pair<Value, Type>, CastOp> seen;
+    llvm::SmallVector<CastOp> casts;
+    fn.walk([&](CastOp c) { casts.push_back(c); });
+    for (CastOp c : casts) {
+      if (auto inner = c.getInput().getDefiningOp<CastOp>())
+        if (isExactWidening(inner.getInput().getType().getElementType(),
+                            inner.getResult().getType().getElementType()))
+          c.getInputMutable().assign(inner.getInput());
+      if (c.getInput().getType() == c.getResult().getType()) {
+        c.getResult().replaceAllUsesWith(c.getInput());
+        continue;
+      }
+      auto [it, inserted] = seen.try_emplace({c.getInput(), c.getResult().getType()}, c);
+      if (!inserted)
+        c.getResult().replaceAllUsesWith(it->second.getResult());
+    }
+    for (CastOp c : llvm::reverse(casts))
+      if (c->use_empty())
+        c->erase();
+  }
+};
+
+} // namespace
