@@ -1,7 +1,7 @@
 //===- Passes.td - the Mantissa compiler passes ------------*- tablegen -*-===//
 //
 // The pipeline (mantissa compile runs them in this order):
-//   assign-precision -> autodiff -> lower-optimizer -> insert-loss-scaling -> emit-plan
+//   [set-batch ->] assign-precision -> autodiff -> lower-optimizer -> insert-loss-scaling -> emit-plan
 // Precision is assigned on the forward graph first and autodiff then follows
 // PyTorch's semantics: every backward op computes in the precision of the forward
 // op it differentiates, and the gradient of a cast is a cast back. That keeps the
@@ -11,6 +11,38 @@
 #define MANTISSA_COMPILER_PASSES
 
 include "mlir/Pass/PassBase.td"
+
+def SetBatch : Pass<"set-batch", "mlir::ModuleOp"> {
+  let summary = "Change the batch size: re-type dimension 0 of every graph.input and re-infer downstream";
+  let description = [{
+    The zoo's models are written for one batch size; this pass retargets them,
+    so that `mantissa compile --batch 128` works on any of them. Every
+    `graph.input` must have the same dimension 0 (the batch). Its results are
+    re-typed with dimension 0 = `batch`, and the types of every op downstream are
+    re-inferred: ops with inferred result types (InferTypeOpInterface) by their
+    own inference, and ops with explicit result types (reshape, cast,
+    broadcast_to, the gradient ops) by replacing a dimension 0 that equalled the
+    old batch. Function result types follow. Runs before autodiff (or after:
+    all functions are re-typed).
+
+    Before (`--set-batch=batch=128`):
+    ```mlir
+    %x = graph.input "x" : tensor<64x64xf32>
+    %h = graph.linear %x, %w : tensor<64x64xf32>, tensor<128x64xf32> -> tensor<64x128xf32>
+    %f = graph.reshape %h : tensor<64x128xf32> to tensor<64x8x16xf32>
+    ```
+    After:
+    ```mlir
+    %x = graph.input "x" : tensor<128x64xf32>
+    %h = graph.linear %x, %w : tensor<128x64xf32>, tensor<128x64xf32> -> tensor<128x128xf32>
+    %f = graph.reshape %h : tensor<128x128xf32> to tensor<128x8x16xf32>
+    ```
+  }];
+  let options = [
+    Option<"batch", "batch", "int64_t", "0", "the new batch size (must be positive)">,
+  ];
+  let dependentDialects = ["mantissa::graph::GraphDialect", "mlir::func::FuncDialect"];
+}
 
 def AssignPrecision : Pass<"assign-precision", "mlir::ModuleOp"> {
   let summary = "Give every op of @forward a precision, inserting casts (autocast semantics)";
@@ -188,6 +220,12 @@ def EmitPlan : Pass<"emit-plan", "mlir::ModuleOp"> {
     Option<"output", "output", "std::string", "\"-\"", "the plan file to write">,
     Option<"seed", "seed", "uint64_t", "0", "seed of parameter initialisation">,
     Option<"batch", "batch", "int64_t", "0", "expected batch size (0: from the IR)">,
+    Option<"policy", "policy", "std::string", "\"\"",
+           "the precision policy to record (fp32, fp16, bf16 or a policy file; "
+           "empty: read from the IR's element types)">,
+    Option<"tf32", "tf32", "bool", "false", "record that fp32 GEMMs may use TF32">,
+    Option<"source", "source", "std::string", "\"\"",
+           "the source file to record (empty: the module's location)">,
   ];
   let dependentDialects = ["mantissa::graph::GraphDialect", "mlir::func::FuncDialect"];
 }

@@ -1,0 +1,402 @@
+//===- PlanPrinter.cpp - a readable listing of a plan ---------------------===//
+#include "runtime/inspect/PlanPrinter.h"
+
+#include "common/ScalarOp.h"
+#include "plan/mantissa_plan_generated.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+#include <vector>
+
+namespace mantissa {
+
+namespace {
+
+using namespace mantissa::plan;
+
+const char *dtypeName(DType d) {
+  switch (d) {
+  case DType::F32:
+    return "f32";
+  case DType::F16:
+    return "f16";
+  case DType::BF16:
+    return "bf16";
+  case DType::I32:
+    return "i32";
+  }
+  return "?";
+}
+
+int dtypeBytes(DType d) { return d == DType::F16 || d == DType::BF16 ? 2 : 4; }
+
+template <class V> std::string list(const V *v, const char *sep = ", ") {
+  std::string s = "[";
+  if (v)
+    for (unsigned i = 0; i < v->size(); ++i)
+      s += (i ? sep : "") + std::to_string(v->Get(i));
+  return s + "]";
+}
+
+std::string fmt(double v) {
+  std::ostringstream os;
+  os << v;
+  return os.str();
+}
+
+class Printer {
+public:
+  Printer(const Plan &p, std::ostream &os, const PlanPrintOptions &options)
+      : p_(p), os_(os), options_(options) {}
+
+  void print(size_t bytes);
+
+private:
+  const Tensor *tensor(int id) const {
+    if (!p_.tensors() || id < 0 || id >= int(p_.tensors()->size()))
+      return nullptr;
+    return p_.tensors()->Get(id);
+  }
+  std::string shape(const Tensor *t) const {
+    return std::string(dtypeName(t->dtype())) + list(t->shape(), "x");
+  }
+  /// "t3(fc1.bias):f32[128]", "t9:f32[64x128]", "-" for none.
+  std::string ref(int id) const {
+    if (id == -1)
+      return "-";
+    const Tensor *t = tensor(id);
+    if (!t)
+      return "t" + std::to_string(id) + ":<invalid>";
+    std::string s = "t" + std::to_string(id);
+    if (t->name() && t->name()->size())
+      s += "(" + t->name()->str() + ")";
+    return s + ":" + shape(t);
+  }
+  std::string refs(const flatbuffers::Vector<int32_t> *ids) const {
+    std::string s = "[";
+    if (ids)
+      for (unsigned i = 0; i < ids->size(); ++i)
+        s += (i ? ", " : "") + ref(ids->Get(i));
+    return s + "]";
+  }
+
+  void model();
+  void config();
+  void tensors();
+  void function(const Function &fn);
+  void step(unsigned index, const Step &s);
+  std::string kernel(const Step &s);
+  void elementwise(const Elementwise &k);
+
+  const Plan &p_;
+  std::ostream &os_;
+  const PlanPrintOptions &options_;
+};
+
+void Printer::print(size_t bytes) {
+  os_ << "plan version " << p_.version() << ", " << bytes << " bytes\n";
+  model();
+  config();
+  tensors();
+  if (p_.functions())
+    for (const Function *fn : *p_.functions())
+      function(*fn);
+}
+
+void Printer::model() {
+  const ModelInfo *m = p_.model();
+  if (!m) {
+    os_ << "model: <missing>\n";
+    return;
+  }
+  os_ << "model: " << (m->name() ? m->name()->str() : "?") << " ("
+      << (m->task() == Task::Regression ? "regression" : "classification");
+  if (m->task() == Task::Classification)
+    os_ << ", " << m->num_classes() << " classes";
+  os_ << "), batch " << m->batch() << ", input " << list(m->input_shape(), "x") << ", label "
+      << list(m->label_shape(), "x") << ", seed " << m->seed() << "\n";
+  if (m->source())
+    os_ << "source: " << m->source()->str() << "\n";
+}
+
+void Printer::config() {
+  if (const plan::Precision *pr = p_.precision())
+    os_ << "precision: " << (pr->policy() ? pr->policy()->str() : "?") << ", tf32 "
+        << (pr->tf32() ? "on" : "off") << "\n";
+  if (const LossScaling *ls = p_.loss_scaling()) {
+    os_ << "loss scaling: ";
+    switch (ls->mode()) {
+    case LossScaleMode::None:
+      os_ << "none";
+      break;
+    case LossScaleMode::Static:
+      os_ << "static, scale " << fmt(ls->init_scale());
+      break;
+    case LossScaleMode::Dynamic:
+      os_ << "dynamic, init scale " << fmt(ls->init_scale()) << ", growth x"
+          << fmt(ls->growth_factor()) << " after " << ls->growth_interval()
+          << " finite steps, backoff x" << fmt(ls->backoff_factor());
+      break;
+    }
+    os_ << "\n";
+    if (ls->scale() != -1 || ls->growth_tracker() != -1 || ls->found_finite() != -1)
+      os_ << "  scale " << ref(ls->scale()) << ", growth_tracker " << ref(ls->growth_tracker())
+          << ", found_finite " << ref(ls->found_finite()) << "\n";
+  }
+  if (const plan::Optimizer *o = p_.optimizer()) {
+    os_ << "optimizer: ";
+    switch (o->kind()) {
+    case OptimizerKind::SGD:
+      os_ << "sgd, lr " << fmt(o->lr()) << ", momentum " << fmt(o->momentum()) << ", weight decay "
+          << fmt(o->weight_decay());
+      break;
+    case OptimizerKind::Adam:
+    case OptimizerKind::AdamW:
+      os_ << (o->kind() == OptimizerKind::Adam ? "adam" : "adamw") << ", lr " << fmt(o->lr())
+          << ", betas (" << fmt(o->beta1()) << ", " << fmt(o->beta2()) << "), eps " << fmt(o->eps())
+          << ", weight decay " << fmt(o->weight_decay());
+      break;
+    }
+    os_ << "\n";
+  }
+}
+
+void Printer::tensors() {
+  const auto *ts = p_.tensors();
+  if (!ts) {
+    os_ << "tensors: <missing>\n";
+    return;
+  }
+  constexpr int kRoles = int(Role::MAX) + 1;
+  int64_t count[kRoles] = {}, elements[kRoles] = {}, bytes[kRoles] = {}, totalBytes = 0;
+  for (const Tensor *t : *ts) {
+    int r = int(t->role());
+    if (r < 0 || r >= kRoles)
+      continue;
+    int64_t n = 1;
+    if (t->shape())
+      for (int64_t d : *t->shape())
+        n *= d;
+    ++count[r];
+    elements[r] += n;
+    bytes[r] += n * dtypeBytes(t->dtype());
+    totalBytes += n * dtypeBytes(t->dtype());
+  }
+  os_ << "tensors: " << ts->size() << ", " << totalBytes << " bytes\n";
+  for (int r = 0; r < kRoles; ++r)
+    if (count[r])
+      os_ << "  " << EnumNameRole(Role(r)) << ": " << count[r] << " tensors, " << elements[r]
+          << " elements, " << bytes[r] << " bytes\n";
+  os_ << "parameters: " << elements[int(Role::Param)] << "\n";
+  for (unsigned id = 0; id < ts->size(); ++id) {
+    const Tensor *t = ts->Get(id);
+    if (t->role() == Role::Temp && !options_.allTensors)
+      continue;
+    os_ << "  t" << id << " " << EnumNameRole(t->role()) << " "
+        << (t->name() ? t->name()->str() : "-") << " " << shape(t);
+    if (t->init() && t->init()->size()) {
+      os_ << " init [" << fmt(t->init()->Get(0));
+      if (t->init()->size() > 1)
+        os_ << ", " << fmt(t->init()->Get(1)) << (t->init()->size() > 2 ? ", ..." : "");
+      os_ << "]";
+    }
+    os_ << "\n";
+  }
+}
+
+void Printer::function(const Function &fn) {
+  unsigned n = fn.steps() ? fn.steps()->size() : 0;
+  os_ << "function " << (fn.name() ? fn.name()->str() : "?") << ": " << n << " steps, outputs "
+      << refs(fn.outputs()) << "\n";
+  for (unsigned i = 0; i < n; ++i)
+    step(i, *fn.steps()->Get(i));
+}
+
+void Printer::step(unsigned index, const Step &s) {
+  os_ << "  " << index << " " << (s.name() ? s.name()->str() : "?") << " "
+      << (s.op() ? s.op()->str() : "?") << " " << EnumNameKernel(s.kernel_type()) << " "
+      << dtypeName(s.precision()) << " " << kernel(s) << "\n";
+  if (const Elementwise *k = s.kernel_as_Elementwise())
+    elementwise(*k);
+}
+
+std::string Printer::kernel(const Step &s) {
+  std::ostringstream o;
+  auto b = [](bool v) { return v ? "true" : "false"; };
+  if (auto *k = s.kernel_as_Elementwise()) {
+    o << "shape " << list(k->shape(), "x");
+  } else if (auto *k = s.kernel_as_Gemm()) {
+    o << "a=" << ref(k->a()) << " b=" << ref(k->b()) << " c=" << ref(k->c()) << " m=" << k->m()
+      << " n=" << k->n() << " k=" << k->k() << " trans_a=" << b(k->trans_a())
+      << " trans_b=" << b(k->trans_b());
+    if (k->batch() != 1)
+      o << " batch=" << k->batch();
+    if (k->alpha() != 1.0f || k->beta() != 0.0f)
+      o << " alpha=" << fmt(k->alpha()) << " beta=" << fmt(k->beta());
+  } else if (auto *k = s.kernel_as_Conv2d()) {
+    o << EnumNameConvKind(k->kind()) << " in0=" << ref(k->in0()) << " in1=" << ref(k->in1())
+      << " out=" << ref(k->out()) << " nchw=" << k->n() << "x" << k->c() << "x" << k->h() << "x"
+      << k->w() << " krs=" << k->k() << "x" << k->r() << "x" << k->s()
+      << " stride=" << k->stride_h() << "," << k->stride_w() << " pad=" << k->pad_h() << ","
+      << k->pad_w();
+    if (k->accumulate())
+      o << " accumulate";
+  } else if (auto *k = s.kernel_as_MaxPool2d()) {
+    o << "x=" << ref(k->x()) << " y=" << ref(k->y()) << " indices=" << ref(k->indices())
+      << " kernel=" << k->kernel() << " stride=" << k->stride();
+  } else if (auto *k = s.kernel_as_MaxPool2dBackward()) {
+    o << "dy=" << ref(k->dy()) << " indices=" << ref(k->indices()) << " dx=" << ref(k->dx())
+      << " kernel=" << k->kernel() << " stride=" << k->stride();
+  } else if (auto *k = s.kernel_as_BatchNorm()) {
+    o << (k->training() ? "training" : "eval") << " x=" << ref(k->x())
+      << " gamma=" << ref(k->gamma()) << " beta=" << ref(k->beta()) << " y=" << ref(k->y())
+      << " saved_mean=" << ref(k->saved_mean()) << " saved_invstd=" << ref(k->saved_invstd())
+      << " running_mean=" << ref(k->running_mean()) << " running_var=" << ref(k->running_var())
+      << " n=" << k->n() << " c=" << k->c() << " hw=" << k->hw() << " eps=" << fmt(k->eps())
+      << " momentum=" << fmt(k->momentum());
+  } else if (auto *k = s.kernel_as_BatchNormBackward()) {
+    o << "dy=" << ref(k->dy()) << " x=" << ref(k->x()) << " gamma=" << ref(k->gamma())
+      << " saved_mean=" << ref(k->saved_mean()) << " saved_invstd=" << ref(k->saved_invstd())
+      << " dx=" << ref(k->dx()) << " dgamma=" << ref(k->dgamma()) << " dbeta=" << ref(k->dbeta())
+      << " n=" << k->n() << " c=" << k->c() << " hw=" << k->hw();
+  } else if (auto *k = s.kernel_as_SoftmaxCrossEntropy()) {
+    o << "logits=" << ref(k->logits()) << " labels=" << ref(k->labels())
+      << " loss=" << ref(k->loss()) << " n=" << k->n() << " c=" << k->c();
+  } else if (auto *k = s.kernel_as_SoftmaxCrossEntropyBackward()) {
+    o << "logits=" << ref(k->logits()) << " labels=" << ref(k->labels())
+      << " dloss=" << ref(k->dloss()) << " dlogits=" << ref(k->dlogits()) << " n=" << k->n()
+      << " c=" << k->c();
+  } else if (auto *k = s.kernel_as_MseLoss()) {
+    o << "a=" << ref(k->a()) << " b=" << ref(k->b()) << " loss=" << ref(k->loss())
+      << " count=" << k->count();
+  } else if (auto *k = s.kernel_as_MseLossBackward()) {
+    o << "a=" << ref(k->a()) << " b=" << ref(k->b()) << " dloss=" << ref(k->dloss())
+      << " da=" << ref(k->da()) << " count=" << k->count();
+  } else if (auto *k = s.kernel_as_Reduce()) {
+    o << (k->mean() ? "mean" : "sum") << " input=" << ref(k->input())
+      << " output=" << ref(k->output()) << " in_shape=" << list(k->in_shape(), "x")
+      << " out_shape=" << list(k->out_shape(), "x");
+  } else if (auto *k = s.kernel_as_Concat()) {
+    o << "inputs=" << refs(k->inputs()) << " output=" << ref(k->output()) << " outer=" << k->outer()
+      << " row_sizes=" << list(k->row_sizes());
+  } else if (auto *k = s.kernel_as_Slice()) {
+    o << "input=" << ref(k->input()) << " output=" << ref(k->output()) << " outer=" << k->outer()
+      << " in_row=" << k->in_row() << " offset=" << k->offset() << " out_row=" << k->out_row();
+  } else if (auto *k = s.kernel_as_Transpose()) {
+    o << "input=" << ref(k->input()) << " output=" << ref(k->output())
+      << " in_shape=" << list(k->in_shape(), "x") << " perm=" << list(k->perm());
+  } else if (auto *k = s.kernel_as_Copy()) {
+    o << "input=" << ref(k->input()) << " output=" << ref(k->output()) << " count=" << k->count();
+  } else if (auto *k = s.kernel_as_AllFinite()) {
+    o << "inputs=" << refs(k->inputs()) << " output=" << ref(k->output());
+  } else {
+    o << "<no kernel>";
+  }
+  return o.str();
+}
+
+void Printer::elementwise(const Elementwise &k) {
+  if (k.inputs())
+    for (unsigned i = 0; i < k.inputs()->size(); ++i) {
+      const Operand *in = k.inputs()->Get(i);
+      os_ << "      in" << i << " = " << ref(in->tensor()) << " strides " << list(in->strides())
+          << "\n";
+    }
+  if (k.program())
+    for (unsigned r = 0; r < k.program()->size(); ++r) {
+      const Instr *ins = k.program()->Get(r);
+      os_ << "      r" << r << " = ";
+      if (ins->op() >= kNumScalarOps) {
+        os_ << "<unknown op " << int(ins->op()) << ">\n";
+        continue;
+      }
+      auto op = ScalarOp(ins->op());
+      os_ << scalarOpName(op);
+      if (op == ScalarOp::Load)
+        os_ << " in" << fmt(ins->imm());
+      else if (op == ScalarOp::Const)
+        os_ << " " << fmt(ins->imm());
+      else {
+        int regs[3] = {ins->a(), ins->b(), ins->c()};
+        for (int a = 0; a < scalarOpArity(op); ++a)
+          os_ << (a ? ", r" : " r") << regs[a];
+      }
+      os_ << "\n";
+    }
+  if (k.outputs())
+    for (unsigned o = 0; o < k.outputs()->size(); ++o) {
+      os_ << "      out" << o << " " << ref(k.outputs()->Get(o)) << " = ";
+      if (k.output_regs() && o < k.output_regs()->size())
+        os_ << "r" << k.output_regs()->Get(o);
+      else
+        os_ << "?";
+      os_ << "\n";
+    }
+}
+
+} // namespace
+
+std::string printPlan(const uint8_t *data, size_t size, std::ostream &os,
+                      const PlanPrintOptions &options) {
+  if (size < 8 || !flatbuffers::BufferHasIdentifier(data, PlanIdentifier()))
+    return "not a Mantissa plan (no \"MNTP\" file identifier)";
+  flatbuffers::Verifier verifier(data, size, /*max_depth=*/64, /*max_tables=*/100000000);
+  if (!VerifyPlanBuffer(verifier))
+    return "corrupt plan (" + std::to_string(size) +
+           " bytes fail FlatBuffers verification: truncated or damaged file)";
+  Printer(*GetPlan(data), os, options).print(size);
+  return "";
+}
+
+std::string printPlanFile(const std::string &path, std::ostream &os,
+                          const PlanPrintOptions &options) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return path + ": cannot open: " + std::strerror(errno);
+  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                             std::istreambuf_iterator<char>());
+  std::string problem = printPlan(bytes.data(), bytes.size(), os, options);
+  return problem.empty() ? "" : path + ": " + problem;
+}
+
+int inspectMain(int argc, char **argv) {
+  const char *usage = "usage: inspect PLAN [--all-tensors]\n";
+  PlanPrintOptions options;
+  std::string path;
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::cout << usage;
+      return 0;
+    }
+    if (arg == "--all-tensors") {
+      options.allTensors = true;
+    } else if (arg.size() > 1 && arg[0] == '-') {
+      std::cerr << "error: unknown option '" << arg << "'\n" << usage;
+      return 2;
+    } else if (path.empty()) {
+      path = arg;
+    } else {
+      std::cerr << "error: inspect takes one plan, got '" << path << "' and '" << arg << "'\n"
+                << usage;
+      return 2;
+    }
+  }
+  if (path.empty()) {
+    std::cerr << "error: inspect needs a plan file\n" << usage;
+    return 2;
+  }
+  std::string problem = printPlanFile(path, std::cout, options);
+  if (!problem.empty()) {
+    std::cout.flush();
+    std::cerr << "error: " << problem << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+} // namespace mantissa
