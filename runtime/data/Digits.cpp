@@ -13,16 +13,20 @@ extern const std::size_t kNumRows;
 } // namespace digitsdata
 
 namespace {
-Dataset digitsRows(int64_t begin, int64_t end, const std::vector<int64_t> &shape) {
+/// The rows r of the file with (r % kDigitsHeldOutEvery == kDigitsHeldOutEvery - 1) ==
+/// heldOut, in file order.
+Dataset digitsRows(bool heldOut, const std::vector<int64_t> &shape) {
   Dataset d;
   d.xShape = shape;
   d.yShape = {};
-  d.n = end - begin;
+  d.n = heldOut ? kDigitsHeldOutCount : kDigitsTrainCount;
   d.classification = true;
   d.numClasses = 10;
   d.x.reserve(static_cast<size_t>(d.n * 64));
   d.y.reserve(static_cast<size_t>(d.n));
-  for (int64_t r = begin; r < end; ++r) {
+  for (int64_t r = 0; r < kDigitsCount; ++r) {
+    if ((r % kDigitsHeldOutEvery == kDigitsHeldOutEvery - 1) != heldOut)
+      continue;
     const unsigned char *row = digitsdata::kRows + r * 65;
     for (int k = 0; k < 64; ++k)
       d.x.push_back(static_cast<float>(row[k]) / 16.0f);
@@ -50,8 +54,8 @@ DataSplit loadDigits(const std::vector<int64_t> &sampleShape) {
     throw Error("digits: embedded data has " + std::to_string(digitsdata::kNumRows) +
                 " rows, expected 1797 (rebuild)");
   DataSplit s;
-  s.train = digitsRows(0, kDigitsTrainCount, sampleShape);
-  s.heldOut = digitsRows(kDigitsTrainCount, kDigitsCount, sampleShape);
+  s.train = digitsRows(false, sampleShape);
+  s.heldOut = digitsRows(true, sampleShape);
   return s;
 }
 

@@ -13,7 +13,7 @@ def tool(name):
 
 def run(args, check=True, **kw):
     """Runs a command; on failure prints its output and raises."""
-    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kw)
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, errors="replace", **kw)
     if check and p.returncode != 0:
         sys.stderr.write(f"command failed ({p.returncode}): {' '.join(map(str, args))}\n{p.stdout}\n{p.stderr}\n")
         raise SystemExit(1)
