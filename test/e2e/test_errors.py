@@ -15,7 +15,8 @@ def expect_error(args, *needles, what):
     ok = p.returncode > 0 and all(n in err for n in needles) and len(lines) >= 1
     # A crash shows as a negative return code (a signal) or an uncaught exception.
     ok = ok and "terminate called" not in err and "Assertion" not in err and "Stack dump" not in err
-    c.check(ok, f"{what}: exit {p.returncode}, message: {err.strip().splitlines()[-1] if err.strip() else '(none)'}")
+    first = next((l.strip() for l in err.splitlines() if "error" in l), "(none)")
+    c.check(ok, f"{what}: exit {p.returncode}, message: {first}")
     if not ok:
         print(err)
 
