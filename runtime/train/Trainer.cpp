@@ -62,6 +62,17 @@ std::vector<int64_t> vec(const flatbuffers::Vector<int64_t> *v) {
   return v ? std::vector<int64_t>(v->begin(), v->end()) : std::vector<int64_t>{};
 }
 
+int findPersistent(const LoadedPlan &plan, const char *name) {
+  const auto *tensors = plan->tensors();
+  for (flatbuffers::uoffset_t i = 0; i < tensors->size(); ++i) {
+    const plan::Tensor *t = tensors->Get(i);
+    if (t->role() != plan::Role::Input && t->role() != plan::Role::Temp && t->name() &&
+        t->name()->str() == name)
+      return static_cast<int>(i);
+  }
+  return -1;
+}
+
 int findInput(const LoadedPlan &plan, const char *name) {
   const auto *tensors = plan->tensors();
   for (flatbuffers::uoffset_t i = 0; i < tensors->size(); ++i) {
@@ -226,8 +237,8 @@ void writeJson(const std::string &path, const TrainOptions &o, const TrainSummar
 
 class Progress {
 public:
-  Progress(int64_t start, int64_t total, int64_t every, bool quiet)
-      : start_(start), total_(total), every_(every), quiet_(quiet), tty_(isatty(2)) {}
+  Progress(int64_t start, int64_t total, bool quiet)
+      : start_(start), total_(total), quiet_(quiet), tty_(isatty(2)) {}
   void update(int64_t step, double loss, double scale, int64_t skipped, double samplesPerSec) {
     if (quiet_)
       return;
@@ -240,7 +251,7 @@ public:
                    samplesPerSec);
       if (last)
         std::fputc('\n', stderr);
-    } else if ((step + 1) % every_ == 0 || last) {
+    } else {
       std::fprintf(stderr, "step %lld/%lld  loss %.4f  scale %g  skipped %lld  %.0f samples/s\n",
                    (long long)(step + 1), (long long)total_, loss, scale, (long long)skipped,
                    samplesPerSec);
@@ -248,7 +259,7 @@ public:
   }
 
 private:
-  int64_t start_, total_, every_;
+  int64_t start_, total_;
   bool quiet_, tty_;
 };
 
@@ -324,53 +335,65 @@ TrainSummary train(const TrainOptions &o) {
                 std::to_string(total) + " steps asked for");
   s.startStep = start;
   int64_t every = o.logEvery > 0 ? o.logEvery : std::max<int64_t>(1, (total - start) / 20);
-  Progress progress(start, total, every, o.quiet);
+  if (isatty(2) && o.logEvery == 0 && !o.quiet)
+    every = std::max<int64_t>(1, (total - start) / 200); // a smoother bar on a terminal
+  Progress progress(start, total, o.quiet);
 
+  // The host reads the device only at log points and checkpoints: no synchronisation
+  // per step. Skipped steps are counted from the optimizer's step count, which only
+  // advances on finite steps.
+  int optStepId = findPersistent(plan, "optimizer.step");
+  double optStep0 = optStepId >= 0 ? scalar(optStepId) : 0;
   std::vector<float> xBuf, yBuf;
-  double lossSum = 0;
-  int64_t lossCount = 0, consecutiveSkips = 0;
-  double trainSeconds = 0;
+  int64_t lastLogStep = start, skippedAtLastLog = 0;
+  double checkpointSeconds = 0;
+  auto loopStart = Clock::now();
   for (int64_t step = start; step < total; ++step) {
     feed(exec, xId, yId, data.train, order.rows(step), xBuf, yBuf);
     if (step == o.injectNonFinite) {
       xBuf[0] = INFINITY;
       exec.write(xId, xBuf.data(), xBuf.size());
     }
-    auto t0 = Clock::now();
     exec.run("train_step");
-    trainSeconds += std::chrono::duration<double>(Clock::now() - t0).count();
+    bool last = step + 1 == total;
+    bool checkpoint = !ckptPath.empty() && o.every > 0 && (step + 1) % o.every == 0;
+    if (!last && !checkpoint && (step + 1 - start) % every != 0)
+      continue;
     double loss = scalar(lossId);
-    bool finite = finiteId < 0 || scalar(finiteId) != 0.0;
-    if (!finite) {
-      ++s.skippedSteps;
-      if (++consecutiveSkips >= 100)
-        throw Error("step " + std::to_string(step) +
-                    ": 100 consecutive steps with non-finite gradients; the loss scale is " +
-                    std::to_string(scaleId >= 0 ? scalar(scaleId) : 1.0) +
-                    " (check the data and the learning rate)");
-    } else {
-      consecutiveSkips = 0;
-      if (!std::isfinite(loss))
-        throw Error("step " + std::to_string(step) + ": the loss is " + std::to_string(loss) +
-                    " and this plan has no loss scaling to skip the step; the parameters "
-                    "are no longer finite (lower --lr, or compile with --loss-scale dynamic)");
-    }
-    if (std::isfinite(loss)) {
-      lossSum += loss;
-      ++lossCount;
-    }
+    s.skippedSteps = optStepId >= 0 ? (step + 1 - start) - int64_t(scalar(optStepId) - optStep0)
+                                    : 0;
     s.finalLoss = loss;
     s.lossScale = scaleId >= 0 ? scalar(scaleId) : 1.0;
+    if (finiteId < 0 && !std::isfinite(loss))
+      throw Error("step " + std::to_string(step) + ": the loss is " + std::to_string(loss) +
+                  " and this plan has no loss scaling to skip such steps; the parameters are "
+                  "no longer finite (lower --lr, or compile with --loss-scale dynamic)");
+    int64_t window = step + 1 - lastLogStep;
+    if (window >= 100 && s.skippedSteps - skippedAtLastLog == window)
+      throw Error("steps " + std::to_string(lastLogStep) + " to " + std::to_string(step) +
+                  ": every step had non-finite gradients; the loss scale is down to " +
+                  std::to_string(s.lossScale) + " (check the data and the learning rate)");
+    lastLogStep = step + 1;
+    skippedAtLastLog = s.skippedSteps;
+    double elapsed = std::chrono::duration<double>(Clock::now() - loopStart).count() -
+                     checkpointSeconds;
     progress.update(step, loss, s.lossScale, s.skippedSteps,
-                    trainSeconds > 0 ? double((step + 1 - start) * batch) / trainSeconds : 0);
-    if (!ckptPath.empty() && o.every > 0 && (step + 1) % o.every == 0)
+                    elapsed > 0 ? double((step + 1 - start) * batch) / elapsed : 0);
+    if (checkpoint) {
+      auto c0 = Clock::now();
       saveCheckpoint(exec, ckptPath, step + 1);
+      checkpointSeconds += std::chrono::duration<double>(Clock::now() - c0).count();
+    }
   }
+  double trainSeconds =
+      std::chrono::duration<double>(Clock::now() - loopStart).count() - checkpointSeconds;
   s.steps = total;
-  s.wallSeconds = trainSeconds;
-  s.samplesPerSecond = trainSeconds > 0 ? double((total - start) * batch) / trainSeconds : 0;
-  if (total == start && scaleId >= 0)
-    s.lossScale = scalar(scaleId);
+  s.wallSeconds = total > start ? trainSeconds : 0;
+  s.samplesPerSecond = total > start ? double((total - start) * batch) / trainSeconds : 0;
+  if (total == start) {
+    s.lossScale = scaleId >= 0 ? scalar(scaleId) : 1.0;
+    s.finalLoss = NAN;
+  }
   if (!ckptPath.empty())
     saveCheckpoint(exec, ckptPath, total);
   if (!o.save.empty())
