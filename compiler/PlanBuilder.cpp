@@ -35,27 +35,8 @@ namespace fb = flatbuffers;
 // Parameter initialisation
 //===----------------------------------------------------------------------===//
 
-static uint64_t splitmix64(uint64_t &state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
-std::vector<float> mantissa::uniformInit(uint64_t seed, StringRef name, int64_t count,
-                                         double bound) {
-  // FNV-1a of the name keys the stream: integer arithmetic only, the same everywhere.
-  uint64_t key = 0xcbf29ce484222325ULL;
-  for (unsigned char ch : name)
-    key = (key ^ ch) * 0x100000001b3ULL;
-  uint64_t state = seed ^ key;
-  std::vector<float> values(count);
-  for (float &v : values) {
-    double u = double(splitmix64(state) >> 11) * 0x1.0p-53; // [0, 1)
-    v = float(-bound + 2.0 * bound * u);
-  }
-  return values;
-}
+// uniformInit and splitmix64 live in common/Init.h: the runtime regenerates the
+// same values from a plan's Uniform initialiser.
 
 //===----------------------------------------------------------------------===//
 // The lowering
@@ -68,7 +49,10 @@ struct TensorInfo {
   plan::DType dtype = plan::DType::F32;
   std::vector<int64_t> shape;
   plan::Role role = plan::Role::Temp;
-  std::vector<float> init;
+  // The initialiser of a persistent tensor (see InitKind in the schema).
+  plan::InitKind initKind = plan::InitKind::Fill;
+  double initBound = 0;
+  float initFill = 0;
 
   int64_t numElements() const {
     return std::accumulate(shape.begin(), shape.end(), int64_t(1), std::multiplies<>());
@@ -251,19 +235,19 @@ FailureOr<int> PlanLowering::persistentTensor(Operation *op) {
     return it->second;
   }
 
-  int64_t count = t.numElements();
   if (auto p = dyn_cast<ParamOp>(op)) {
     StringRef init = p.getInit();
-    if (init == "uniform")
-      t.init = uniformInit(config.seed, name, count, p.getBound()->convertToDouble());
-    else
-      t.init.assign(count, init == "ones" ? 1.0f : 0.0f);
+    if (init == "uniform") {
+      t.initKind = plan::InitKind::Uniform;
+      t.initBound = p.getBound()->convertToDouble();
+    } else {
+      t.initFill = init == "ones" ? 1.0f : 0.0f;
+    }
   } else if (auto b = dyn_cast<BufferOp>(op)) {
     StringRef init = b.getInit();
-    float value = init == "ones"    ? 1.0f
-                  : init == "value" ? float(b.getValue()->convertToDouble())
-                                    : 0.0f;
-    t.init.assign(count, value);
+    t.initFill = init == "ones"    ? 1.0f
+                 : init == "value" ? float(b.getValue()->convertToDouble())
+                                   : 0.0f;
   }
   tensors.push_back(std::move(t));
   aliasOf.push_back(-1);
@@ -844,7 +828,6 @@ LogicalResult PlanLowering::resolveAssigns(PendingFunction &fn) {
     TensorInfo snapshot = tensors[c.from];
     snapshot.name.clear();
     snapshot.role = plan::Role::Temp;
-    snapshot.init.clear();
     tensors.push_back(std::move(snapshot));
     aliasOf.push_back(-1);
     int tmp = int(tensors.size()) - 1;
@@ -979,9 +962,10 @@ std::vector<uint8_t> PlanLowering::serialize(const std::vector<PendingFunction> 
       continue;
     const TensorInfo &info = tensors[t];
     bool persistent = info.role != plan::Role::Temp && info.role != plan::Role::Input;
-    tensorOffsets.push_back(
-        plan::CreateTensorDirect(b, info.name.empty() ? nullptr : info.name.c_str(), info.dtype,
-                                 &info.shape, info.role, persistent ? &info.init : nullptr));
+    tensorOffsets.push_back(plan::CreateTensorDirect(
+        b, info.name.empty() ? nullptr : info.name.c_str(), info.dtype, &info.shape, info.role,
+        nullptr, persistent ? info.initKind : plan::InitKind::Values, info.initBound,
+        info.initFill, config.seed));
   }
 
   std::vector<fb::Offset<plan::Function>> fnOffsets;

@@ -53,9 +53,4 @@ mlir::FailureOr<std::vector<uint8_t>> emitPlan(mlir::ModuleOp module, const Plan
 mlir::LogicalResult writePlanFile(mlir::ModuleOp module, llvm::StringRef path,
                                   const std::vector<uint8_t> &bytes);
 
-/// The initial value of a "uniform" parameter: uniform in [-bound, bound), from a
-/// splitmix64 stream keyed by (seed, name), so each parameter's values are the same
-/// on every machine and do not depend on the other parameters.
-std::vector<float> uniformInit(uint64_t seed, llvm::StringRef name, int64_t count, double bound);
-
 } // namespace mantissa

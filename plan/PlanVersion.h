@@ -10,6 +10,6 @@
 
 namespace mantissa {
 
-inline constexpr uint32_t kPlanVersion = 1;
+inline constexpr uint32_t kPlanVersion = 2; // 2: initialisers (InitKind)
 
 } // namespace mantissa

@@ -39,19 +39,19 @@ CpuExecutor<T>::CpuExecutor(const LoadedPlan &plan, int threads)
                   " elements for tensor " + std::to_string(id) + " '" +
                   (t->name() ? t->name()->str() : "") + "'");
     }
-    const auto *init = t->init();
-    bool hasInit = init && init->size() == n && n > 0;
+    bool persistent = t->role() != plan::Role::Temp && t->role() != plan::Role::Input;
+    std::vector<float> init;
+    if (persistent || (t->init() && t->init()->size() == n))
+      init = plan_.initialValues(int(id));
     if (t->dtype() == plan::DType::I32) {
       indices_[id].assign(n, 0);
-      if (hasInit)
-        for (size_t i = 0; i < n; ++i)
-          indices_[id][i] = int32_t(init->Get(flatbuffers::uoffset_t(i)));
+      for (size_t i = 0; i < init.size(); ++i)
+        indices_[id][i] = int32_t(init[i]);
       continue;
     }
     data_[id].assign(n, T(0));
-    if (hasInit) {
-      for (size_t i = 0; i < n; ++i)
-        data_[id][i] = T(init->Get(flatbuffers::uoffset_t(i)));
+    if (!init.empty()) {
+      std::copy(init.begin(), init.end(), data_[id].begin());
       kernels::roundToDType(t->dtype(), data_[id].data(), int64_t(n));
     }
   }

@@ -1,6 +1,8 @@
 //===- PlanLoader.cpp - structural and semantic verification of plans ------===//
 #include "runtime/cpu/PlanLoader.h"
 
+#include "common/Init.h"
+
 #include "common/Error.h"
 #include "runtime/kernels/Elementwise.h"
 
@@ -185,9 +187,23 @@ void Checker::checkTensors() {
     numElements_[id] = product(t->shape());
     bool persistent = t->role() != plan::Role::Temp && t->role() != plan::Role::Input;
     int64_t initSize = t->init() ? int64_t(t->init()->size()) : 0;
-    if (persistent && initSize != numElements_[id])
-      fail(std::string("init has ") + std::to_string(initSize) + " values, expected " +
-           std::to_string(numElements_[id]) + " for a " + plan::EnumNameRole(t->role()));
+    switch (t->init_kind()) {
+    case plan::InitKind::Values:
+      if (persistent && initSize != numElements_[id])
+        fail(std::string("init has ") + std::to_string(initSize) + " values, expected " +
+             std::to_string(numElements_[id]) + " for a " + plan::EnumNameRole(t->role()));
+      break;
+    case plan::InitKind::Uniform:
+      if (!(t->init_bound() > 0) || !std::isfinite(t->init_bound()) || !t->name())
+        fail("a Uniform initialiser needs a positive finite bound and a name");
+      break;
+    case plan::InitKind::Fill:
+      if (!std::isfinite(t->init_fill()))
+        fail("a Fill initialiser needs a finite value");
+      break;
+    default:
+      fail("unknown initialiser kind " + std::to_string(int(t->init_kind())));
+    }
     if (!persistent && initSize != 0 && initSize != numElements_[id])
       fail("init has " + std::to_string(initSize) + " values, expected 0 or " +
            std::to_string(numElements_[id]));
@@ -537,6 +553,21 @@ void LoadedPlan::verify() {
                 " bytes fail FlatBuffers verification: truncated or damaged file)");
   plan_ = plan::GetPlan(bytes_.data());
   Checker(*plan_, name_, numElements_).run();
+}
+
+std::vector<float> LoadedPlan::initialValues(int id) const {
+  const plan::Tensor *t = plan_->tensors()->Get(flatbuffers::uoffset_t(id));
+  size_t n = size_t(numElements(id));
+  switch (t->init_kind()) {
+  case plan::InitKind::Uniform:
+    return uniformInit(t->init_seed(), t->name()->string_view(), int64_t(n), t->init_bound());
+  case plan::InitKind::Fill:
+    return std::vector<float>(n, t->init_fill());
+  default:
+    if (t->init() && t->init()->size() == n)
+      return std::vector<float>(t->init()->begin(), t->init()->end());
+    return std::vector<float>(n, 0.0f);
+  }
 }
 
 int64_t LoadedPlan::numElements(int id) const { return numElements_.at(size_t(id)); }

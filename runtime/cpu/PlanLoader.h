@@ -32,6 +32,9 @@ public:
 
   /// Number of elements of tensor `id` (the product of its shape).
   int64_t numElements(int id) const;
+  /// The initial value of tensor `id` (from its initialiser: stored values, a seeded
+  /// uniform stream or a fill; zeros for tensors without one).
+  std::vector<float> initialValues(int id) const;
   /// The function called `name`, or null.
   const plan::Function *findFunction(const std::string &name) const;
 

@@ -198,7 +198,11 @@ void Printer::tensors() {
       continue;
     os_ << "  t" << id << " " << EnumNameRole(t->role()) << " "
         << (t->name() ? t->name()->str() : "-") << " " << shape(t);
-    if (t->init() && t->init()->size()) {
+    if (t->init_kind() == InitKind::Uniform)
+      os_ << " init uniform +-" << fmt(float(t->init_bound())) << " seed " << t->init_seed();
+    else if (t->init_kind() == InitKind::Fill && t->role() != Role::Temp && t->role() != Role::Input)
+      os_ << " init fill " << fmt(t->init_fill());
+    else if (t->init() && t->init()->size()) {
       os_ << " init [" << fmt(t->init()->Get(0));
       if (t->init()->size() > 1)
         os_ << ", " << fmt(t->init()->Get(1)) << (t->init()->size() > 2 ? ", ..." : "");

@@ -14,7 +14,7 @@
 // RUN: not cmp -s %t/mlp.plan %t/mlp-seed8.plan
 
 // linear + relu + cross-entropy, SGD with momentum, dynamic loss scaling.
-// MLP:      plan version 1
+// MLP:      plan version 2
 // MLP-NEXT: model: tiny_mlp (classification, 4 classes), batch 8, input [3], label [], seed 7
 // MLP:      precision: fp32, tf32 off
 // MLP-NEXT: loss scaling: dynamic, init scale 65536, growth x2 after 2000 finite steps, backoff x0.5
@@ -29,12 +29,12 @@
 // MLP-NEXT: parameters: 16
 // MLP-DAG:  Input x f32[8x3]
 // MLP-DAG:  Input y i32[8]
-// MLP-DAG:  Param fc.weight f32[4x3] init [
-// MLP-DAG:  Param fc.bias f32[4] init [
-// MLP-DAG:  ScalerState scaler.scale f32[] init [65536]
-// MLP-DAG:  ScalerState scaler.growth_tracker f32[] init [0]
-// MLP-DAG:  OptState optimizer.step f32[] init [0]
-// MLP-DAG:  OptState fc.weight.momentum_buffer f32[4x3] init [0, 0, ...]
+// MLP-DAG:  Param fc.weight f32[4x3] init uniform +-0.5 seed 7
+// MLP-DAG:  Param fc.bias f32[4] init uniform +-0.5 seed 7
+// MLP-DAG:  ScalerState scaler.scale f32[] init fill 65536
+// MLP-DAG:  ScalerState scaler.growth_tracker f32[] init fill 0
+// MLP-DAG:  OptState optimizer.step f32[] init fill 0
+// MLP-DAG:  OptState fc.weight.momentum_buffer f32[4x3] init fill 0
 // MLP-LABEL: function train_step: 18 steps
 // MLP-SAME:  outputs [t[[LOSS:[0-9]+]]:f32[]]
 // MLP-NEXT: 0 fc graph.linear Gemm f32 a=t{{[0-9]+}}(x):f32[8x3] b=t{{[0-9]+}}(fc.weight):f32[4x3] c=t[[H:[0-9]+]]:f32[8x4] m=8 n=4 k=3 trans_a=false trans_b=true
@@ -103,9 +103,9 @@
 // CNN:        Param: 6 tensors, 159 elements, 636 bytes
 // CNN-NEXT:   Buffer: 2 tensors, 8 elements, 32 bytes
 // CNN:      parameters: 159
-// CNN-DAG:  Buffer bn.running_mean f32[4] init [0, 0, ...]
-// CNN-DAG:  Buffer bn.running_var f32[4] init [1, 1, ...]
-// CNN-DAG:  Param bn.weight f32[4] init [1, 1, ...]
+// CNN-DAG:  Buffer bn.running_mean f32[4] init fill 0
+// CNN-DAG:  Buffer bn.running_var f32[4] init fill 1
+// CNN-DAG:  Param bn.weight f32[4] init fill 1
 // CNN-LABEL: function train_step:
 // CNN-NEXT: 0 conv graph.conv2d Conv2d f32 Forward in0=t{{[0-9]+}}(x):f32[2x1x6x6] in1=t{{[0-9]+}}(conv.weight):f32[4x1x3x3] out=t[[C:[0-9]+]]:f32[2x4x6x6] nchw=2x1x6x6 krs=4x3x3 stride=1,1 pad=1,1
 // CNN-NEXT: 1 conv.bias_add graph.conv2d Elementwise f32 shape [2x4x6x6]

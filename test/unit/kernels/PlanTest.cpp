@@ -208,7 +208,9 @@ TEST(Plan, RejectsWrongOperandSize) {
 TEST(Plan, RejectsOtherVersion) {
   PlanOptions o;
   o.version = kPlanVersion + 1;
-  EXPECT_NE(loadError(buildPlan(o)).find("plan version 2, but this runtime reads version 1"),
+  EXPECT_NE(loadError(buildPlan(o)).find("plan version " + std::to_string(kPlanVersion + 1) +
+                                         ", but this runtime reads version " +
+                                         std::to_string(kPlanVersion)),
             std::string::npos);
 }
 
