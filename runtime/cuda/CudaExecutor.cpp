@@ -1,0 +1,1500 @@
+//===- CudaExecutor.cpp - the CUDA backend (plugin libmantissa_cuda.so) ----===//
+//
+// Runs a verified plan on one GPU: every tensor in device memory in its own dtype,
+// elementwise steps as generated kernels, GEMMs and convolutions (im2col/col2im)
+// through cuBLAS with fp32 accumulation, the other kernels from FixedKernels.cpp.
+// Everything is compiled by NVRTC when the executor is created (see
+// CudaKernelSource.h) and loaded with the runtime API's cudaLibraryLoadData: the
+// plugin links the CUDA runtime statically and never the driver library, which the
+// runtime finds itself (so a machine without a driver gets a clear error, not a
+// loader failure).
+//
+// A function's steps are launched in order on one stream with no host
+// synchronisation; read() synchronises. From the second call of a function on, its
+// steps are captured once into a CUDA graph and replayed (MANTISSA_CUDA_GRAPH=0
+// turns this off; the first call runs step by step so that every lazy
+// initialisation, in cuBLAS or module loading, happens outside the capture).
+//
+// Environment: MANTISSA_CUDA_GRAPH=0 (no graphs), MANTISSA_CUDA_SYNC=1 (synchronise
+// after each step, to attribute an asynchronous fault to its step), MANTISSA_CUDA_DUMP=dir
+// (write the generated CUDA sources and the step-to-kernel map there),
+// MANTISSA_CUDA_DEVICE=n (which GPU), MANTISSA_CUDA_CONV_WORKSPACE_MB (im2col budget),
+// MANTISSA_CUDA_PROFILE=1 (time every step with events, no graphs; a table on stderr
+// when the executor is destroyed).
+//===----------------------------------------------------------------------===//
+#include "runtime/backend/Executor.h"
+#include "runtime/cuda/CudaKernelSource.h"
+#include "runtime/cuda/ElementwiseCodegen.h"
+#include "runtime/cuda/Nvrtc.h"
+
+#include "common/Error.h"
+#include "common/Float16.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+
+namespace mantissa {
+namespace cuda {
+namespace {
+
+using plan::DType;
+using plan::Kernel;
+
+//===--- errors --------------------------------------------------------------===//
+
+void checkCuda(cudaError_t e, const std::string &call) {
+  if (e != cudaSuccess) {
+    cudaGetLastError(); // clear a non-sticky error so that later calls are not blamed
+    throw Error(call + ": " + cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
+  }
+}
+
+void checkBlas(cublasStatus_t s, const std::string &call) {
+  if (s != CUBLAS_STATUS_SUCCESS)
+    throw Error(call + ": " + cublasGetStatusString(s) + " (status " + std::to_string(int(s)) + ")");
+}
+
+const char *envOr(const char *name, const char *fallback) {
+  const char *v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+size_t dtypeSize(DType t) { return (t == DType::F16 || t == DType::BF16) ? 2 : 4; }
+
+int code(DType t) { return int(t); }
+
+std::string bytesText(size_t bytes) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.2f GiB", double(bytes) / double(1ull << 30));
+  return buf;
+}
+
+/// Scratch offsets of one step (all steps share one buffer: they run one after another).
+struct ScratchLayout {
+  size_t size = 0;
+  size_t take(size_t bytes) {
+    size_t off = size;
+    size += (bytes + 255) / 256 * 256;
+    return off;
+  }
+};
+
+/// A loaded kernel with the host-side types of its parameters.
+template <class... P> struct KernelRef {
+  cudaKernel_t fn = nullptr;
+  const char *name = "";
+};
+
+/// A GEMM's conversions, decided once from the operand dtypes (cuBLAS takes A and B
+/// of one type; C may be that type or fp32).
+struct GemmPlan {
+  DType ab = DType::F32;
+  bool convA = false, convB = false, viaF32C = false;
+  size_t offA = 0, offB = 0, offC = 0;
+};
+
+/// One (strided-batched) row-major GEMM: C = alpha op(A) op(B) + beta C.
+struct GemmCall {
+  bool ta = false, tb = false;
+  int64_t m = 0, n = 0, k = 0, batch = 1;
+  int64_t sA = 0, sB = 0, sC = 0; // 0 = the same matrix for every batch entry
+  float alpha = 1, beta = 0;
+  const void *a = nullptr, *b = nullptr;
+  void *c = nullptr;
+  DType at = DType::F32, bt = DType::F32, ct = DType::F32;
+};
+
+bool cSupported(DType ab, DType c) {
+  return (ab == DType::F32 && c == DType::F32) ||
+         (ab == DType::F16 && (c == DType::F16 || c == DType::F32)) ||
+         (ab == DType::BF16 && (c == DType::BF16 || c == DType::F32));
+}
+
+cudaDataType_t blasType(DType t) {
+  switch (t) {
+  case DType::F16:
+    return CUDA_R_16F;
+  case DType::BF16:
+    return CUDA_R_16BF;
+  default:
+    return CUDA_R_32F;
+  }
+}
+
+int64_t elementCount(const plan::Tensor *t) {
+  int64_t n = 1;
+  if (t->shape())
+    for (int64_t d : *t->shape())
+      n *= d;
+  return n;
+}
+
+//===--- the executor ----------------------------------------------------------===//
+
+class CudaExecutor final : public Executor {
+public:
+  explicit CudaExecutor(const LoadedPlan &plan) : plan_(plan) {}
+  ~CudaExecutor() override;
+
+  /// Everything that can fail; the destructor frees whatever was made.
+  void init();
+
+  const LoadedPlan &plan() const override { return plan_; }
+  std::string backendName() const override { return "cuda"; }
+  std::string deviceDescription() const override { return description_; }
+  void write(int id, const float *values, size_t n) override;
+  void writeIndices(int id, const int32_t *values, size_t n) override;
+  void read(int id, float *values, size_t n) override;
+  void run(const std::string &function) override;
+
+private:
+  struct DeviceTensor {
+    void *ptr = nullptr;
+    DType dtype = DType::F32;
+    int64_t count = 0;
+    size_t bytes = 0;
+    std::string name;
+  };
+  struct Staging {
+    void *host = nullptr;
+    size_t bytes = 0;
+    cudaEvent_t done = nullptr;
+    bool pending = false;
+  };
+  using Launch = std::function<void()>;
+  struct PreparedStep {
+    std::string where;
+    Launch launch;
+  };
+  struct PreparedFunction {
+    std::vector<PreparedStep> steps;
+    cudaGraphExec_t graph = nullptr;
+    int64_t runs = 0;
+    bool graphFailed = false;
+    std::vector<cudaEvent_t> events; // MANTISSA_CUDA_PROFILE: one before each step, one after
+    std::vector<double> stepMs;
+  };
+  struct Site {
+    std::string where;
+    int64_t classes = 0;
+  };
+  struct FixedKernels {
+#define MANTISSA_FIXED_KERNEL(name, ...) KernelRef<__VA_ARGS__> name;
+#include "runtime/cuda/FixedKernels.def"
+  };
+
+  // Setup.
+  void initDevice();
+  void allocateTensors();
+  void compileKernels();
+  void prepareFunctions();
+  Launch prepareStep(const plan::Step &step, int site, ScratchLayout &sl);
+  Launch prepareElementwise(const plan::Elementwise &k);
+  Launch prepareGemm(const plan::Gemm &k, ScratchLayout &sl);
+  Launch prepareConv(const plan::Conv2d &k, ScratchLayout &sl);
+  Launch prepareBatchNorm(const plan::BatchNorm &k, ScratchLayout &sl);
+  Launch prepareBatchNormBackward(const plan::BatchNormBackward &k, ScratchLayout &sl);
+  Launch prepareReduce(const plan::Reduce &k, ScratchLayout &sl);
+  Launch prepareTranspose(const plan::Transpose &k);
+  Launch prepareAllFinite(const plan::AllFinite &k, ScratchLayout &sl);
+
+  // Running.
+  void runEager(PreparedFunction &f, const std::string &function);
+  void capture(PreparedFunction &f, const std::string &function);
+  void synchronize(const std::string &what);
+  void checkStatus();
+  Staging &staging(std::unordered_map<int, Staging> &map, int id, size_t bytes);
+  const DeviceTensor &checkedTensor(int id, size_t n, bool wantIndices) const;
+
+  // Launch helpers.
+  template <class... P, class... A>
+  void launch(const KernelRef<P...> &k, dim3 grid, dim3 block, A &&...args);
+  template <class Tuple, size_t... I>
+  void launchTuple(cudaKernel_t fn, const char *name, dim3 grid, dim3 block, Tuple &values,
+                   std::index_sequence<I...>);
+  void verifyParams(cudaKernel_t fn, const char *name, const size_t *sizes, size_t count);
+  unsigned blocksFor(int64_t n) const;
+  void convert(const void *in, DType it, void *out, DType ot, int64_t n);
+  GemmPlan planGemm(DType at, DType bt, DType ct, int64_t maxA, int64_t maxB, int64_t maxC,
+                    ScratchLayout &sl) const;
+  void runGemm(const GemmPlan &plan, const GemmCall &call);
+  char *scratch(size_t offset) const { return static_cast<char *>(scratch_) + offset; }
+  void *ptr(int id) const { return id < 0 ? nullptr : tensors_[size_t(id)].ptr; }
+  DType dtype(int id) const { return id < 0 ? DType::F32 : tensors_[size_t(id)].dtype; }
+  int dcode(int id) const { return code(dtype(id)); }
+
+  const LoadedPlan &plan_;
+  int device_ = 0;
+  cudaDeviceProp props_{};
+  int arch_ = 0;
+  std::string description_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  void *blasWorkspace_ = nullptr;
+  bool tf32_ = false;
+  bool useGraphs_ = true;
+  bool syncEachStep_ = false;
+  bool profile_ = false;
+  size_t convBudget_ = size_t(256) << 20;
+
+  std::vector<DeviceTensor> tensors_;
+  std::vector<cudaLibrary_t> libraries_;
+  FixedKernels fixed_;
+  std::unordered_map<std::string, cudaKernel_t> elementwise_;
+  std::unordered_map<const plan::Step *, ElementwiseKernel> stepGeometry_;
+  std::unordered_set<const void *> verified_;
+  std::vector<void *> ownedDevice_; // AllFinite tables
+  void *scratch_ = nullptr;
+  size_t scratchBytes_ = 0;
+  int *status_ = nullptr; // device: [code, site, a, b], written by kernels on errors
+  std::vector<Site> sites_;
+  std::map<std::string, PreparedFunction> functions_;
+  std::unordered_map<int, Staging> writeStaging_, readStaging_;
+  std::string dumpDir_;
+};
+
+//===--- setup ------------------------------------------------------------------===//
+
+CudaExecutor::~CudaExecutor() {
+  if (stream_)
+    cudaStreamSynchronize(stream_);
+  for (auto &f : functions_) {
+    PreparedFunction &pf = f.second;
+    const int64_t timed = pf.runs - 1; // the first run is not counted
+    if (!pf.stepMs.empty() && timed > 0) {
+      double total = 0;
+      for (double ms : pf.stepMs)
+        total += ms;
+      std::vector<size_t> order(pf.stepMs.size());
+      for (size_t i = 0; i < order.size(); ++i)
+        order[i] = i;
+      std::sort(order.begin(), order.end(),
+                [&](size_t a, size_t b) { return pf.stepMs[a] > pf.stepMs[b]; });
+      std::fprintf(stderr, "mantissa cuda profile: %s, %lld runs after the first, %.3f ms/run in steps\n",
+                   f.first.c_str(), (long long)timed, total / double(timed));
+      for (size_t i : order)
+        std::fprintf(stderr, "  %9.3f ms/run %5.1f%%  %s\n", pf.stepMs[i] / double(timed),
+                     total > 0 ? 100.0 * pf.stepMs[i] / total : 0.0, pf.steps[i].where.c_str());
+    }
+    for (cudaEvent_t e : pf.events)
+      cudaEventDestroy(e);
+    if (pf.graph)
+      cudaGraphExecDestroy(pf.graph);
+  }
+  for (auto *map : {&writeStaging_, &readStaging_})
+    for (auto &s : *map) {
+      if (s.second.host)
+        cudaFreeHost(s.second.host);
+      if (s.second.done)
+        cudaEventDestroy(s.second.done);
+    }
+  for (DeviceTensor &t : tensors_)
+    if (t.ptr)
+      cudaFree(t.ptr);
+  for (void *p : ownedDevice_)
+    cudaFree(p);
+  if (scratch_)
+    cudaFree(scratch_);
+  if (status_)
+    cudaFree(status_);
+  if (blas_)
+    cublasDestroy(blas_);
+  if (blasWorkspace_)
+    cudaFree(blasWorkspace_);
+  for (cudaLibrary_t lib : libraries_)
+    cudaLibraryUnload(lib);
+  if (stream_)
+    cudaStreamDestroy(stream_);
+}
+
+void CudaExecutor::init() {
+  useGraphs_ = std::string(envOr("MANTISSA_CUDA_GRAPH", "1")) != "0";
+  syncEachStep_ = std::string(envOr("MANTISSA_CUDA_SYNC", "0")) != "0";
+  profile_ = std::string(envOr("MANTISSA_CUDA_PROFILE", "0")) != "0";
+  if (syncEachStep_ || profile_)
+    useGraphs_ = false;
+  dumpDir_ = envOr("MANTISSA_CUDA_DUMP", "");
+  if (const char *mb = std::getenv("MANTISSA_CUDA_CONV_WORKSPACE_MB"))
+    convBudget_ = size_t(std::max(1.0, std::atof(mb) * double(1 << 20)));
+  tf32_ = plan_->precision() && plan_->precision()->tf32();
+  initDevice();
+  allocateTensors();
+  compileKernels();
+  prepareFunctions();
+}
+
+void CudaExecutor::initDevice() {
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess)
+    throw Error(std::string("no CUDA device: ") + cudaGetErrorString(e));
+  if (count == 0)
+    throw Error("no CUDA device: the CUDA runtime reports 0 devices");
+  device_ = std::atoi(envOr("MANTISSA_CUDA_DEVICE", "0"));
+  if (device_ < 0 || device_ >= count)
+    throw Error("MANTISSA_CUDA_DEVICE=" + std::to_string(device_) + ", but there are " +
+                std::to_string(count) + " CUDA devices");
+  checkCuda(cudaSetDevice(device_), "cudaSetDevice");
+  checkCuda(cudaGetDeviceProperties(&props_, device_), "cudaGetDeviceProperties");
+  arch_ = props_.major * 10 + props_.minor;
+  if (arch_ < 80)
+    throw Error(std::string("CUDA device ") + props_.name + " has compute capability " +
+                std::to_string(props_.major) + "." + std::to_string(props_.minor) +
+                "; the CUDA backend needs 8.0 or newer (bf16 conversions)");
+  checkCuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+  checkBlas(cublasCreate(&blas_), "cublasCreate");
+  checkBlas(cublasSetStream(blas_, stream_), "cublasSetStream");
+  // An explicit workspace: cuBLAS then allocates nothing itself, which graph capture needs.
+  const size_t blasWorkspaceBytes = size_t(32) << 20;
+  checkCuda(cudaMalloc(&blasWorkspace_, blasWorkspaceBytes), "cudaMalloc (cuBLAS workspace)");
+  checkBlas(cublasSetWorkspace(blas_, blasWorkspace_, blasWorkspaceBytes), "cublasSetWorkspace");
+  // fp32 GEMMs use no TF32 unless the plan asks (then per call, with COMPUTE_32F_FAST_TF32);
+  // fp16/bf16 GEMMs reduce in fp32 (no reduced-precision split-K reductions).
+  checkBlas(cublasSetMathMode(blas_, cublasMath_t(CUBLAS_DEFAULT_MATH |
+                                                  CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)),
+            "cublasSetMathMode");
+  checkCuda(cudaMalloc(reinterpret_cast<void **>(&status_), 4 * sizeof(int)), "cudaMalloc (status)");
+  checkCuda(cudaMemset(status_, 0, 4 * sizeof(int)), "cudaMemset (status)");
+
+  int runtime = 0, driver = 0;
+  cudaRuntimeGetVersion(&runtime);
+  cudaDriverGetVersion(&driver);
+  char buf[512];
+  std::snprintf(buf, sizeof buf,
+                "%s, %d SMs, %s, compute capability %d.%d (CUDA runtime %d.%d, driver %d.%d, %s)",
+                props_.name, props_.multiProcessorCount, bytesText(props_.totalGlobalMem).c_str(),
+                props_.major, props_.minor, runtime / 1000, runtime % 1000 / 10, driver / 1000,
+                driver % 1000 / 10, nvrtcVersionString().c_str());
+  description_ = buf;
+}
+
+void CudaExecutor::allocateTensors() {
+  const auto &tensors = *plan_->tensors();
+  tensors_.resize(tensors.size());
+  for (flatbuffers::uoffset_t id = 0; id < tensors.size(); ++id) {
+    const plan::Tensor *t = tensors.Get(id);
+    DeviceTensor &d = tensors_[id];
+    d.dtype = t->dtype();
+    d.count = elementCount(t);
+    d.bytes = size_t(d.count) * dtypeSize(d.dtype);
+    d.name = t->name() ? t->name()->str() : "";
+    if (d.bytes == 0)
+      continue;
+    cudaError_t e = cudaMalloc(&d.ptr, d.bytes);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      size_t freeBytes = 0, totalBytes = 0;
+      cudaMemGetInfo(&freeBytes, &totalBytes);
+      throw Error("out of GPU memory allocating " + std::to_string(d.bytes) + " bytes for tensor '" +
+                  d.name + "' (tensor " + std::to_string(id) + "; " + bytesText(freeBytes) +
+                  " free of " + bytesText(totalBytes) + "): " + cudaGetErrorString(e));
+    }
+    // Initial values exactly as the CPU executor takes them (stored, seeded uniform or
+    // fill; LoadedPlan::initialValues is linked into the plugin), rounded to the dtype
+    // with the same conversions.
+    const bool persistent = t->role() != plan::Role::Temp && t->role() != plan::Role::Input;
+    std::vector<float> init;
+    if (persistent || (t->init() && int64_t(t->init()->size()) == d.count))
+      init = plan_.initialValues(int(id));
+    if (int64_t(init.size()) != d.count) {
+      checkCuda(cudaMemset(d.ptr, 0, d.bytes), "cudaMemset");
+      continue;
+    }
+    std::vector<uint8_t> host(d.bytes);
+    for (int64_t i = 0; i < d.count; ++i) {
+      float v = init[size_t(i)];
+      switch (d.dtype) {
+      case DType::F16: {
+        uint16_t h = floatToHalfBits(v);
+        std::memcpy(&host[size_t(i) * 2], &h, 2);
+        break;
+      }
+      case DType::BF16: {
+        uint16_t h = floatToBF16Bits(v);
+        std::memcpy(&host[size_t(i) * 2], &h, 2);
+        break;
+      }
+      case DType::I32: {
+        int32_t x = int32_t(v);
+        std::memcpy(&host[size_t(i) * 4], &x, 4);
+        break;
+      }
+      default:
+        std::memcpy(&host[size_t(i) * 4], &v, 4);
+      }
+    }
+    checkCuda(cudaMemcpy(d.ptr, host.data(), d.bytes, cudaMemcpyHostToDevice),
+              "cudaMemcpy (initial value of '" + d.name + "')");
+  }
+}
+
+void CudaExecutor::compileKernels() {
+  // Generate every elementwise step's kernel; identical texts share one kernel.
+  std::map<std::string, std::string> bodies; // name -> source (sorted: stable units)
+  std::ostringstream manifest;
+  for (const plan::Function *fn : *plan_->functions()) {
+    if (!fn->steps())
+      continue;
+    for (flatbuffers::uoffset_t s = 0; s < fn->steps()->size(); ++s) {
+      const plan::Step *step = fn->steps()->Get(s);
+      if (step->kernel_type() != Kernel::Elementwise)
+        continue;
+      ElementwiseKernel ek = generateElementwise(plan_.plan(), *step->kernel_as_Elementwise());
+      auto [it, inserted] = bodies.emplace(ek.name, ek.source);
+      if (!inserted && it->second != ek.source)
+        throw Error("internal error: two elementwise kernels hash to " + ek.name);
+      manifest << fn->name()->str() << " step " << s << " '"
+               << (step->name() ? step->name()->str() : "") << "': " << ek.name << "\n";
+      stepGeometry_[step] = std::move(ek);
+    }
+  }
+  std::vector<CompileUnit> units;
+  units.push_back({"mantissa_fixed.cu", std::string(cudaPrelude()) + fixedKernelSource()});
+  std::vector<std::vector<std::string>> unitKernels(1);
+  const size_t perUnit = 24;
+  for (auto it = bodies.begin(); it != bodies.end();) {
+    CompileUnit u{"mantissa_elementwise_" + std::to_string(units.size()) + ".cu", cudaPrelude()};
+    std::vector<std::string> names;
+    for (size_t i = 0; i < perUnit && it != bodies.end(); ++i, ++it) {
+      u.source += "\n" + it->second;
+      names.push_back(it->first);
+    }
+    units.push_back(std::move(u));
+    unitKernels.push_back(std::move(names));
+  }
+  if (!dumpDir_.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(dumpDir_, ec);
+    for (const CompileUnit &u : units)
+      std::ofstream(dumpDir_ + "/" + u.name) << u.source;
+    std::ofstream(dumpDir_ + "/steps.txt") << manifest.str();
+  }
+  std::vector<CompiledModule> modules = compileCudaParallel(units, arch_);
+  for (size_t i = 0; i < modules.size(); ++i) {
+    cudaLibrary_t lib = nullptr;
+    checkCuda(cudaLibraryLoadData(&lib, modules[i].image.data(), nullptr, nullptr, 0, nullptr,
+                                  nullptr, 0),
+              "cudaLibraryLoadData(" + units[i].name + ", " + modules[i].target + ")");
+    libraries_.push_back(lib);
+    for (const std::string &name : unitKernels[i]) {
+      cudaKernel_t k = nullptr;
+      checkCuda(cudaLibraryGetKernel(&k, lib, name.c_str()), "cudaLibraryGetKernel(" + name + ")");
+      elementwise_[name] = k;
+    }
+  }
+  auto get = [&](auto &ref, const char *name) {
+    checkCuda(cudaLibraryGetKernel(&ref.fn, libraries_[0], name),
+              std::string("cudaLibraryGetKernel(") + name + ")");
+    ref.name = name;
+  };
+#define MANTISSA_FIXED_KERNEL(name, ...) get(fixed_.name, #name);
+#include "runtime/cuda/FixedKernels.def"
+  description_ += ", kernels: " + modules[0].target + (modules[0].ptx ? " PTX" : " CUBIN");
+}
+
+void CudaExecutor::prepareFunctions() {
+  size_t maxScratch = 0;
+  for (const plan::Function *fn : *plan_->functions()) {
+    PreparedFunction &pf = functions_[fn->name()->str()];
+    if (!fn->steps())
+      continue;
+    for (flatbuffers::uoffset_t s = 0; s < fn->steps()->size(); ++s) {
+      const plan::Step *step = fn->steps()->Get(s);
+      std::string where = "step " + std::to_string(s) + " '" +
+                          (step->name() ? step->name()->str() : "") + "' (" +
+                          plan::EnumNameKernel(step->kernel_type()) + ")";
+      int site = int(sites_.size());
+      sites_.push_back({fn->name()->str() + " " + where, 0});
+      ScratchLayout sl;
+      try {
+        pf.steps.push_back({where, prepareStep(*step, site, sl)});
+      } catch (const Error &e) {
+        throw Error(plan_.name() + ": " + fn->name()->str() + " " + where + ": " + e.what());
+      }
+      maxScratch = std::max(maxScratch, sl.size);
+    }
+  }
+  if (maxScratch > 0) {
+    cudaError_t e = cudaMalloc(&scratch_, maxScratch);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      throw Error("out of GPU memory allocating " + std::to_string(maxScratch) +
+                  " bytes of scratch space (convolution workspace: set "
+                  "MANTISSA_CUDA_CONV_WORKSPACE_MB lower): " + cudaGetErrorString(e));
+    }
+    scratchBytes_ = maxScratch;
+  }
+}
+
+//===--- launching ----------------------------------------------------------------===//
+
+unsigned CudaExecutor::blocksFor(int64_t n) const {
+  // Grid-stride kernels: enough blocks to fill the GPU several times over, no more.
+  int64_t cap = int64_t(props_.multiProcessorCount) * 32;
+  return unsigned(std::max<int64_t>(1, std::min<int64_t>((n + 255) / 256, cap)));
+}
+
+void CudaExecutor::verifyParams(cudaKernel_t fn, const char *name, const size_t *sizes,
+                                size_t count) {
+  if (!verified_.insert(fn).second)
+    return;
+  for (size_t i = 0; i <= count; ++i) {
+    size_t offset = 0, size = 0;
+    cudaError_t e = cudaFuncGetParamInfo(reinterpret_cast<const void *>(fn), i, &offset, &size);
+    if (i == count) {
+      if (e == cudaSuccess)
+        throw Error(std::string("internal error: kernel ") + name + " takes more than the " +
+                    std::to_string(count) + " arguments the host passes");
+      cudaGetLastError();
+      break;
+    }
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      if (e == cudaErrorNotSupported || e == cudaErrorInvalidDeviceFunction)
+        return; // no parameter information from this driver: nothing to check
+      throw Error(std::string("internal error: kernel ") + name + " takes " + std::to_string(i) +
+                  " arguments, the host passes " + std::to_string(count));
+    }
+    if (size != sizes[i])
+      throw Error(std::string("internal error: parameter ") + std::to_string(i) + " of kernel " +
+                  name + " is " + std::to_string(size) + " bytes, the host passes " +
+                  std::to_string(sizes[i]));
+  }
+}
+
+template <class Tuple, size_t... I>
+void CudaExecutor::launchTuple(cudaKernel_t fn, const char *name, dim3 grid, dim3 block,
+                               Tuple &values, std::index_sequence<I...>) {
+  void *params[] = {static_cast<void *>(&std::get<I>(values))...};
+  const size_t sizes[] = {sizeof(std::get<I>(values))...};
+  verifyParams(fn, name, sizes, sizeof...(I));
+  checkCuda(cudaLaunchKernel(reinterpret_cast<const void *>(fn), grid, block, params, 0, stream_),
+            std::string("cudaLaunchKernel(") + name + ")");
+}
+
+template <class... P, class... A>
+void CudaExecutor::launch(const KernelRef<P...> &k, dim3 grid, dim3 block, A &&...args) {
+  static_assert(sizeof...(P) == sizeof...(A), "wrong number of kernel arguments");
+  // Each argument converted to exactly the parameter's type (and so its width).
+  std::tuple<P...> values{static_cast<P>(std::forward<A>(args))...};
+  launchTuple(k.fn, k.name, grid, block, values, std::index_sequence_for<P...>{});
+}
+
+void CudaExecutor::convert(const void *in, DType it, void *out, DType ot, int64_t n) {
+  if (n <= 0)
+    return;
+  if (it == ot) {
+    if (in != out)
+      checkCuda(cudaMemcpyAsync(out, in, size_t(n) * dtypeSize(it), cudaMemcpyDeviceToDevice, stream_),
+                "cudaMemcpyAsync");
+    return;
+  }
+  launch(fixed_.mt_convert, blocksFor(n), 256, in, code(it), out, code(ot), n);
+}
+
+//===--- GEMM ------------------------------------------------------------------------===//
+
+GemmPlan CudaExecutor::planGemm(DType at, DType bt, DType ct, int64_t maxA, int64_t maxB,
+                                int64_t maxC, ScratchLayout &sl) const {
+  GemmPlan g;
+  g.ab = at == bt ? at : DType::F32;
+  g.convA = at != g.ab;
+  g.convB = bt != g.ab;
+  g.viaF32C = !cSupported(g.ab, ct);
+  if (g.convA)
+    g.offA = sl.take(size_t(maxA) * 4);
+  if (g.convB)
+    g.offB = sl.take(size_t(maxB) * 4);
+  if (g.viaF32C)
+    g.offC = sl.take(size_t(maxC) * 4);
+  return g;
+}
+
+void CudaExecutor::runGemm(const GemmPlan &g, const GemmCall &c) {
+  if (c.m == 0 || c.n == 0 || c.batch == 0)
+    return;
+  const int64_t countC = c.batch * c.m * c.n; // C is contiguous across the batch
+  if (c.k == 0) {
+    // An empty sum: C = beta C (beta = 0 overwrites, NaNs in C do not leak through).
+    if (c.beta == 0.0f)
+      checkCuda(cudaMemsetAsync(c.c, 0, size_t(countC) * dtypeSize(c.ct), stream_), "cudaMemsetAsync");
+    else if (c.beta != 1.0f)
+      launch(fixed_.mt_scale, blocksFor(countC), 256, c.c, code(c.ct), countC, c.beta);
+    return;
+  }
+  const void *a = c.a, *b = c.b;
+  void *cc = c.c;
+  if (g.convA) {
+    int64_t n = (c.sA == 0 ? 1 : c.batch) * c.m * c.k;
+    convert(c.a, c.at, scratch(g.offA), DType::F32, n);
+    a = scratch(g.offA);
+  }
+  if (g.convB) {
+    int64_t n = (c.sB == 0 ? 1 : c.batch) * c.k * c.n;
+    convert(c.b, c.bt, scratch(g.offB), DType::F32, n);
+    b = scratch(g.offB);
+  }
+  DType ctype = c.ct;
+  if (g.viaF32C) {
+    cc = scratch(g.offC);
+    ctype = DType::F32;
+    if (c.beta != 0.0f)
+      convert(c.c, c.ct, cc, DType::F32, countC);
+  }
+  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B comes first.
+  const cublasOperation_t opA = c.ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t opB = c.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const int m = int(c.m), n = int(c.n), k = int(c.k);
+  const int lda = c.ta ? m : k, ldb = c.tb ? k : n, ldc = n;
+  const cublasComputeType_t compute =
+      (g.ab == DType::F32 && tf32_) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const float alpha = c.alpha, beta = c.beta;
+  if (c.batch == 1)
+    checkBlas(cublasGemmEx(blas_, opB, opA, n, m, k, &alpha, b, blasType(g.ab), ldb, a,
+                           blasType(g.ab), lda, &beta, cc, blasType(ctype), ldc, compute,
+                           CUBLAS_GEMM_DEFAULT),
+              "cublasGemmEx(m=" + std::to_string(m) + ", n=" + std::to_string(n) +
+                  ", k=" + std::to_string(k) + ")");
+  else
+    checkBlas(cublasGemmStridedBatchedEx(blas_, opB, opA, n, m, k, &alpha, b, blasType(g.ab), ldb,
+                                         c.sB, a, blasType(g.ab), lda, c.sA, &beta, cc,
+                                         blasType(ctype), ldc, c.sC, int(c.batch), compute,
+                                         CUBLAS_GEMM_DEFAULT),
+              "cublasGemmStridedBatchedEx(m=" + std::to_string(m) + ", n=" + std::to_string(n) +
+                  ", k=" + std::to_string(k) + ", batch=" + std::to_string(c.batch) + ")");
+  if (g.viaF32C)
+    convert(cc, DType::F32, c.c, c.ct, countC);
+}
+
+//===--- steps --------------------------------------------------------------------===//
+
+CudaExecutor::Launch CudaExecutor::prepareStep(const plan::Step &step, int site, ScratchLayout &sl) {
+  switch (step.kernel_type()) {
+  case Kernel::Elementwise: {
+    auto it = stepGeometry_.find(&step);
+    if (it == stepGeometry_.end())
+      throw Error("internal error: no kernel generated for this step");
+    const ElementwiseKernel &ek = it->second;
+    struct Args {
+      cudaKernel_t fn;
+      std::string name;
+      std::vector<void *> pointers;
+      long long n;
+      std::vector<long long> geometry;
+      std::vector<size_t> sizes;
+    };
+    auto args = std::make_shared<Args>();
+    args->fn = elementwise_.at(ek.name);
+    args->name = ek.name;
+    for (int id : ek.inputs)
+      args->pointers.push_back(ptr(id));
+    for (int id : ek.outputs)
+      args->pointers.push_back(ptr(id));
+    args->n = ek.total;
+    args->geometry.assign(ek.geometry.begin(), ek.geometry.end());
+    args->sizes.assign(args->pointers.size(), sizeof(void *));
+    args->sizes.push_back(sizeof(long long));
+    if (!args->geometry.empty())
+      args->sizes.push_back(args->geometry.size() * sizeof(long long));
+    return [this, args] {
+      if (args->n <= 0)
+        return;
+      std::vector<void *> params;
+      for (void *&p : args->pointers)
+        params.push_back(&p);
+      params.push_back(&args->n);
+      if (!args->geometry.empty())
+        params.push_back(args->geometry.data());
+      verifyParams(args->fn, args->name.c_str(), args->sizes.data(), args->sizes.size());
+      checkCuda(cudaLaunchKernel(reinterpret_cast<const void *>(args->fn), dim3(blocksFor(args->n)),
+                                 dim3(256), params.data(), 0, stream_),
+                "cudaLaunchKernel(" + args->name + ")");
+    };
+  }
+  case Kernel::Gemm:
+    return prepareGemm(*step.kernel_as_Gemm(), sl);
+  case Kernel::Conv2d:
+    return prepareConv(*step.kernel_as_Conv2d(), sl);
+  case Kernel::MaxPool2d: {
+    const plan::MaxPool2d &k = *step.kernel_as_MaxPool2d();
+    const long long planes = k.n() * k.c(), H = k.h(), W = k.w(), KK = k.kernel(), S = k.stride();
+    const long long OH = (H - KK) / S + 1, OW = (W - KK) / S + 1;
+    void *x = ptr(k.x()), *y = ptr(k.y());
+    int *ind = static_cast<int *>(ptr(k.indices()));
+    int xt = dcode(k.x()), yt = dcode(k.y());
+    return [=] {
+      const long long total = planes * OH * OW;
+      if (total > 0)
+        launch(fixed_.mt_maxpool_fwd, blocksFor(total), 256, x, xt, y, yt, ind, planes, H, W, OH,
+               OW, KK, S);
+    };
+  }
+  case Kernel::MaxPool2dBackward: {
+    const plan::MaxPool2dBackward &k = *step.kernel_as_MaxPool2dBackward();
+    const long long planes = k.n() * k.c(), H = k.h(), W = k.w(), KK = k.kernel(), S = k.stride();
+    const long long OH = (H - KK) / S + 1, OW = (W - KK) / S + 1;
+    void *dy = ptr(k.dy()), *dx = ptr(k.dx());
+    const int *ind = static_cast<const int *>(ptr(k.indices()));
+    int dyt = dcode(k.dy()), dxt = dcode(k.dx());
+    return [=] {
+      const long long total = planes * H * W;
+      if (total > 0)
+        launch(fixed_.mt_maxpool_bwd, blocksFor(total), 256, dy, dyt, ind, dx, dxt, planes, H, W,
+               OH, OW, KK, S);
+    };
+  }
+  case Kernel::BatchNorm:
+    return prepareBatchNorm(*step.kernel_as_BatchNorm(), sl);
+  case Kernel::BatchNormBackward:
+    return prepareBatchNormBackward(*step.kernel_as_BatchNormBackward(), sl);
+  case Kernel::SoftmaxCrossEntropy: {
+    const plan::SoftmaxCrossEntropy &k = *step.kernel_as_SoftmaxCrossEntropy();
+    sites_[size_t(site)].classes = k.c();
+    const long long n = k.n(), c = k.c();
+    const size_t rowOff = sl.take(size_t(n) * sizeof(double));
+    void *logits = ptr(k.logits()), *labels = ptr(k.labels()), *loss = ptr(k.loss());
+    int lt = dcode(k.logits()), labt = dcode(k.labels()), ot = dcode(k.loss());
+    return [=] {
+      double *rows = reinterpret_cast<double *>(scratch(rowOff));
+      launch(fixed_.mt_ce_fwd, unsigned((n + 7) / 8), 256, logits, lt, labels, labt, n, c,
+             status_, site, rows);
+      launch(fixed_.mt_sum_partials, 1, 256, rows, n, double(n), loss, ot);
+    };
+  }
+  case Kernel::SoftmaxCrossEntropyBackward: {
+    const plan::SoftmaxCrossEntropyBackward &k = *step.kernel_as_SoftmaxCrossEntropyBackward();
+    sites_[size_t(site)].classes = k.c();
+    const long long n = k.n(), c = k.c();
+    void *logits = ptr(k.logits()), *labels = ptr(k.labels()), *dloss = ptr(k.dloss()),
+         *dlogits = ptr(k.dlogits());
+    int lt = dcode(k.logits()), labt = dcode(k.labels()), dlt = dcode(k.dloss()),
+        dt = dcode(k.dlogits());
+    return [=] {
+      launch(fixed_.mt_ce_bwd, unsigned((n + 7) / 8), 256, logits, lt, labels, labt, dloss, dlt, n,
+             c, dlogits, dt, status_, site);
+    };
+  }
+  case Kernel::MseLoss: {
+    const plan::MseLoss &k = *step.kernel_as_MseLoss();
+    const long long count = k.count(), chunk = 4096, chunks = (count + chunk - 1) / chunk;
+    const size_t partOff = sl.take(size_t(chunks) * sizeof(double));
+    void *a = ptr(k.a()), *b = ptr(k.b()), *loss = ptr(k.loss());
+    int at = dcode(k.a()), bt = dcode(k.b()), ot = dcode(k.loss());
+    return [=] {
+      double *part = reinterpret_cast<double *>(scratch(partOff));
+      launch(fixed_.mt_mse_partial, unsigned(chunks), 256, a, at, b, bt, count, chunk, part);
+      launch(fixed_.mt_sum_partials, 1, 256, part, chunks, double(count), loss, ot);
+    };
+  }
+  case Kernel::MseLossBackward: {
+    const plan::MseLossBackward &k = *step.kernel_as_MseLossBackward();
+    const long long count = k.count();
+    void *a = ptr(k.a()), *b = ptr(k.b()), *dloss = ptr(k.dloss()), *da = ptr(k.da());
+    int at = dcode(k.a()), bt = dcode(k.b()), dlt = dcode(k.dloss()), dat = dcode(k.da());
+    return [=] {
+      launch(fixed_.mt_mse_bwd, blocksFor(count), 256, a, at, b, bt, dloss, dlt, count, da, dat);
+    };
+  }
+  case Kernel::Reduce:
+    return prepareReduce(*step.kernel_as_Reduce(), sl);
+  case Kernel::Concat: {
+    const plan::Concat &k = *step.kernel_as_Concat();
+    struct Piece {
+      void *in;
+      int it;
+      long long rowLen, outOffset;
+    };
+    std::vector<Piece> pieces;
+    long long outRow = 0;
+    for (flatbuffers::uoffset_t i = 0; i < k.inputs()->size(); ++i) {
+      long long rs = k.row_sizes()->Get(i);
+      pieces.push_back({ptr(k.inputs()->Get(i)), dcode(k.inputs()->Get(i)), rs, outRow});
+      outRow += rs;
+    }
+    const long long outer = k.outer();
+    void *out = ptr(k.output());
+    int ot = dcode(k.output());
+    return [=] {
+      for (const Piece &p : pieces)
+        if (outer * p.rowLen > 0)
+          launch(fixed_.mt_copy_rows, blocksFor(outer * p.rowLen), 256, p.in, p.it, out, ot, outer,
+                 p.rowLen, p.rowLen, 0LL, outRow, p.outOffset);
+    };
+  }
+  case Kernel::Slice: {
+    const plan::Slice &k = *step.kernel_as_Slice();
+    const long long outer = k.outer(), inRow = k.in_row(), offset = k.offset(), outRow = k.out_row();
+    void *in = ptr(k.input()), *out = ptr(k.output());
+    int it = dcode(k.input()), ot = dcode(k.output());
+    return [=] {
+      if (outer * outRow > 0)
+        launch(fixed_.mt_copy_rows, blocksFor(outer * outRow), 256, in, it, out, ot, outer, outRow,
+               inRow, offset, outRow, 0LL);
+    };
+  }
+  case Kernel::Transpose:
+    return prepareTranspose(*step.kernel_as_Transpose());
+  case Kernel::Copy: {
+    const plan::Copy &k = *step.kernel_as_Copy();
+    void *in = ptr(k.input()), *out = ptr(k.output());
+    DType it = dtype(k.input()), ot = dtype(k.output());
+    const int64_t count = k.count();
+    return [=] { convert(in, it, out, ot, count); };
+  }
+  case Kernel::AllFinite:
+    return prepareAllFinite(*step.kernel_as_AllFinite(), sl);
+  default:
+    throw Error("kernel type not supported by the CUDA backend");
+  }
+}
+
+CudaExecutor::Launch CudaExecutor::prepareGemm(const plan::Gemm &k, ScratchLayout &sl) {
+  GemmCall c;
+  c.ta = k.trans_a();
+  c.tb = k.trans_b();
+  c.m = k.m();
+  c.n = k.n();
+  c.k = k.k();
+  c.batch = k.batch();
+  c.sA = c.m * c.k;
+  c.sB = c.k * c.n;
+  c.sC = c.m * c.n;
+  c.alpha = k.alpha();
+  c.beta = k.beta();
+  c.a = ptr(k.a());
+  c.b = ptr(k.b());
+  c.c = ptr(k.c());
+  c.at = dtype(k.a());
+  c.bt = dtype(k.b());
+  c.ct = dtype(k.c());
+  if (c.batch > INT_MAX)
+    throw Error("batch " + std::to_string(c.batch) + " exceeds what cuBLAS can index");
+  GemmPlan g = planGemm(c.at, c.bt, c.ct, c.batch * c.m * c.k, c.batch * c.k * c.n,
+                        c.batch * c.m * c.n, sl);
+  return [this, g, c] { runGemm(g, c); };
+}
+
+CudaExecutor::Launch CudaExecutor::prepareConv(const plan::Conv2d &k, ScratchLayout &sl) {
+  const long long N = k.n(), C = k.c(), H = k.h(), W = k.w(), K = k.k(), R = k.r(), S = k.s();
+  const long long sh = k.stride_h(), sw = k.stride_w(), ph = k.pad_h(), pw = k.pad_w();
+  const long long P = (H + 2 * ph - R) / sh + 1, Q = (W + 2 * pw - S) / sw + 1;
+  const long long PQ = P * Q, CRS = C * R * S;
+  const bool accumulate = k.accumulate();
+  const int in0 = k.in0(), in1 = k.in1(), out = k.out();
+
+  // Samples per group: the group's im2col matrix stays within the budget.
+  auto groupFor = [&](size_t perSample) {
+    long long g = (long long)(convBudget_ / std::max<size_t>(1, perSample));
+    g = std::max(1LL, std::min(g, std::max(1LL, N)));
+    if (g * CRS * PQ > INT_MAX && g > 1)
+      g = std::max(1LL, INT_MAX / std::max(1LL, CRS * PQ));
+    if (g * PQ > INT_MAX || CRS * PQ > (long long)INT_MAX * 4)
+      throw Error("convolution too large for the im2col path (C*R*S*P*Q = " +
+                  std::to_string(CRS * PQ) + ")");
+    return g;
+  };
+
+  switch (k.kind()) {
+  case plan::ConvKind::Forward: {
+    const DType ct = dtype(in0) == dtype(in1) ? dtype(in0) : DType::F32;
+    const size_t perSample = size_t(CRS * PQ) * dtypeSize(ct) + size_t(K * PQ) * 4;
+    const long long G = groupFor(perSample);
+    const size_t colOff = sl.take(size_t(G * CRS * PQ) * dtypeSize(ct));
+    const GemmPlan gp = planGemm(dtype(in1), ct, dtype(out), K * CRS, G * CRS * PQ, G * K * PQ, sl);
+    const bool small = G * CRS * PQ < INT_MAX && N * C * H * W < INT_MAX;
+    void *x = ptr(in0), *w = ptr(in1), *y = ptr(out);
+    const DType xt = dtype(in0), wt = dtype(in1), yt = dtype(out);
+    return [=] {
+      for (long long n0 = 0; n0 < N; n0 += G) {
+        const long long g = std::min(G, N - n0);
+        void *col = scratch(colOff);
+        if (small)
+          launch(fixed_.mt_im2col_i32, blocksFor(g * C * PQ), 256, x, code(xt), col, code(ct), n0, g, C,
+                 H, W, R, S, P, Q, sh, sw, ph, pw, 0);
+        else
+          launch(fixed_.mt_im2col_i64, blocksFor(g * C * PQ), 256, x, code(xt), col, code(ct), n0, g, C,
+                 H, W, R, S, P, Q, sh, sw, ph, pw, 0);
+        GemmCall c;
+        c.m = K;
+        c.n = PQ;
+        c.k = CRS;
+        c.batch = g;
+        c.sA = 0;
+        c.sB = CRS * PQ;
+        c.sC = K * PQ;
+        c.beta = accumulate ? 1.0f : 0.0f;
+        c.a = w;
+        c.at = wt;
+        c.b = col;
+        c.bt = ct;
+        c.c = static_cast<char *>(y) + size_t(n0 * K * PQ) * dtypeSize(yt);
+        c.ct = yt;
+        runGemm(gp, c);
+      }
+    };
+  }
+  case plan::ConvKind::BackwardInput: {
+    // col = W^T dy per sample in fp32 (as the CPU keeps it), then col2im adds it up.
+    const size_t perSample = size_t(CRS * PQ) * 4 + size_t(K * PQ) * 4;
+    const long long G = groupFor(perSample);
+    const size_t colOff = sl.take(size_t(G * CRS * PQ) * 4);
+    const GemmPlan gp =
+        planGemm(dtype(in1), dtype(in0), DType::F32, K * CRS, G * K * PQ, G * CRS * PQ, sl);
+    const bool small = G * CRS * PQ < INT_MAX && N * C * H * W < INT_MAX;
+    void *dy = ptr(in0), *w = ptr(in1), *dx = ptr(out);
+    const DType dyt = dtype(in0), wt = dtype(in1), dxt = dtype(out);
+    return [=] {
+      for (long long n0 = 0; n0 < N; n0 += G) {
+        const long long g = std::min(G, N - n0);
+        float *col = reinterpret_cast<float *>(scratch(colOff));
+        GemmCall c;
+        c.ta = true; // w is [K, CRS]
+        c.m = CRS;
+        c.n = PQ;
+        c.k = K;
+        c.batch = g;
+        c.sA = 0;
+        c.sB = K * PQ;
+        c.sC = CRS * PQ;
+        c.a = w;
+        c.at = wt;
+        c.b = static_cast<char *>(dy) + size_t(n0 * K * PQ) * dtypeSize(dyt);
+        c.bt = dyt;
+        c.c = col;
+        c.ct = DType::F32;
+        runGemm(gp, c);
+        const long long total = g * C * H * W;
+        if (small)
+          launch(fixed_.mt_col2im_i32, blocksFor(total), 256, col, dx, code(dxt), n0, g, C, H, W, R,
+                 S, P, Q, sh, sw, ph, pw, accumulate ? 1 : 0);
+        else
+          launch(fixed_.mt_col2im_i64, blocksFor(total), 256, col, dx, code(dxt), n0, g, C, H, W, R,
+                 S, P, Q, sh, sw, ph, pw, accumulate ? 1 : 0);
+      }
+    };
+  }
+  case plan::ConvKind::BackwardWeight: {
+    // dw = sum over groups of dyG [K, g*PQ] x colG^T [g*PQ, CRS], accumulated in fp32.
+    const DType ct = dtype(in0) == dtype(in1) ? dtype(in0) : DType::F32;
+    const size_t perSample = size_t(CRS * PQ + K * PQ) * dtypeSize(ct);
+    const long long G = groupFor(perSample);
+    const size_t colOff = sl.take(size_t(G * CRS * PQ) * dtypeSize(ct));
+    const size_t dyOff = sl.take(size_t(G * K * PQ) * dtypeSize(ct));
+    const DType dwt = dtype(out);
+    const bool viaAcc = dwt != DType::F32;
+    const size_t accOff = viaAcc ? sl.take(size_t(K * CRS) * 4) : 0;
+    const GemmPlan gp = planGemm(ct, ct, DType::F32, G * K * PQ, G * CRS * PQ, K * CRS, sl);
+    const bool small = G * CRS * PQ < INT_MAX && N * C * H * W < INT_MAX;
+    void *x = ptr(in0), *dy = ptr(in1), *dw = ptr(out);
+    const DType xt = dtype(in0), dyt = dtype(in1);
+    return [=] {
+      void *acc = viaAcc ? static_cast<void *>(scratch(accOff)) : dw;
+      if (N == 0) {
+        if (!accumulate)
+          checkCuda(cudaMemsetAsync(dw, 0, size_t(K * CRS) * dtypeSize(dwt), stream_),
+                    "cudaMemsetAsync");
+        return;
+      }
+      if (viaAcc && accumulate)
+        convert(dw, dwt, acc, DType::F32, K * CRS);
+      for (long long n0 = 0; n0 < N; n0 += G) {
+        const long long g = std::min(G, N - n0);
+        void *col = scratch(colOff), *dyG = scratch(dyOff);
+        if (small)
+          launch(fixed_.mt_im2col_i32, blocksFor(g * C * PQ), 256, x, code(xt), col, code(ct), n0, g, C,
+                 H, W, R, S, P, Q, sh, sw, ph, pw, 1);
+        else
+          launch(fixed_.mt_im2col_i64, blocksFor(g * C * PQ), 256, x, code(xt), col, code(ct), n0, g, C,
+                 H, W, R, S, P, Q, sh, sw, ph, pw, 1);
+        launch(fixed_.mt_gather_groups, blocksFor(K * g * PQ), 256, dy, code(dyt), dyG, code(ct),
+               n0, g, K, PQ);
+        GemmCall c;
+        c.tb = true; // col is [CRS, g*PQ]
+        c.m = K;
+        c.n = CRS;
+        c.k = g * PQ;
+        c.batch = 1;
+        c.beta = (n0 == 0 && !accumulate) ? 0.0f : 1.0f;
+        c.a = dyG;
+        c.at = ct;
+        c.b = col;
+        c.bt = ct;
+        c.c = acc;
+        c.ct = DType::F32;
+        runGemm(gp, c);
+      }
+      if (viaAcc)
+        convert(acc, DType::F32, dw, dwt, K * CRS);
+    };
+  }
+  }
+  throw Error("unknown convolution kind");
+}
+
+CudaExecutor::Launch CudaExecutor::prepareBatchNorm(const plan::BatchNorm &k, ScratchLayout &sl) {
+  const long long n = k.n(), c = k.c(), hw = k.hw(), m = n * hw, total = n * c * hw;
+  const long long chunk = 2048, chunks = std::max(1LL, (m + chunk - 1) / chunk);
+  const size_t meanOff = sl.take(size_t(c) * 8), invOff = sl.take(size_t(c) * 8);
+  void *x = ptr(k.x()), *y = ptr(k.y()), *gamma = ptr(k.gamma()), *beta = ptr(k.beta());
+  const int xt = dcode(k.x()), yt = dcode(k.y()), gt = dcode(k.gamma()), bt = dcode(k.beta());
+  void *rm = ptr(k.running_mean()), *rv = ptr(k.running_var());
+  const int rmt = dcode(k.running_mean()), rvt = dcode(k.running_var());
+  const double eps = double(k.eps()), momentum = double(k.momentum());
+  const unsigned gridY = unsigned(std::min<long long>(std::max(1LL, c), 65535));
+  if (!k.training()) {
+    return [=] {
+      if (c == 0)
+        return;
+      double *mean = reinterpret_cast<double *>(scratch(meanOff));
+      double *inv = reinterpret_cast<double *>(scratch(invOff));
+      launch(fixed_.mt_bn_eval_params, blocksFor(c), 256, rm, rmt, rv, rvt, c, eps, mean, inv);
+      if (total > 0)
+        launch(fixed_.mt_bn_apply, blocksFor(total), 256, x, xt, y, yt, n, c, hw, mean, inv, gamma,
+               gt, beta, bt);
+    };
+  }
+  const size_t partOff = sl.take(size_t(c * chunks) * 8), batchMeanOff = sl.take(size_t(c) * 8);
+  void *sm = ptr(k.saved_mean()), *si = ptr(k.saved_invstd());
+  const int smt = dcode(k.saved_mean()), sit = dcode(k.saved_invstd());
+  return [=] {
+    if (c == 0)
+      return;
+    double *part = reinterpret_cast<double *>(scratch(partOff));
+    double *batchMean = reinterpret_cast<double *>(scratch(batchMeanOff));
+    double *mean = reinterpret_cast<double *>(scratch(meanOff));
+    double *inv = reinterpret_cast<double *>(scratch(invOff));
+    const double *noMean = nullptr;
+    launch(fixed_.mt_bn_partial, dim3(unsigned(chunks), gridY), 256, x, xt, n, c, hw, chunk, chunks,
+           noMean, part);
+    launch(fixed_.mt_bn_mean, blocksFor(c), 256, part, chunks, c, m, batchMean);
+    launch(fixed_.mt_bn_partial, dim3(unsigned(chunks), gridY), 256, x, xt, n, c, hw, chunk, chunks,
+           batchMean, part);
+    launch(fixed_.mt_bn_finalize, blocksFor(c), 256, part, chunks, c, m, eps, momentum, batchMean,
+           sm, smt, si, sit, rm, rmt, rv, rvt, mean, inv);
+    launch(fixed_.mt_bn_apply, blocksFor(total), 256, x, xt, y, yt, n, c, hw, mean, inv, gamma, gt,
+           beta, bt);
+  };
+}
+
+CudaExecutor::Launch CudaExecutor::prepareBatchNormBackward(const plan::BatchNormBackward &k,
+                                                            ScratchLayout &sl) {
+  const long long n = k.n(), c = k.c(), hw = k.hw(), m = n * hw, total = n * c * hw;
+  const long long chunk = 2048, chunks = (m + chunk - 1) / chunk; // 0 when m == 0
+  const size_t partOff = sl.take(size_t(c * std::max(1LL, chunks)) * 16);
+  const size_t meanDyOff = sl.take(size_t(c) * 8), meanDyXhatOff = sl.take(size_t(c) * 8);
+  void *dy = ptr(k.dy()), *x = ptr(k.x()), *gamma = ptr(k.gamma()), *sm = ptr(k.saved_mean()),
+       *si = ptr(k.saved_invstd()), *dx = ptr(k.dx()), *dgamma = ptr(k.dgamma()),
+       *dbeta = ptr(k.dbeta());
+  const int dyt = dcode(k.dy()), xt = dcode(k.x()), gt = dcode(k.gamma()),
+            smt = dcode(k.saved_mean()), sit = dcode(k.saved_invstd()), dxt = dcode(k.dx()),
+            dgt = dcode(k.dgamma()), dbt = dcode(k.dbeta());
+  const unsigned gridY = unsigned(std::min<long long>(std::max(1LL, c), 65535));
+  return [=] {
+    if (c == 0)
+      return;
+    double *part = reinterpret_cast<double *>(scratch(partOff));
+    double *meanDy = reinterpret_cast<double *>(scratch(meanDyOff));
+    double *meanDyXhat = reinterpret_cast<double *>(scratch(meanDyXhatOff));
+    if (chunks > 0)
+      launch(fixed_.mt_bnb_partial, dim3(unsigned(chunks), gridY), 256, dy, dyt, x, xt, n, c, hw,
+             chunk, chunks, sm, smt, si, sit, part);
+    launch(fixed_.mt_bnb_finalize, blocksFor(c), 256, part, chunks, c, m, dgamma, dgt, dbeta, dbt,
+           meanDy, meanDyXhat);
+    if (dx && total > 0)
+      launch(fixed_.mt_bnb_dx, blocksFor(total), 256, dy, dyt, x, xt, gamma, gt, sm, smt, si, sit,
+             meanDy, meanDyXhat, dx, dxt, n, c, hw);
+  };
+}
+
+CudaExecutor::Launch CudaExecutor::prepareReduce(const plan::Reduce &k, ScratchLayout &sl) {
+  // Collapse to kept and reduced dimensions (innermost first) exactly as the CPU does.
+  std::vector<int64_t> inShape(k.in_shape()->begin(), k.in_shape()->end());
+  std::vector<int64_t> outShape(k.out_shape()->begin(), k.out_shape()->end());
+  ReduceGeometry g{};
+  std::vector<std::pair<int64_t, int64_t>> kept, reduced;
+  int64_t stride = 1, reducedCount = 1, outCount = 1;
+  bool havePrev = false, prevReduced = false;
+  for (size_t d = inShape.size(); d-- > 0;) {
+    int64_t size = inShape[d];
+    bool isReduced = outShape[d] == 1 && size != 1;
+    if (isReduced)
+      reducedCount *= size;
+    else
+      outCount *= size;
+    if (size != 1) {
+      auto &list = isReduced ? reduced : kept;
+      if (havePrev && prevReduced == isReduced)
+        list.back().first *= size;
+      else
+        list.push_back({size, stride});
+      havePrev = true;
+      prevReduced = isReduced;
+    }
+    stride *= size;
+  }
+  if (kept.size() > size_t(kMaxRank) || reduced.size() > size_t(kMaxRank))
+    throw Error("reduce: more than " + std::to_string(kMaxRank) +
+                " alternating kept/reduced dimensions");
+  g.numKept = int32_t(kept.size());
+  g.numReduced = int32_t(reduced.size());
+  for (size_t i = 0; i < kept.size(); ++i) {
+    g.keptSize[i] = kept[i].first;
+    g.keptStride[i] = kept[i].second;
+  }
+  for (size_t i = 0; i < reduced.size(); ++i) {
+    g.reducedSize[i] = reduced[i].first;
+    g.reducedStride[i] = reduced[i].second;
+  }
+  const double scale = k.mean() ? 1.0 / double(reducedCount) : 1.0;
+  void *in = ptr(k.input()), *out = ptr(k.output());
+  const int it = dcode(k.input()), ot = dcode(k.output());
+  const long long outN = outCount, rcount = reducedCount;
+  const long long chunk = 2048;
+  if (rcount <= chunk) {
+    return [=] {
+      if (outN > 0)
+        launch(fixed_.mt_reduce_small, blocksFor(outN), 256, in, it, out, ot, outN, rcount, g, scale);
+    };
+  }
+  const long long chunks = (rcount + chunk - 1) / chunk;
+  const size_t partOff = sl.take(size_t(outN * chunks) * 8);
+  return [=] {
+    if (outN == 0)
+      return;
+    double *part = reinterpret_cast<double *>(scratch(partOff));
+    const unsigned blocks = unsigned(std::min<long long>(outN * chunks, 1LL << 20));
+    launch(fixed_.mt_reduce_partial, blocks, 256, in, it, outN, rcount, chunk, chunks, g, part);
+    launch(fixed_.mt_reduce_finalize, blocksFor(outN), 256, part, outN, chunks, scale, out, ot);
+  };
+}
+
+CudaExecutor::Launch CudaExecutor::prepareTranspose(const plan::Transpose &k) {
+  std::vector<int64_t> inShape(k.in_shape()->begin(), k.in_shape()->end());
+  std::vector<int64_t> perm(k.perm()->begin(), k.perm()->end());
+  const size_t rank = inShape.size();
+  if (rank > size_t(kMaxRank))
+    throw Error("transpose: rank " + std::to_string(rank) + " exceeds " + std::to_string(kMaxRank));
+  std::vector<int64_t> inStride(rank, 1);
+  for (size_t d = rank; d-- > 1;)
+    inStride[d - 1] = inStride[d] * inShape[d];
+  PermuteGeometry g{};
+  g.rank = int64_t(rank);
+  long long total = 1;
+  for (size_t d = 0; d < rank; ++d) {
+    g.outShape[d] = inShape[size_t(perm[d])];
+    g.srcStride[d] = inStride[size_t(perm[d])];
+    total *= g.outShape[d];
+  }
+  void *in = ptr(k.input()), *out = ptr(k.output());
+  const int it = dcode(k.input()), ot = dcode(k.output());
+  return [=] {
+    if (total > 0)
+      launch(fixed_.mt_transpose, blocksFor(total), 256, in, it, out, ot, total, g);
+  };
+}
+
+CudaExecutor::Launch CudaExecutor::prepareAllFinite(const plan::AllFinite &k, ScratchLayout &sl) {
+  std::vector<FiniteItem> items;
+  int64_t maxCount = 0;
+  for (int id : *k.inputs()) {
+    items.push_back({ptr(id), tensors_[size_t(id)].count, int64_t(dtype(id))});
+    maxCount = std::max(maxCount, tensors_[size_t(id)].count);
+  }
+  FiniteItem *table = nullptr;
+  if (!items.empty()) {
+    checkCuda(cudaMalloc(reinterpret_cast<void **>(&table), items.size() * sizeof(FiniteItem)),
+              "cudaMalloc (all-finite table)");
+    ownedDevice_.push_back(table);
+    checkCuda(cudaMemcpy(table, items.data(), items.size() * sizeof(FiniteItem),
+                         cudaMemcpyHostToDevice),
+              "cudaMemcpy (all-finite table)");
+  }
+  const size_t flagOff = sl.take(sizeof(int));
+  const long long numItems = (long long)items.size();
+  const unsigned blocksX = unsigned(std::min<int64_t>(std::max<int64_t>(1, (maxCount + 255) / 256), 1024));
+  void *out = ptr(k.output());
+  const int ot = dcode(k.output());
+  return [=] {
+    int *flag = reinterpret_cast<int *>(scratch(flagOff));
+    checkCuda(cudaMemsetAsync(flag, 0, sizeof(int), stream_), "cudaMemsetAsync");
+    for (long long first = 0; first < numItems; first += 65535) {
+      const unsigned count = unsigned(std::min<long long>(65535, numItems - first));
+      const FiniteItem *items = table + first;
+      launch(fixed_.mt_allfinite, dim3(blocksX, count), 256, items, flag);
+    }
+    launch(fixed_.mt_allfinite_out, 1, 32, flag, out, ot);
+  };
+}
+
+//===--- running ---------------------------------------------------------------------===//
+
+void CudaExecutor::runEager(PreparedFunction &f, const std::string &function) {
+  if (profile_ && f.events.empty()) {
+    f.events.resize(f.steps.size() + 1);
+    for (cudaEvent_t &e : f.events)
+      checkCuda(cudaEventCreate(&e), "cudaEventCreate");
+    f.stepMs.assign(f.steps.size(), 0.0);
+  }
+  for (size_t i = 0; i < f.steps.size(); ++i) {
+    PreparedStep &step = f.steps[i];
+    try {
+      if (profile_ && i == 0)
+        checkCuda(cudaEventRecord(f.events[0], stream_), "cudaEventRecord");
+      step.launch();
+      if (profile_)
+        checkCuda(cudaEventRecord(f.events[i + 1], stream_), "cudaEventRecord");
+      if (syncEachStep_) {
+        checkCuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+        checkStatus();
+      }
+    } catch (const Error &e) {
+      throw Error(plan_.name() + ": " + function + " " + step.where + ": " + e.what());
+    }
+  }
+  if (profile_ && !f.steps.empty()) {
+    checkCuda(cudaEventSynchronize(f.events.back()), "cudaEventSynchronize");
+    if (f.runs == 0)
+      return; // the first run pays for lazy initialisation: not counted
+    for (size_t i = 0; i < f.steps.size(); ++i) {
+      float ms = 0;
+      cudaEventElapsedTime(&ms, f.events[i], f.events[i + 1]);
+      f.stepMs[i] += ms;
+    }
+  }
+}
+
+void CudaExecutor::capture(PreparedFunction &f, const std::string &function) {
+  auto giveUp = [&](const std::string &why) {
+    f.graphFailed = true;
+    cudaGetLastError();
+    std::fprintf(stderr,
+                 "mantissa: CUDA graph capture of %s failed (%s); running it step by step\n",
+                 function.c_str(), why.c_str());
+  };
+  cudaError_t e = cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal);
+  if (e != cudaSuccess)
+    return giveUp(std::string("cudaStreamBeginCapture: ") + cudaGetErrorString(e));
+  std::string failure;
+  for (PreparedStep &step : f.steps) {
+    try {
+      step.launch();
+    } catch (const std::exception &ex) {
+      failure = step.where + ": " + ex.what();
+      break;
+    }
+  }
+  cudaGraph_t graph = nullptr;
+  e = cudaStreamEndCapture(stream_, &graph);
+  if (!failure.empty() || e != cudaSuccess || !graph) {
+    if (graph)
+      cudaGraphDestroy(graph);
+    return giveUp(failure.empty() ? std::string("cudaStreamEndCapture: ") + cudaGetErrorString(e)
+                                  : failure);
+  }
+  e = cudaGraphInstantiate(&f.graph, graph, 0);
+  cudaGraphDestroy(graph);
+  if (e != cudaSuccess) {
+    f.graph = nullptr;
+    return giveUp(std::string("cudaGraphInstantiate: ") + cudaGetErrorString(e));
+  }
+}
+
+void CudaExecutor::run(const std::string &function) {
+  auto it = functions_.find(function);
+  if (it == functions_.end()) {
+    std::string names;
+    for (auto &f : functions_)
+      names += (names.empty() ? "" : ", ") + f.first;
+    throw Error(plan_.name() + ": no function '" + function + "' (the plan has: " + names + ")");
+  }
+  PreparedFunction &f = it->second;
+  const bool graph = useGraphs_ && !f.graphFailed && f.runs >= 1 && !f.steps.empty();
+  if (graph && !f.graph)
+    capture(f, function);
+  if (graph && f.graph)
+    checkCuda(cudaGraphLaunch(f.graph, stream_), "cudaGraphLaunch(" + function + ")");
+  else
+    runEager(f, function);
+  ++f.runs;
+}
+
+void CudaExecutor::synchronize(const std::string &what) {
+  cudaError_t e = cudaStreamSynchronize(stream_);
+  if (e != cudaSuccess)
+    throw Error(std::string("CUDA error while running the plan (found at ") + what + "): " +
+                cudaGetErrorName(e) + ": " + cudaGetErrorString(e) +
+                " (set MANTISSA_CUDA_SYNC=1 to find the step)");
+}
+
+void CudaExecutor::checkStatus() {
+  // Called after the stream is synchronised: the status word is final.
+  int s[4];
+  checkCuda(cudaMemcpy(s, status_, sizeof s, cudaMemcpyDeviceToHost), "cudaMemcpy (status)");
+  if (s[0] == kStatusOk)
+    return;
+  checkCuda(cudaMemset(status_, 0, sizeof s), "cudaMemset (status)");
+  std::string where = s[1] >= 0 && size_t(s[1]) < sites_.size() ? sites_[size_t(s[1])].where : "?";
+  if (s[0] == kStatusBadLabel) {
+    float label;
+    std::memcpy(&label, &s[3], sizeof label);
+    int64_t classes = s[1] >= 0 && size_t(s[1]) < sites_.size() ? sites_[size_t(s[1])].classes : 0;
+    throw Error(plan_.name() + ": " + where + ": softmax_cross_entropy: label " +
+                std::to_string(double(label)) + " in row " + std::to_string(s[2]) +
+                " is not a class index in [0, " + std::to_string(classes) + ")");
+  }
+  throw Error(plan_.name() + ": " + where + ": kernel reported error code " + std::to_string(s[0]));
+}
+
+//===--- host I/O -------------------------------------------------------------------===//
+
+const CudaExecutor::DeviceTensor &CudaExecutor::checkedTensor(int id, size_t n,
+                                                               bool wantIndices) const {
+  if (id < 0 || size_t(id) >= tensors_.size())
+    throw Error("no tensor " + std::to_string(id) + " in " + plan_.name());
+  const DeviceTensor &t = tensors_[size_t(id)];
+  if (wantIndices && t.dtype != DType::I32)
+    throw Error("tensor " + std::to_string(id) + " is not I32: use write");
+  if (!wantIndices && t.dtype == DType::I32)
+    throw Error("tensor " + std::to_string(id) + " is I32: use writeIndices");
+  if (int64_t(n) != t.count)
+    throw Error("tensor " + std::to_string(id) + " holds " + std::to_string(t.count) +
+                " elements, not " + std::to_string(n));
+  return t;
+}
+
+CudaExecutor::Staging &CudaExecutor::staging(std::unordered_map<int, Staging> &map, int id,
+                                             size_t bytes) {
+  Staging &s = map[id];
+  if (s.bytes < bytes) {
+    if (s.pending)
+      checkCuda(cudaEventSynchronize(s.done), "cudaEventSynchronize");
+    s.pending = false;
+    if (s.host)
+      cudaFreeHost(s.host);
+    s.host = nullptr;
+    s.bytes = 0;
+    checkCuda(cudaMallocHost(&s.host, bytes), "cudaMallocHost (" + std::to_string(bytes) + " bytes)");
+    s.bytes = bytes;
+  }
+  if (!s.done)
+    checkCuda(cudaEventCreateWithFlags(&s.done, cudaEventDisableTiming), "cudaEventCreate");
+  return s;
+}
+
+void CudaExecutor::write(int id, const float *values, size_t n) {
+  const DeviceTensor &t = checkedTensor(id, n, false);
+  if (t.bytes == 0)
+    return;
+  Staging &s = staging(writeStaging_, id, t.bytes);
+  // The previous copy out of this buffer must be done before it is overwritten; the
+  // host may otherwise run ahead of the GPU by up to a step.
+  if (s.pending)
+    checkCuda(cudaEventSynchronize(s.done), "cudaEventSynchronize");
+  switch (t.dtype) {
+  case DType::F16: {
+    uint16_t *h = static_cast<uint16_t *>(s.host);
+    for (size_t i = 0; i < n; ++i)
+      h[i] = floatToHalfBits(values[i]);
+    break;
+  }
+  case DType::BF16: {
+    uint16_t *h = static_cast<uint16_t *>(s.host);
+    for (size_t i = 0; i < n; ++i)
+      h[i] = floatToBF16Bits(values[i]);
+    break;
+  }
+  default:
+    std::memcpy(s.host, values, n * sizeof(float));
+  }
+  checkCuda(cudaMemcpyAsync(t.ptr, s.host, t.bytes, cudaMemcpyHostToDevice, stream_),
+            "cudaMemcpyAsync (write '" + t.name + "')");
+  checkCuda(cudaEventRecord(s.done, stream_), "cudaEventRecord");
+  s.pending = true;
+}
+
+void CudaExecutor::writeIndices(int id, const int32_t *values, size_t n) {
+  const DeviceTensor &t = checkedTensor(id, n, true);
+  if (t.bytes == 0)
+    return;
+  Staging &s = staging(writeStaging_, id, t.bytes);
+  if (s.pending)
+    checkCuda(cudaEventSynchronize(s.done), "cudaEventSynchronize");
+  std::memcpy(s.host, values, t.bytes);
+  checkCuda(cudaMemcpyAsync(t.ptr, s.host, t.bytes, cudaMemcpyHostToDevice, stream_),
+            "cudaMemcpyAsync (write '" + t.name + "')");
+  checkCuda(cudaEventRecord(s.done, stream_), "cudaEventRecord");
+  s.pending = true;
+}
+
+void CudaExecutor::read(int id, float *values, size_t n) {
+  const DeviceTensor &t = checkedTensor(id, n, false);
+  if (t.bytes == 0) {
+    synchronize("read");
+    checkStatus();
+    return;
+  }
+  Staging &s = staging(readStaging_, id, t.bytes);
+  checkCuda(cudaMemcpyAsync(s.host, t.ptr, t.bytes, cudaMemcpyDeviceToHost, stream_),
+            "cudaMemcpyAsync (read '" + t.name + "')");
+  synchronize("read of '" + t.name + "'");
+  checkStatus();
+  switch (t.dtype) {
+  case DType::F16: {
+    const uint16_t *h = static_cast<const uint16_t *>(s.host);
+    for (size_t i = 0; i < n; ++i)
+      values[i] = halfBitsToFloat(h[i]);
+    break;
+  }
+  case DType::BF16: {
+    const uint16_t *h = static_cast<const uint16_t *>(s.host);
+    for (size_t i = 0; i < n; ++i)
+      values[i] = bf16BitsToFloat(h[i]);
+    break;
+  }
+  default:
+    std::memcpy(values, s.host, n * sizeof(float));
+  }
+}
+
+} // namespace
+} // namespace cuda
+} // namespace mantissa
+
+/// The plugin's entry point (see runtime/backend/Executor.h).
+extern "C" __attribute__((visibility("default"))) mantissa::Executor *
+mantissaCreateCudaExecutor(const mantissa::LoadedPlan *plan, char *error, size_t errorSize) {
+  auto fail = [&](const char *message) -> mantissa::Executor * {
+    if (error && errorSize > 0) {
+      std::strncpy(error, message, errorSize - 1);
+      error[errorSize - 1] = '\0';
+    }
+    return nullptr;
+  };
+  if (!plan)
+    return fail("no plan given");
+  try {
+    auto exec = std::make_unique<mantissa::cuda::CudaExecutor>(*plan);
+    exec->init();
+    return exec.release();
+  } catch (const std::exception &e) {
+    return fail(e.what());
+  } catch (...) {
+    return fail("unknown error creating the CUDA executor");
+  }
+}

@@ -1,0 +1,48 @@
+//===- ElementwiseCodegen.h - CUDA C++ for a plan's elementwise programs ---===//
+//
+// One kernel per elementwise step, printed from the step's program with the CUDA
+// expression of each ScalarOp (common/ScalarOps.def). All arithmetic is in fp32; each
+// input is read through its strides and converted to float; each output is stored
+// rounded to its dtype (round to nearest even). The iteration space is collapsed as
+// the CPU interpreter collapses it (size-1 dimensions dropped, neighbours merged where
+// every input walks them contiguously); when every input is then contiguous or a
+// scalar, the kernel indexes with the linear index only, otherwise it rebuilds the
+// multi-index for the inputs that need it, from a geometry parameter.
+//
+// The kernel's name is a hash of its text, so steps with the same program, dtypes and
+// indexing pattern share one compiled kernel; the sizes and strides are parameters.
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "plan/mantissa_plan_generated.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mantissa {
+namespace cuda {
+
+struct ElementwiseKernel {
+  std::string name;   // mt_ew_<16 hex digits of the text's hash>
+  std::string source; // the kernel's definition (needs cudaPrelude() before it)
+  int64_t total = 0;  // elements of the iteration space
+  std::vector<int> inputs, outputs;  // tensor ids, in parameter order
+  /// Values of the kernel's geometry parameter (collapsed shape, then the strides of
+  /// each input that is indexed through the multi-index); empty on the linear path.
+  std::vector<int64_t> geometry;
+};
+
+/// Generates the kernel of one Elementwise step of a verified plan.
+/// Kernel parameters: (inputs as const T*..., outputs as T*..., long long n[, geometry]).
+ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elementwise &step);
+
+/// An exact CUDA float literal: a hex float for finite values ("0x1.8p+0f"),
+/// __int_as_float(0x...) for infinities and NaNs (with their payload).
+std::string cudaFloatLiteral(float value);
+
+/// The CUDA element type of a dtype (float, __half, __nv_bfloat16, int).
+const char *cudaTypeName(plan::DType dtype);
+
+} // namespace cuda
+} // namespace mantissa

@@ -1,0 +1,291 @@
+// cuda_vs_cpu: runs a plan's train_step N times on the CPU executor (the oracle) and
+// on the CUDA executor from the same initial state with the same inputs, then compares
+// the loss of every step and every persistent tensor (parameters, buffers, optimizer
+// and loss-scaler state). Exit status: 0 when every relative error is within the
+// tolerance, 1 when one is not, 2 on a usage or runtime error.
+//
+//   cuda_vs_cpu model.plan [--steps N] [--tol T] [--seed S] [--x x.npy --y y.npy]
+//               [--threads N] [--all] [--bench K]
+//
+// The relative error of a tensor is normwise: max|gpu - cpu| / max|cpu| (NaN/inf must
+// sit in the same places). --all also compares every other tensor after the last step,
+// in schedule order, which points at the first kernel that diverges. --bench K times K
+// more GPU steps (CUDA graph replay) and prints ms/step.
+#include "common/Error.h"
+#include "runtime/backend/Executor.h"
+#include "runtime/cpu/CpuBackend.h"
+#include "runtime/io/Npy.h"
+#include "runtime/kernels/Elementwise.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace mantissa;
+
+namespace {
+
+struct Options {
+  std::string plan, xPath, yPath;
+  int steps = 3;
+  double tol = 1e-3;
+  uint64_t seed = 1;
+  int threads = 0;
+  bool all = false;
+  int bench = 0;
+};
+
+[[noreturn]] void usage(const char *why) {
+  std::fprintf(stderr,
+               "error: %s\nusage: cuda_vs_cpu model.plan [--steps N] [--tol T] [--seed S] "
+               "[--x x.npy --y y.npy] [--threads N] [--all] [--bench K]\n",
+               why);
+  std::exit(2);
+}
+
+Options parse(int argc, char **argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto need = [&]() -> std::string {
+      if (i + 1 >= argc)
+        usage(("missing value after " + a).c_str());
+      return argv[++i];
+    };
+    if (a == "--steps")
+      o.steps = std::atoi(need().c_str());
+    else if (a == "--tol")
+      o.tol = std::atof(need().c_str());
+    else if (a == "--seed")
+      o.seed = std::strtoull(need().c_str(), nullptr, 10);
+    else if (a == "--x")
+      o.xPath = need();
+    else if (a == "--y")
+      o.yPath = need();
+    else if (a == "--threads")
+      o.threads = std::atoi(need().c_str());
+    else if (a == "--all")
+      o.all = true;
+    else if (a == "--bench")
+      o.bench = std::atoi(need().c_str());
+    else if (a == "-h" || a == "--help")
+      usage("help");
+    else if (!a.empty() && a[0] == '-')
+      usage(("unknown option " + a).c_str());
+    else if (o.plan.empty())
+      o.plan = a;
+    else
+      usage("more than one plan given");
+  }
+  if (o.plan.empty())
+    usage("no plan given");
+  if (o.steps < 1)
+    usage("--steps must be at least 1");
+  return o;
+}
+
+struct Comparison {
+  double rel = 0, absMax = 0, refMax = 0;
+  std::string mismatch; // NaN/inf in different places
+};
+
+Comparison compare(const std::vector<float> &gpu, const std::vector<float> &cpu) {
+  Comparison c;
+  for (size_t i = 0; i < gpu.size(); ++i) {
+    float g = gpu[i], r = cpu[i];
+    bool same = (std::isnan(g) && std::isnan(r)) || (std::isinf(g) && g == r) ||
+                (std::isfinite(g) && std::isfinite(r));
+    if (!same) {
+      if (c.mismatch.empty())
+        c.mismatch = "element " + std::to_string(i) + ": gpu " + std::to_string(g) + ", cpu " +
+                     std::to_string(r);
+      continue;
+    }
+    if (!std::isfinite(r))
+      continue;
+    c.absMax = std::max(c.absMax, std::fabs(double(g) - double(r)));
+    c.refMax = std::max(c.refMax, std::fabs(double(r)));
+  }
+  c.rel = c.refMax > 0 ? c.absMax / c.refMax : c.absMax;
+  if (!c.mismatch.empty())
+    c.rel = INFINITY;
+  return c;
+}
+
+/// Classes of a labels tensor: the model's num_classes, else the c of a softmax
+/// cross-entropy step that reads it.
+int64_t classesOf(const LoadedPlan &plan, int labels) {
+  if (plan->model() && plan->model()->num_classes() > 0)
+    return plan->model()->num_classes();
+  for (const plan::Function *fn : *plan->functions())
+    if (fn->steps())
+      for (const plan::Step *s : *fn->steps())
+        if (s->kernel_type() == plan::Kernel::SoftmaxCrossEntropy &&
+            s->kernel_as_SoftmaxCrossEntropy()->labels() == labels)
+          return s->kernel_as_SoftmaxCrossEntropy()->c();
+  return 0;
+}
+
+struct Feed {
+  int id;
+  std::string name;
+  int64_t count;
+  bool indices;           // an I32 tensor
+  int64_t classes;        // > 0: integer labels
+  std::vector<float> file; // from --x/--y: batches cycle through it
+};
+
+int run(const Options &o) {
+  LoadedPlan plan = LoadedPlan::load(o.plan);
+  const auto &tensors = *plan->tensors();
+  const plan::Function *fn = plan.findFunction("train_step");
+  if (!fn)
+    throw Error(o.plan + ": no train_step");
+  const int lossId = fn->outputs() && fn->outputs()->size() > 0 ? fn->outputs()->Get(0) : -1;
+
+  std::unique_ptr<Executor> gpu = makeCudaExecutor(plan);
+  CpuExecutor<float> cpu(plan, o.threads);
+  std::printf("plan %s: %u tensors, %u train_step steps\ncuda: %s\ncpu: %d threads\n",
+              o.plan.c_str(), tensors.size(), fn->steps() ? fn->steps()->size() : 0,
+              gpu->deviceDescription().c_str(), cpu.threads());
+
+  // Inputs: random (seeded) unless files are given.
+  std::vector<Feed> feeds;
+  for (flatbuffers::uoffset_t id = 0; id < tensors.size(); ++id) {
+    const plan::Tensor *t = tensors.Get(id);
+    if (t->role() != plan::Role::Input)
+      continue;
+    Feed f{int(id), t->name() ? t->name()->str() : "", plan.numElements(int(id)),
+           t->dtype() == plan::DType::I32, 0, {}};
+    bool isLabels = f.indices || f.name == "y";
+    if (isLabels && (!plan->model() || plan->model()->task() == plan::Task::Classification))
+      f.classes = classesOf(plan, int(id));
+    const std::string &path = f.name == "x" ? o.xPath : f.name == "y" ? o.yPath : std::string();
+    if (!path.empty()) {
+      f.file = readNpy(path).toFloats();
+      if (int64_t(f.file.size()) < f.count)
+        throw Error(path + ": " + std::to_string(f.file.size()) + " values, a batch of '" +
+                    f.name + "' needs " + std::to_string(f.count));
+    }
+    feeds.push_back(std::move(f));
+  }
+  std::mt19937_64 rng(o.seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+
+  bool ok = true;
+  std::vector<float> buf, gbuf;
+  for (int step = 0; step < o.steps; ++step) {
+    for (Feed &f : feeds) {
+      buf.resize(size_t(f.count));
+      if (!f.file.empty()) {
+        size_t batches = f.file.size() / size_t(f.count);
+        size_t start = (size_t(step) % batches) * size_t(f.count);
+        std::copy(f.file.begin() + long(start), f.file.begin() + long(start) + f.count, buf.begin());
+      } else if (f.classes > 0) {
+        std::uniform_int_distribution<int64_t> cls(0, f.classes - 1);
+        for (float &v : buf)
+          v = float(cls(rng));
+      } else {
+        for (float &v : buf)
+          v = normal(rng);
+      }
+      if (f.indices) {
+        std::vector<int32_t> idx(buf.begin(), buf.end());
+        std::copy(idx.begin(), idx.end(), cpu.indexTensor(f.id).begin());
+        gpu->writeIndices(f.id, idx.data(), idx.size());
+      } else {
+        std::vector<float> &c = cpu.tensor(f.id);
+        std::copy(buf.begin(), buf.end(), c.begin());
+        kernels::roundToDType(tensors.Get(f.id)->dtype(), c.data(), int64_t(c.size()));
+        gpu->write(f.id, buf.data(), buf.size());
+      }
+    }
+    cpu.run("train_step");
+    gpu->run("train_step");
+    if (lossId >= 0 && tensors.Get(lossId)->dtype() != plan::DType::I32) {
+      float gl;
+      gpu->read(lossId, &gl, 1);
+      float cl = cpu.tensor(lossId)[0];
+      double rel = std::fabs(double(gl) - double(cl)) / std::max(1e-30, std::fabs(double(cl)));
+      bool bad = !(rel <= o.tol) && !(std::isnan(gl) && std::isnan(cl));
+      std::printf("step %d: loss cpu %.9g  cuda %.9g  rel %.3g%s\n", step, cl, gl, rel,
+                  bad ? "  EXCEEDS" : "");
+      ok = ok && !bad;
+    }
+  }
+
+  std::printf("\n%-6s %-40s %-5s %-12s %12s %12s %12s\n", "id", "tensor", "dtype", "role",
+              "rel err", "max |diff|", "max |cpu|");
+  int compared = 0, exceeded = 0;
+  bool firstTempReported = false;
+  for (flatbuffers::uoffset_t id = 0; id < tensors.size(); ++id) {
+    const plan::Tensor *t = tensors.Get(id);
+    bool persistent = t->role() != plan::Role::Temp && t->role() != plan::Role::Input;
+    if (t->dtype() == plan::DType::I32 || (!persistent && !o.all))
+      continue;
+    int64_t n = plan.numElements(int(id));
+    if (n == 0)
+      continue;
+    gbuf.resize(size_t(n));
+    gpu->read(int(id), gbuf.data(), gbuf.size());
+    Comparison c = compare(gbuf, cpu.tensor(int(id)));
+    bool bad = !(c.rel <= o.tol);
+    ++compared;
+    if (bad && persistent)
+      ++exceeded;
+    std::string name = t->name() ? t->name()->str() : "";
+    if (name.size() > 40)
+      name = "..." + name.substr(name.size() - 37);
+    std::printf("%-6u %-40s %-5s %-12s %12.3g %12.3g %12.3g%s%s\n", id, name.c_str(),
+                plan::EnumNameDType(t->dtype()), plan::EnumNameRole(t->role()), c.rel, c.absMax,
+                c.refMax, bad ? "  EXCEEDS" : "",
+                c.mismatch.empty() ? "" : ("  (" + c.mismatch + ")").c_str());
+    if (bad && !persistent && !firstTempReported) {
+      firstTempReported = true;
+      std::printf("       ^ the first temporary beyond the tolerance (by tensor id)\n");
+    }
+  }
+  ok = ok && exceeded == 0;
+  std::printf("\n%d tensors compared, %d persistent beyond --tol %g: %s\n", compared, exceeded,
+              o.tol, ok ? "OK" : "MISMATCH");
+
+  if (o.bench > 0) {
+    // read() synchronises: read a small floating-point tensor before and after.
+    int syncId = lossId;
+    for (flatbuffers::uoffset_t id = 0; syncId < 0 && id < tensors.size(); ++id)
+      if (tensors.Get(id)->dtype() != plan::DType::I32)
+        syncId = int(id);
+    std::vector<float> sink(syncId >= 0 ? size_t(plan.numElements(syncId)) : 0);
+    auto sync = [&] {
+      if (syncId >= 0)
+        gpu->read(syncId, sink.data(), sink.size());
+    };
+    sync();
+    auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < o.bench; ++i)
+      gpu->run("train_step");
+    sync();
+    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("cuda: %d steps in %.1f ms: %.3f ms/step (inputs not rewritten)\n", o.bench, ms,
+                ms / o.bench);
+  }
+  return ok ? 0 : 1;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  Options o = parse(argc, argv);
+  try {
+    return run(o);
+  } catch (const std::exception &e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  }
+}

@@ -1,0 +1,892 @@
+// The CUDA backend. Without a GPU (CI, the build machine): the elementwise code
+// generator's output, NVRTC compilation of every generated and fixed kernel for
+// sm_90 and sm_80 (NVRTC needs no driver), the host/device kernel signatures, and a
+// clear error from makeCudaExecutor. With a GPU: every kernel kind against the CPU
+// executor, the oracle (these skip with "no CUDA device" elsewhere).
+#include "common/Error.h"
+#include "common/ScalarOp.h"
+#include "runtime/backend/Executor.h"
+#include "runtime/cpu/CpuBackend.h"
+#include "runtime/cuda/CudaKernelSource.h"
+#include "runtime/cuda/ElementwiseCodegen.h"
+#include "runtime/cuda/Nvrtc.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <sstream>
+#include <cstdlib>
+#include <dirent.h>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+
+using namespace mantissa;
+namespace fb = flatbuffers;
+
+namespace {
+
+//===--- building small plans ----------------------------------------------------===//
+
+struct TensorSpec {
+  std::string name;
+  plan::DType dtype;
+  std::vector<int64_t> shape;
+  plan::Role role;
+  std::vector<float> init;
+};
+
+/// Builds a plan of one function, train_step, step by step.
+class PlanMaker {
+public:
+  /// A tensor; persistent ones (the default) get deterministic pseudo-random values in
+  /// [lo, hi) unless `init` is given.
+  int tensor(const std::string &name, plan::DType dtype, std::vector<int64_t> shape,
+             plan::Role role = plan::Role::Param, float lo = -1.0f, float hi = 1.0f,
+             std::vector<float> init = {}) {
+    int64_t n = 1;
+    for (int64_t d : shape)
+      n *= d;
+    if (init.empty() && role != plan::Role::Temp && role != plan::Role::Input)
+      for (int64_t i = 0; i < n; ++i)
+        init.push_back(lo + (hi - lo) * next());
+    specs_.push_back({name, dtype, std::move(shape), role, std::move(init)});
+    return int(specs_.size()) - 1;
+  }
+  /// Integer labels in [0, classes), stored as F32 (as the compiler emits them).
+  int labels(const std::string &name, int64_t n, int64_t classes) {
+    std::vector<float> v;
+    for (int64_t i = 0; i < n; ++i)
+      v.push_back(float(int64_t(next() * double(classes)) % classes));
+    return tensor(name, plan::DType::F32, {n}, plan::Role::Param, 0, 0, v);
+  }
+  fb::FlatBufferBuilder &builder() { return b_; }
+  void step(const std::string &name, plan::Kernel type, fb::Offset<void> kernel) {
+    steps_.push_back(plan::CreateStepDirect(b_, name.c_str(), "test", plan::DType::F32, type, kernel));
+  }
+  std::vector<uint8_t> finish(std::vector<int32_t> outputs = {}) {
+    // Tensors are created last: FlatBuffers needs children before parents, and the
+    // kernel tables above reference tensors only by index.
+    std::vector<fb::Offset<plan::Tensor>> tensors;
+    for (const TensorSpec &t : specs_)
+      tensors.push_back(plan::CreateTensorDirect(b_, t.name.c_str(), t.dtype, &t.shape, t.role,
+                                                 t.init.empty() ? nullptr : &t.init));
+    std::vector<fb::Offset<plan::Function>> functions = {
+        plan::CreateFunctionDirect(b_, "train_step", &steps_, &outputs)};
+    auto root = plan::CreatePlanDirect(b_, kPlanVersion, 0, 0, 0, 0, &tensors, &functions);
+    plan::FinishPlanBuffer(b_, root);
+    return std::vector<uint8_t>(b_.GetBufferPointer(), b_.GetBufferPointer() + b_.GetSize());
+  }
+
+  /// An elementwise step over `shape`: inputs (tensor, strides), program, outputs.
+  void elementwise(const std::string &name, std::vector<int64_t> shape,
+                   std::vector<std::pair<int, std::vector<int64_t>>> inputs,
+                   std::vector<plan::Instr> program, std::vector<int32_t> outputs,
+                   std::vector<int16_t> regs) {
+    std::vector<fb::Offset<plan::Operand>> ops;
+    for (auto &in : inputs)
+      ops.push_back(plan::CreateOperandDirect(b_, in.first, &in.second));
+    auto k = plan::CreateElementwiseDirect(b_, &shape, &ops, &program, &outputs, &regs);
+    step(name, plan::Kernel::Elementwise, k.Union());
+  }
+
+private:
+  double next() {
+    state_ = state_ * 6364136223846793005ull + 1442695040888963407ull;
+    return double(state_ >> 11) / double(1ull << 53);
+  }
+  fb::FlatBufferBuilder b_;
+  std::vector<TensorSpec> specs_;
+  std::vector<fb::Offset<plan::Step>> steps_;
+  uint64_t state_ = 12345;
+};
+
+plan::Instr load(int input) { return plan::Instr(uint8_t(ScalarOp::Load), 0, 0, 0, float(input)); }
+plan::Instr konst(float v) { return plan::Instr(uint8_t(ScalarOp::Const), 0, 0, 0, v); }
+plan::Instr op(ScalarOp o, int a, int b = 0, int c = 0) {
+  return plan::Instr(uint8_t(o), int16_t(a), int16_t(b), int16_t(c), 0.0f);
+}
+
+std::vector<int64_t> contiguousStrides(const std::vector<int64_t> &shape) {
+  std::vector<int64_t> s(shape.size(), 1);
+  for (size_t d = shape.size(); d-- > 1;)
+    s[d - 1] = s[d] * shape[d];
+  return s;
+}
+
+/// Plan exercising every scalar op (inputs kept inside every op's domain), strided
+/// and broadcast reads, every dtype combination, and an in-place update.
+std::vector<uint8_t> elementwisePlan() {
+  PlanMaker pm;
+  const std::vector<int64_t> shape = {4, 5, 6};
+  const auto cs = contiguousStrides(shape);
+  int x = pm.tensor("x", plan::DType::F32, shape, plan::Role::Param, 0.5f, 2.0f);
+  int y = pm.tensor("y", plan::DType::F16, shape, plan::Role::Param, -2.0f, 2.0f);
+  int z = pm.tensor("z", plan::DType::BF16, shape, plan::Role::Param, -1.0f, 1.0f);
+  int bias = pm.tensor("bias", plan::DType::F32, {5}, plan::Role::Param);
+  int sq = pm.tensor("square", plan::DType::F32, {6, 6}, plan::Role::Param);
+  int scalar = pm.tensor("scalar", plan::DType::F16, {}, plan::Role::Param, 0.25f, 0.75f);
+  for (int o = 0; o < kNumScalarOps; ++o) {
+    ScalarOp sop = ScalarOp(o);
+    if (sop == ScalarOp::Load || sop == ScalarOp::Const)
+      continue;
+    for (plan::DType outType : {plan::DType::F32, plan::DType::F16, plan::DType::BF16}) {
+      int out = pm.tensor(std::string("out_") + scalarOpName(sop) + "_" +
+                              plan::EnumNameDType(outType),
+                          outType, shape, plan::Role::Temp);
+      pm.elementwise(scalarOpName(sop), shape, {{x, cs}, {y, cs}, {z, cs}},
+                     {load(0), load(1), load(2), op(sop, 0, 1, 2)}, {out}, {3});
+    }
+  }
+  // Broadcast bias along dims 0 and 2, a scalar, constants (incl. inf), two outputs.
+  int b1 = pm.tensor("bcast_f16", plan::DType::F16, shape, plan::Role::Temp);
+  int b2 = pm.tensor("bcast_f32", plan::DType::F32, shape, plan::Role::Temp);
+  pm.elementwise("broadcast", shape, {{x, cs}, {bias, {0, 1, 0}}, {scalar, {0, 0, 0}}},
+                 {load(0), load(1), load(2), konst(1.5f), op(ScalarOp::Mul, 0, 3),
+                  op(ScalarOp::Add, 4, 1), op(ScalarOp::Mul, 5, 2),
+                  konst(-std::numeric_limits<float>::infinity()), op(ScalarOp::Max, 6, 7)},
+                 {b1, b2}, {6, 8});
+  // A transposed read (strides [1, 6]) of a square matrix.
+  int tr = pm.tensor("transposed", plan::DType::BF16, {6, 6}, plan::Role::Temp);
+  pm.elementwise("transposed_read", {6, 6}, {{sq, {1, 6}}, {sq, {6, 1}}},
+                 {load(0), load(1), op(ScalarOp::Sub, 0, 1)}, {tr}, {2});
+  // In place: x = x * 0.5 + 1 (read and written contiguously).
+  pm.elementwise("in_place", shape, {{x, cs}},
+                 {load(0), konst(0.5f), op(ScalarOp::Mul, 0, 1), konst(1.0f),
+                  op(ScalarOp::Add, 2, 3)},
+                 {x}, {4});
+  return pm.finish();
+}
+
+//===--- (a) the code generator's output -------------------------------------------===//
+
+TEST(CudaCodegen, FloatLiteralsAreExact) {
+  EXPECT_EQ(cuda::cudaFloatLiteral(1.5f), "0x1.8p+0f");
+  EXPECT_EQ(cuda::cudaFloatLiteral(-0.1f), "(-0x1.99999ap-4f)");
+  EXPECT_EQ(cuda::cudaFloatLiteral(0.0f), "0x0p+0f");
+  EXPECT_EQ(cuda::cudaFloatLiteral(std::numeric_limits<float>::infinity()),
+            "__int_as_float(0x7f800000)");
+  EXPECT_EQ(cuda::cudaFloatLiteral(-std::numeric_limits<float>::infinity()),
+            "__int_as_float(0xff800000)");
+  EXPECT_EQ(cuda::cudaFloatLiteral(std::numeric_limits<float>::denorm_min()), "0x1p-149f");
+}
+
+const plan::Step *findStep(const plan::Plan &p, const std::string &name) {
+  for (const plan::Step *s : *p.functions()->Get(0)->steps())
+    if (s->name()->str() == name)
+      return s;
+  return nullptr;
+}
+
+TEST(CudaCodegen, BroadcastIndexingConstantsAndRoundingStores) {
+  LoadedPlan lp = LoadedPlan::fromBytes(elementwisePlan(), "ew.plan");
+  const plan::Step *s = findStep(lp.plan(), "broadcast");
+  ASSERT_TRUE(s);
+  cuda::ElementwiseKernel k = cuda::generateElementwise(lp.plan(), *s->kernel_as_Elementwise());
+  const std::string &src = k.source;
+  // The bias is read through the multi-index; x linearly; the scalar at element 0.
+  EXPECT_NE(src.find("struct " + k.name + "_geo { long long v[6]; };"), std::string::npos) << src;
+  EXPECT_NE(src.find("c = rem % (ix)g.v[2]; rem /= (ix)g.v[2];"), std::string::npos) << src;
+  EXPECT_NE(src.find("off1 += c * (ix)g.v[4];"), std::string::npos) << src;
+  EXPECT_NE(src.find("const float r0 = in0[i];"), std::string::npos) << src;
+  EXPECT_NE(src.find("const float r1 = in1[off1];"), std::string::npos) << src;
+  EXPECT_NE(src.find("const float r2 = __half2float(in2[0]);"), std::string::npos) << src;
+  EXPECT_NE(src.find("const float r3 = 0x1.8p+0f; // 1.5"), std::string::npos) << src;
+  EXPECT_NE(src.find("const float r7 = __int_as_float(0xff800000);"), std::string::npos) << src;
+  EXPECT_NE(src.find("out0[i] = __float2half_rn(r6);"), std::string::npos) << src;
+  EXPECT_NE(src.find("out1[i] = r8;"), std::string::npos) << src;
+  EXPECT_NE(src.find("typedef int ix;"), std::string::npos) << src;
+  // Collapsed shape [4, 5, 6] (no merge: the bias breaks it), the bias strides [0, 1, 0].
+  EXPECT_EQ(k.geometry, (std::vector<int64_t>{4, 5, 6, 0, 1, 0}));
+  EXPECT_EQ(k.total, 120);
+
+  // Contiguous inputs collapse to one dimension and index linearly.
+  const plan::Step *add = findStep(lp.plan(), "Add");
+  cuda::ElementwiseKernel ka = cuda::generateElementwise(lp.plan(), *add->kernel_as_Elementwise());
+  EXPECT_TRUE(ka.geometry.empty());
+  EXPECT_EQ(ka.source.find("_geo"), std::string::npos) << ka.source;
+  EXPECT_NE(ka.source.find("const float r1 = __half2float(in1[i]);"), std::string::npos);
+  EXPECT_NE(ka.source.find("const float r2 = __bfloat162float(in2[i]);"), std::string::npos);
+  EXPECT_NE(ka.source.find("const float r3 = (r0 + r1); // Add"), std::string::npos) << ka.source;
+
+  // Same program and dtypes, different step: the same kernel (shared by name).
+  const plan::Step *tr = findStep(lp.plan(), "transposed_read");
+  cuda::ElementwiseKernel kt = cuda::generateElementwise(lp.plan(), *tr->kernel_as_Elementwise());
+  EXPECT_EQ(kt.geometry, (std::vector<int64_t>{6, 6, 1, 6}));
+  EXPECT_NE(kt.source.find("out0[i] = __float2bfloat16_rn(r2);"), std::string::npos);
+}
+
+TEST(CudaCodegen, IdenticalProgramsShareAKernel) {
+  PlanMaker pm;
+  int a = pm.tensor("a", plan::DType::F32, {8, 3});
+  int b = pm.tensor("b", plan::DType::F32, {100});
+  int oa = pm.tensor("oa", plan::DType::F16, {8, 3}, plan::Role::Temp);
+  int ob = pm.tensor("ob", plan::DType::F16, {100}, plan::Role::Temp);
+  pm.elementwise("relu_a", {8, 3}, {{a, {3, 1}}}, {load(0), op(ScalarOp::Relu, 0)}, {oa}, {1});
+  pm.elementwise("relu_b", {100}, {{b, {1}}}, {load(0), op(ScalarOp::Relu, 0)}, {ob}, {1});
+  LoadedPlan lp = LoadedPlan::fromBytes(pm.finish(), "share.plan");
+  auto ka = cuda::generateElementwise(lp.plan(), *findStep(lp.plan(), "relu_a")->kernel_as_Elementwise());
+  auto kb = cuda::generateElementwise(lp.plan(), *findStep(lp.plan(), "relu_b")->kernel_as_Elementwise());
+  EXPECT_EQ(ka.name, kb.name);
+  EXPECT_EQ(ka.source, kb.source);
+  EXPECT_EQ(ka.total, 24);
+  EXPECT_EQ(kb.total, 100);
+}
+
+//===--- (b) NVRTC compiles every kernel (no GPU needed) ---------------------------===//
+
+/// Every elementwise kernel of `plans` plus the fixed kernels, compiled for `arch`.
+void compileAll(const std::vector<const LoadedPlan *> &plans, int arch) {
+  std::map<std::string, std::string> bodies;
+  for (const LoadedPlan *lp : plans)
+    for (const plan::Function *fn : *lp->plan().functions())
+      if (fn->steps())
+        for (const plan::Step *s : *fn->steps())
+          if (s->kernel_type() == plan::Kernel::Elementwise) {
+            auto k = cuda::generateElementwise(lp->plan(), *s->kernel_as_Elementwise());
+            bodies[k.name] = k.source;
+          }
+  std::vector<cuda::CompileUnit> units = {
+      {"fixed.cu", std::string(cuda::cudaPrelude()) + cuda::fixedKernelSource()}};
+  cuda::CompileUnit ew{"elementwise.cu", cuda::cudaPrelude()};
+  for (auto &b : bodies)
+    ew.source += "\n" + b.second;
+  units.push_back(ew);
+  std::vector<cuda::CompiledModule> mods = cuda::compileCudaParallel(units, arch);
+  ASSERT_EQ(mods.size(), 2u);
+  for (auto &m : mods) {
+    EXPECT_FALSE(m.ptx);
+    EXPECT_EQ(m.target, "sm_" + std::to_string(arch));
+    EXPECT_GT(m.image.size(), 1000u);
+  }
+  // Every kernel name is in the CUBIN's symbol table.
+  std::string fixedImage(mods[0].image.begin(), mods[0].image.end());
+  int count = 0;
+  const char *const *names = cuda::fixedKernelNames(&count);
+  for (int i = 0; i < count; ++i)
+    EXPECT_NE(fixedImage.find(names[i]), std::string::npos) << names[i];
+  std::string ewImage(mods[1].image.begin(), mods[1].image.end());
+  for (auto &b : bodies)
+    EXPECT_NE(ewImage.find(b.first), std::string::npos) << b.first;
+}
+
+std::vector<uint8_t> kernelZooPlan(); // every fixed kernel kind (defined below)
+
+TEST(CudaNvrtc, CompilesEveryKernelForSm90AndSm80) {
+  LoadedPlan ew = LoadedPlan::fromBytes(elementwisePlan(), "ew.plan");
+  LoadedPlan zoo = LoadedPlan::fromBytes(kernelZooPlan(), "zoo.plan");
+  for (int arch : {90, 80})
+    compileAll({&ew, &zoo}, arch);
+}
+
+// The zoo's plans, when the build has them (MANTISSA_TEST_PLAN_DIR: a folder of .plan
+// files, e.g. what `mantissa compile` wrote for models/): every elementwise kernel.
+TEST(CudaNvrtc, CompilesThePlansOfAFolder) {
+  const char *dir = std::getenv("MANTISSA_TEST_PLAN_DIR");
+  if (!dir || !*dir)
+    GTEST_SKIP() << "MANTISSA_TEST_PLAN_DIR not set";
+  std::vector<std::unique_ptr<LoadedPlan>> plans;
+  if (DIR *d = opendir(dir)) {
+    while (dirent *e = readdir(d)) {
+      std::string name = e->d_name;
+      if (name.size() > 5 && name.substr(name.size() - 5) == ".plan")
+        plans.push_back(std::make_unique<LoadedPlan>(LoadedPlan::load(std::string(dir) + "/" + name)));
+    }
+    closedir(d);
+  }
+  if (plans.empty())
+    GTEST_SKIP() << "no .plan files in " << dir;
+  std::vector<const LoadedPlan *> ptrs;
+  for (auto &p : plans)
+    ptrs.push_back(p.get());
+  compileAll(ptrs, 90);
+}
+
+TEST(CudaNvrtc, CompileErrorsQuoteTheSourceLine) {
+  cuda::CompileUnit bad{"bad.cu", "extern \"C\" __global__ void k(float *p) {\n  p[0] = undefined_thing;\n}\n"};
+  try {
+    cuda::compileCuda(bad, 90);
+    FAIL() << "no error";
+  } catch (const Error &e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("failed to compile bad.cu for sm_90"), std::string::npos) << m;
+    EXPECT_NE(m.find("undefined_thing"), std::string::npos) << m;
+    EXPECT_NE(m.find("bad.cu:2:   p[0] = undefined_thing;"), std::string::npos) << m;
+  }
+}
+
+// Host-side parameter types (FixedKernels.def) against the CUDA signatures: a width
+// mismatch would be read silently by cudaLaunchKernel.
+template <class... T> std::vector<size_t> sizesOf() { return {sizeof(T)...}; }
+
+size_t cudaParamSize(std::string type) {
+  type = std::regex_replace(type, std::regex("\\s+"), " ");
+  type = std::regex_replace(type, std::regex("^ | $"), "");
+  if (type.find('*') != std::string::npos)
+    return sizeof(void *);
+  static const std::map<std::string, size_t> sizes = {
+      {"int", 4}, {"float", 4}, {"double", 8}, {"long long", 8},
+      {"MtReduceGeo", sizeof(cuda::ReduceGeometry)}, {"MtPermGeo", sizeof(cuda::PermuteGeometry)}};
+  auto it = sizes.find(type);
+  return it == sizes.end() ? 0 : it->second;
+}
+
+TEST(CudaNvrtc, HostSignaturesMatchTheKernels) {
+  const std::map<std::string, std::vector<size_t>> host = {
+#define MANTISSA_FIXED_KERNEL(name, ...) {#name, sizesOf<__VA_ARGS__>()},
+#include "runtime/cuda/FixedKernels.def"
+  };
+  const std::string src = std::string(cuda::cudaPrelude()) + cuda::fixedKernelSource();
+  for (auto &[name, sizes] : host) {
+    // The signature is either written out or in a macro instantiated as MACRO(name, ...).
+    std::string text = src;
+    size_t pos = text.find("void " + name + "(");
+    if (pos == std::string::npos) {
+      std::smatch m;
+      ASSERT_TRUE(std::regex_search(src, m, std::regex("(MT_[A-Z0-9_]+)\\(" + name + ",")))
+          << name << " not found in the CUDA source";
+      size_t def = src.find("#define " + m[1].str() + "(");
+      ASSERT_NE(def, std::string::npos) << m[1].str();
+      pos = src.find("void NAME(", def);
+      ASSERT_NE(pos, std::string::npos);
+    }
+    size_t open = text.find('(', pos), close = text.find(')', open);
+    std::string params = text.substr(open + 1, close - open - 1);
+    params.erase(std::remove(params.begin(), params.end(), '\\'), params.end());
+    std::vector<size_t> device;
+    std::stringstream ss(params);
+    for (std::string p; std::getline(ss, p, ',');) {
+      // Drop the parameter name (the last identifier).
+      std::string type = std::regex_replace(p, std::regex("[A-Za-z_][A-Za-z0-9_]*\\s*$"), "");
+      size_t size = cudaParamSize(type);
+      EXPECT_NE(size, 0u) << name << ": unknown parameter type '" << type << "'";
+      device.push_back(size);
+    }
+    EXPECT_EQ(device, sizes) << name << ": host and device parameter sizes differ";
+  }
+}
+
+//===--- (c) the executor: a clear error without a GPU; CPU agreement with one ----===//
+
+/// The CUDA executor for `plan`, or null with the reason when there is no GPU.
+std::unique_ptr<Executor> cudaExecutorOrSkipReason(const LoadedPlan &plan, std::string &reason) {
+  try {
+    return makeCudaExecutor(plan);
+  } catch (const Error &e) {
+    reason = e.what();
+    if (reason.find("no CUDA device") == std::string::npos)
+      throw; // a real failure, not the absence of a GPU
+    return nullptr;
+  }
+}
+
+TEST(CudaExecutor, WithoutAGpuSaysSo) {
+  LoadedPlan lp = LoadedPlan::fromBytes(elementwisePlan(), "ew.plan");
+  std::string reason;
+  std::unique_ptr<Executor> exec;
+  try {
+    exec = makeCudaExecutor(lp);
+  } catch (const Error &e) {
+    reason = e.what();
+  }
+  if (exec)
+    GTEST_SKIP() << "a CUDA device is present: " << exec->deviceDescription();
+  EXPECT_NE(reason.find("CUDA backend unavailable: no CUDA device: "), std::string::npos) << reason;
+}
+
+/// Normwise relative difference max|a - b| / max|b|, NaNs required in the same places.
+double relativeError(const std::vector<float> &a, const std::vector<float> &b, std::string &why) {
+  double maxDiff = 0, maxRef = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::isnan(a[i]) != std::isnan(b[i]) || std::isinf(a[i]) != std::isinf(b[i]) ||
+        (std::isinf(a[i]) && a[i] != b[i])) {
+      why = "element " + std::to_string(i) + ": " + std::to_string(a[i]) + " vs " +
+            std::to_string(b[i]);
+      return INFINITY;
+    }
+    if (!std::isfinite(b[i]))
+      continue;
+    maxDiff = std::max(maxDiff, std::fabs(double(a[i]) - double(b[i])));
+    maxRef = std::max(maxRef, std::fabs(double(b[i])));
+  }
+  return maxRef > 0 ? maxDiff / maxRef : maxDiff;
+}
+
+/// Runs train_step `runs` times on both executors (graphs from the second run on) and
+/// compares every floating-point tensor.
+/// MANTISSA_CUDA_TEST_PLAN_OUT=dir writes the test plans there (for cuda_vs_cpu).
+void savePlan(const std::vector<uint8_t> &bytes, const std::string &name) {
+  if (const char *dir = std::getenv("MANTISSA_CUDA_TEST_PLAN_OUT"))
+    std::ofstream(std::string(dir) + "/" + name, std::ios::binary)
+        .write(reinterpret_cast<const char *>(bytes.data()), std::streamsize(bytes.size()));
+}
+
+void compareWithCpu(const std::vector<uint8_t> &bytes, const std::string &name, int runs,
+                    double tolF32, double tolLow) {
+  savePlan(bytes, name);
+  LoadedPlan lp = LoadedPlan::fromBytes(bytes, name);
+  // The CPU side runs everywhere: the test plans themselves are checked without a GPU.
+  CpuExecutor<float> cpu(lp, 2);
+  for (int r = 0; r < runs; ++r)
+    cpu.run("train_step");
+  std::string reason;
+  std::unique_ptr<Executor> gpu = cudaExecutorOrSkipReason(lp, reason);
+  if (!gpu)
+    GTEST_SKIP() << reason;
+  for (int r = 0; r < runs; ++r)
+    gpu->run("train_step");
+  const auto &tensors = *lp->tensors();
+  for (flatbuffers::uoffset_t id = 0; id < tensors.size(); ++id) {
+    const plan::Tensor *t = tensors.Get(id);
+    if (t->dtype() == plan::DType::I32)
+      continue;
+    std::vector<float> g(size_t(lp.numElements(int(id))));
+    gpu->read(int(id), g.data(), g.size());
+    const std::vector<float> &c = cpu.tensor(int(id));
+    std::string why;
+    double err = relativeError(g, c, why);
+    double tol = t->dtype() == plan::DType::F32 ? tolF32 : tolLow;
+    EXPECT_LE(err, tol) << name << ": tensor " << id << " '" << t->name()->str() << "' ("
+                        << plan::EnumNameDType(t->dtype()) << ") " << why;
+  }
+}
+
+TEST(CudaExecutor, ElementwiseMatchesCpu) {
+  // fp32 transcendental functions differ by a few ulps; fp16/bf16 outputs by one ulp.
+  compareWithCpu(elementwisePlan(), "ew.plan", 3, 2e-6, 8e-3);
+}
+
+std::vector<uint8_t> gemmPlan() {
+  PlanMaker pm;
+  auto &b = pm.builder();
+  int a16 = pm.tensor("a16", plan::DType::F16, {2, 3, 40});
+  int b16 = pm.tensor("b16", plan::DType::F16, {2, 40, 5});
+  int c16 = pm.tensor("c16", plan::DType::F16, {2, 3, 5}, plan::Role::Temp);
+  pm.step("f16_batched", plan::Kernel::Gemm,
+          plan::CreateGemm(b, a16, b16, c16, false, false, 3, 5, 40, 2).Union());
+  int a32 = pm.tensor("a32", plan::DType::F32, {33, 17});   // [k, m] with trans_a
+  int b32 = pm.tensor("b32", plan::DType::F32, {9, 33});    // [n, k] with trans_b
+  int c32 = pm.tensor("c32", plan::DType::F32, {17, 9});    // accumulated into
+  pm.step("f32_trans", plan::Kernel::Gemm,
+          plan::CreateGemm(b, a32, b32, c32, true, true, 17, 9, 33, 1, 0.5f, 1.0f).Union());
+  int abf = pm.tensor("abf", plan::DType::BF16, {6, 20});
+  int bbf = pm.tensor("bbf", plan::DType::BF16, {20, 7});
+  int cbf = pm.tensor("cbf_out_f32", plan::DType::F32, {6, 7}, plan::Role::Temp);
+  pm.step("bf16_to_f32", plan::Kernel::Gemm,
+          plan::CreateGemm(b, abf, bbf, cbf, false, false, 6, 7, 20).Union());
+  int cmix = pm.tensor("mixed_out_bf16", plan::DType::BF16, {6, 7}, plan::Role::Temp);
+  int bmix = pm.tensor("bmix", plan::DType::F32, {20, 7});
+  pm.step("mixed", plan::Kernel::Gemm,
+          plan::CreateGemm(b, abf, bmix, cmix, false, false, 6, 7, 20).Union());
+  int f32to16 = pm.tensor("f32_out_f16", plan::DType::F16, {17, 9});
+  pm.step("f32_to_f16_accumulate", plan::Kernel::Gemm,
+          plan::CreateGemm(b, a32, b32, f32to16, true, true, 17, 9, 33, 1, 1.0f, 1.0f).Union());
+  int e0 = pm.tensor("empty_a", plan::DType::F32, {4, 0});
+  int e1 = pm.tensor("empty_b", plan::DType::F32, {0, 3});
+  int ec = pm.tensor("k0_scaled", plan::DType::F32, {4, 3});
+  pm.step("k0", plan::Kernel::Gemm, plan::CreateGemm(b, e0, e1, ec, false, false, 4, 3, 0, 1, 1.0f, 0.5f).Union());
+  return pm.finish();
+}
+
+TEST(CudaExecutor, GemmMatchesCpu) { compareWithCpu(gemmPlan(), "gemm.plan", 2, 1e-5, 4e-3); }
+
+std::vector<uint8_t> convPlan(plan::DType dt) {
+  PlanMaker pm;
+  auto &b = pm.builder();
+  const int64_t N = 3, C = 3, H = 9, W = 7, K = 4, R = 3, S = 2, sh = 2, sw = 1, ph = 1, pw = 0;
+  const int64_t P = (H + 2 * ph - R) / sh + 1, Q = (W + 2 * pw - S) / sw + 1;
+  int x = pm.tensor("x", dt, {N, C, H, W});
+  int w = pm.tensor("w", dt, {K, C, R, S});
+  int y = pm.tensor("y", dt, {N, K, P, Q}, plan::Role::Temp);
+  int yacc = pm.tensor("y_acc", dt, {N, K, P, Q});
+  int dy = pm.tensor("dy", dt, {N, K, P, Q});
+  int dx = pm.tensor("dx", dt, {N, C, H, W}, plan::Role::Temp);
+  int dxacc = pm.tensor("dx_acc", dt, {N, C, H, W});
+  int dw = pm.tensor("dw", dt, {K, C, R, S}, plan::Role::Temp);
+  int dwacc = pm.tensor("dw_acc", plan::DType::F32, {K, C, R, S});
+  auto conv = [&](plan::ConvKind kind, int in0, int in1, int out, bool acc) {
+    return plan::CreateConv2d(b, kind, in0, in1, out, N, C, H, W, K, R, S, sh, sw, ph, pw, acc).Union();
+  };
+  pm.step("fwd", plan::Kernel::Conv2d, conv(plan::ConvKind::Forward, x, w, y, false));
+  pm.step("fwd_acc", plan::Kernel::Conv2d, conv(plan::ConvKind::Forward, x, w, yacc, true));
+  pm.step("bwd_in", plan::Kernel::Conv2d, conv(plan::ConvKind::BackwardInput, dy, w, dx, false));
+  pm.step("bwd_in_acc", plan::Kernel::Conv2d, conv(plan::ConvKind::BackwardInput, dy, w, dxacc, true));
+  pm.step("bwd_w", plan::Kernel::Conv2d, conv(plan::ConvKind::BackwardWeight, x, dy, dw, false));
+  pm.step("bwd_w_acc", plan::Kernel::Conv2d, conv(plan::ConvKind::BackwardWeight, x, dy, dwacc, true));
+  return pm.finish();
+}
+
+TEST(CudaExecutor, ConvMatchesCpu) {
+  compareWithCpu(convPlan(plan::DType::F32), "conv32.plan", 1, 1e-5, 1e-5);
+  compareWithCpu(convPlan(plan::DType::F16), "conv16.plan", 1, 1e-5, 4e-3);
+}
+
+TEST(CudaExecutor, ConvInSmallGroupsMatchesCpu) {
+  // A workspace of a few bytes forces one sample per group.
+  setenv("MANTISSA_CUDA_CONV_WORKSPACE_MB", "0.000001", 1);
+  compareWithCpu(convPlan(plan::DType::BF16), "conv_bf16.plan", 1, 1e-5, 1.6e-2);
+  unsetenv("MANTISSA_CUDA_CONV_WORKSPACE_MB");
+}
+
+std::vector<uint8_t> poolNormPlan() {
+  PlanMaker pm;
+  auto &b = pm.builder();
+  const int64_t N = 2, C = 3, H = 9, W = 8, KK = 3, S = 2;
+  const int64_t OH = (H - KK) / S + 1, OW = (W - KK) / S + 1;
+  int x = pm.tensor("x", plan::DType::F16, {N, C, H, W});
+  int y = pm.tensor("pool_y", plan::DType::F16, {N, C, OH, OW}, plan::Role::Temp);
+  int ind = pm.tensor("pool_idx", plan::DType::I32, {N, C, OH, OW}, plan::Role::Temp);
+  int dy = pm.tensor("pool_dy", plan::DType::F32, {N, C, OH, OW});
+  int dx = pm.tensor("pool_dx", plan::DType::F32, {N, C, H, W}, plan::Role::Temp);
+  pm.step("pool", plan::Kernel::MaxPool2d, plan::CreateMaxPool2d(b, x, y, ind, N, C, H, W, KK, S).Union());
+  pm.step("pool_bwd", plan::Kernel::MaxPool2dBackward,
+          plan::CreateMaxPool2dBackward(b, dy, ind, dx, N, C, H, W, KK, S).Union());
+  const int64_t hw = H * W;
+  int gamma = pm.tensor("gamma", plan::DType::F32, {C}, plan::Role::Param, 0.5f, 1.5f);
+  int beta = pm.tensor("beta", plan::DType::F32, {C});
+  int bny = pm.tensor("bn_y", plan::DType::F16, {N, C, H, W}, plan::Role::Temp);
+  int sm = pm.tensor("saved_mean", plan::DType::F32, {C}, plan::Role::Temp);
+  int si = pm.tensor("saved_invstd", plan::DType::F32, {C}, plan::Role::Temp);
+  int rm = pm.tensor("running_mean", plan::DType::F32, {C}, plan::Role::Buffer, 0.0f, 0.1f);
+  int rv = pm.tensor("running_var", plan::DType::F32, {C}, plan::Role::Buffer, 0.9f, 1.1f);
+  pm.step("bn", plan::Kernel::BatchNorm,
+          plan::CreateBatchNorm(b, x, gamma, beta, bny, sm, si, rm, rv, N, C, hw, 1e-5f, 0.1f, true).Union());
+  int bnyEval = pm.tensor("bn_y_eval", plan::DType::F32, {N, C, H, W}, plan::Role::Temp);
+  pm.step("bn_eval", plan::Kernel::BatchNorm,
+          plan::CreateBatchNorm(b, x, gamma, -1, bnyEval, -1, -1, rm, rv, N, C, hw, 1e-5f, 0.1f, false).Union());
+  int bdy = pm.tensor("bn_dy", plan::DType::F16, {N, C, H, W});
+  int bdx = pm.tensor("bn_dx", plan::DType::F16, {N, C, H, W}, plan::Role::Temp);
+  int dg = pm.tensor("dgamma", plan::DType::F32, {C}, plan::Role::Temp);
+  int db = pm.tensor("dbeta", plan::DType::F32, {C}, plan::Role::Temp);
+  pm.step("bn_bwd", plan::Kernel::BatchNormBackward,
+          plan::CreateBatchNormBackward(b, bdy, x, gamma, sm, si, bdx, dg, db, N, C, hw).Union());
+  // Batch norm over features (hw = 1), more values per channel than one chunk.
+  int f = pm.tensor("features", plan::DType::F32, {9000, 2});
+  int fy = pm.tensor("features_y", plan::DType::F32, {9000, 2}, plan::Role::Temp);
+  int frm = pm.tensor("features_rm", plan::DType::F32, {2}, plan::Role::Buffer);
+  int frv = pm.tensor("features_rv", plan::DType::F32, {2}, plan::Role::Buffer, 0.5f, 1.0f);
+  pm.step("bn1d", plan::Kernel::BatchNorm,
+          plan::CreateBatchNorm(b, f, -1, -1, fy, -1, -1, frm, frv, 9000, 2, 1, 1e-5f, 0.1f, true).Union());
+  return pm.finish();
+}
+
+TEST(CudaExecutor, PoolingAndBatchNormMatchCpu) {
+  compareWithCpu(poolNormPlan(), "poolnorm.plan", 3, 2e-6, 2e-3);
+}
+
+std::vector<uint8_t> lossPlan(float badLabel = -1) {
+  PlanMaker pm;
+  auto &b = pm.builder();
+  const int64_t n = 37, c = 11;
+  int logits = pm.tensor("logits", plan::DType::F16, {n, c}, plan::Role::Param, -4.0f, 4.0f);
+  int labels = pm.labels("labels", n, c);
+  int loss = pm.tensor("loss", plan::DType::F32, {}, plan::Role::Temp);
+  int dloss = pm.tensor("dloss", plan::DType::F32, {}, plan::Role::Param, 0.5f, 2.0f);
+  int dlogits = pm.tensor("dlogits", plan::DType::F16, {n, c}, plan::Role::Temp);
+  pm.step("ce", plan::Kernel::SoftmaxCrossEntropy,
+          plan::CreateSoftmaxCrossEntropy(b, logits, labels, loss, n, c).Union());
+  pm.step("ce_bwd", plan::Kernel::SoftmaxCrossEntropyBackward,
+          plan::CreateSoftmaxCrossEntropyBackward(b, logits, labels, dloss, dlogits, n, c).Union());
+  const int64_t count = 10007;
+  int a = pm.tensor("a", plan::DType::F32, {count});
+  int t = pm.tensor("target", plan::DType::BF16, {count});
+  int mse = pm.tensor("mse", plan::DType::F32, {}, plan::Role::Temp);
+  int da = pm.tensor("da", plan::DType::F32, {count}, plan::Role::Temp);
+  pm.step("mse", plan::Kernel::MseLoss, plan::CreateMseLoss(b, a, t, mse, count).Union());
+  pm.step("mse_bwd", plan::Kernel::MseLossBackward, plan::CreateMseLossBackward(b, a, t, dloss, da, count).Union());
+  if (badLabel >= 0) {
+    int small = pm.tensor("small_logits", plan::DType::F32, {2, c});
+    int bad = pm.tensor("bad_labels", plan::DType::F32, {2}, plan::Role::Param, 0, 0, {1.0f, badLabel});
+    int l2 = pm.tensor("loss2", plan::DType::F32, {}, plan::Role::Temp);
+    pm.step("bad_ce", plan::Kernel::SoftmaxCrossEntropy,
+            plan::CreateSoftmaxCrossEntropy(b, small, bad, l2, 2, c).Union());
+  }
+  return pm.finish();
+}
+
+TEST(CudaExecutor, LossesMatchCpu) { compareWithCpu(lossPlan(), "loss.plan", 2, 1e-6, 2e-3); }
+
+TEST(CudaExecutor, BadLabelIsAnErrorNamingTheStep) {
+  LoadedPlan lp = LoadedPlan::fromBytes(lossPlan(11.0f), "bad.plan");
+  std::string reason;
+  std::unique_ptr<Executor> gpu = cudaExecutorOrSkipReason(lp, reason);
+  if (!gpu)
+    GTEST_SKIP() << reason;
+  gpu->run("train_step");
+  std::vector<float> v(size_t(lp.numElements(2)));
+  try {
+    gpu->read(2, v.data(), v.size());
+    FAIL() << "no error";
+  } catch (const Error &e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("step 4 'bad_ce' (SoftmaxCrossEntropy)"), std::string::npos) << m;
+    EXPECT_NE(m.find("label 11.000000 in row 1 is not a class index in [0, 11)"), std::string::npos) << m;
+  }
+}
+
+std::vector<uint8_t> movementPlan() {
+  PlanMaker pm;
+  auto &b = pm.builder();
+  int x = pm.tensor("x", plan::DType::F32, {4, 5, 6});
+  auto reduce = [&](const std::string &name, int in, std::vector<int64_t> inShape,
+                    std::vector<int64_t> outShape, bool mean, plan::DType dt) {
+    int out = pm.tensor(name, dt, outShape, plan::Role::Temp);
+    pm.step(name, plan::Kernel::Reduce,
+            plan::CreateReduceDirect(b, in, out, &inShape, &outShape, mean).Union());
+  };
+  reduce("sum_0_2", x, {4, 5, 6}, {1, 5, 1}, false, plan::DType::F32);
+  reduce("mean_1", x, {4, 5, 6}, {4, 1, 6}, true, plan::DType::F16);
+  reduce("sum_all", x, {4, 5, 6}, {1, 1, 1}, false, plan::DType::F32);
+  reduce("none", x, {4, 5, 6}, {4, 5, 6}, false, plan::DType::BF16);
+  int big = pm.tensor("big", plan::DType::F16, {3000, 3});
+  reduce("big_rows", big, {3000, 3}, {1, 3}, true, plan::DType::F32);
+  int x2 = pm.tensor("x2", plan::DType::F16, {4, 3, 6});
+  int cat = pm.tensor("concat", plan::DType::F32, {4, 8, 6}, plan::Role::Temp);
+  std::vector<int32_t> catIn = {x, x2};
+  std::vector<int64_t> rows = {30, 18};
+  pm.step("concat", plan::Kernel::Concat, plan::CreateConcatDirect(b, &catIn, cat, 4, &rows).Union());
+  int sl = pm.tensor("slice", plan::DType::BF16, {4, 2, 6}, plan::Role::Temp);
+  pm.step("slice", plan::Kernel::Slice, plan::CreateSlice(b, cat, sl, 4, 48, 18, 12).Union());
+  int tr = pm.tensor("transpose", plan::DType::F16, {6, 4, 5}, plan::Role::Temp);
+  std::vector<int64_t> inShape = {4, 5, 6}, perm = {2, 0, 1};
+  pm.step("transpose", plan::Kernel::Transpose,
+          plan::CreateTransposeDirect(b, x, tr, &inShape, &perm).Union());
+  int cp = pm.tensor("copy_f16", plan::DType::F16, {120}, plan::Role::Temp);
+  pm.step("copy_cast", plan::Kernel::Copy, plan::CreateCopy(b, x, cp, 120).Union());
+  int cp2 = pm.tensor("copy_same", plan::DType::F32, {4, 30}, plan::Role::Temp);
+  pm.step("copy_same", plan::Kernel::Copy, plan::CreateCopy(b, x, cp2, 120).Union());
+  int inf = pm.tensor("has_inf", plan::DType::F16, {3}, plan::Role::Param, 0, 0, {1.0f, 70000.0f, 2.0f});
+  int ok1 = pm.tensor("finite_yes", plan::DType::F32, {}, plan::Role::Temp);
+  int ok0 = pm.tensor("finite_no", plan::DType::F32, {}, plan::Role::Temp);
+  std::vector<int32_t> fin1 = {x, x2, big}, fin0 = {x, inf};
+  pm.step("finite_yes", plan::Kernel::AllFinite, plan::CreateAllFiniteDirect(b, &fin1, ok1).Union());
+  pm.step("finite_no", plan::Kernel::AllFinite, plan::CreateAllFiniteDirect(b, &fin0, ok0).Union());
+  return pm.finish();
+}
+
+TEST(CudaExecutor, DataMovementAndReductionsMatchCpu) {
+  compareWithCpu(movementPlan(), "movement.plan", 2, 1e-6, 2e-3);
+}
+
+std::vector<uint8_t> kernelZooPlan() {
+  // For the compile test: more ops, other dtypes (the fixed kernels compile regardless).
+  PlanMaker pm;
+  int a = pm.tensor("a", plan::DType::F16, {8});
+  int o = pm.tensor("o", plan::DType::BF16, {8}, plan::Role::Temp);
+  pm.elementwise("gelu", {8}, {{a, {1}}}, {load(0), op(ScalarOp::Gelu, 0), op(ScalarOp::GeluDeriv, 1),
+                                            op(ScalarOp::RoundF16, 2), op(ScalarOp::RoundBF16, 3)},
+                 {o}, {4});
+  return pm.finish();
+}
+
+TEST(CudaExecutor, IoChecksAndDeviceDescription) {
+  LoadedPlan lp = LoadedPlan::fromBytes(movementPlan(), "io.plan");
+  std::string reason;
+  std::unique_ptr<Executor> gpu = cudaExecutorOrSkipReason(lp, reason);
+  if (!gpu)
+    GTEST_SKIP() << reason;
+  EXPECT_EQ(gpu->backendName(), "cuda");
+  EXPECT_NE(gpu->deviceDescription().find("SMs"), std::string::npos) << gpu->deviceDescription();
+  std::vector<float> v(120);
+  for (size_t i = 0; i < v.size(); ++i)
+    v[i] = float(i) * 0.1f;
+  gpu->write(0, v.data(), v.size());
+  std::vector<float> back(120);
+  gpu->read(0, back.data(), back.size());
+  EXPECT_EQ(v, back);
+  EXPECT_THROW(gpu->write(0, v.data(), 7), Error);
+  EXPECT_THROW(gpu->read(12345, v.data(), 1), Error);
+  EXPECT_THROW(gpu->run("eval_step"), Error);
+}
+
+
+/// A small fp16 AMP MLP train step with inputs x and y fed every step: casts, GEMMs
+/// with transposes, a broadcast bias, relu and its mask, cross-entropy, a bias
+/// reduction and in-place SGD updates.
+std::vector<uint8_t> mlpPlan() {
+  PlanMaker pm;
+  auto &b = pm.builder();
+  const int64_t B = 8, I = 16, Hd = 32, O = 10;
+  const plan::DType F32 = plan::DType::F32, F16 = plan::DType::F16;
+  int x = pm.tensor("x", F32, {B, I}, plan::Role::Input);
+  int y = pm.tensor("y", F32, {B}, plan::Role::Input);
+  int w1 = pm.tensor("fc1.weight", F32, {I, Hd}, plan::Role::Param, -0.25f, 0.25f);
+  int b1 = pm.tensor("fc1.bias", F32, {Hd}, plan::Role::Param, -0.1f, 0.1f);
+  int w2 = pm.tensor("fc2.weight", F32, {Hd, O}, plan::Role::Param, -0.25f, 0.25f);
+  int dloss = pm.tensor("dloss", F32, {}, plan::Role::ScalerState, 0, 0, {1.0f});
+  auto temp = [&](const char *n, plan::DType t, std::vector<int64_t> s) {
+    return pm.tensor(n, t, std::move(s), plan::Role::Temp);
+  };
+  int x16 = temp("x16", F16, {B, I}), w1h = temp("w1h", F16, {I, Hd}), w2h = temp("w2h", F16, {Hd, O});
+  int h = temp("h", F16, {B, Hd}), a = temp("a", F16, {B, Hd}), logits = temp("logits", F32, {B, O});
+  int loss = temp("loss", F32, {}), dlogits = temp("dlogits", F32, {B, O});
+  int dl16 = temp("dlogits16", F16, {B, O}), dw2 = temp("dw2", F32, {Hd, O});
+  int da = temp("da", F16, {B, Hd}), dh = temp("dh", F16, {B, Hd}), db1 = temp("db1", F32, {1, Hd});
+  int dw1 = temp("dw1", F32, {I, Hd});
+  auto cast = [&](const char *n, int in, int out, std::vector<int64_t> shape) {
+    pm.elementwise(n, shape, {{in, contiguousStrides(shape)}}, {load(0)}, {out}, {0});
+  };
+  cast("cast_x", x, x16, {B, I});
+  cast("cast_w1", w1, w1h, {I, Hd});
+  cast("cast_w2", w2, w2h, {Hd, O});
+  pm.step("fc1", plan::Kernel::Gemm, plan::CreateGemm(b, x16, w1h, h, false, false, B, Hd, I).Union());
+  pm.elementwise("fc1.bias_relu", {B, Hd}, {{h, {Hd, 1}}, {b1, {0, 1}}},
+                 {load(0), load(1), op(ScalarOp::Add, 0, 1), op(ScalarOp::Relu, 2)}, {a}, {3});
+  pm.step("fc2", plan::Kernel::Gemm, plan::CreateGemm(b, a, w2h, logits, false, false, B, O, Hd).Union());
+  pm.step("loss", plan::Kernel::SoftmaxCrossEntropy, plan::CreateSoftmaxCrossEntropy(b, logits, y, loss, B, O).Union());
+  pm.step("loss_bwd", plan::Kernel::SoftmaxCrossEntropyBackward,
+          plan::CreateSoftmaxCrossEntropyBackward(b, logits, y, dloss, dlogits, B, O).Union());
+  cast("cast_dlogits", dlogits, dl16, {B, O});
+  pm.step("fc2.dw", plan::Kernel::Gemm, plan::CreateGemm(b, a, dl16, dw2, true, false, Hd, O, B).Union());
+  pm.step("fc2.dx", plan::Kernel::Gemm, plan::CreateGemm(b, dl16, w2h, da, false, true, B, Hd, O).Union());
+  pm.elementwise("relu_bwd", {B, Hd}, {{a, {Hd, 1}}, {da, {Hd, 1}}},
+                 {load(0), load(1), konst(0.0f), op(ScalarOp::CmpGt, 0, 2), op(ScalarOp::Select, 3, 1, 2)},
+                 {dh}, {4});
+  std::vector<int64_t> inShape = {B, Hd}, outShape = {1, Hd};
+  pm.step("fc1.db", plan::Kernel::Reduce, plan::CreateReduceDirect(b, dh, db1, &inShape, &outShape, false).Union());
+  pm.step("fc1.dw", plan::Kernel::Gemm, plan::CreateGemm(b, x16, dh, dw1, true, false, I, Hd, B).Union());
+  auto sgd = [&](const char *n, int p, int g, std::vector<int64_t> shape) {
+    auto s = contiguousStrides(shape);
+    pm.elementwise(n, shape, {{p, s}, {g, s}},
+                   {load(0), load(1), konst(0.1f), op(ScalarOp::Mul, 1, 2), op(ScalarOp::Sub, 0, 3)},
+                   {p}, {4});
+  };
+  sgd("sgd.w1", w1, dw1, {I, Hd});
+  sgd("sgd.b1", b1, db1, {Hd});
+  sgd("sgd.w2", w2, dw2, {Hd, O});
+  return pm.finish({loss});
+}
+
+TEST(CudaExecutor, TrainStepWithFreshInputsMatchesCpu) {
+  std::vector<uint8_t> bytes = mlpPlan();
+  savePlan(bytes, "mlp.plan");
+  LoadedPlan lp = LoadedPlan::fromBytes(bytes, "mlp.plan");
+  CpuExecutor<float> cpu(lp, 2);
+  std::string reason;
+  std::unique_ptr<Executor> gpu = cudaExecutorOrSkipReason(lp, reason);
+  const int x = cpu.findTensor("x"), y = cpu.findTensor("y"), loss = cpu.findTensor("loss");
+  std::vector<float> xv(size_t(lp.numElements(x))), yv(size_t(lp.numElements(y)));
+  uint64_t state = 7;
+  auto uniform = [&] {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return double(state >> 11) / double(1ull << 53);
+  };
+  std::vector<float> cpuLoss, gpuLoss;
+  for (int step = 0; step < 6; ++step) {
+    for (float &v : xv)
+      v = float(uniform() * 4 - 2);
+    for (float &v : yv)
+      v = float(int(uniform() * 10) % 10);
+    std::copy(xv.begin(), xv.end(), cpu.tensor(x).begin());
+    std::copy(yv.begin(), yv.end(), cpu.tensor(y).begin());
+    cpu.run("train_step");
+    cpuLoss.push_back(cpu.tensor(loss)[0]);
+    if (gpu) {
+      gpu->write(x, xv.data(), xv.size());
+      gpu->write(y, yv.data(), yv.size());
+      gpu->run("train_step"); // step by step, then captured, then replayed
+      if (step % 2 == 1) {    // reads between some steps only: the host runs ahead
+        float l;
+        gpu->read(loss, &l, 1);
+        gpuLoss.push_back(l);
+        EXPECT_NEAR(l, cpuLoss.back(), 1e-5 * std::fabs(cpuLoss.back())) << "step " << step;
+      }
+    }
+  }
+  EXPECT_GT(cpuLoss.front(), cpuLoss.back()); // it learns (same batch statistics aside)
+  if (!gpu)
+    GTEST_SKIP() << reason;
+  for (const char *name : {"fc1.weight", "fc1.bias", "fc2.weight"}) {
+    int id = cpu.findTensor(name);
+    std::vector<float> g(size_t(lp.numElements(id)));
+    gpu->read(id, g.data(), g.size());
+    std::string why;
+    EXPECT_LE(relativeError(g, cpu.tensor(id), why), 1e-5) << name << " " << why;
+  }
+}
+
+
+/// Layer sizes of a U-Net's upper level (fp16 activations): the im2col groups, the
+/// chunked batch-norm and reduce paths, and graph replay at a realistic scale. Every
+/// step reads parameters (identical on both sides), not the previous step's output:
+/// max pooling's argmax is discontinuous, so a one-ulp difference upstream could send a
+/// gradient to another element and the comparison would test nothing.
+std::vector<uint8_t> largePlan() {
+  PlanMaker pm;
+  auto &b = pm.builder();
+  const int64_t N = 8, C = 32, H = 96, W = 96, K = 32;
+  const plan::DType F16 = plan::DType::F16, F32 = plan::DType::F32;
+  auto param = [&](const char *n, plan::DType t, std::vector<int64_t> s, float lo = -1, float hi = 1) {
+    return pm.tensor(n, t, std::move(s), plan::Role::Param, lo, hi);
+  };
+  auto temp = [&](const char *n, plan::DType t, std::vector<int64_t> s) {
+    return pm.tensor(n, t, std::move(s), plan::Role::Temp);
+  };
+  const std::vector<int64_t> act = {N, K, H, W};
+  const auto cs = contiguousStrides(act);
+  int x = param("x", F16, {N, C, H, W});
+  int w = param("w", F16, {K, C, 3, 3}, -0.1f, 0.1f);
+  int y = temp("conv_y", F16, act);
+  pm.step("conv", plan::Kernel::Conv2d,
+          plan::CreateConv2d(b, plan::ConvKind::Forward, x, w, y, N, C, H, W, K, 3, 3, 1, 1, 1, 1).Union());
+  int y0 = param("bn_x", F16, act, -2, 3);
+  int gamma = param("bn.weight", F32, {K}, 0.5f, 1.5f);
+  int beta = param("bn.bias", F32, {K});
+  int z = temp("bn_y", F16, act);
+  int sm = temp("saved_mean", F32, {K}), si = temp("saved_invstd", F32, {K});
+  int rm = pm.tensor("bn.running_mean", F32, {K}, plan::Role::Buffer, 0, 0.1f);
+  int rv = pm.tensor("bn.running_var", F32, {K}, plan::Role::Buffer, 0.9f, 1.1f);
+  pm.step("bn", plan::Kernel::BatchNorm,
+          plan::CreateBatchNorm(b, y0, gamma, beta, z, sm, si, rm, rv, N, K, H * W, 1e-5f, 0.1f, true).Union());
+  int r = temp("relu", F16, act);
+  pm.elementwise("relu", act, {{y0, cs}}, {load(0), op(ScalarOp::Relu, 0)}, {r}, {1});
+  int p = temp("pool", F16, {N, K, H / 2, W / 2});
+  int ind = temp("pool_idx", plan::DType::I32, {N, K, H / 2, W / 2});
+  pm.step("pool", plan::Kernel::MaxPool2d, plan::CreateMaxPool2d(b, y0, p, ind, N, K, H, W, 2, 2).Union());
+  int dp = param("dpool", F16, {N, K, H / 2, W / 2});
+  int dr = temp("dpool_x", F16, act);
+  pm.step("pool_bwd", plan::Kernel::MaxPool2dBackward,
+          plan::CreateMaxPool2dBackward(b, dp, ind, dr, N, K, H, W, 2, 2).Union());
+  int g0 = param("grad_in", F16, act);
+  int dz = temp("drelu", F16, act);
+  pm.elementwise("relu_bwd", act, {{y0, cs}, {g0, cs}},
+                 {load(0), load(1), konst(0.0f), op(ScalarOp::CmpGt, 0, 2), op(ScalarOp::Select, 3, 1, 2)},
+                 {dz}, {4});
+  int dy = temp("bn_dx", F16, act);
+  int dg = temp("dgamma", F32, {K}), db = temp("dbeta", F32, {K});
+  pm.step("bn_bwd", plan::Kernel::BatchNormBackward,
+          plan::CreateBatchNormBackward(b, g0, y0, gamma, sm, si, dy, dg, db, N, K, H * W).Union());
+  int dbias = temp("dbias", F32, {1, K, 1, 1});
+  std::vector<int64_t> inShape = act, outShape = {1, K, 1, 1};
+  pm.step("bias_grad", plan::Kernel::Reduce, plan::CreateReduceDirect(b, g0, dbias, &inShape, &outShape, false).Union());
+  int dx = temp("conv_dx", F16, {N, C, H, W});
+  pm.step("conv_dx", plan::Kernel::Conv2d,
+          plan::CreateConv2d(b, plan::ConvKind::BackwardInput, g0, w, dx, N, C, H, W, K, 3, 3, 1, 1, 1, 1).Union());
+  int dw = temp("conv_dw", F32, {K, C, 3, 3});
+  pm.step("conv_dw", plan::Kernel::Conv2d,
+          plan::CreateConv2d(b, plan::ConvKind::BackwardWeight, x, g0, dw, N, C, H, W, K, 3, 3, 1, 1, 1, 1).Union());
+  int fin = temp("finite", F32, {});
+  std::vector<int32_t> grads = {dw, dg, db, dbias};
+  pm.step("all_finite", plan::Kernel::AllFinite, plan::CreateAllFiniteDirect(b, &grads, fin).Union());
+  int master = param("w_master", F32, {K, C, 3, 3}, -0.1f, 0.1f);
+  auto ws = contiguousStrides({K, C, 3, 3});
+  pm.elementwise("sgd", {K, C, 3, 3}, {{master, ws}, {dw, ws}, {fin, {0, 0, 0, 0}}},
+                 {load(0), load(1), load(2), konst(1e-4f), op(ScalarOp::Mul, 1, 3),
+                  op(ScalarOp::Mul, 4, 2), op(ScalarOp::Sub, 0, 5)},
+                 {master}, {6});
+  return pm.finish({fin});
+}
+
+TEST(CudaExecutor, LargeLayersMatchCpu) {
+  std::vector<uint8_t> bytes = largePlan();
+  savePlan(bytes, "large.plan");
+  LoadedPlan probe = LoadedPlan::fromBytes(bytes, "large.plan");
+  std::string reason;
+  if (!cudaExecutorOrSkipReason(probe, reason))
+    GTEST_SKIP() << reason; // the CPU side alone would take long on a small machine
+  compareWithCpu(bytes, "large.plan", 2, 1e-5, 2e-3);
+}
+
+} // namespace
