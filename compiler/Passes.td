@@ -1,7 +1,8 @@
 //===- Passes.td - the Mantissa compiler passes ------------*- tablegen -*-===//
 //
 // The pipeline (mantissa compile runs them in this order):
-//   [set-batch ->] assign-precision -> autodiff -> lower-optimizer -> insert-loss-scaling -> emit-plan
+//   [set-batch ->] assign-precision -> autodiff -> lower-optimizer -> insert-loss-scaling
+//   [-> fuse-elementwise] -> emit-plan
 // Precision is assigned on the forward graph first and autodiff then follows
 // PyTorch's semantics: every backward op computes in the precision of the forward
 // op it differentiates, and the gradient of a cast is a cast back. That keeps the
@@ -196,6 +197,66 @@ def InsertLossScaling : Pass<"insert-loss-scaling", "mlir::ModuleOp"> {
     Option<"backoffFactor", "backoff-factor", "double", "0.5", "dynamic: back-off factor">,
     Option<"growthInterval", "growth-interval", "int64_t", "2000",
            "dynamic: consecutive finite steps before the scale grows">,
+  ];
+  let dependentDialects = ["mantissa::graph::GraphDialect", "mlir::func::FuncDialect"];
+}
+
+def FuseElementwise : Pass<"fuse-elementwise", "mlir::ModuleOp"> {
+  let summary = "Fuse chains of elementwise ops (casts, activations, gradients, optimizer updates) into graph.fused kernels";
+  let description = [{
+    In every function, in program order, each op that implements ElementwiseOp
+    (arithmetic, activations and their gradients, casts, the optimizer updates,
+    the loss-scale update) absorbs the elementwise ops that produce its
+    operands, greedily, into one `graph.fused`, which emit-plan lowers to ONE
+    Elementwise step: the chain's intermediate values stay in registers. A
+    producer joins when it iterates over the same shape as the consumer; one of
+    a smaller shape that the consumer broadcasts (a bias, a scalar such as
+    1/scale) stays a stored input, since fused it would be recomputed once per
+    element of the larger shape. A producer result that is also read outside
+    the group becomes another result of the fused op. Non-elementwise ops
+    (matmul, linear, conv, pooling, batch norm, reductions, losses,
+    all_finite) are boundaries: they stay as they are. The fused op goes where
+    its last member was (or just before the first outside reader of a member's
+    result, when the other operands allow it); a fusion that would break the
+    order (e.g. the loss-scale unscale whose result graph.all_finite checks
+    before the update reads the flag) is not made. Its `graph.name` joins the
+    members' names (or mnemonics) with `+`.
+
+    The bias of a `graph.linear` whose result an elementwise op reads is split
+    off first (`split-bias`) into a `graph.add` after a bias-free linear: it is
+    the ".bias_add" step emit-plan would add after the GEMM anyway, and now it
+    joins the activation's kernel (GEMM + bias + relu: 3 kernels become 2).
+    The GEMM itself stays; the bias of a convolution stays in it (a [C] bias
+    broadcast over NCHW would need a reshape, itself a kernel). Epilogues inside
+    the GEMM (cuBLASLt) are a follow-up.
+
+    Inside, a value of element type f16 or bf16 that another member reads is
+    rounded to that type (RoundF16/RoundBF16) where the unfused op stored it,
+    so the fused plan computes the same bits as the unfused one.
+
+    Before:
+    ```mlir
+    %h = graph.add %x, %b : tensor<64x128xf32>, tensor<128xf32> -> tensor<64x128xf32>
+    %r = graph.relu %h : tensor<64x128xf32>
+    %y = graph.cast %r : tensor<64x128xf32> to tensor<64x128xf16>
+    ... = graph.relu_grad %h, %g : tensor<64x128xf32>
+    ```
+    After (`%b` [128] is a broadcast input; `%h` is also read outside):
+    ```mlir
+    %f:2 = graph.fused(%x, %b) {graph.name = "add+relu+cast"}
+        : (tensor<64x128xf32>, tensor<128xf32>) -> (tensor<64x128xf32>, tensor<64x128xf16>) {
+    ^bb0(%a0: tensor<64x128xf32>, %a1: tensor<128xf32>):
+      %0 = graph.add %a0, %a1 : tensor<64x128xf32>, tensor<128xf32> -> tensor<64x128xf32>
+      %1 = graph.relu %0 : tensor<64x128xf32>
+      %2 = graph.cast %1 : tensor<64x128xf32> to tensor<64x128xf16>
+      graph.yield %0, %2 : tensor<64x128xf32>, tensor<64x128xf16>
+    }
+    ... = graph.relu_grad %f#0, %g : tensor<64x128xf32>
+    ```
+  }];
+  let options = [
+    Option<"splitBias", "split-bias", "bool", "true",
+           "split the bias of a graph.linear into a graph.add that can fuse with its consumer">,
   ];
   let dependentDialects = ["mantissa::graph::GraphDialect", "mlir::func::FuncDialect"];
 }

@@ -6,7 +6,8 @@
 //
 // compile parses the model with MLIR's source manager (errors carry
 // file:line:col), runs [set-batch,] assign-precision, autodiff, lower-optimizer,
-// insert-loss-scaling and emit-plan in one PassManager.
+// insert-loss-scaling, fuse-elementwise (unless --no-fuse) and emit-plan in one
+// PassManager.
 //===----------------------------------------------------------------------===//
 #include "compiler/Passes.h"
 #include "mantissa/Graph/GraphOps.h"
@@ -52,6 +53,7 @@ const char *kUsage =
     "  --batch N                                retarget the model to batch N (set-batch)\n"
     "  --seed N                                 parameter initialisation seed (default 0)\n"
     "  --tf32                                   let fp32 GEMMs use TF32\n"
+    "  --no-fuse                                one kernel per elementwise op (no fuse-elementwise)\n"
     "  --emit-ir                                print the final IR to stdout\n";
 
 int usageError(const std::string &message) {
@@ -74,7 +76,7 @@ struct CompileOptions {
   int64_t growthInterval = 2000;
   int64_t batch = 0;
   uint64_t seed = 0;
-  bool tf32 = false, emitIr = false;
+  bool tf32 = false, emitIr = false, fuse = true;
 };
 
 bool parseDouble(const std::string &s, double &out) {
@@ -153,6 +155,8 @@ int compileMain(int argc, char **argv) {
       o.tf32 = true;
     } else if (name == "--emit-ir" && !hasInline) {
       o.emitIr = true;
+    } else if (name == "--no-fuse" && !hasInline) {
+      o.fuse = false;
     } else if (name == "-o" || name == "--output") {
       if (!take())
         return needs("a file name");
@@ -262,6 +266,8 @@ int compileMain(int argc, char **argv) {
   lo.weightDecay = o.weightDecay;
   pm.addPass(mantissa::createLowerOptimizer(lo));
   pm.addPass(mantissa::createInsertLossScaling(ls));
+  if (o.fuse)
+    pm.addPass(mantissa::createFuseElementwise());
   mantissa::EmitPlanOptions ep;
   ep.output = o.output;
   ep.seed = o.seed;

@@ -8,6 +8,7 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/OpImplementation.h"
+#include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/ScopedPrinter.h"
 
@@ -568,6 +569,81 @@ LogicalResult SgdUpdateOp::verify() {
 
 LogicalResult AdamUpdateOp::verify() {
   return verifyUpdate(*this, {getParam(), getGrad(), getExpAvg(), getExpAvgSq()});
+}
+
+//===----------------------------------------------------------------------===//
+// Fused elementwise kernels
+//===----------------------------------------------------------------------===//
+
+LogicalResult FusedOp::verify() {
+  Block &body = getBody().front();
+  if (body.getNumArguments() != getNumOperands())
+    return emitOpError("body has ") << body.getNumArguments() << " arguments for "
+                                    << getNumOperands() << " operands";
+  for (auto [arg, operand] : llvm::zip(body.getArguments(), getOperands()))
+    if (arg.getType() != operand.getType())
+      return emitOpError("body argument ") << arg.getType() << " differs from its operand "
+                                           << operand.getType();
+  if (getNumResults() == 0)
+    return emitOpError("needs at least one result");
+  auto yield = dyn_cast<YieldOp>(body.getTerminator());
+  if (!yield)
+    return emitOpError("body must end in graph.yield");
+  if (yield.getValues().getTypes() != getResultTypes())
+    return emitOpError("yields ") << yield.getValues().getTypes() << " for results "
+                                  << getResultTypes();
+  ArrayRef<int64_t> shape = rankedType(getResult(0)).getShape();
+  for (Value r : getResults())
+    if (rankedType(r).getShape() != shape)
+      return emitOpError("results differ in shape: ")
+             << shapeStr(rankedType(r).getShape()) << " and " << shapeStr(shape)
+             << " (one kernel iterates over one shape)";
+  for (Value v : getOperands()) {
+    auto b = broadcastShapes(rankedType(v).getShape(), shape);
+    if (failed(b) || ArrayRef<int64_t>(*b) != shape)
+      return emitOpError("operand ") << v.getType() << " does not broadcast to the iteration shape "
+                                     << shapeStr(shape);
+  }
+  for (Operation &op : body.without_terminator()) {
+    if (!isa<ElementwiseOp>(op) || isa<FusedOp>(op))
+      return op.emitOpError("cannot be inside graph.fused (only elementwise graph ops can)");
+    for (Value r : op.getResults())
+      if (rankedType(r).getShape() != shape)
+        return op.emitOpError("result shape ")
+               << shapeStr(rankedType(r).getShape()) << " differs from the fused iteration shape "
+               << shapeStr(shape);
+  }
+  return success();
+}
+
+SmallVector<int> mantissa::graph::buildFusedScalarProgram(FusedOp op, ScalarProgramBuilder &p,
+                                                          ArrayRef<int> in) {
+  Block &body = op.getBody().front();
+  DenseMap<Value, int> reg;
+  for (auto [arg, r] : llvm::zip(body.getArguments(), in))
+    reg[arg] = r;
+  for (Operation &inner : body.without_terminator()) {
+    SmallVector<int> operands;
+    for (Value v : inner.getOperands())
+      operands.push_back(reg.lookup(v));
+    SmallVector<int> results = cast<ElementwiseOp>(inner).buildScalarProgram(p, operands);
+    for (auto [value, r] : llvm::zip(inner.getResults(), results)) {
+      // Unfused, this value would be stored in its element type (and the output
+      // store still rounds it); an op inside that reads it must see that value.
+      Type element = rankedType(value).getElementType();
+      bool readInside =
+          llvm::any_of(value.getUsers(), [](Operation *u) { return !isa<YieldOp>(u); });
+      if (readInside && element.isF16())
+        r = p.emit(ScalarOp::RoundF16, r);
+      else if (readInside && element.isBF16())
+        r = p.emit(ScalarOp::RoundBF16, r);
+      reg[value] = r;
+    }
+  }
+  SmallVector<int> outputs;
+  for (Value v : body.getTerminator()->getOperands())
+    outputs.push_back(reg.lookup(v));
+  return outputs;
 }
 
 #define GET_OP_CLASSES

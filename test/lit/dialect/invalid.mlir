@@ -214,3 +214,41 @@ func.func @sgd_low_precision(%p: tensor<4xf16>, %ok: tensor<f32>) {
   %p1, %b1 = graph.sgd_update %p, %p, %p, %ok, %ok {lr = 0.1} : tensor<4xf16>, tensor<f32>
   return
 }
+
+// -----
+
+func.func @fused_result_shapes(%x: tensor<8x4xf32>, %y: tensor<4xf32>) {
+  // expected-error @+1 {{'graph.fused' op results differ in shape: [4] and [8x4] (one kernel iterates over one shape)}}
+  %a, %b = graph.fused(%x, %y) : (tensor<8x4xf32>, tensor<4xf32>) -> (tensor<8x4xf32>, tensor<4xf32>) {
+  ^bb0(%a0: tensor<8x4xf32>, %a1: tensor<4xf32>):
+    %0 = graph.relu %a0 : tensor<8x4xf32>
+    %1 = graph.relu %a1 : tensor<4xf32>
+    graph.yield %0, %1 : tensor<8x4xf32>, tensor<4xf32>
+  }
+  return
+}
+
+// -----
+
+func.func @fused_not_elementwise(%x: tensor<4x4xf32>) {
+  %r = graph.fused(%x) : (tensor<4x4xf32>) -> tensor<4x4xf32> {
+  ^bb0(%a0: tensor<4x4xf32>):
+    // expected-error @+1 {{'graph.matmul' op cannot be inside graph.fused (only elementwise graph ops can)}}
+    %0 = graph.matmul %a0, %a0 : tensor<4x4xf32>, tensor<4x4xf32> -> tensor<4x4xf32>
+    graph.yield %0 : tensor<4x4xf32>
+  }
+  return
+}
+
+// -----
+
+func.func @fused_uses_outside(%x: tensor<4x4xf32>, %y: tensor<4x4xf32>) {
+  %r = graph.fused(%x) : (tensor<4x4xf32>) -> tensor<4x4xf32> {
+  ^bb0(%a0: tensor<4x4xf32>):
+    // expected-note @-2 {{required by region isolation constraints}}
+    // expected-error @+1 {{using value defined outside the region}}
+    %0 = graph.add %a0, %y : tensor<4x4xf32>, tensor<4x4xf32> -> tensor<4x4xf32>
+    graph.yield %0 : tensor<4x4xf32>
+  }
+  return
+}

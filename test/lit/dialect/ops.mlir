@@ -154,3 +154,21 @@ func.func @optimizer_and_scaler(%p: tensor<4x3xf32>, %g: tensor<4x3xf32>, %m: te
   %s2, %t2 = graph.loss_scale_update %s, %t, %f {growth_interval = 100} : tensor<f32>
   return %p1 : tensor<4x3xf32>
 }
+
+// CHECK-LABEL: func.func @fused
+func.func @fused(%x: tensor<8x4xf32>, %b: tensor<4xf32>) -> (tensor<8x4xf32>, tensor<8x4xf16>) {
+  // CHECK: %{{.*}}:2 = graph.fused(%{{.*}}, %{{.*}}) {graph.name = "fc+relu"} : (tensor<8x4xf32>, tensor<4xf32>) -> (tensor<8x4xf32>, tensor<8x4xf16>) {
+  // CHECK: ^bb0(%{{.*}}: tensor<8x4xf32>, %{{.*}}: tensor<4xf32>):
+  // CHECK:   graph.add
+  // CHECK:   graph.relu
+  // CHECK:   graph.cast
+  // CHECK:   graph.yield %{{.*}}, %{{.*}} : tensor<8x4xf32>, tensor<8x4xf16>
+  %h, %r = graph.fused(%x, %b) {graph.name = "fc+relu"} : (tensor<8x4xf32>, tensor<4xf32>) -> (tensor<8x4xf32>, tensor<8x4xf16>) {
+  ^bb0(%a0: tensor<8x4xf32>, %a1: tensor<4xf32>):
+    %0 = graph.add %a0, %a1 : tensor<8x4xf32>, tensor<4xf32> -> tensor<8x4xf32>
+    %1 = graph.relu %0 : tensor<8x4xf32>
+    %2 = graph.cast %1 : tensor<8x4xf32> to tensor<8x4xf16>
+    graph.yield %0, %2 : tensor<8x4xf32>, tensor<8x4xf16>
+  }
+  return %h, %r : tensor<8x4xf32>, tensor<8x4xf16>
+}

@@ -23,6 +23,13 @@ mlir::FailureOr<llvm::SmallVector<int64_t>> broadcastShapes(llvm::ArrayRef<int64
 /// The widest of two float types (f16 and bf16 promote to f32).
 mlir::Type promoteFloatTypes(mlir::Type a, mlir::Type b);
 
+class FusedOp;
+
+/// The per-element program of a graph.fused: the programs of the ops inside in
+/// order, each f16/bf16 value read inside rounded where the unfused op stored it.
+llvm::SmallVector<int> buildFusedScalarProgram(FusedOp op, ScalarProgramBuilder &p,
+                                               llvm::ArrayRef<int> in);
+
 } // namespace mantissa::graph
 
 #include "mantissa/Graph/GraphInterfaces.h.inc"

@@ -541,4 +541,44 @@ def Graph_LossScaleUpdateOp : Graph_ElementwiseOp<"loss_scale_update", "Fixed", 
   let assemblyFormat = "operands attr-dict `:` type($scale)";
 }
 
+//===----------------------------------------------------------------------===//
+// Fused elementwise kernels (made by fuse-elementwise).
+//===----------------------------------------------------------------------===//
+
+def Graph_FusedOp : Graph_ElementwiseOp<"fused", "Fixed", [{
+    return ::mantissa::graph::buildFusedScalarProgram(*this, p, in);
+  }], [IsolatedFromAbove]> {
+  let summary = "elementwise graph ops computed as one kernel, one pass over the iteration shape";
+  let description = [{
+    The body's block arguments are the operands; its ops are elementwise graph
+    ops over the arguments and each other, in order, ending in a `graph.yield` of
+    the values the rest of the function reads. Every result and every op inside
+    has the iteration shape; operands broadcast to it (numpy rules). The
+    per-element program is the programs of the ops inside, in order; a value
+    inside whose element type is f16 or bf16 is rounded to it where another op
+    inside reads it, exactly where the unfused ops would have stored it, so the
+    fused kernel computes bit for bit what the ops did one by one.
+
+    ```mlir
+    %r = graph.fused(%h, %b) {graph.name = "fc1+relu"} : (tensor<64x128xf32>, tensor<128xf32>) -> tensor<64x128xf32> {
+    ^bb0(%x: tensor<64x128xf32>, %bias: tensor<128xf32>):
+      %0 = graph.add %x, %bias : tensor<64x128xf32>, tensor<128xf32> -> tensor<64x128xf32>
+      %1 = graph.relu %0 : tensor<64x128xf32>
+      graph.yield %1 : tensor<64x128xf32>
+    }
+    ```
+  }];
+  let arguments = (ins Variadic<Graph_AnyTensor>:$inputs);
+  let results = (outs Variadic<Graph_FloatTensor>:$results);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = "`(` $inputs `)` attr-dict `:` functional-type($inputs, $results) $body";
+  let hasVerifier = 1;
+}
+
+def Graph_YieldOp : Graph_Op<"yield", "Fixed", [Pure, Terminator, HasParent<"FusedOp">]> {
+  let summary = "the values a graph.fused body gives back, one per result";
+  let arguments = (ins Variadic<Graph_AnyTensor>:$values);
+  let assemblyFormat = "$values attr-dict `:` type($values)";
+}
+
 #endif // MANTISSA_GRAPH_OPS
