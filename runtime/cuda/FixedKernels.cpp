@@ -37,9 +37,11 @@ static __device__ __forceinline__ float __bfloat162float(__nv_bfloat16 h) {
 #define MT_F32 0
 #define MT_F16 1
 #define MT_BF16 2
+#define MT_I32 3
 static __device__ __forceinline__ float mt_load(const void *p, int t, long long i) {
   if (t == MT_F16) return __half2float(((const __half *)p)[i]);
   if (t == MT_BF16) return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
+  if (t == MT_I32) return (float)((const int *)p)[i]; // class labels
   return ((const float *)p)[i];
 }
 // Stores round to nearest even (fp16: overflow to inf, subnormals kept).

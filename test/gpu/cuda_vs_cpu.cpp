@@ -4,10 +4,10 @@
 // and loss-scaler state). Exit status: 0 when every relative error is within the
 // tolerance, 1 when one is not, 2 on a usage or runtime error.
 //
-//   cuda_vs_cpu model.plan [--steps N] [--tol T] [--seed S] [--x x.npy --y y.npy]
+//   cuda_vs_cpu model.plan [--steps N] [--tol T] [--atol A] [--seed S] [--x x.npy --y y.npy]
 //               [--threads N] [--all] [--bench K]
 //
-// The relative error of a tensor is normwise: max|gpu - cpu| / max|cpu| (NaN/inf must
+// The relative error of a tensor is normwise: ||gpu - cpu||_2 / ||cpu||_2 (NaN/inf must
 // sit in the same places). --all also compares every other tensor after the last step,
 // in schedule order, which points at the first kernel that diverges. --bench K times K
 // more GPU steps (CUDA graph replay) and prints ms/step.
@@ -35,6 +35,7 @@ struct Options {
   std::string plan, xPath, yPath;
   int steps = 3;
   double tol = 1e-3;
+  double atol = 0;
   uint64_t seed = 1;
   int threads = 0;
   bool all = false;
@@ -43,7 +44,7 @@ struct Options {
 
 [[noreturn]] void usage(const char *why) {
   std::fprintf(stderr,
-               "error: %s\nusage: cuda_vs_cpu model.plan [--steps N] [--tol T] [--seed S] "
+               "error: %s\nusage: cuda_vs_cpu model.plan [--steps N] [--tol T] [--atol A] [--seed S] "
                "[--x x.npy --y y.npy] [--threads N] [--all] [--bench K]\n",
                why);
   std::exit(2);
@@ -62,6 +63,8 @@ Options parse(int argc, char **argv) {
       o.steps = std::atoi(need().c_str());
     else if (a == "--tol")
       o.tol = std::atof(need().c_str());
+    else if (a == "--atol")
+      o.atol = std::atof(need().c_str());
     else if (a == "--seed")
       o.seed = std::strtoull(need().c_str(), nullptr, 10);
     else if (a == "--x")
@@ -92,11 +95,13 @@ Options parse(int argc, char **argv) {
 
 struct Comparison {
   double rel = 0, absMax = 0, refMax = 0;
+  double l2rel = 0; // ||gpu - cpu||_2 / ||cpu||_2
   std::string mismatch; // NaN/inf in different places
 };
 
 Comparison compare(const std::vector<float> &gpu, const std::vector<float> &cpu) {
   Comparison c;
+  double diff2 = 0, ref2 = 0;
   for (size_t i = 0; i < gpu.size(); ++i) {
     float g = gpu[i], r = cpu[i];
     bool same = (std::isnan(g) && std::isnan(r)) || (std::isinf(g) && g == r) ||
@@ -109,12 +114,16 @@ Comparison compare(const std::vector<float> &gpu, const std::vector<float> &cpu)
     }
     if (!std::isfinite(r))
       continue;
-    c.absMax = std::max(c.absMax, std::fabs(double(g) - double(r)));
+    double d = double(g) - double(r);
+    c.absMax = std::max(c.absMax, std::fabs(d));
     c.refMax = std::max(c.refMax, std::fabs(double(r)));
+    diff2 += d * d;
+    ref2 += double(r) * double(r);
   }
   c.rel = c.refMax > 0 ? c.absMax / c.refMax : c.absMax;
+  c.l2rel = ref2 > 0 ? std::sqrt(diff2 / ref2) : std::sqrt(diff2);
   if (!c.mismatch.empty())
-    c.rel = INFINITY;
+    c.rel = c.l2rel = INFINITY;
   return c;
 }
 
@@ -220,8 +229,8 @@ int run(const Options &o) {
     }
   }
 
-  std::printf("\n%-6s %-40s %-5s %-12s %12s %12s %12s\n", "id", "tensor", "dtype", "role",
-              "rel err", "max |diff|", "max |cpu|");
+  std::printf("\n%-6s %-40s %-5s %-12s %12s %12s %12s %12s\n", "id", "tensor", "dtype", "role",
+              "L2 rel err", "max rel", "max |diff|", "max |cpu|");
   int compared = 0, exceeded = 0;
   bool firstTempReported = false;
   for (flatbuffers::uoffset_t id = 0; id < tensors.size(); ++id) {
@@ -235,16 +244,23 @@ int run(const Options &o) {
     gbuf.resize(size_t(n));
     gpu->read(int(id), gbuf.data(), gbuf.size());
     Comparison c = compare(gbuf, cpu.tensor(int(id)));
-    bool bad = !(c.rel <= o.tol);
+    // Normwise (L2) relative error, with an absolute floor. Not the largest element
+    // error: a ReLU or max-pool input within rounding of its kink takes the other
+    // branch on one device (summation order differs), which flips that element's
+    // gradient whole and says nothing about the kernels; in L2 such flips weigh as
+    // little as they are rare. The floor covers tensors that start at zero (batch-norm
+    // shifts), which after one step hold only lr x a heavily cancelling sum.
+    bool bad = !(c.l2rel <= o.tol ||
+                 c.absMax <= o.atol);
     ++compared;
     if (bad && persistent)
       ++exceeded;
     std::string name = t->name() ? t->name()->str() : "";
     if (name.size() > 40)
       name = "..." + name.substr(name.size() - 37);
-    std::printf("%-6u %-40s %-5s %-12s %12.3g %12.3g %12.3g%s%s\n", id, name.c_str(),
-                plan::EnumNameDType(t->dtype()), plan::EnumNameRole(t->role()), c.rel, c.absMax,
-                c.refMax, bad ? "  EXCEEDS" : "",
+    std::printf("%-6u %-40s %-5s %-12s %12.3g %12.3g %12.3g %12.3g%s%s\n", id, name.c_str(),
+                plan::EnumNameDType(t->dtype()), plan::EnumNameRole(t->role()), c.l2rel, c.rel,
+                c.absMax, c.refMax, bad ? "  EXCEEDS" : "",
                 c.mismatch.empty() ? "" : ("  (" + c.mismatch + ")").c_str());
     if (bad && !persistent && !firstTempReported) {
       firstTempReported = true;
@@ -252,8 +268,8 @@ int run(const Options &o) {
     }
   }
   ok = ok && exceeded == 0;
-  std::printf("\n%d tensors compared, %d persistent beyond --tol %g: %s\n", compared, exceeded,
-              o.tol, ok ? "OK" : "MISMATCH");
+  std::printf("\n%d tensors compared, %d persistent beyond --tol %g --atol %g: %s\n", compared,
+              exceeded, o.tol, o.atol, ok ? "OK" : "MISMATCH");
 
   if (o.bench > 0) {
     // read() synchronises: read a small floating-point tensor before and after.
