@@ -349,7 +349,8 @@ TrainSummary train(const TrainOptions &o) {
   double checkpointSeconds = 0;
   auto loopStart = Clock::now();
   for (int64_t step = start; step < total; ++step) {
-    feed(exec, xId, yId, data.train, order.rows(step), xBuf, yBuf);
+    if (!o.fixedBatch || step == start)
+      feed(exec, xId, yId, data.train, order.rows(step), xBuf, yBuf);
     if (step == o.injectNonFinite) {
       xBuf[0] = INFINITY;
       exec.write(xId, xBuf.data(), xBuf.size());
@@ -446,6 +447,7 @@ TrainOptions parseTrainOptions(int argc, char **argv) {
       if (!(o.heldOutFraction > 0 && o.heldOutFraction < 1))
         throw Error("--held-out-fraction '" + v + "': expected a number in (0, 1)");
     } else if (a == "--inject-nonfinite") o.injectNonFinite = integer(i);
+    else if (a == "--fixed-batch") o.fixedBatch = true;
     else if (a == "--quiet" || a == "-q") o.quiet = true;
     else if (!a.empty() && a[0] == '-')
       throw Error("train: unknown option '" + a + "'\n" + trainUsage());
@@ -481,6 +483,8 @@ const char *trainUsage() {
   --train-samples N --held-out-samples N   nowcast data set sizes (default 1024 / 256)
   --held-out-fraction F               .npy data: the last fraction is held out (default 0.2)
   --inject-nonfinite STEP             testing: make step STEP's input infinite
+  --fixed-batch                       benchmarking: feed the first batch once and train on it
+                                      (no host-to-device copy per step, as PyTorch benchmarks do)
   --quiet                             no progress display
 )";
 }

@@ -35,7 +35,8 @@ struct TrainOptions {
   int64_t trainSamples = 1024;     // nowcast only
   int64_t heldOutSamples = 256;    // nowcast only
   double heldOutFraction = 0.2;    // .npy data only
-  int64_t injectNonFinite = -1;    // test hook: make the loss of this step infinite
+  int64_t injectNonFinite = -1;    // test hook: make the input of this step infinite
+  bool fixedBatch = false;         // benchmark: feed one batch once, train on it
   bool quiet = false;
 };
 

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The GPU checks of the CUDA backend, run with the binaries and plans that
+# bench/gpu-prepare.sh put into a folder (default .carry):
+#   1. one training step of every zoo model in fp32/fp16/bf16: CUDA against the CPU executor;
+#   2. mlp_digits trained on the GPU reaches >= 0.95 held-out accuracy;
+#   3. full-size unet (w32, L4, b16, 384^2) trains on the GPU with falling loss;
+#   4. a forced overflow is skipped on the GPU exactly as on the CPU;
+# then (if --bench) the side-by-side benchmark against PyTorch (bench/gpu_bench.py).
+set -uo pipefail
+c=${1:-.carry}; out=${2:-gpu-results}; shift 2 || true
+mkdir -p "$out"
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+run=$c/bin/mantissa-run
+fail=0
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
+
+echo "== 1. one step, CUDA vs CPU (L2-normwise relative error of the loss and every persistent tensor)"
+for prec in fp32 fp16 bf16; do
+  # fp32: both compute in fp32, only summation order differs. fp16/bf16: tensors are
+  # rounded to 11/8 significant bits, so one summation-order difference in a GEMM or
+  # a reduction moves a stored value by one ulp: 2^-11 = 4.9e-4 and 2^-8 = 3.9e-3.
+  # An absolute floor of 1e-6 covers parameters that start at zero (batch-norm
+  # shifts), which after one step hold only lr x a heavily cancelling gradient sum.
+  tol=$(case $prec in fp32) echo 1e-4;; fp16) echo 2e-3;; bf16) echo 1e-2;; esac)
+  for model in mlp_digits cnn_digits mlp unet; do
+    if "$c/bin/cuda_vs_cpu" "$c/plans/check-$model-$prec.plan" --steps 1 --tol $tol --atol 1e-6 > "$out/check-$model-$prec.txt" 2>&1; then
+      echo "PASS $model $prec (tol $tol): $(grep -E 'loss|compared' "$out/check-$model-$prec.txt" | tail -2 | tr '\n' ' ')"
+    else
+      echo "FAIL $model $prec (tol $tol)"; tail -15 "$out/check-$model-$prec.txt"; fail=1
+    fi
+  done
+done
+
+echo "== 2. mlp_digits fp16 on the GPU"
+$run train $c/plans/mlp_digits-fp16.plan --backend cuda --data digits --epochs 30 --json "$out/mlp_digits-gpu.json" 2>&1 | tail -8
+acc=$(python3 -c "import json;print(json.load(open('$out/mlp_digits-gpu.json'))['eval']['accuracy'])")
+python3 -c "import sys; sys.exit(0 if $acc >= 0.95 else 1)" && echo "PASS held-out accuracy $acc >= 0.95" || { echo "FAIL accuracy $acc"; fail=1; }
+
+echo "== 3. full-size unet fp16 on the GPU: falling loss"
+$run train $c/plans/unet-train-fp16.plan --backend cuda --data nowcast --train-samples 64 --held-out-samples 16 \
+  --steps 120 --log-every 10 --json "$out/unet-gpu.json" 2>&1 | tee "$out/unet-gpu.txt" | tail -16
+python3 - "$out/unet-gpu.txt" <<'PY' || fail=1
+import re, sys
+losses = [float(m.group(1)) for m in re.finditer(r"loss ([0-9.eE+-]+)", open(sys.argv[1]).read())]
+first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+ok = len(losses) >= 6 and last < 0.7 * first
+print(("PASS" if ok else "FAIL") + f" unet loss falls: first logs {first:.5f} -> last logs {last:.5f}")
+sys.exit(0 if ok else 1)
+PY
+
+echo "== 4. forced overflow at step 5, CPU and GPU"
+for b in cpu cuda; do
+  $run train $c/plans/mlp_digits-fp16.plan --backend $b --steps 5 --quiet --save "$out/ovf-$b-5.safetensors" --json "$out/ovf-$b-5.json" > /dev/null
+  $run train $c/plans/mlp_digits-fp16.plan --backend $b --steps 6 --inject-nonfinite 5 --quiet --save "$out/ovf-$b-6.safetensors" --json "$out/ovf-$b-6.json" > /dev/null
+done
+python3 - "$out" "$c" <<'PY' || fail=1
+import sys, json, numpy as np
+sys.path.insert(0, sys.argv[2]); import torch_models as tm
+o = sys.argv[1]
+A5, A6, B5, B6 = (tm.read_safetensors(f"{o}/ovf-{b}-{n}.safetensors") for b in ("cpu", "cuda") for n in (5, 6))
+skip = lambda s: [k for k in s if not k.startswith(("scaler.", "trainer."))]
+same_gpu = all(np.array_equal(B5[k], B6[k]) for k in skip(B5))
+halved = float(B6["scaler.scale"]) == float(B5["scaler.scale"]) / 2 == float(A6["scaler.scale"])
+j = json.load(open(f"{o}/ovf-cuda-6.json"))
+rel = max(np.abs(B6[k] - A6[k]).max() / max(np.abs(A6[k]).max(), 1e-12) for k in skip(B6))
+ok = same_gpu and halved and j["skipped_steps"] == 1 and rel < 2e-3
+print(("PASS" if ok else "FAIL") + f" GPU: step 5 skipped (state unchanged: {same_gpu}), scale {float(B5['scaler.scale'])} -> {float(B6['scaler.scale'])} as on the CPU, skipped {j['skipped_steps']}; GPU vs CPU state after 6 steps: {rel:.1e}")
+sys.exit(0 if ok else 1)
+PY
+echo "== checks: $([ $fail = 0 ] && echo all passed || echo FAILURES)"
+tar czf "$out.tgz" -C "$(dirname "$out")" "$(basename "$out")" 2>/dev/null
+exit $fail

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Mantissa's CUDA backend against PyTorch (eager and torch.compile), side by side in one run.
+
+    python3 gpu_bench.py --carry .carry [--models mlp unet] [--precisions fp32 fp16 bf16] [--json out.json]
+
+Same model (shared/MODELS.md), batch, precision and optimizer (SGD lr 1e-3 momentum 0.9;
+fp16 with dynamic loss scaling / GradScaler) on both sides; inputs stay on the device
+(Mantissa: --fixed-batch). Mantissa's ms/step is the slope between a short and a long
+run (start-up and warm-up cancel); PyTorch's is timed over steps after warm-up with
+the device synchronised. Prints one table: ms/step, peak GPU memory (PyTorch's
+allocator; Mantissa's from nvidia-smi's process memory), final loss, and Mantissa's
+ratio to torch.compile and to eager.
+"""
+import argparse, json, os, subprocess, sys, tempfile, threading, time
+import numpy as np
+import torch, torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_models  # noqa: E402
+
+CFG = {"mlp": dict(batch=512, steps=(50, 250)), "unet": dict(batch=16, steps=(20, 80))}
+
+
+def gpu_mem_poll(stop, peak):
+    while not stop.is_set():
+        try:
+            out = subprocess.run(["nvidia-smi", "--query-compute-apps=used_memory", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, timeout=5).stdout
+            vals = [int(v) for v in out.split() if v.strip().isdigit()]
+            if vals:
+                peak[0] = max(peak[0], max(vals))
+        except Exception:
+            pass
+        time.sleep(0.2)
+
+
+def mantissa(carry, model, prec, data_args, tmp):
+    plan = os.path.join(carry, "plans", f"bench-{model}-{prec}.plan")
+    res = []
+    stop, peak = threading.Event(), [0]
+    t = threading.Thread(target=gpu_mem_poll, args=(stop, peak)); t.start()
+    try:
+        for n in CFG[model]["steps"]:
+            out = os.path.join(tmp, f"{model}-{prec}-{n}.json")
+            p = subprocess.run([os.path.join(carry, "bin", "mantissa-run"), "train", plan, "--backend", "cuda",
+                                "--fixed-batch", "--steps", str(n), "--quiet", "--json", out, *data_args],
+                               capture_output=True, text=True)
+            if p.returncode:
+                return dict(error=p.stderr.strip()[-300:])
+            res.append(json.load(open(out)))
+    finally:
+        stop.set(); t.join()
+    (a, b), (na, nb) = res, CFG[model]["steps"]
+    ms = 1e3 * (b["wall_seconds"] - a["wall_seconds"]) / (nb - na)
+    return dict(ms_per_step=ms, final_loss=b["final_loss"], peak_mem_GiB=peak[0] / 1024 if peak[0] else None,
+                device=b.get("device"))
+
+
+def pytorch(model, prec, compile_):
+    torch.manual_seed(0)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    B = CFG[model]["batch"]
+    if model == "unet":
+        net = torch_models.UNet(width=32, levels=4).cuda().to(memory_format=torch.channels_last)
+        x = torch.randn(B, 13, 384, 384, device="cuda").contiguous(memory_format=torch.channels_last)
+        y = torch.randn(B, 12, 384, 384, device="cuda"); lossf = F.mse_loss
+    else:
+        net = torch_models.MLP().cuda()
+        x = torch.randn(B, 784, device="cuda"); y = torch.randint(0, 10, (B,), device="cuda"); lossf = F.cross_entropy
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+    dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[prec]
+    scaler = torch.amp.GradScaler(enabled=prec == "fp16")
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = lossf(net(x), y)
+        scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
+        return loss
+    f = torch.compile(step) if compile_ else step
+    torch.cuda.reset_peak_memory_stats()
+    for _ in range(5): f()
+    torch.cuda.synchronize()
+    n = CFG[model]["steps"][1] - CFG[model]["steps"][0]
+    t = time.perf_counter()
+    for _ in range(n): loss = f()
+    torch.cuda.synchronize()
+    ms = 1e3 * (time.perf_counter() - t) / n
+    r = dict(ms_per_step=ms, final_loss=float(loss), peak_mem_GiB=torch.cuda.max_memory_allocated() / 2**30,
+             params=sum(p.numel() for p in net.parameters()))
+    del net, opt, x, y; torch.cuda.empty_cache()
+    return r
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--carry", default=".carry")
+    p.add_argument("--models", nargs="+", default=["mlp", "unet"])
+    p.add_argument("--precisions", nargs="+", default=["fp32", "fp16", "bf16"])
+    p.add_argument("--no-compile", action="store_true")
+    p.add_argument("--no-pytorch", action="store_true")
+    p.add_argument("--json")
+    a = p.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(0)
+        np.save(f"{tmp}/x.npy", rng.standard_normal((1024, 784), dtype=np.float32))
+        np.save(f"{tmp}/y.npy", rng.integers(0, 10, 1024))
+        data = {"mlp": ["--data", f"{tmp}/x.npy,{tmp}/y.npy"],
+                "unet": ["--data", "nowcast", "--train-samples", "16", "--held-out-samples", "16"]}
+        for model in a.models:
+            for prec in a.precisions:
+                r = dict(model=model, precision=prec, batch=CFG[model]["batch"])
+                r["mantissa"] = mantissa(a.carry, model, prec, data[model], tmp)
+                if not a.no_pytorch:
+                    r["eager"] = pytorch(model, prec, False)
+                    if not a.no_compile:
+                        try:
+                            r["compile"] = pytorch(model, prec, True)
+                        except Exception as e:
+                            r["compile"] = dict(error=repr(e)[:300])
+                m = r["mantissa"].get("ms_per_step")
+                for k in ("eager", "compile"):
+                    if m and k in r and r[k].get("ms_per_step"):
+                        r[f"ratio_to_{k}"] = m / r[k]["ms_per_step"]
+                rows.append(r)
+                print(json.dumps(r), flush=True)
+    f = lambda v, s="{:.2f}": (s.format(v) if isinstance(v, (int, float)) else "-")
+    print(f"\n{'model':<5} {'prec':<5} | {'mantissa ms':>11} {'eager ms':>9} {'compile ms':>10} | "
+          f"{'x compile':>9} {'x eager':>8} | {'mem GiB m/e/c':>16} | {'loss m/e/c':>26}")
+    for r in rows:
+        m, e, c = r["mantissa"], r.get("eager", {}), r.get("compile", {})
+        print(f"{r['model']:<5} {r['precision']:<5} | {f(m.get('ms_per_step')):>11} {f(e.get('ms_per_step')):>9} "
+              f"{f(c.get('ms_per_step')):>10} | {f(r.get('ratio_to_compile')):>9} {f(r.get('ratio_to_eager')):>8} | "
+              f"{f(m.get('peak_mem_GiB'), '{:.1f}')}/{f(e.get('peak_mem_GiB'), '{:.1f}')}/{f(c.get('peak_mem_GiB'), '{:.1f}'):>4} | "
+              f"{f(m.get('final_loss'), '{:.4f}')}/{f(e.get('final_loss'), '{:.4f}')}/{f(c.get('final_loss'), '{:.4f}')}")
+        for k in ("mantissa", "eager", "compile"):
+            if k in r and "error" in r[k]:
+                print(f"   {k} error: {r[k]['error']}")
+    if a.json:
+        json.dump(rows, open(a.json, "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()
