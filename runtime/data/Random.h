@@ -6,17 +6,12 @@
 //===----------------------------------------------------------------------===//
 #pragma once
 
+#include "common/Init.h" // splitmix64, shared with parameter initialisation
+
 #include <cmath>
 #include <cstdint>
 
 namespace mantissa {
-
-inline uint64_t splitmix64(uint64_t &state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 /// A well-mixed 64-bit value from a list of keys (seed, epoch, sample, ...).
 inline uint64_t mixKeys(uint64_t a, uint64_t b, uint64_t c = 0) {
