@@ -136,7 +136,7 @@ template <class T> void CpuExecutor<T>::run(const std::string &function) {
   }
   const PreparedFunction &pf = prepare(*fn);
   ThreadPoolScope scope(*pool_);
-  kernels::setBlasThreads(pool_->size());
+  kernels::setBlasThreads(1); // kernels::gemm splits across our pool instead
   if (!fn->steps())
     return;
   for (flatbuffers::uoffset_t s = 0; s < fn->steps()->size(); ++s) {

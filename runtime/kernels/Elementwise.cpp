@@ -16,7 +16,7 @@ namespace {
 // short enough that a few dozen live columns fit in L1/L2.
 constexpr int64_t kBlock = 256;
 // At least this many blocks per thread, so tiny kernels do not pay for a wake-up.
-constexpr int64_t kGrainBlocks = 16;
+constexpr int64_t kGrainBlocks = 64;
 } // namespace
 
 template <class T> void roundToDType(plan::DType dtype, T *data, int64_t count) {

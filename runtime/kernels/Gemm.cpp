@@ -58,16 +58,41 @@ void gemm(bool transA, bool transB, int64_t m, int64_t n, int64_t k, T alpha, co
     return;
   }
   blasint M = toBlasInt(m, "m"), N = toBlasInt(n, "n"), K = toBlasInt(k, "k");
-  blas(transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans, M, N, K, alpha, a,
-       transA ? M : K, b, transB ? K : N, beta, c, N);
+  CBLAS_TRANSPOSE ta = transA ? CblasTrans : CblasNoTrans, tb = transB ? CblasTrans : CblasNoTrans;
+  blasint lda = transA ? M : K, ldb = transB ? K : N;
+  // OpenBLAS runs single-threaded (setBlasThreads(1) in the executor) and the GEMM is
+  // split across our own pool in static blocks of rows (or of columns when there are
+  // few rows): two thread pools on the same cores, OpenBLAS's spinning between calls,
+  // made small models several times slower than one thread. Each element's sum runs
+  // over K in the same order whatever the split.
+  int threads = currentThreadPool().size();
+  if (threads <= 1 || double(m) * double(n) * double(k) < double(1 << 21)) {
+    blas(ta, tb, M, N, K, alpha, a, lda, b, ldb, beta, c, N);
+    return;
+  }
+  bool byRows = m >= 4 * int64_t(threads) || m >= n;
+  int64_t extent = byRows ? m : n;
+  int64_t chunks = std::min<int64_t>(threads, extent);
+  parallelFor(chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      int64_t lo = extent * i / chunks, hi = extent * (i + 1) / chunks;
+      if (lo == hi)
+        continue;
+      if (byRows)
+        blas(ta, tb, blasint(hi - lo), N, K, alpha, transA ? a + lo : a + lo * K, lda, b, ldb,
+             beta, c + lo * N, N);
+      else
+        blas(ta, tb, M, blasint(hi - lo), K, alpha, a, lda, transB ? b + lo * K : b + lo, ldb,
+             beta, c + lo, N);
+    }
+  });
 }
 
 template <class T>
 void gemmStridedBatched(bool transA, bool transB, int64_t m, int64_t n, int64_t k, T alpha,
                         const T *a, int64_t strideA, const T *b, int64_t strideB, T beta, T *c,
                         int64_t strideC, int64_t batch) {
-  // Sequential over the batch: each GEMM already uses OpenBLAS's threads, and calling
-  // a threaded OpenBLAS from our own threads would oversubscribe the cores.
+  // Sequential over the batch: each GEMM is already split across the pool.
   for (int64_t i = 0; i < batch; ++i)
     gemm(transA, transB, m, n, k, alpha, a + i * strideA, b + i * strideB, beta, c + i * strideC);
 }
@@ -99,7 +124,7 @@ int64_t groupSize(const ConvShape &s) {
 /// col[(c*R + r)*S + s][g*PQ + p*Q + q] = x[n0+g, c, p*sh + r - ph, q*sw + s - pw] (or 0).
 template <class T> void im2col(const ConvShape &sh, const T *x, int64_t n0, int64_t G, T *col) {
   const int64_t P = sh.p(), Q = sh.q(), PQ = P * Q, ld = G * PQ;
-  parallelFor(G * sh.c, 1, [&](int64_t begin, int64_t end) {
+  parallelFor(G * sh.c, grainFor(sh.r * sh.s * PQ), [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       int64_t g = item / sh.c, ch = item % sh.c;
       const T *plane = x + ((n0 + g) * sh.c + ch) * sh.h * sh.w;
@@ -128,7 +153,7 @@ template <class T> void im2col(const ConvShape &sh, const T *x, int64_t n0, int6
 /// plane is written by one task, in a fixed order.
 template <class T> void col2im(const ConvShape &sh, const T *col, int64_t n0, int64_t G, T *dx) {
   const int64_t P = sh.p(), Q = sh.q(), PQ = P * Q, ld = G * PQ;
-  parallelFor(G * sh.c, 1, [&](int64_t begin, int64_t end) {
+  parallelFor(G * sh.c, grainFor(sh.r * sh.s * PQ), [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       int64_t g = item / sh.c, ch = item % sh.c;
       T *plane = dx + ((n0 + g) * sh.c + ch) * sh.h * sh.w;
@@ -155,7 +180,7 @@ template <class T> void col2im(const ConvShape &sh, const T *col, int64_t n0, in
 /// dst[k][g*PQ + j] = y[n0+g, k, j]: gathers a group's [K, G*PQ] matrix.
 template <class T>
 void gatherGroup(const T *y, int64_t K, int64_t PQ, int64_t n0, int64_t G, T *dst) {
-  parallelFor(G * K, 16, [&](int64_t begin, int64_t end) {
+  parallelFor(G * K, grainFor(PQ), [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       int64_t g = item / K, k = item % K;
       std::memcpy(dst + k * G * PQ + g * PQ, y + ((n0 + g) * K + k) * PQ, size_t(PQ) * sizeof(T));
@@ -167,7 +192,7 @@ void gatherGroup(const T *y, int64_t K, int64_t PQ, int64_t n0, int64_t G, T *ds
 template <class T>
 void scatterGroup(const T *src, int64_t K, int64_t PQ, int64_t n0, int64_t G, bool accumulate,
                   T *y) {
-  parallelFor(G * K, 16, [&](int64_t begin, int64_t end) {
+  parallelFor(G * K, grainFor(PQ), [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       int64_t g = item / K, k = item % K;
       const T *s = src + k * G * PQ + g * PQ;

@@ -17,7 +17,7 @@ namespace kernels {
 
 template <class T> void maxPool2dForward(const PoolShape &sh, const T *x, T *y, int32_t *indices) {
   const int64_t OH = sh.oh(), OW = sh.ow(), planes = sh.n * sh.c;
-  parallelFor(planes, 1, [&](int64_t begin, int64_t end) {
+  parallelFor(planes, grainFor(sh.h * sh.w), [&](int64_t begin, int64_t end) {
     for (int64_t pl = begin; pl < end; ++pl) {
       const T *in = x + pl * sh.h * sh.w;
       T *out = y + pl * OH * OW;
@@ -48,7 +48,7 @@ template <class T> void maxPool2dForward(const PoolShape &sh, const T *x, T *y, 
 template <class T>
 void maxPool2dBackward(const PoolShape &sh, const T *dy, const int32_t *indices, T *dx) {
   const int64_t OHW = sh.oh() * sh.ow(), HW = sh.h * sh.w, planes = sh.n * sh.c;
-  parallelFor(planes, 1, [&](int64_t begin, int64_t end) {
+  parallelFor(planes, grainFor(HW), [&](int64_t begin, int64_t end) {
     for (int64_t pl = begin; pl < end; ++pl) {
       T *d = dx + pl * HW;
       std::fill(d, d + HW, T(0));
@@ -77,7 +77,7 @@ void batchNormTrainForward(const BatchNormShape &sh, const T *x, const T *gamma,
                 std::to_string(m));
   // One task per channel: each channel's statistics are summed by one thread in a
   // fixed order (two passes, in double: mean first, then squared deviations).
-  parallelFor(sh.c, 1, [&](int64_t begin, int64_t end) {
+  parallelFor(sh.c, grainFor(sh.n * sh.hw), [&](int64_t begin, int64_t end) {
     for (int64_t ch = begin; ch < end; ++ch) {
       double sum = 0;
       for (int64_t i = 0; i < sh.n; ++i) {
@@ -122,7 +122,7 @@ void batchNormTrainForward(const BatchNormShape &sh, const T *x, const T *gamma,
 template <class T>
 void batchNormEvalForward(const BatchNormShape &sh, const T *x, const T *gamma, const T *beta,
                           const T *runningMean, const T *runningVar, T *y, double eps) {
-  parallelFor(sh.c, 1, [&](int64_t begin, int64_t end) {
+  parallelFor(sh.c, grainFor(sh.n * sh.hw), [&](int64_t begin, int64_t end) {
     for (int64_t ch = begin; ch < end; ++ch) {
       double mean = double(runningMean[ch]);
       double invstd = 1.0 / std::sqrt(double(runningVar[ch]) + eps);
@@ -141,7 +141,7 @@ template <class T>
 void batchNormBackward(const BatchNormShape &sh, const T *dy, const T *x, const T *gamma,
                        const T *savedMean, const T *savedInvstd, T *dx, T *dgamma, T *dbeta) {
   const double m = double(sh.n * sh.hw);
-  parallelFor(sh.c, 1, [&](int64_t begin, int64_t end) {
+  parallelFor(sh.c, grainFor(sh.n * sh.hw), [&](int64_t begin, int64_t end) {
     for (int64_t ch = begin; ch < end; ++ch) {
       double mean = double(savedMean[ch]), invstd = double(savedInvstd[ch]);
       double sumDy = 0, sumDyXhat = 0;

@@ -2,6 +2,7 @@
 #include "runtime/kernels/Parallel.h"
 
 #include <algorithm>
+#include <thread>
 
 namespace mantissa {
 
@@ -10,6 +11,18 @@ namespace {
 // parallelised kernel does not deadlock on (or oversubscribe) the pool.
 thread_local bool tInParallelRegion = false;
 thread_local ThreadPool *tCurrentPool = nullptr;
+
+// About 20-50 microseconds of polling before a thread blocks on a condition variable:
+// long enough to bridge the gap between the parallel regions of one training step.
+constexpr int kSpinIterations = 4000;
+
+inline void cpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
 
 struct RegionFlag {
   bool previous;
@@ -47,6 +60,10 @@ void ThreadPool::workerLoop(int index) {
     int64_t n;
     int chunks;
     const std::function<void(int64_t, int64_t)> *fn;
+    for (int spin = 0; spin < kSpinIterations &&
+                       generation_.load(std::memory_order_acquire) == seen;
+         ++spin)
+      cpuRelax();
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
@@ -108,6 +125,9 @@ void ThreadPool::parallelFor(int64_t n, int64_t grain,
   } catch (...) {
     err = std::current_exception();
   }
+  for (int spin = 0; spin < kSpinIterations && pending_.load(std::memory_order_acquire) != 0;
+       ++spin)
+    cpuRelax();
   std::unique_lock<std::mutex> lock(mutex_);
   done_.wait(lock, [&] { return pending_ == 0; });
   fn_ = nullptr;

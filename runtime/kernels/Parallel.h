@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -41,8 +42,11 @@ private:
   std::mutex dispatchMutex_; // one parallelFor at a time per pool
   std::mutex mutex_;
   std::condition_variable wake_, done_;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
+  // Atomic so that threads can spin on them briefly before blocking (waking a
+  // sleeping thread costs tens of microseconds, as much as a small kernel); they
+  // are still only written under mutex_.
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
   int chunks_ = 0;
   int64_t n_ = 0;
   const std::function<void(int64_t, int64_t)> *fn_ = nullptr;
@@ -68,6 +72,13 @@ private:
 
 inline void parallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)> &fn) {
   currentThreadPool().parallelFor(n, grain, fn);
+}
+
+/// The grain for items of `workPerItem` elements each: a task gets at least ~16K
+/// elements of work, so that waking a thread (tens of microseconds) pays off.
+inline int64_t grainFor(int64_t workPerItem) {
+  constexpr int64_t kMinTaskWork = 1 << 14;
+  return workPerItem >= kMinTaskWork ? 1 : kMinTaskWork / (workPerItem > 0 ? workPerItem : 1);
 }
 
 } // namespace mantissa
