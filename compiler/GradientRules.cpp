@@ -279,8 +279,10 @@ struct Rules {
       int64_t count = 1;
       for (int64_t a : op.getAxes())
         count *= tensorType(op.getInput()).getDimSize(a);
-      Value scale = createConstant(b, loc, RankedTensorType::get({}, elementOf(dy[0])), 1.0 / double(count));
-      return unreduce(MulOp::create(b, loc, dy[0], scale), op.getInput(), op.getAxes(), op.getKeepdim());
+      // Divide by the count, as PyTorch's mean backward does: the count is exact in any
+      // float type, its reciprocal is not.
+      Value n = createConstant(b, loc, RankedTensorType::get({}, elementOf(dy[0])), double(count));
+      return unreduce(DivOp::create(b, loc, dy[0], n), op.getInput(), op.getAxes(), op.getKeepdim());
     });
     return success();
   }

@@ -178,8 +178,8 @@ func.func @forward() -> (tensor<f32>, tensor<2x4xf32>) {
 //       CHECK:   %[[SG:.*]] = graph.sigmoid %[[NG]]
 //       CHECK:   %[[TH:.*]] = graph.tanh %[[SG]]
 //       CHECK:   %[[SEED:.*]] = graph.constant 1.000000e+00 {graph.loss_seed}
-//       CHECK:   %[[K:.*]] = graph.constant 0.083333333333333329 : tensor<f32>
-//       CHECK:   %[[DM:.*]] = graph.mul %[[SEED]], %[[K]]
+//       CHECK:   %[[K:.*]] = graph.constant 1.200000e+01 : tensor<f32>
+//       CHECK:   %[[DM:.*]] = graph.div %[[SEED]], %[[K]]
 //       CHECK:   %[[DMR:.*]] = graph.reshape %[[DM]] : tensor<f32> to tensor<1x1xf32>
 //       CHECK:   %[[DSL:.*]] = graph.broadcast_to %[[DMR]] : tensor<1x1xf32> to tensor<4x3xf32>
 //       CHECK:   %[[Z:.*]] = graph.constant 0.000000e+00 : tensor<2x3xf32>
