@@ -288,7 +288,14 @@ TrainSummary train(const TrainOptions &o) {
 
   std::unique_ptr<Executor> execPtr;
   if (o.backend == "cuda") {
-    execPtr = makeCudaExecutor(plan);
+    try {
+      execPtr = makeCudaExecutor(plan);
+    } catch (const Error &e) {
+      // DESIGN.md: a machine without a GPU (or driver) falls back to the CPU backend,
+      // saying so; the summary and --json name the backend that actually ran.
+      std::fprintf(stderr, "warning: %s\nwarning: falling back to the CPU backend\n", e.what());
+      execPtr = makeCpuExecutor(plan, o.threads);
+    }
   } else {
     execPtr = makeCpuExecutor(plan, o.threads);
   }
