@@ -23,6 +23,7 @@
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
 #include <functional>
 #include <numeric>
 
@@ -137,6 +138,12 @@ private:
   LogicalResult readOptimizer(func::FuncOp train, OptimizerConfig &opt);
   LossScalingConfig readLossScaling(func::FuncOp train);
 
+  struct MemoryPlan {
+    std::vector<int64_t> offset; // per tensor: its arena offset, -1 for none
+    uint64_t arenaBytes = 0, persistentBytes = 0, inputBytes = 0;
+  };
+  MemoryPlan planMemory(const std::vector<PendingFunction> &fns, const std::vector<bool> &used,
+                        int finiteT);
   std::vector<uint8_t> serialize(const std::vector<PendingFunction> &fns,
                                  const LossScalingConfig &ls, const OptimizerConfig &opt,
                                  const std::string &policy);
@@ -923,6 +930,123 @@ LossScalingConfig PlanLowering::readLossScaling(func::FuncOp train) {
 // Serialisation
 //===----------------------------------------------------------------------===//
 
+static uint64_t dtypeBytes(plan::DType d) {
+  return d == plan::DType::F16 || d == plan::DType::BF16 ? 2 : 4;
+}
+
+/// Memory planning: every Temp gets a byte offset in one arena, first fit by size
+/// (largest first), 256-byte aligned, so that no two temps live at a common step of
+/// one function overlap. A temp is live in a function from the first step that refers
+/// to it to the last (to the end for the outputs and found_finite). A temp whose first
+/// step in some function reads it (its value would have to survive between calls), or
+/// that is used in no step, is live throughout every function.
+PlanLowering::MemoryPlan PlanLowering::planMemory(const std::vector<PendingFunction> &fns,
+                                                  const std::vector<bool> &used, int finiteT) {
+  constexpr uint64_t kAlign = 256;
+  MemoryPlan m;
+  m.offset.assign(tensors.size(), -1);
+  struct Interval {
+    size_t fn;
+    int64_t start, end;
+  };
+  std::vector<std::vector<Interval>> live(tensors.size());
+  std::vector<bool> pinned(tensors.size(), false), seen(tensors.size(), false);
+  for (size_t f = 0; f < fns.size(); ++f) {
+    const PendingFunction &fn = fns[f];
+    const int64_t n = int64_t(fn.steps.size());
+    std::vector<int64_t> first(tensors.size(), -1), last(tensors.size(), -1);
+    for (int64_t s = 0; s < n; ++s) {
+      const PendingStep &step = fn.steps[size_t(s)];
+      for (const Slot &slot : step.slots) {
+        int t = slot.tensor;
+        if (t < 0 || tensors[t].role != plan::Role::Temp)
+          continue;
+        if (first[t] < 0) {
+          first[t] = s;
+          // Its first step must only write it (a read would need the value of an
+          // earlier call).
+          for (const Slot &other : step.slots)
+            if (other.tensor == t && other.read)
+              pinned[t] = true;
+        }
+        last[t] = s;
+      }
+    }
+    auto toEnd = [&](int t) {
+      if (t >= 0 && tensors[t].role == plan::Role::Temp && first[t] >= 0)
+        last[t] = n;
+    };
+    for (int o : fn.outputs) {
+      toEnd(o);
+      if (o >= 0 && tensors[o].role == plan::Role::Temp && first[o] < 0)
+        pinned[o] = true;
+    }
+    toEnd(finiteT);
+    for (size_t t = 0; t < tensors.size(); ++t)
+      if (first[t] >= 0) {
+        live[t].push_back({f, first[t], last[t]});
+        seen[t] = true;
+      }
+  }
+  std::vector<int> temps;
+  for (size_t t = 0; t < tensors.size(); ++t) {
+    const TensorInfo &info = tensors[t];
+    uint64_t bytes = uint64_t(info.numElements()) * dtypeBytes(info.dtype);
+    if (!used[t])
+      continue;
+    if (info.role == plan::Role::Input) {
+      m.inputBytes += bytes;
+      continue;
+    }
+    if (info.role != plan::Role::Temp) {
+      m.persistentBytes += bytes;
+      continue;
+    }
+    if (!seen[t])
+      pinned[t] = true;
+    if (pinned[t]) {
+      live[t].clear();
+      for (size_t f = 0; f < fns.size(); ++f)
+        live[t].push_back({f, -1, int64_t(fns[f].steps.size()) + 1});
+    }
+    temps.push_back(int(t));
+  }
+  auto bytesOf = [&](int t) {
+    return uint64_t(tensors[t].numElements()) * dtypeBytes(tensors[t].dtype);
+  };
+  std::stable_sort(temps.begin(), temps.end(),
+                   [&](int a, int b) { return bytesOf(a) > bytesOf(b); });
+  auto intersect = [&](int a, int b) {
+    for (const Interval &x : live[a])
+      for (const Interval &y : live[b])
+        if (x.fn == y.fn && x.start <= y.end && y.start <= x.end)
+          return true;
+    return false;
+  };
+  std::vector<int> placed;
+  for (int t : temps) {
+    uint64_t bytes = bytesOf(t);
+    std::vector<std::pair<uint64_t, uint64_t>> busy; // [begin, end) of conflicting temps
+    if (bytes > 0)
+      for (int p : placed)
+        if (intersect(t, p))
+          busy.push_back({uint64_t(m.offset[p]), uint64_t(m.offset[p]) + bytesOf(p)});
+    std::sort(busy.begin(), busy.end());
+    uint64_t at = 0;
+    for (const auto &r : busy) {
+      if (at + bytes <= r.first)
+        break;
+      at = std::max(at, (r.second + kAlign - 1) / kAlign * kAlign);
+    }
+    m.offset[t] = int64_t(at);
+    if (bytes > 0) {
+      placed.push_back(t);
+      m.arenaBytes = std::max(m.arenaBytes, (at + bytes + kAlign - 1) / kAlign * kAlign);
+    }
+  }
+  return m;
+}
+
 std::vector<uint8_t> PlanLowering::serialize(const std::vector<PendingFunction> &fns,
                                              const LossScalingConfig &ls,
                                              const OptimizerConfig &opt,
@@ -955,6 +1079,8 @@ std::vector<uint8_t> PlanLowering::serialize(const std::vector<PendingFunction> 
       newId[t] = next++;
   auto remap = [&](int t) { return t < 0 ? -1 : newId[t]; };
 
+  MemoryPlan memory = planMemory(fns, used, finiteT);
+
   fb::FlatBufferBuilder b(1 << 16);
   std::vector<fb::Offset<plan::Tensor>> tensorOffsets;
   for (size_t t = 0; t < tensors.size(); ++t) {
@@ -964,8 +1090,8 @@ std::vector<uint8_t> PlanLowering::serialize(const std::vector<PendingFunction> 
     bool persistent = info.role != plan::Role::Temp && info.role != plan::Role::Input;
     tensorOffsets.push_back(plan::CreateTensorDirect(
         b, info.name.empty() ? nullptr : info.name.c_str(), info.dtype, &info.shape, info.role,
-        nullptr, persistent ? info.initKind : plan::InitKind::Values, info.initBound,
-        info.initFill, config.seed));
+        nullptr, persistent ? info.initKind : plan::InitKind::Values, info.initBound, info.initFill,
+        config.seed, memory.offset[t]));
   }
 
   std::vector<fb::Offset<plan::Function>> fnOffsets;
@@ -1025,8 +1151,10 @@ std::vector<uint8_t> PlanLowering::serialize(const std::vector<PendingFunction> 
   auto optimizer =
       plan::CreateOptimizer(b, kind, float(opt.lr), float(opt.momentum), float(opt.weightDecay),
                             float(opt.beta1), float(opt.beta2), float(opt.eps));
-  auto root = plan::CreatePlanDirect(b, kPlanVersion, model, precision, lossScaling, optimizer,
-                                     &tensorOffsets, &fnOffsets);
+  auto root = plan::CreatePlanDirect(
+      b, kPlanVersion, model, precision, lossScaling, optimizer, &tensorOffsets, &fnOffsets,
+      memory.arenaBytes, memory.persistentBytes, memory.inputBytes,
+      memory.arenaBytes + memory.persistentBytes + memory.inputBytes);
   plan::FinishPlanBuffer(b, root);
   return std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
 }

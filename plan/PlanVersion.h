@@ -10,6 +10,6 @@
 
 namespace mantissa {
 
-inline constexpr uint32_t kPlanVersion = 2; // 2: initialisers (InitKind)
+inline constexpr uint32_t kPlanVersion = 3; // 2: initialisers (InitKind); 3: memory plan (offsets, arena)
 
 } // namespace mantissa

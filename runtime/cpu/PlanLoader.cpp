@@ -6,6 +6,7 @@
 #include "common/Error.h"
 #include "runtime/kernels/Elementwise.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -56,11 +57,18 @@ private:
     return "tensor " + std::to_string(id) + " '" + (t->name() ? t->name()->str() : "") + "'";
   }
 
-  /// `operand` must name a tensor; returns it.
+  /// `operand` must name a tensor; returns it. Inside a step, records the reference
+  /// (the liveness of temps for the memory plan's check).
   const plan::Tensor *ref(int id, const std::string &operand) const {
     if (id < 0 || id >= numTensors_)
       fail("operand " + operand + " is tensor " + std::to_string(id) + ", but the plan has " +
            std::to_string(numTensors_) + " tensors");
+    if (step_ >= 0) {
+      auto &r = live_[size_t(id)];
+      if (r.first < 0)
+        r.first = step_;
+      r.second = step_;
+    }
     return p_.tensors()->Get(id);
   }
   /// A float-valued tensor of exactly `expected` elements.
@@ -113,12 +121,22 @@ private:
   void checkReduce(const plan::Reduce &k);
   void checkTranspose(const plan::Transpose &k);
   void checkConcat(const plan::Concat &k);
+  void checkMemory(const plan::Function &fn, int64_t steps);
+
+  uint64_t bytesOf(int id) const {
+    plan::DType d = p_.tensors()->Get(id)->dtype();
+    return uint64_t(numElements_[id]) * (d == plan::DType::F16 || d == plan::DType::BF16 ? 2u : 4u);
+  }
 
   const plan::Plan &p_;
   const std::string &file_;
   std::vector<int64_t> &numElements_;
   std::string context_;
   int numTensors_ = 0;
+  // Memory plan: the step being checked (-1 outside steps) and, per tensor, the first
+  // and last step of the current function that refer to it.
+  int64_t step_ = -1;
+  mutable std::vector<std::pair<int64_t, int64_t>> live_;
 };
 
 void Checker::run() {
@@ -150,9 +168,10 @@ void Checker::run() {
     if (fn->outputs())
       for (flatbuffers::uoffset_t i = 0; i < fn->outputs()->size(); ++i)
         ref(fn->outputs()->Get(i), "output " + std::to_string(i));
-    if (!fn->steps())
-      continue;
-    for (flatbuffers::uoffset_t s = 0; s < fn->steps()->size(); ++s) {
+    live_.assign(size_t(numTensors_), {-1, -1});
+    const int64_t numSteps = fn->steps() ? int64_t(fn->steps()->size()) : 0;
+    for (flatbuffers::uoffset_t s = 0; s < uint32_t(numSteps); ++s) {
+      step_ = int64_t(s);
       const plan::Step *step = fn->steps()->Get(s);
       context_ = name + " step " + std::to_string(s) + " '" +
                  (step->name() ? step->name()->str() : "") + "'";
@@ -165,8 +184,53 @@ void Checker::run() {
         fail("unknown precision " + std::to_string(int(step->precision())));
       checkStep(*step);
     }
+    step_ = -1;
+    context_ = name;
+    checkMemory(*fn, numSteps);
   }
   context_.clear();
+}
+
+/// The memory plan: within this function, temps live at a common step (from their
+/// first to their last reference, to the end for outputs and found_finite) must not
+/// share bytes of the arena.
+void Checker::checkMemory(const plan::Function &fn, int64_t steps) {
+  auto toEnd = [&](int id) {
+    if (id >= 0 && id < numTensors_ && live_[size_t(id)].first >= 0)
+      live_[size_t(id)].second = steps;
+  };
+  if (fn.outputs())
+    for (int o : *fn.outputs())
+      toEnd(o);
+  if (p_.loss_scaling())
+    toEnd(p_.loss_scaling()->found_finite());
+  struct Live {
+    int64_t start, end;
+    uint64_t begin, bytes;
+    int id;
+  };
+  std::vector<Live> temps;
+  for (int id = 0; id < numTensors_; ++id) {
+    const plan::Tensor *t = p_.tensors()->Get(id);
+    uint64_t bytes = bytesOf(id);
+    if (t->offset() < 0 || bytes == 0 || live_[size_t(id)].first < 0)
+      continue;
+    temps.push_back(
+        {live_[size_t(id)].first, live_[size_t(id)].second, uint64_t(t->offset()), bytes, id});
+  }
+  std::sort(temps.begin(), temps.end(),
+            [](const Live &a, const Live &b) { return a.start < b.start; });
+  for (size_t i = 0; i < temps.size(); ++i)
+    for (size_t j = i + 1; j < temps.size() && temps[j].start <= temps[i].end; ++j) {
+      const Live &a = temps[i], &b = temps[j];
+      if (a.begin < b.begin + b.bytes && b.begin < a.begin + a.bytes)
+        fail("memory plan: " + describe(a.id) + " (bytes [" + std::to_string(a.begin) + ", " +
+             std::to_string(a.begin + a.bytes) + "), live at steps " + std::to_string(a.start) +
+             ".." + std::to_string(a.end) + ") and " + describe(b.id) + " (bytes [" +
+             std::to_string(b.begin) + ", " + std::to_string(b.begin + b.bytes) +
+             "), live at steps " + std::to_string(b.start) + ".." + std::to_string(b.end) +
+             ") overlap in the arena while both are live");
+    }
 }
 
 void Checker::checkTensors() {
@@ -207,6 +271,24 @@ void Checker::checkTensors() {
     if (!persistent && initSize != 0 && initSize != numElements_[id])
       fail("init has " + std::to_string(initSize) + " values, expected 0 or " +
            std::to_string(numElements_[id]));
+    if (t->offset() != -1) {
+      if (t->role() != plan::Role::Temp)
+        fail("memory plan: a " + std::string(plan::EnumNameRole(t->role())) +
+             " has an arena offset (" + std::to_string(t->offset()) +
+             "); only Temp tensors live in the arena");
+      if (initSize != 0)
+        fail("memory plan: a Temp in the arena cannot have initial values");
+      if (numElements_[id] > (int64_t(1) << 56))
+        fail("memory plan: a Temp of " + std::to_string(numElements_[id]) +
+             " elements cannot be in the arena");
+      if (t->offset() < 0 || t->offset() % 256 != 0)
+        fail("memory plan: offset " + std::to_string(t->offset()) +
+             " is not a non-negative multiple of 256");
+      uint64_t end = uint64_t(t->offset()) + bytesOf(id);
+      if (end > p_.arena_bytes())
+        fail("memory plan: bytes [" + std::to_string(t->offset()) + ", " + std::to_string(end) +
+             ") lie outside the arena of " + std::to_string(p_.arena_bytes()) + " bytes");
+    }
   }
   context_.clear();
 }

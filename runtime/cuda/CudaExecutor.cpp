@@ -170,6 +170,7 @@ private:
     int64_t count = 0;
     size_t bytes = 0;
     std::string name;
+    bool inArena = false; // ptr points into arena_ (not freed on its own)
   };
   struct Staging {
     void *host = nullptr;
@@ -261,6 +262,7 @@ private:
   std::unordered_set<const void *> verified_;
   std::vector<void *> ownedDevice_; // AllFinite tables
   void *scratch_ = nullptr;
+  void *arena_ = nullptr; // the plan's temp arena (Plan.arena_bytes; temps at their offsets)
   size_t scratchBytes_ = 0;
   int *status_ = nullptr; // device: [code, site, a, b], written by kernels on errors
   std::vector<Site> sites_;
@@ -305,8 +307,10 @@ CudaExecutor::~CudaExecutor() {
         cudaEventDestroy(s.second.done);
     }
   for (DeviceTensor &t : tensors_)
-    if (t.ptr)
+    if (t.ptr && !t.inArena)
       cudaFree(t.ptr);
+  if (arena_)
+    cudaFree(arena_);
   for (void *p : ownedDevice_)
     cudaFree(p);
   if (scratch_)
@@ -387,6 +391,22 @@ void CudaExecutor::initDevice() {
 void CudaExecutor::allocateTensors() {
   const auto &tensors = *plan_->tensors();
   tensors_.resize(tensors.size());
+  // The memory plan (verified by the loader: temps live at a common step never
+  // overlap): one arena for the temps that have an offset; MANTISSA_CUDA_NO_ARENA=1
+  // gives every tensor its own allocation instead.
+  const bool useArena =
+      std::string(envOr("MANTISSA_CUDA_NO_ARENA", "0")) == "0" && plan_->arena_bytes() > 0;
+  if (useArena) {
+    const size_t arenaBytes = size_t(plan_->arena_bytes());
+    cudaError_t e = cudaMalloc(&arena_, arenaBytes);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      arena_ = nullptr;
+      throw Error("out of GPU memory allocating the temp arena of " + bytesText(arenaBytes) + ": " +
+                  cudaGetErrorString(e));
+    }
+    checkCuda(cudaMemset(arena_, 0, arenaBytes), "cudaMemset (arena)");
+  }
   for (flatbuffers::uoffset_t id = 0; id < tensors.size(); ++id) {
     const plan::Tensor *t = tensors.Get(id);
     DeviceTensor &d = tensors_[id];
@@ -396,6 +416,12 @@ void CudaExecutor::allocateTensors() {
     d.name = t->name() ? t->name()->str() : "";
     if (d.bytes == 0)
       continue;
+    if (useArena && t->role() == plan::Role::Temp && t->offset() >= 0) {
+      // No initial value (the loader rejects one for an arena temp); zeroed above.
+      d.ptr = static_cast<char *>(arena_) + t->offset();
+      d.inArena = true;
+      continue;
+    }
     cudaError_t e = cudaMalloc(&d.ptr, d.bytes);
     if (e != cudaSuccess) {
       cudaGetLastError();

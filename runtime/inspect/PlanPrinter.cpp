@@ -5,6 +5,7 @@
 #include "plan/mantissa_plan_generated.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -192,12 +193,37 @@ void Printer::tensors() {
       os_ << "  " << EnumNameRole(Role(r)) << ": " << count[r] << " tensors, " << elements[r]
           << " elements, " << bytes[r] << " bytes\n";
   os_ << "parameters: " << elements[int(Role::Param)] << "\n";
+  // The memory plan: temps share one arena by liveness (sizes at each tensor's dtype).
+  int64_t unplanned = 0;
+  for (const Tensor *t : *ts)
+    if (t->role() == Role::Temp && t->offset() < 0) {
+      int64_t n = 1;
+      if (t->shape())
+        for (int64_t d : *t->shape())
+          n *= d;
+      unplanned += n * dtypeBytes(t->dtype());
+    }
+  const uint64_t temp = p_.arena_bytes() + uint64_t(unplanned);
+  os_ << "memory: peak " << temp + p_.persistent_bytes() + p_.input_bytes() << " bytes = temps "
+      << temp << " + persistent " << p_.persistent_bytes() << " + inputs " << p_.input_bytes()
+      << " (plan peak_bytes " << p_.peak_bytes() << ")\n";
+  const int64_t planned = bytes[int(Role::Temp)] - unplanned;
+  os_ << "  temp arena: " << p_.arena_bytes() << " bytes for " << planned
+      << " bytes of temps sharing it by liveness";
+  if (planned > 0)
+    os_ << " (" << int64_t(std::llround(100.0 * double(p_.arena_bytes()) / double(planned)))
+        << "%)";
+  if (unplanned)
+    os_ << ", " << unplanned << " bytes of temps outside it";
+  os_ << "\n";
   for (unsigned id = 0; id < ts->size(); ++id) {
     const Tensor *t = ts->Get(id);
     if (t->role() == Role::Temp && !options_.allTensors)
       continue;
     os_ << "  t" << id << " " << EnumNameRole(t->role()) << " "
         << (t->name() ? t->name()->str() : "-") << " " << shape(t);
+    if (t->offset() >= 0)
+      os_ << " offset " << t->offset();
     if (t->init_kind() == InitKind::Uniform)
       os_ << " init uniform +-" << fmt(float(t->init_bound())) << " seed " << t->init_seed();
     else if (t->init_kind() == InitKind::Fill && t->role() != Role::Temp && t->role() != Role::Input)

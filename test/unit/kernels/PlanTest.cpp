@@ -21,6 +21,10 @@ struct PlanOptions {
   std::vector<int64_t> wShape = {3, 4}; // shape of the weight tensor
   uint32_t version = kPlanVersion;
   plan::DType labelType = plan::DType::F32;
+  // Memory plan: arena offsets of h, logits, loss (-1: own storage) and the arena size.
+  int64_t offH = -1, offLogits = -1, offLoss = -1;
+  uint64_t arenaBytes = 0;
+  int64_t offW = -1; // an (invalid) offset for the Param w
 };
 
 // Tensors: 0 x [2,3] Input, 1 w [3,4] Param, 2 bias [4] Param, 3 h [2,4] Temp,
@@ -35,12 +39,16 @@ std::vector<uint8_t> buildPlan(const PlanOptions &o = {}) {
   std::vector<int64_t> sx = {2, 3}, sb = {4}, sh = {2, 4}, sl = {2}, s0 = {};
   std::vector<fb::Offset<plan::Tensor>> tensors = {
       plan::CreateTensorDirect(b, "x", plan::DType::F32, &sx, plan::Role::Input),
-      plan::CreateTensorDirect(b, "w", plan::DType::F32, &o.wShape, plan::Role::Param, &w),
+      plan::CreateTensorDirect(b, "w", plan::DType::F32, &o.wShape, plan::Role::Param, &w,
+                               plan::InitKind::Values, 0, 0, 0, o.offW),
       plan::CreateTensorDirect(b, "bias", plan::DType::F32, &sb, plan::Role::Param, &bias),
-      plan::CreateTensorDirect(b, "h", plan::DType::F32, &sh, plan::Role::Temp),
-      plan::CreateTensorDirect(b, "logits", plan::DType::F16, &sh, plan::Role::Temp),
+      plan::CreateTensorDirect(b, "h", plan::DType::F32, &sh, plan::Role::Temp, nullptr,
+                               plan::InitKind::Values, 0, 0, 0, o.offH),
+      plan::CreateTensorDirect(b, "logits", plan::DType::F16, &sh, plan::Role::Temp, nullptr,
+                               plan::InitKind::Values, 0, 0, 0, o.offLogits),
       plan::CreateTensorDirect(b, "y", o.labelType, &sl, plan::Role::Input),
-      plan::CreateTensorDirect(b, "loss", plan::DType::F32, &s0, plan::Role::Temp),
+      plan::CreateTensorDirect(b, "loss", plan::DType::F32, &s0, plan::Role::Temp, nullptr,
+                               plan::InitKind::Values, 0, 0, 0, o.offLoss),
   };
   auto gemm = plan::CreateGemm(b, 0, o.gemmB, 3, false, false, 2, 4, 3);
   std::vector<int64_t> hStrides = {4, 1}, biasStrides = {0, 1};
@@ -63,7 +71,7 @@ std::vector<uint8_t> buildPlan(const PlanOptions &o = {}) {
   std::vector<int32_t> fnOuts = {6};
   std::vector<fb::Offset<plan::Function>> functions = {
       plan::CreateFunctionDirect(b, "train_step", &steps, &fnOuts)};
-  auto root = plan::CreatePlanDirect(b, o.version, 0, 0, 0, 0, &tensors, &functions);
+  auto root = plan::CreatePlanDirect(b, o.version, 0, 0, 0, 0, &tensors, &functions, o.arenaBytes);
   plan::FinishPlanBuffer(b, root);
   return std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
 }
@@ -225,4 +233,61 @@ TEST(Plan, LabelsMayBeI32) {
   EXPECT_THROW(ex.tensor(5), Error);
   ex.run("train_step");
   EXPECT_NEAR(ex.tensor(6)[0], expectedLoss<double>(xv, {3, 1}), 1e-13);
+}
+
+// The memory plan: h (32 bytes, live at steps 0..1), logits (16 bytes, 1..2) and loss
+// (4 bytes, 2..end, an output). h and loss may share bytes; logits may not overlap either.
+TEST(Plan, MemoryPlanAcceptsReuseByLiveness) {
+  PlanOptions o;
+  o.offH = 0;
+  o.offLogits = 256;
+  o.offLoss = 0;
+  o.arenaBytes = 512;
+  LoadedPlan lp = LoadedPlan::fromBytes(buildPlan(o), "tiny.plan");
+  EXPECT_EQ(lp->arena_bytes(), 512u);
+  // The CPU executor keeps its own storage per tensor: the same result.
+  CpuExecutor<double> ex(lp, 1);
+  std::vector<double> xv = {1.0, 2.0, -1.0, 0.5, -0.25, 3.0};
+  ex.tensor(0).assign(xv.begin(), xv.end());
+  ex.tensor(5) = {3, 1};
+  ex.run("train_step");
+  EXPECT_NEAR(ex.tensor(6)[0], expectedLoss<double>(xv, {3, 1}), 1e-13);
+}
+
+TEST(Plan, MemoryPlanRejectsOverlapWhileLive) {
+  PlanOptions o;
+  o.offH = 0;
+  o.offLogits = 0; // h is read and logits written by step 1: both live there
+  o.offLoss = 256;
+  o.arenaBytes = 512;
+  EXPECT_EQ(loadError(buildPlan(o)),
+            "model.plan: train_step: memory plan: tensor 3 'h' (bytes [0, 32), live at steps "
+            "0..1) and tensor 4 'logits' (bytes [0, 16), live at steps 1..2) overlap in the "
+            "arena while both are live");
+  // The loss (an output) stays live to the end of the function.
+  o.offLogits = 256;
+  o.offLoss = 256;
+  EXPECT_NE(loadError(buildPlan(o))
+                .find("tensor 4 'logits' (bytes [256, 272), live at steps "
+                      "1..2) and tensor 6 'loss' (bytes [256, 260), live at "
+                      "steps 2..3) overlap"),
+            std::string::npos);
+}
+
+TEST(Plan, MemoryPlanRejectsBadOffsets) {
+  PlanOptions o;
+  o.offH = 0;
+  o.offLogits = 256;
+  o.offLoss = 0;
+  o.arenaBytes = 256; // logits would end at 272
+  EXPECT_EQ(loadError(buildPlan(o)), "model.plan: tensor 4 'logits': memory plan: bytes [256, "
+                                     "272) lie outside the arena of 256 bytes");
+  o.arenaBytes = 512;
+  o.offLogits = 128;
+  EXPECT_EQ(loadError(buildPlan(o)), "model.plan: tensor 4 'logits': memory plan: offset 128 "
+                                     "is not a non-negative multiple of 256");
+  o.offLogits = 256;
+  o.offW = 0;
+  EXPECT_EQ(loadError(buildPlan(o)), "model.plan: tensor 1 'w': memory plan: a Param has an "
+                                     "arena offset (0); only Temp tensors live in the arena");
 }
