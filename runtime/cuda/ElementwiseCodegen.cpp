@@ -3,6 +3,7 @@
 
 #include "common/Error.h"
 #include "common/ScalarOp.h"
+#include "runtime/kernels/IterationSpace.h"
 
 #include <climits>
 #include <cmath>
@@ -96,25 +97,11 @@ ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elemen
     total *= d;
   out.total = total;
 
-  // Collapse exactly as the CPU interpreter does.
-  std::vector<int64_t> cshape;
-  std::vector<std::vector<int64_t>> cstrides(numIn);
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1)
-      continue;
-    bool merge = !cshape.empty();
-    for (size_t j = 0; j < numIn && merge; ++j)
-      merge = cstrides[j].back() == k.inputs()->Get(j)->strides()->Get(d) * shape[d];
-    if (merge) {
-      cshape.back() *= shape[d];
-      for (size_t j = 0; j < numIn; ++j)
-        cstrides[j].back() = k.inputs()->Get(j)->strides()->Get(d);
-    } else {
-      cshape.push_back(shape[d]);
-      for (size_t j = 0; j < numIn; ++j)
-        cstrides[j].push_back(k.inputs()->Get(j)->strides()->Get(d));
-    }
-  }
+  // Collapse exactly as the CPU interpreter does (one shared definition).
+  kernels::CollapsedSpace space = kernels::collapseIterationSpace(
+      shape, numIn, [&](size_t j, size_t d) { return k.inputs()->Get(j)->strides()->Get(d); });
+  const std::vector<int64_t> &cshape = space.shape;
+  const std::vector<std::vector<int64_t>> &cstrides = space.strides;
   const size_t rank = cshape.size();
 
   // Classify each input: read at the linear index, a scalar (element 0), or general.

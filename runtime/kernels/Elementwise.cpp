@@ -1,5 +1,6 @@
 //===- Elementwise.cpp - block interpreter of elementwise programs --------===//
 #include "runtime/kernels/Elementwise.h"
+#include "runtime/kernels/IterationSpace.h"
 
 #include "common/Error.h"
 #include "runtime/kernels/Parallel.h"
@@ -186,27 +187,11 @@ void runElementwise(const ElementwiseProgram &program, const std::vector<int64_t
   if (total <= 0)
     return;
 
-  // Collapse the iteration space: drop size-1 dimensions and merge neighbours that
-  // every input walks contiguously, so runs along the last dimension are long.
   const size_t numIn = inputs.size();
-  std::vector<int64_t> cshape;
-  std::vector<std::vector<int64_t>> cstrides(numIn);
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1)
-      continue;
-    bool merge = !cshape.empty();
-    for (size_t j = 0; j < numIn && merge; ++j)
-      merge = cstrides[j].back() == inputs[j].strides[d] * shape[d];
-    if (merge) {
-      cshape.back() *= shape[d];
-      for (size_t j = 0; j < numIn; ++j)
-        cstrides[j].back() = inputs[j].strides[d];
-    } else {
-      cshape.push_back(shape[d]);
-      for (size_t j = 0; j < numIn; ++j)
-        cstrides[j].push_back(inputs[j].strides[d]);
-    }
-  }
+  CollapsedSpace space = collapseIterationSpace(
+      shape, numIn, [&](size_t j, size_t d) { return inputs[j].strides[d]; });
+  std::vector<int64_t> &cshape = space.shape;
+  std::vector<std::vector<int64_t>> &cstrides = space.strides;
   if (cshape.empty()) {
     cshape.push_back(1);
     for (auto &s : cstrides)
