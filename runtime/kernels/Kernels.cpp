@@ -187,6 +187,17 @@ template <class T> int64_t checkedLabel(const T *labels, int64_t row, int64_t c)
   return int64_t(l);
 }
 
+/// The row's maximum and sum of exp(x - max), in double: both cross-entropy passes
+/// need exactly the same softmax normaliser.
+template <class T> void softmaxRowStats(const T *row, int64_t c, double &mx, double &sum) {
+  mx = -std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j < c; ++j)
+    mx = std::max(mx, double(row[j]));
+  sum = 0;
+  for (int64_t j = 0; j < c; ++j)
+    sum += std::exp(double(row[j]) - mx);
+}
+
 /// Fixed-size blocks (independent of the thread count) for deterministic sums.
 constexpr int64_t kSumBlock = 4096;
 
@@ -217,12 +228,8 @@ template <class T> T softmaxCrossEntropy(int64_t n, int64_t c, const T *logits, 
   parallelFor(n, 8, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       const T *row = logits + i * c;
-      double mx = -std::numeric_limits<double>::infinity();
-      for (int64_t j = 0; j < c; ++j)
-        mx = std::max(mx, double(row[j]));
-      double sum = 0;
-      for (int64_t j = 0; j < c; ++j)
-        sum += std::exp(double(row[j]) - mx);
+      double mx, sum;
+      softmaxRowStats(row, c, mx, sum);
       rowLoss[i] = std::log(sum) + mx - double(row[int64_t(labels[i])]);
     }
   });
@@ -242,12 +249,8 @@ void softmaxCrossEntropyBackward(int64_t n, int64_t c, const T *logits, const T 
     for (int64_t i = begin; i < end; ++i) {
       const T *row = logits + i * c;
       T *d = dlogits + i * c;
-      double mx = -std::numeric_limits<double>::infinity();
-      for (int64_t j = 0; j < c; ++j)
-        mx = std::max(mx, double(row[j]));
-      double sum = 0;
-      for (int64_t j = 0; j < c; ++j)
-        sum += std::exp(double(row[j]) - mx);
+      double mx, sum;
+      softmaxRowStats(row, c, mx, sum);
       int64_t label = int64_t(labels[i]);
       for (int64_t j = 0; j < c; ++j) {
         double p = std::exp(double(row[j]) - mx) / sum;
