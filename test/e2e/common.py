@@ -20,6 +20,14 @@ def run(args, check=True, **kw):
     return p
 
 
+def gen_unet(path, width, levels, size, batch):
+    """Writes unet(width, levels) at size x size and this batch (models/gen_unet.py) to path."""
+    with open(path, "w") as f:
+        subprocess.run([sys.executable, os.path.join(ROOT, "models", "gen_unet.py"), "--width", str(width),
+                        "--levels", str(levels), "--size", str(size), "--batch", str(batch)], stdout=f, check=True)
+    return path
+
+
 def compile_model(model, out, *opts):
     src = model if model.endswith(".mlir") else os.path.join(ROOT, "models", model + ".mlir")
     run([tool("mantissa"), "compile", src, "-o", out, *opts])

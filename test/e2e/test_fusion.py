@@ -7,19 +7,16 @@ Bit-exact is the expectation, not a tolerance: only elementwise ops fuse, the fu
 members' programs in order with every f16/bf16 value read inside rounded where the unfused plan stored
 it (fp32 values are stored exactly), so GEMM, convolution and reduction inputs are the same values.
 Prints the kernel (step) counts of both plans per function."""
-import os, re, subprocess, sys
+import os, re
 import numpy as np
-from common import Checks, ROOT, compile_model, run, tmpdir, tool, train
+from common import Checks, compile_model, gen_unet, run, tmpdir, tool, train
 import torch_models
 
 STEPS = "5"
 c = Checks()
 d = tmpdir()
 
-unet = os.path.join(d, "unet_w4_l2.mlir")
-with open(unet, "w") as f:
-    subprocess.run([sys.executable, os.path.join(ROOT, "models", "gen_unet.py"), "--width", "4", "--levels", "2",
-                    "--size", "16", "--batch", "2"], stdout=f, check=True)
+unet = gen_unet(os.path.join(d, "unet_w4_l2.mlir"), 4, 2, 16, 2)
 
 MODELS = [
     ("mlp_digits", "mlp_digits", ["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9"], []),
