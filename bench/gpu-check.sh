@@ -9,10 +9,18 @@
 set -uo pipefail
 c=${1:-.carry}; out=${2:-gpu-results}; shift 2 || true
 mkdir -p "$out"
+[ -f "$c/bin.tgz" ] && [ ! -x "$c/bin/mantissa-run" ] && tar xzf "$c/bin.tgz" -C "$c"
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 run=$c/bin/mantissa-run
 fail=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
+
+echo "== 0. the CUDA backend's unit tests (each kernel kind against the CPU executor)"
+if "$c/bin/MantissaCudaTests" --gtest_filter='CudaExecutor.*' > "$out/unit.txt" 2>&1; then
+  echo "PASS $(grep -E '^\[  PASSED' "$out/unit.txt")"
+else
+  echo "FAIL unit tests"; grep -E 'FAILED|Failure|error' -A3 "$out/unit.txt" | head -40; fail=1
+fi
 
 echo "== 1. one step, CUDA vs CPU (L2-normwise relative error of the loss and every persistent tensor)"
 for prec in fp32 fp16 bf16; do

@@ -6,10 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${MANTISSA_BUILD_DIR:-build}
 ./scripts/setup.sh >&2
-ninja -C "$build" mantissa-run mantissa_cuda cuda_vs_cpu >&2
+ninja -C "$build" mantissa-run mantissa_cuda cuda_vs_cpu MantissaCudaTests >&2
 c=.carry; rm -rf $c; mkdir -p $c/plans $c/bin
-cp "$build/bin/mantissa-run" "$build/bin/cuda_vs_cpu" $c/bin/
+# Stripped and packed (the carry is limited to 64 MiB; each binary holds OpenBLAS):
+# gpu-check.sh unpacks bin.tgz into bin/.
+cp "$build/bin/mantissa-run" "$build/bin/cuda_vs_cpu" "$build/bin/MantissaCudaTests" $c/bin/
 cp "$(find "$build" -name libmantissa_cuda.so | head -1)" $c/bin/
+strip $c/bin/*
+tar czf $c/bin.tgz -C $c bin && rm -rf $c/bin
 m="$build/bin/mantissa"
 python3 models/gen_unet.py --width 8 --levels 3 --size 64 --batch 4 > $c/unet_check.mlir
 python3 models/gen_unet.py --width 32 --levels 4 --size 384 --batch 16 > $c/unet.mlir

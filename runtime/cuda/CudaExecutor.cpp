@@ -18,11 +18,14 @@
 // Environment: MANTISSA_CUDA_GRAPH=0 (no graphs), MANTISSA_CUDA_SYNC=1 (synchronise
 // after each step, to attribute an asynchronous fault to its step), MANTISSA_CUDA_DUMP=dir
 // (write the generated CUDA sources and the step-to-kernel map there),
-// MANTISSA_CUDA_DEVICE=n (which GPU), MANTISSA_CUDA_CONV_WORKSPACE_MB (im2col budget),
+// MANTISSA_CUDA_DEVICE=n (which GPU), MANTISSA_CUDA_CONV=im2col (fp16/bf16 convolutions
+// through im2col + cuBLAS instead of the implicit-GEMM kernels of ConvKernels.h),
+// MANTISSA_CUDA_CONV_WORKSPACE_MB (im2col budget),
 // MANTISSA_CUDA_PROFILE=1 (time every step with events, no graphs; a table on stderr
 // when the executor is destroyed).
 //===----------------------------------------------------------------------===//
 #include "runtime/backend/Executor.h"
+#include "runtime/cuda/ConvKernels.h"
 #include "runtime/cuda/CudaKernelSource.h"
 #include "runtime/cuda/ElementwiseCodegen.h"
 #include "runtime/cuda/Nvrtc.h"
@@ -209,6 +212,7 @@ private:
   Launch prepareElementwise(const plan::Elementwise &k);
   Launch prepareGemm(const plan::Gemm &k, ScratchLayout &sl);
   Launch prepareConv(const plan::Conv2d &k, ScratchLayout &sl);
+  Launch prepareConvGemm(const plan::Conv2d &k, const ConvGemmConfig &cfg, ScratchLayout &sl);
   Launch prepareBatchNorm(const plan::BatchNorm &k, ScratchLayout &sl);
   Launch prepareBatchNormBackward(const plan::BatchNormBackward &k, ScratchLayout &sl);
   Launch prepareReduce(const plan::Reduce &k, ScratchLayout &sl);
@@ -253,6 +257,8 @@ private:
   bool syncEachStep_ = false;
   bool profile_ = false;
   size_t convBudget_ = size_t(256) << 20;
+  bool convGemm_ = true; // fp16/bf16 convolutions as implicit GEMMs (else im2col + cuBLAS)
+  std::map<std::string, cudaKernel_t> convKernels_;
 
   std::vector<DeviceTensor> tensors_;
   std::vector<cudaLibrary_t> libraries_;
@@ -334,6 +340,7 @@ void CudaExecutor::init() {
   if (syncEachStep_ || profile_)
     useGraphs_ = false;
   dumpDir_ = envOr("MANTISSA_CUDA_DUMP", "");
+  convGemm_ = std::string(envOr("MANTISSA_CUDA_CONV", "gemm")) != "im2col";
   if (const char *mb = std::getenv("MANTISSA_CUDA_CONV_WORKSPACE_MB"))
     convBudget_ = size_t(std::max(1.0, std::atof(mb) * double(1 << 20)));
   tf32_ = plan_->precision() && plan_->precision()->tf32();
@@ -493,6 +500,26 @@ void CudaExecutor::compileKernels() {
   std::vector<CompileUnit> units;
   units.push_back({"mantissa_fixed.cu", std::string(cudaPrelude()) + fixedKernelSource()});
   std::vector<std::vector<std::string>> unitKernels(1);
+  // The implicit-GEMM convolutions the plan's fp16/bf16 convolutions use, in one unit.
+  std::map<std::string, ConvGemmConfig> convConfigs;
+  if (convGemm_)
+    for (const plan::Function *fn : *plan_->functions())
+      if (fn->steps())
+        for (const plan::Step *step : *fn->steps())
+          if (step->kernel_type() == Kernel::Conv2d)
+            if (auto c = convGemmConfigFor(plan_.plan(), *step->kernel_as_Conv2d()))
+              convConfigs.emplace(c->kernelName(), *c);
+  if (!convConfigs.empty()) {
+    std::vector<ConvGemmConfig> list;
+    std::vector<std::string> names;
+    for (auto &[name, c] : convConfigs) {
+      list.push_back(c);
+      names.push_back(name);
+    }
+    units.push_back({"mantissa_conv.cu", std::string(cudaPrelude()) + convGemmSource(list)});
+    unitKernels.push_back(std::move(names));
+  }
+  const size_t convUnit = convConfigs.empty() ? 0 : 1;
   const size_t perUnit = 24;
   for (auto it = bodies.begin(); it != bodies.end();) {
     CompileUnit u{"mantissa_elementwise_" + std::to_string(units.size()) + ".cu", cudaPrelude()};
@@ -521,7 +548,10 @@ void CudaExecutor::compileKernels() {
     for (const std::string &name : unitKernels[i]) {
       cudaKernel_t k = nullptr;
       checkCuda(cudaLibraryGetKernel(&k, lib, name.c_str()), "cudaLibraryGetKernel(" + name + ")");
-      elementwise_[name] = k;
+      if (convUnit && i == convUnit)
+        convKernels_[name] = k;
+      else
+        elementwise_[name] = k;
     }
   }
   auto get = [&](auto &ref, const char *name) {
@@ -923,6 +953,9 @@ CudaExecutor::Launch CudaExecutor::prepareConv(const plan::Conv2d &k, ScratchLay
   const long long PQ = P * Q, CRS = C * R * S;
   const bool accumulate = k.accumulate();
   const int in0 = k.in0(), in1 = k.in1(), out = k.out();
+  if (convGemm_)
+    if (auto cfg = convGemmConfigFor(plan_.plan(), k))
+      return prepareConvGemm(k, *cfg, sl);
 
   // Samples per group: the group's im2col matrix stays within the budget.
   auto groupFor = [&](size_t perSample) {
@@ -1067,6 +1100,58 @@ CudaExecutor::Launch CudaExecutor::prepareConv(const plan::Conv2d &k, ScratchLay
       }
       if (viaAcc)
         convert(acc, DType::F32, dw, dwt, K * CRS);
+    };
+  }
+  }
+  throw Error("unknown convolution kind");
+}
+
+CudaExecutor::Launch CudaExecutor::prepareConvGemm(const plan::Conv2d &k, const ConvGemmConfig &cfg,
+                                                   ScratchLayout &sl) {
+  const int N = int(k.n()), C = int(k.c()), H = int(k.h()), W = int(k.w()), K = int(k.k());
+  const int R = int(k.r()), S = int(k.s()), ph = int(k.pad_h()), pw = int(k.pad_w());
+  const int P = (H + 2 * ph - R) / int(k.stride_h()) + 1, Q = (W + 2 * pw - S) / int(k.stride_w()) + 1;
+  const int accumulate = k.accumulate() ? 1 : 0;
+  using Ref = KernelRef<const void *, const void *, void *, int, int, int, int, int, int, int, int,
+                        int, int, int, int>;
+  auto found = convKernels_.find(cfg.kernelName());
+  if (found == convKernels_.end())
+    throw Error("internal error: convolution kernel " + cfg.kernelName() + " was not compiled");
+  const Ref ref{found->second, found->first.c_str()};
+  const void *a = ptr(k.in0()), *b = ptr(k.in1());
+  void *y = ptr(k.out());
+  const int yt = dcode(k.out());
+  auto tiles = [](long long n, long long t) { return unsigned((n + t - 1) / t); };
+  switch (cfg.mode) {
+  case ConvGemmMode::Forward:
+  case ConvGemmMode::BackwardInput: {
+    const bool fwd = cfg.mode == ConvGemmMode::Forward;
+    const dim3 grid(tiles(fwd ? (long long)N * P * Q : (long long)N * H * W, kConvTileM),
+                    tiles(fwd ? K : C, cfg.bn));
+    return [=] {
+      launch(ref, grid, kConvThreads, a, b, y, yt, accumulate, N, C, H, W, K, P, Q, ph, pw, 0);
+    };
+  }
+  case ConvGemmMode::BackwardWeight: {
+    // Split the reduction over pixels so that the grid fills the device: a 3x3
+    // convolution of 32 channels has only 3 x 1 output tiles but millions of pixels.
+    const long long M = (long long)C * R * S, numK = tiles((long long)N * P * Q, kConvTileK);
+    const long long outTiles = (long long)tiles(M, kConvTileM) * tiles(K, cfg.bn);
+    const long long target = 4LL * props_.multiProcessorCount;
+    long long splits = std::max(1LL, std::min(numK, (target + outTiles - 1) / outTiles));
+    const long long perSplitBytes = (long long)K * M * 4;
+    splits = std::max(1LL, std::min(splits, (long long)convBudget_ / std::max(1LL, perSplitBytes)));
+    splits = std::min(splits, 65535LL);
+    const int kPer = int((numK + splits - 1) / splits);
+    splits = (numK + kPer - 1) / kPer;
+    const size_t wsOff = sl.take(size_t(splits * perSplitBytes));
+    const dim3 grid(tiles(M, kConvTileM), tiles(K, cfg.bn), unsigned(splits));
+    const int nSplits = int(splits);
+    const long long count = (long long)K * M;
+    return [=] {
+      void *ws = scratch(wsOff);
+      launch(ref, grid, kConvThreads, a, b, ws, code(DType::F32), 0, N, C, H, W, K, P, Q, ph, pw, kPer);
+      launch(fixed_.mt_conv_wsum, blocksFor(count), 256, ws, nSplits, count, y, yt, accumulate);
     };
   }
   }

@@ -603,6 +603,20 @@ extern "C" __global__ void mt_allfinite(const MtFiniteItem *items, int *flag) {
 extern "C" __global__ void mt_allfinite_out(const int *flag, void *out, int ot) {
   if (blockIdx.x == 0 && threadIdx.x == 0) mt_store(out, ot, 0, *flag ? 0.0f : 1.0f);
 }
+
+// The implicit-GEMM backward-weight convolution's reduction (ConvKernels.h):
+// dw = (accumulate ? dw : 0) + the splits' fp32 partials, added in split order.
+extern "C" __global__ void mt_conv_wsum(const float *partials, int splits, long long count,
+                                        void *out, int outType, int accumulate) {
+  MT_GRID_STRIDE(i, count) {
+    float s = 0.0f;
+    for (int z = 0; z < splits; ++z)
+      s += partials[(long long)z * count + i];
+    if (accumulate)
+      s = mt_load(out, outType, i) + s;
+    mt_store(out, outType, i, s);
+  }
+}
 )MTSRC";
 }
 

@@ -8,6 +8,7 @@
 #include "runtime/backend/Executor.h"
 #include "runtime/cpu/CpuBackend.h"
 #include "runtime/cuda/CudaKernelSource.h"
+#include "runtime/cuda/ConvKernels.h"
 #include "runtime/cuda/ElementwiseCodegen.h"
 #include "runtime/cuda/Nvrtc.h"
 
@@ -254,8 +255,36 @@ void compileAll(const std::vector<const LoadedPlan *> &plans, int arch) {
   for (auto &b : bodies)
     ew.source += "\n" + b.second;
   units.push_back(ew);
+  // The implicit-GEMM convolutions of the plans, plus every mode and dtype at 3x3 and
+  // the transposed convolution's 2x2 stride 2 (so the test compiles them all even when
+  // the plans have no fp16/bf16 convolution).
+  std::map<std::string, cuda::ConvGemmConfig> convs;
+  for (const LoadedPlan *lp : plans)
+    for (const plan::Function *fn : *lp->plan().functions())
+      if (fn->steps())
+        for (const plan::Step *s : *fn->steps())
+          if (s->kernel_type() == plan::Kernel::Conv2d)
+            if (auto c = cuda::convGemmConfigFor(lp->plan(), *s->kernel_as_Conv2d()))
+              convs.emplace(c->kernelName(), *c);
+  for (auto mode : {cuda::ConvGemmMode::Forward, cuda::ConvGemmMode::BackwardInput,
+                    cuda::ConvGemmMode::BackwardWeight})
+    for (auto dt : {plan::DType::F16, plan::DType::BF16})
+      for (int bn : {32, 64})
+        for (int rs : {2, 3}) {
+          cuda::ConvGemmConfig c;
+          c.mode = mode;
+          c.dtype = dt;
+          c.bn = bn;
+          c.r = c.s = rs;
+          c.sh = c.sw = rs == 2 ? 2 : 1;
+          convs.emplace(c.kernelName(), c);
+        }
+  std::vector<cuda::ConvGemmConfig> convList;
+  for (auto &c : convs)
+    convList.push_back(c.second);
+  units.push_back({"conv.cu", std::string(cuda::cudaPrelude()) + cuda::convGemmSource(convList)});
   std::vector<cuda::CompiledModule> mods = cuda::compileCudaParallel(units, arch);
-  ASSERT_EQ(mods.size(), 2u);
+  ASSERT_EQ(mods.size(), 3u);
   for (auto &m : mods) {
     EXPECT_FALSE(m.ptx);
     EXPECT_EQ(m.target, "sm_" + std::to_string(arch));
@@ -270,6 +299,9 @@ void compileAll(const std::vector<const LoadedPlan *> &plans, int arch) {
   std::string ewImage(mods[1].image.begin(), mods[1].image.end());
   for (auto &b : bodies)
     EXPECT_NE(ewImage.find(b.first), std::string::npos) << b.first;
+  std::string convImage(mods[2].image.begin(), mods[2].image.end());
+  for (auto &c : convs)
+    EXPECT_NE(convImage.find(c.first), std::string::npos) << c.first;
 }
 
 std::vector<uint8_t> kernelZooPlan(); // every fixed kernel kind (defined below)
@@ -492,10 +524,14 @@ std::vector<uint8_t> gemmPlan() {
 
 TEST(CudaExecutor, GemmMatchesCpu) { compareWithCpu(gemmPlan(), "gemm.plan", 2, 1e-5, 4e-3); }
 
-std::vector<uint8_t> convPlan(plan::DType dt) {
+struct ConvShape {
+  int64_t N = 3, C = 3, H = 9, W = 7, K = 4, R = 3, S = 2, sh = 2, sw = 1, ph = 1, pw = 0;
+};
+
+std::vector<uint8_t> convPlan(plan::DType dt, ConvShape shape = {}) {
   PlanMaker pm;
   auto &b = pm.builder();
-  const int64_t N = 3, C = 3, H = 9, W = 7, K = 4, R = 3, S = 2, sh = 2, sw = 1, ph = 1, pw = 0;
+  const auto [N, C, H, W, K, R, S, sh, sw, ph, pw] = shape;
   const int64_t P = (H + 2 * ph - R) / sh + 1, Q = (W + 2 * pw - S) / sw + 1;
   int x = pm.tensor("x", dt, {N, C, H, W});
   int w = pm.tensor("w", dt, {K, C, R, S});
@@ -521,6 +557,21 @@ std::vector<uint8_t> convPlan(plan::DType dt) {
 TEST(CudaExecutor, ConvMatchesCpu) {
   compareWithCpu(convPlan(plan::DType::F32), "conv32.plan", 1, 1e-5, 1e-5);
   compareWithCpu(convPlan(plan::DType::F16), "conv16.plan", 1, 1e-5, 4e-3);
+}
+
+// Shapes past one tile of the implicit-GEMM kernels (128 pixels x 32/64 channels x 32
+// of the reduction), with ragged edges, strides, a transposed convolution's 2x2 stride
+// 2, and a backward weight split over many blocks; the tiny shape above checks the
+// edges of a single tile. MANTISSA_CUDA_CONV=im2col runs the same through cuBLAS.
+TEST(CudaExecutor, ConvImplicitGemmMatchesCpu) {
+  compareWithCpu(convPlan(plan::DType::F16, {2, 40, 13, 11, 70, 3, 3, 1, 1, 1, 1}),
+                 "conv_igemm_f16.plan", 1, 1e-5, 4e-3);
+  compareWithCpu(convPlan(plan::DType::BF16, {3, 48, 16, 10, 20, 2, 2, 2, 2, 0, 0}),
+                 "conv_igemm_bf16_s2.plan", 1, 1e-5, 1.6e-2);
+  compareWithCpu(convPlan(plan::DType::F16, {4, 8, 64, 48, 16, 3, 3, 1, 1, 1, 1}),
+                 "conv_igemm_f16_split.plan", 1, 1e-5, 4e-3);
+  compareWithCpu(convPlan(plan::DType::BF16, {2, 5, 12, 9, 33, 1, 1, 1, 1, 0, 0}),
+                 "conv_igemm_bf16_1x1.plan", 1, 1e-5, 1.6e-2);
 }
 
 TEST(CudaExecutor, ConvInSmallGroupsMatchesCpu) {

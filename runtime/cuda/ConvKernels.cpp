@@ -1,0 +1,336 @@
+//===- ConvKernels.cpp - implicit-GEMM convolutions on tensor cores -------===//
+#include "runtime/cuda/ConvKernels.h"
+
+#include <climits>
+#include <cstdint>
+
+namespace mantissa {
+namespace cuda {
+
+std::string ConvGemmConfig::kernelName() const {
+  static const char *modes[] = {"fwd", "bwdin", "bwdw"};
+  return std::string("mt_conv_") + modes[int(mode)] + (dtype == plan::DType::BF16 ? "_bf16" : "_f16") +
+         "_n" + std::to_string(bn) + "_r" + std::to_string(r) + "s" + std::to_string(s) + "_u" +
+         std::to_string(sh) + "x" + std::to_string(sw);
+}
+
+std::optional<ConvGemmConfig> convGemmConfigFor(const plan::Plan &plan, const plan::Conv2d &k) {
+  const auto *tensors = plan.tensors();
+  auto dtypeOf = [&](int id) {
+    return id >= 0 && tensors && uint32_t(id) < tensors->size() ? tensors->Get(uint32_t(id))->dtype()
+                                                                 : plan::DType::I32;
+  };
+  const plan::DType a = dtypeOf(k.in0()), b = dtypeOf(k.in1()), o = dtypeOf(k.out());
+  if (a != b || (a != plan::DType::F16 && a != plan::DType::BF16) || o == plan::DType::I32)
+    return std::nullopt;
+  const int64_t N = k.n(), C = k.c(), H = k.h(), W = k.w(), K = k.k(), R = k.r(), S = k.s();
+  const int64_t sh = k.stride_h(), sw = k.stride_w(), ph = k.pad_h(), pw = k.pad_w();
+  if (N <= 0 || C <= 0 || H <= 0 || W <= 0 || K <= 0 || R <= 0 || S <= 0 || sh <= 0 || sw <= 0 ||
+      ph < 0 || pw < 0 || R > 16 || S > 16 || sh > 16 || sw > 16)
+    return std::nullopt;
+  const int64_t P = (H + 2 * ph - R) / sh + 1, Q = (W + 2 * pw - S) / sw + 1;
+  if (P <= 0 || Q <= 0)
+    return std::nullopt;
+  // Every index the kernels form fits a 32-bit int (outputs use 64-bit offsets).
+  for (int64_t v : {N * C * H * W, N * K * P * Q, K * C * R * S, ph + H, pw + W})
+    if (v >= INT_MAX)
+      return std::nullopt;
+  ConvGemmConfig c;
+  switch (k.kind()) {
+  case plan::ConvKind::Forward:
+    c.mode = ConvGemmMode::Forward;
+    break;
+  case plan::ConvKind::BackwardInput:
+    c.mode = ConvGemmMode::BackwardInput;
+    break;
+  case plan::ConvKind::BackwardWeight:
+    c.mode = ConvGemmMode::BackwardWeight;
+    break;
+  default:
+    return std::nullopt;
+  }
+  c.dtype = a;
+  const int64_t cols = c.mode == ConvGemmMode::BackwardInput ? C : K;
+  c.bn = cols <= 32 ? 32 : 64;
+  c.r = int(R);
+  c.s = int(S);
+  c.sh = int(sh);
+  c.sw = int(sw);
+  return c;
+}
+
+namespace {
+
+const char *kConvTemplate = R"MTSRC(
+// ---- implicit-GEMM convolution (runtime/cuda/ConvKernels.h) ----
+// mma.sync m16n8k16 (row-major A, column-major B, fp32 accumulators). Per lane, with
+// g = lane / 4 and t = lane % 4: a[0] = A[g][2t..2t+1], a[1] = A[g+8][2t..], a[2] =
+// A[g][2t+8..], a[3] = A[g+8][2t+8..]; b[0] = B[2t..2t+1][g], b[1] = B[2t+8..][g];
+// c[0..1] = C[g][2t..2t+1], c[2..3] = C[g+8][2t..2t+1].
+template <int DT>
+static __device__ __forceinline__ void mt_mma16816(float *c, const unsigned *a, const unsigned *b) {
+  if (DT == MT_F16)
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// Block tile: BM = 128 GEMM rows x BN columns x BK = 32 of the reduction, 8 warps in a
+// 4 x 2 grid, each 32 rows x BN/2 columns. Shared rows are BK + 8 halves long (80
+// bytes): the fragment loads of a warp then hit 32 distinct banks. Tiles are loaded
+// into registers one step ahead, so the global gathers overlap the mma of the
+// previous tile. MODE: 0 forward, 1 backward input, 2 backward weight.
+template <int MODE, int DT, int BN, int R, int S, int SH, int SW>
+static __device__ __forceinline__ void mt_conv_gemm(
+    const unsigned short *__restrict__ in0, const unsigned short *__restrict__ in1, void *out,
+    int outType, int accumulate, int N, int C, int H, int W, int K, int P, int Q, int ph, int pw,
+    int kTilesPerSplit) {
+  constexpr int BM = 128, BK = 32, LDS = BK + 8, RS = R * S, LDC = BM + 4;
+  constexpr int WN = BN / 2, NI = WN / 8, BROWS = BN / 8;
+  constexpr int SMEM_AB = (BM + BN) * LDS / 2, SMEM_C = BN * LDC;
+  __shared__ __align__(16) float smem[SMEM_AB > SMEM_C ? SMEM_AB : SMEM_C];
+  unsigned short *As = (unsigned short *)smem; // [BM][LDS]: A[m][k]
+  unsigned short *Bs = As + BM * LDS;          // [BN][LDS]: B[k][n] stored as [n][k]
+  float *Cs = smem;                            // [BN][LDC]: the result tile, column-major
+
+  const int PQ = P * Q, HW = H * W;
+  const int M = MODE == 0 ? N * PQ : MODE == 1 ? N * HW : C * RS;
+  const int NC = MODE == 1 ? C : K;
+  const int KD = MODE == 0 ? C * RS : MODE == 1 ? K * RS : N * PQ;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+  const int numK = (KD + BK - 1) / BK;
+  int kt0 = 0, kt1 = numK;
+  if (MODE == 2) {
+    kt0 = blockIdx.z * kTilesPerSplit;
+    kt1 = min(numK, kt0 + kTilesPerSplit);
+  }
+
+  // Modes 0 and 1 gather A with one GEMM row (pixel) per thread, fixed for the whole
+  // block: consecutive threads read consecutive pixels. Decompose it once.
+  const int am = tid & (BM - 1), ak0 = tid >> 7;
+  int aBase = 0, ay = 0, ax = 0;
+  bool aValid = false;
+  if (MODE != 2) {
+    const int gm = m0 + am;
+    aValid = gm < M;
+    if (aValid) {
+      const int plane = MODE == 0 ? PQ : HW, cols = MODE == 0 ? Q : W;
+      const int n = gm / plane, rem = gm - n * plane, y = rem / cols, x = rem - y * cols;
+      if (MODE == 0) {
+        aBase = n * C * HW;
+        ay = y * SH - ph;
+        ax = x * SW - pw;
+      } else {
+        aBase = n * K * PQ;
+        ay = y + ph;
+        ax = x + pw;
+      }
+    }
+  }
+  // The other loaders take one reduction index per thread (consecutive threads read
+  // consecutive elements) and a stride of 8 rows.
+  const int kk = tid & 31, row0 = tid >> 5;
+
+  unsigned short ra[16], rb[BROWS];
+  auto load = [&](int kt) {
+    const int kbase = kt * BK;
+    if (MODE == 0) {
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        const int kg = kbase + ak0 + 2 * i;
+        unsigned short v = 0;
+        if (aValid && kg < KD) {
+          const int c = kg / RS, rs = kg - c * RS, r = rs / S, s = rs - r * S;
+          const int y = ay + r, x = ax + s;
+          if ((unsigned)y < (unsigned)H && (unsigned)x < (unsigned)W)
+            v = in0[aBase + (c * H + y) * W + x];
+        }
+        ra[i] = v;
+      }
+    } else if (MODE == 1) {
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        const int kg = kbase + ak0 + 2 * i;
+        unsigned short v = 0;
+        if (aValid && kg < KD) {
+          const int ko = kg / RS, rs = kg - ko * RS, r = rs / S, s = rs - r * S;
+          const int yy = ay - r, xx = ax - s; // p * SH and q * SW when they exist
+          if (yy >= 0 && xx >= 0 && yy % SH == 0 && xx % SW == 0) {
+            const int p = yy / SH, q = xx / SW;
+            if (p < P && q < Q)
+              v = in0[aBase + (ko * P + p) * Q + q];
+          }
+        }
+        ra[i] = v;
+      }
+    } else {
+      const int kg = kbase + kk;
+      const bool kv = kg < KD;
+      int n = 0, pq = 0, y0 = 0, x0 = 0;
+      if (kv) {
+        n = kg / PQ;
+        pq = kg - n * PQ;
+        const int p = pq / Q, q = pq - p * Q;
+        y0 = p * SH - ph;
+        x0 = q * SW - pw;
+      }
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        const int crs = m0 + row0 + 8 * i;
+        unsigned short v = 0;
+        if (kv && crs < M) {
+          const int c = crs / RS, rs = crs - c * RS, r = rs / S, s = rs - r * S;
+          const int y = y0 + r, x = x0 + s;
+          if ((unsigned)y < (unsigned)H && (unsigned)x < (unsigned)W)
+            v = in0[((n * C + c) * H + y) * W + x];
+        }
+        ra[i] = v;
+      }
+    }
+    // B: [reduction][column] gathered as rows of columns.
+    const int kg = kbase + kk;
+    const bool kv = kg < KD;
+    int bq = 0, brs = 0;
+    if (MODE == 1 && kv) {
+      bq = kg / RS;
+      brs = kg - bq * RS;
+    }
+    if (MODE == 2 && kv) {
+      bq = kg / PQ;
+      brs = kg - bq * PQ;
+    }
+#pragma unroll
+    for (int j = 0; j < BROWS; ++j) {
+      const int col = n0 + row0 + 8 * j;
+      unsigned short v = 0;
+      if (kv && col < NC) {
+        if (MODE == 0)
+          v = in1[col * KD + kg];                 // w[k][c r s]
+        else if (MODE == 1)
+          v = in1[(bq * C + col) * RS + brs];     // w[k][c][r s], k = bq
+        else
+          v = in1[(bq * K + col) * PQ + brs];     // dy[n][k][p q], n = bq
+      }
+      rb[j] = v;
+    }
+  };
+  auto stash = [&]() {
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      if (MODE != 2)
+        As[am * LDS + ak0 + 2 * i] = ra[i];
+      else
+        As[(row0 + 8 * i) * LDS + kk] = ra[i];
+    }
+#pragma unroll
+    for (int j = 0; j < BROWS; ++j)
+      Bs[(row0 + 8 * j) * LDS + kk] = rb[j];
+  };
+
+  const int wm = warp & 3, wn = warp >> 2, g = lane >> 2, t = lane & 3;
+  float acc[2][NI][4];
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        acc[mi][ni][e] = 0.0f;
+
+  if (kt0 < kt1)
+    load(kt0);
+  for (int kt = kt0; kt < kt1; ++kt) {
+    stash();
+    __syncthreads();
+    if (kt + 1 < kt1)
+      load(kt + 1);
+#pragma unroll
+    for (int ks = 0; ks < BK; ks += 16) {
+      unsigned a[2][4], b[NI][2];
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+        const unsigned short *pa = As + (wm * 32 + mi * 16 + g) * LDS + ks + 2 * t;
+        a[mi][0] = *(const unsigned *)pa;
+        a[mi][1] = *(const unsigned *)(pa + 8 * LDS);
+        a[mi][2] = *(const unsigned *)(pa + 8);
+        a[mi][3] = *(const unsigned *)(pa + 8 * LDS + 8);
+      }
+#pragma unroll
+      for (int ni = 0; ni < NI; ++ni) {
+        const unsigned short *pb = Bs + (wn * WN + ni * 8 + g) * LDS + ks + 2 * t;
+        b[ni][0] = *(const unsigned *)pb;
+        b[ni][1] = *(const unsigned *)(pb + 8);
+      }
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+          mt_mma16816<DT>(acc[mi][ni], a[mi], b[ni]);
+    }
+    __syncthreads();
+  }
+
+  // Through shared memory, so that consecutive threads store consecutive pixels.
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < NI; ++ni) {
+      const int row = wm * 32 + mi * 16 + g, col = wn * WN + ni * 8 + 2 * t;
+      Cs[col * LDC + row] = acc[mi][ni][0];
+      Cs[(col + 1) * LDC + row] = acc[mi][ni][1];
+      Cs[col * LDC + row + 8] = acc[mi][ni][2];
+      Cs[(col + 1) * LDC + row + 8] = acc[mi][ni][3];
+    }
+  __syncthreads();
+  for (int idx = tid; idx < BM * BN; idx += blockDim.x) {
+    const int col = idx / BM, row = idx - col * BM;
+    const int gm = m0 + row, gn = n0 + col;
+    if (gm >= M || gn >= NC)
+      continue;
+    long long o;
+    if (MODE == 0) {
+      const int n = gm / PQ;
+      o = ((long long)n * K + gn) * PQ + (gm - n * PQ);
+    } else if (MODE == 1) {
+      const int n = gm / HW;
+      o = ((long long)n * C + gn) * HW + (gm - n * HW);
+    } else {
+      o = ((long long)blockIdx.z * K + gn) * M + gm; // partials [split][k][c r s]
+    }
+    float v = Cs[col * LDC + row];
+    if (accumulate)
+      v += mt_load(out, outType, o);
+    mt_store(out, outType, o, v);
+  }
+}
+
+)MTSRC";
+
+} // namespace
+
+std::string convGemmSource(const std::vector<ConvGemmConfig> &configs) {
+  std::string src = kConvTemplate;
+  for (const ConvGemmConfig &c : configs) {
+    const std::string args = std::to_string(int(c.mode)) + ", " +
+                             (c.dtype == plan::DType::BF16 ? "MT_BF16" : "MT_F16") + ", " +
+                             std::to_string(c.bn) + ", " + std::to_string(c.r) + ", " +
+                             std::to_string(c.s) + ", " + std::to_string(c.sh) + ", " +
+                             std::to_string(c.sw);
+    src += "extern \"C\" __global__ void __launch_bounds__(256) " + c.kernelName() +
+           "(const void *in0, const void *in1, void *out, int outType, int accumulate, int n, "
+           "int c, int h, int w, int k, int p, int q, int padH, int padW, int kTilesPerSplit) {\n"
+           "  mt_conv_gemm<" + args + ">((const unsigned short *)in0, (const unsigned short *)in1, "
+           "out, outType, accumulate, n, c, h, w, k, p, q, padH, padW, kTilesPerSplit);\n}\n";
+  }
+  return src;
+}
+
+} // namespace cuda
+} // namespace mantissa
