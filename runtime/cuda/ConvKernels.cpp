@@ -35,6 +35,9 @@ std::optional<ConvGemmConfig> convGemmConfigFor(const plan::Plan &plan, const pl
   for (int64_t v : {N * C * H * W, N * K * P * Q, K * C * R * S, ph + H, pw + W})
     if (v >= INT_MAX)
       return std::nullopt;
+  // The index tables mark a reduction index past the end with r = -30000.
+  if (H + 2 * ph >= 16384 || W + 2 * pw >= 16384)
+    return std::nullopt;
   ConvGemmConfig c;
   switch (k.kind()) {
   case plan::ConvKind::Forward:
@@ -138,19 +141,57 @@ static __device__ __forceinline__ void mt_conv_gemm(
   // consecutive elements) and a stride of 8 rows.
   const int kk = tid & 31, row0 = tid >> 5;
 
+  // Index tables, so that a gathered element costs an add, two bounds checks and a
+  // load instead of divisions: entry = {offset, r << 16 | s}; r = kBadR marks an index
+  // past the reduction (every bounds check then fails: H, W, P, Q < 2^14 on this path).
+  //  mode 0: per reduction index k = (c, r, s) of the next tile: c*H*W + r*W + s
+  //  mode 1 (stride 1): per k = (k', r, s): k'*P*Q - r*Q - s
+  //  mode 2: per GEMM row (c, r, s) of the block, once: c*H*W + r*W + s
+  const int kBadR = -30000;
+  __shared__ int2 ktab[2][BK];
+  __shared__ int2 rowtab[MODE == 2 ? BM : 1];
+  auto rsPack = [](int r, int s) { return (r << 16) | (s & 0xffff); };
+  auto buildKTable = [&](int kt) {
+    if (tid < BK) {
+      const int kg = kt * BK + tid;
+      int2 e = make_int2(0, rsPack(kBadR, 0));
+      if (kg < KD) {
+        const int c = kg / RS, rs = kg - c * RS, r = rs / S, s = rs - r * S;
+        e.x = MODE == 0 ? c * HW + r * W + s : c * PQ - r * Q - s;
+        e.y = rsPack(r, s);
+      }
+      ktab[kt & 1][tid] = e;
+    }
+  };
+  constexpr bool TABLE_A = MODE == 0 || (MODE == 1 && SH == 1 && SW == 1);
+  if (MODE == 2) {
+    for (int row = tid; row < BM; row += blockDim.x) {
+      const int crs = m0 + row;
+      int2 e = make_int2(0, rsPack(kBadR, 0));
+      if (crs < M) {
+        const int c = crs / RS, rs = crs - c * RS, r = rs / S, s = rs - r * S;
+        e = make_int2(c * HW + r * W + s, rsPack(r, s));
+      }
+      rowtab[row] = e;
+    }
+  }
+  const int aPix = MODE == 0 ? aBase + ay * W + ax : aBase + ay * Q + ax;
+
   unsigned short ra[16], rb[BROWS];
   auto load = [&](int kt) {
     const int kbase = kt * BK;
-    if (MODE == 0) {
+    if (TABLE_A) {
 #pragma unroll
       for (int i = 0; i < 16; ++i) {
-        const int kg = kbase + ak0 + 2 * i;
+        const int2 e = ktab[kt & 1][ak0 + 2 * i];
+        const int r = e.y >> 16, s = (short)(e.y & 0xffff);
         unsigned short v = 0;
-        if (aValid && kg < KD) {
-          const int c = kg / RS, rs = kg - c * RS, r = rs / S, s = rs - r * S;
-          const int y = ay + r, x = ax + s;
-          if ((unsigned)y < (unsigned)H && (unsigned)x < (unsigned)W)
-            v = in0[aBase + (c * H + y) * W + x];
+        if (MODE == 0) {
+          if (aValid && (unsigned)(ay + r) < (unsigned)H && (unsigned)(ax + s) < (unsigned)W)
+            v = in0[aPix + e.x];
+        } else {
+          if (aValid && (unsigned)(ay - r) < (unsigned)P && (unsigned)(ax - s) < (unsigned)Q)
+            v = in0[aPix + e.x];
         }
         ra[i] = v;
       }
@@ -173,24 +214,20 @@ static __device__ __forceinline__ void mt_conv_gemm(
     } else {
       const int kg = kbase + kk;
       const bool kv = kg < KD;
-      int n = 0, pq = 0, y0 = 0, x0 = 0;
+      int y0 = 0, x0 = 0, pix = 0;
       if (kv) {
-        n = kg / PQ;
-        pq = kg - n * PQ;
-        const int p = pq / Q, q = pq - p * Q;
+        const int n = kg / PQ, pq = kg - n * PQ, p = pq / Q, q = pq - p * Q;
         y0 = p * SH - ph;
         x0 = q * SW - pw;
+        pix = n * C * HW + y0 * W + x0;
       }
 #pragma unroll
       for (int i = 0; i < 16; ++i) {
-        const int crs = m0 + row0 + 8 * i;
+        const int2 e = rowtab[row0 + 8 * i];
+        const int r = e.y >> 16, s = (short)(e.y & 0xffff);
         unsigned short v = 0;
-        if (kv && crs < M) {
-          const int c = crs / RS, rs = crs - c * RS, r = rs / S, s = rs - r * S;
-          const int y = y0 + r, x = x0 + s;
-          if ((unsigned)y < (unsigned)H && (unsigned)x < (unsigned)W)
-            v = in0[((n * C + c) * H + y) * W + x];
-        }
+        if (kv && (unsigned)(y0 + r) < (unsigned)H && (unsigned)(x0 + s) < (unsigned)W)
+          v = in0[pix + e.x];
         ra[i] = v;
       }
     }
@@ -244,10 +281,16 @@ static __device__ __forceinline__ void mt_conv_gemm(
       for (int e = 0; e < 4; ++e)
         acc[mi][ni][e] = 0.0f;
 
-  if (kt0 < kt1)
+  if (kt0 < kt1) {
+    if (TABLE_A)
+      buildKTable(kt0);
+    __syncthreads(); // the tables
     load(kt0);
+  }
   for (int kt = kt0; kt < kt1; ++kt) {
     stash();
+    if (TABLE_A && kt + 1 < kt1)
+      buildKTable(kt + 1); // the other buffer: its last reader, load(kt - 1), is done
     __syncthreads();
     if (kt + 1 < kt1)
       load(kt + 1);
