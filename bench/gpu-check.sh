@@ -5,6 +5,7 @@
 #   2. mlp_digits trained on the GPU reaches >= 0.95 held-out accuracy;
 #   3. full-size unet (w32, L4, b16, 384^2) trains on the GPU with falling loss;
 #   4. a forced overflow is skipped on the GPU exactly as on the CPU;
+#   0. kernels load from the plan as CUBIN (sm_90), or JIT from PTX, or NVRTC at startup;
 # then (if --bench) the side-by-side benchmark against PyTorch (bench/gpu_bench.py).
 set -uo pipefail
 c=${1:-.carry}; out=${2:-gpu-results}; shift 2 || true
@@ -13,6 +14,14 @@ export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 run=$c/bin/mantissa-run
 fail=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
+
+echo "== 0. kernels: CUBIN from the plan, PTX JIT, NVRTC at startup (MANTISSA_VERBOSE=1)"
+for k in check-mlp_digits-fp16:"CUBIN sm_90" kernels-sm80:"JIT-compiles its PTX" kernels-none:"compiled by NVRTC at startup"; do
+  plan=${k%%:*} want=${k#*:}
+  MANTISSA_VERBOSE=1 "$c/bin/cuda_vs_cpu" "$c/plans/$plan.plan" --steps 1 --tol 2e-3 --atol 1e-6 > "$out/kernels-$plan.txt" 2>&1
+  rc=$?; line=$(grep -m1 "mantissa cuda:" "$out/kernels-$plan.txt")
+  if [ $rc = 0 ] && grep -q "$want" <<<"$line"; then echo "PASS $plan: $line"; else echo "FAIL $plan (rc $rc, want '$want'): $line"; tail -5 "$out/kernels-$plan.txt"; fail=1; fi
+done
 
 echo "== 1. one step, CUDA vs CPU (L2-normwise relative error of the loss and every persistent tensor)"
 for prec in fp32 fp16 bf16; do

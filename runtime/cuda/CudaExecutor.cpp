@@ -25,6 +25,7 @@
 #include "runtime/backend/Executor.h"
 #include "runtime/cuda/CudaKernelSource.h"
 #include "runtime/cuda/ElementwiseCodegen.h"
+#include "runtime/cuda/KernelLoader.h"
 #include "runtime/cuda/Nvrtc.h"
 
 #include "common/Error.h"
@@ -204,6 +205,7 @@ private:
   void initDevice();
   void allocateTensors();
   void compileKernels();
+  void loadKernelsFromPlan(const std::map<std::string, std::string> &elementwise);
   void prepareFunctions();
   Launch prepareStep(const plan::Step &step, int site, ScratchLayout &sl);
   Launch prepareElementwise(const plan::Elementwise &k);
@@ -490,6 +492,11 @@ void CudaExecutor::compileKernels() {
       stepGeometry_[step] = std::move(ek);
     }
   }
+  if (plan_->cuda()) { // compiled ahead of time (KernelLoader.h)
+    loadKernelsFromPlan(bodies);
+    return;
+  }
+  // A plan compiled with --arch none: NVRTC now, for this GPU.
   std::vector<CompileUnit> units;
   units.push_back({"mantissa_fixed.cu", std::string(cudaPrelude()) + fixedKernelSource()});
   std::vector<std::vector<std::string>> unitKernels(1);
@@ -532,6 +539,36 @@ void CudaExecutor::compileKernels() {
 #define MANTISSA_FIXED_KERNEL(name, ...) get(fixed_.name, #name);
 #include "runtime/cuda/FixedKernels.def"
   description_ += ", kernels: " + modules[0].target + (modules[0].ptx ? " PTX" : " CUBIN");
+  if (std::string(envOr("MANTISSA_VERBOSE", "0")) != "0")
+    std::fprintf(stderr, "mantissa cuda: kernels compiled by %s at startup for %s (the plan has none)\n",
+                 nvrtcVersionString().c_str(), modules[0].target.c_str());
+}
+
+void CudaExecutor::loadKernelsFromPlan(const std::map<std::string, std::string> &elementwise) {
+  LoadedKernels loaded = loadPlanKernels(plan_.plan(), arch_, plan_.name(), libraries_);
+  const std::string how = describeLoadedKernels(loaded, arch_);
+  description_ += ", " + how;
+  if (loaded.ptxModules) // the JIT costs time at every start: say so once
+    std::fprintf(stderr, "mantissa cuda: note: the plan has no CUBIN for sm_%d; the driver "
+                 "JIT-compiles its PTX (%s)\n", arch_, loaded.ptxArch.c_str());
+  else if (std::string(envOr("MANTISSA_VERBOSE", "0")) != "0")
+    std::fprintf(stderr, "mantissa cuda: %s\n", how.c_str());
+  auto find = [&](const std::string &name) {
+    auto it = loaded.byEntry.find(name);
+    if (it == loaded.byEntry.end())
+      throw Error(plan_.name() + ": the plan has no compiled kernel " + name +
+                  " (it was compiled by a different code generator); recompile it with this "
+                  "version of mantissa");
+    return it->second;
+  };
+  for (const auto &kv : elementwise)
+    elementwise_[kv.first] = find(kv.first);
+  auto set = [&](auto &ref, const char *entry) {
+    ref.fn = find(entry);
+    ref.name = entry;
+  };
+#define MANTISSA_FIXED_KERNEL(name, ...) set(fixed_.name, #name);
+#include "runtime/cuda/FixedKernels.def"
 }
 
 void CudaExecutor::prepareFunctions() {

@@ -8,7 +8,7 @@
 // RUN: mantissa compile %models/mlp_digits.mlir -o %t.fp16.plan --precision fp16
 // RUN: mantissa inspect %t.fp16.plan | FileCheck %s --check-prefix=FP16
 
-// CHECK:      plan version 3
+// CHECK:      plan version 4
 // CHECK:        Temp: 33 tensors, 168856 elements, 675424 bytes
 // CHECK:      memory: peak 323884 bytes = temps 202752 + persistent 104492 + inputs 16640 (plan peak_bytes 323884)
 // CHECK-NEXT:   temp arena: 202752 bytes for 675424 bytes of temps sharing it by liveness (30%)

@@ -7,7 +7,9 @@
 #include "common/ScalarOp.h"
 #include "runtime/backend/Executor.h"
 #include "runtime/cpu/CpuBackend.h"
+#include "runtime/cuda/AotKernels.h"
 #include "runtime/cuda/CudaKernelSource.h"
+#include "runtime/cuda/KernelCache.h"
 #include "runtime/cuda/ElementwiseCodegen.h"
 #include "runtime/cuda/Nvrtc.h"
 
@@ -18,7 +20,9 @@
 #include <sstream>
 #include <cstdlib>
 #include <dirent.h>
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <regex>
 #include <set>
@@ -237,71 +241,192 @@ TEST(CudaCodegen, IdenticalProgramsShareAKernel) {
 
 //===--- (b) NVRTC compiles every kernel (no GPU needed) ---------------------------===//
 
-/// Every elementwise kernel of `plans` plus the fixed kernels, compiled for `arch`.
-void compileAll(const std::vector<const LoadedPlan *> &plans, int arch) {
-  std::map<std::string, std::string> bodies;
-  for (const LoadedPlan *lp : plans)
-    for (const plan::Function *fn : *lp->plan().functions())
-      if (fn->steps())
-        for (const plan::Step *s : *fn->steps())
-          if (s->kernel_type() == plan::Kernel::Elementwise) {
-            auto k = cuda::generateElementwise(lp->plan(), *s->kernel_as_Elementwise());
-            bodies[k.name] = k.source;
-          }
-  std::vector<cuda::CompileUnit> units = {
-      {"fixed.cu", std::string(cuda::cudaPrelude()) + cuda::fixedKernelSource()}};
-  cuda::CompileUnit ew{"elementwise.cu", cuda::cudaPrelude()};
-  for (auto &b : bodies)
-    ew.source += "\n" + b.second;
-  units.push_back(ew);
-  std::vector<cuda::CompiledModule> mods = cuda::compileCudaParallel(units, arch);
-  ASSERT_EQ(mods.size(), 2u);
-  for (auto &m : mods) {
-    EXPECT_FALSE(m.ptx);
-    EXPECT_EQ(m.target, "sm_" + std::to_string(arch));
-    EXPECT_GT(m.image.size(), 1000u);
+/// A fresh, empty folder for an NVRTC cache (removed by the caller).
+std::string freshDir(const std::string &tag) {
+  std::string tmpl = (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : "/tmp") +
+                     "/mantissa-" + tag + "-XXXXXX";
+  if (!mkdtemp(&tmpl[0]))
+    throw Error("mkdtemp failed");
+  return tmpl;
+}
+
+/// The kernels a plan carries (Plan.cuda) are what the CUDA executor needs: every
+/// module the code generator derives from the plan's steps (planModules, what the
+/// executor looks up), each with a CUBIN (an ELF image naming every entry point) for
+/// each of `archs` and PTX (with an .entry for each) of the oldest.
+void checkPlanKernels(const LoadedPlan &lp, const std::vector<std::string> &archs) {
+  const plan::CudaCode *code = lp->cuda();
+  ASSERT_NE(code, nullptr) << lp.name() << ": no compiled kernels";
+  std::map<std::string, const plan::CudaKernel *> byName;
+  for (const plan::CudaKernel *k : *code->kernels())
+    byName[k->name()->str()] = k;
+  std::vector<std::string> planArchs;
+  for (const fb::String *a : *code->archs())
+    planArchs.push_back(a->str());
+  EXPECT_EQ(planArchs, archs) << lp.name();
+  std::vector<cuda::ModuleSource> modules = cuda::planModules(lp.plan());
+  EXPECT_EQ(byName.size(), modules.size()) << lp.name() << ": one module per distinct kernel";
+  std::set<std::string> hashes;
+  for (const cuda::ModuleSource &m : modules) {
+    auto it = byName.find(m.name);
+    ASSERT_NE(it, byName.end()) << lp.name() << ": no compiled module " << m.name;
+    const plan::CudaKernel *k = it->second;
+    EXPECT_EQ(k->source()->str(), m.source) << m.name;
+    EXPECT_TRUE(hashes.insert(k->source_hash()->str()).second) << "duplicate source " << m.name;
+    ASSERT_EQ(k->cubins()->size(), archs.size()) << m.name;
+    for (size_t a = 0; a < archs.size(); ++a) {
+      const plan::CudaCubin *c = k->cubins()->Get(fb::uoffset_t(a));
+      EXPECT_EQ(c->arch()->str(), archs[a]) << m.name;
+      std::string image(c->image()->begin(), c->image()->end());
+      EXPECT_EQ(image.compare(0, 4, "\x7f" "ELF"), 0) << m.name << " " << archs[a];
+      for (const std::string &entry : m.entries)
+        EXPECT_NE(image.find(entry), std::string::npos) << entry << " not in the " << archs[a] << " CUBIN";
+    }
+    ASSERT_NE(k->ptx(), nullptr) << m.name;
+    EXPECT_EQ(k->ptx_arch()->str(), "compute_" + archs.back().substr(3)) << m.name;
+    for (const std::string &entry : m.entries)
+      EXPECT_NE(k->ptx()->str().find(".entry " + entry), std::string::npos) << entry << " not in the PTX";
   }
-  // Every kernel name is in the CUBIN's symbol table.
-  std::string fixedImage(mods[0].image.begin(), mods[0].image.end());
-  int count = 0;
-  const char *const *names = cuda::fixedKernelNames(&count);
-  for (int i = 0; i < count; ++i)
-    EXPECT_NE(fixedImage.find(names[i]), std::string::npos) << names[i];
-  std::string ewImage(mods[1].image.begin(), mods[1].image.end());
-  for (auto &b : bodies)
-    EXPECT_NE(ewImage.find(b.first), std::string::npos) << b.first;
 }
 
 std::vector<uint8_t> kernelZooPlan(); // every fixed kernel kind (defined below)
 
+/// `bytes` with kernels for sm_90 and sm_80 (the oldest, so PTX compute_80), through
+/// a cache in `cacheDir` (CTest gives the build tree's: most modules then compile
+/// once per build, not once per run).
+std::vector<uint8_t> compileForTwoArchs(const std::vector<uint8_t> &bytes, const std::string &cacheDir,
+                                        cuda::AotStats *stats) {
+  cuda::KernelCache cache(cacheDir);
+  return cuda::addCompiledKernels(bytes, cuda::parseArchList("sm_90,sm_80"), &cache, stats);
+}
+
 TEST(CudaNvrtc, CompilesEveryKernelForSm90AndSm80) {
-  LoadedPlan ew = LoadedPlan::fromBytes(elementwisePlan(), "ew.plan");
-  LoadedPlan zoo = LoadedPlan::fromBytes(kernelZooPlan(), "zoo.plan");
-  for (int arch : {90, 80})
-    compileAll({&ew, &zoo}, arch);
+  for (auto [bytes, name] : {std::pair(elementwisePlan(), "ew.plan"), std::pair(kernelZooPlan(), "zoo.plan")}) {
+    cuda::AotStats stats;
+    LoadedPlan lp = LoadedPlan::fromBytes(compileForTwoArchs(bytes, cuda::KernelCache::defaultDir(), &stats), name);
+    checkPlanKernels(lp, {"sm_90", "sm_80"});
+    EXPECT_EQ(stats.compiles, 3 * stats.modules); // sm_90, sm_80, compute_80
+  }
+}
+
+/// A small plan of two elementwise kernels, and its modules without the fixed kernels
+/// (which take NVRTC seconds per target): what the cache and verifier tests compile.
+std::pair<std::vector<uint8_t>, std::vector<cuda::ModuleSource>> smallPlanAndModules() {
+  PlanMaker pm;
+  int a = pm.tensor("a", plan::DType::F32, {8, 3});
+  int oa = pm.tensor("oa", plan::DType::F16, {8, 3}, plan::Role::Temp);
+  int ob = pm.tensor("ob", plan::DType::F32, {8, 3}, plan::Role::Temp);
+  pm.elementwise("relu", {8, 3}, {{a, {3, 1}}}, {load(0), op(ScalarOp::Relu, 0)}, {oa}, {1});
+  pm.elementwise("neg", {8, 3}, {{a, {3, 1}}}, {load(0), op(ScalarOp::Neg, 0)}, {ob}, {1});
+  std::vector<uint8_t> bytes = pm.finish();
+  std::vector<cuda::ModuleSource> modules = cuda::planModules(*plan::GetPlan(bytes.data()));
+  EXPECT_EQ(modules.size(), 3u);
+  EXPECT_EQ(modules[0].name, cuda::kFixedModuleName);
+  EXPECT_EQ(modules[1].fuses, std::vector<std::string>{"Relu"});
+  modules.erase(modules.begin());
+  return {bytes, modules};
+}
+
+TEST(CudaNvrtc, ASecondCompileHitsTheCache) {
+  const std::string dir = freshDir("nvrtc-cache");
+  auto [bytes, modules] = smallPlanAndModules();
+  const std::vector<int> archs = {90, 80};
+  auto compile = [&](cuda::AotStats &stats) {
+    cuda::KernelCache cache(dir);
+    return cuda::withCudaCode(bytes, cuda::compileModules(modules, archs, &cache, &stats));
+  };
+  cuda::AotStats first, second, third;
+  std::vector<uint8_t> a = compile(first);
+  std::vector<uint8_t> b = compile(second);
+  EXPECT_EQ(first.compiles, 6u);
+  EXPECT_EQ(first.cacheHits, 0u);
+  EXPECT_EQ(second.cacheHits, second.compiles);
+  EXPECT_EQ(a, b) << "the cached images are the ones NVRTC wrote";
+  // One file per (module, target); a damaged entry is ignored and rewritten.
+  size_t files = 0;
+  for (auto &e : std::filesystem::directory_iterator(dir))
+    if (++files == 1)
+      std::ofstream(e.path(), std::ios::trunc) << "garbage";
+  EXPECT_EQ(files, first.compiles);
+  EXPECT_EQ(compile(third), a);
+  EXPECT_EQ(third.cacheHits, third.compiles - 1);
+  std::filesystem::remove_all(dir);
+}
+
+/// The plan's loader rejects a damaged kernel table with a message naming the kernel.
+TEST(CudaNvrtc, TheVerifierRejectsACorruptKernelTable) {
+  auto [bytes, modules] = smallPlanAndModules();
+  std::vector<uint8_t> good = cuda::withCudaCode(bytes, cuda::compileModules(modules, {90, 80}, nullptr, nullptr));
+  auto damaged = [&](const std::function<void(plan::PlanT &)> &damage) {
+    std::unique_ptr<plan::PlanT> p(plan::GetPlan(good.data())->UnPack());
+    damage(*p);
+    fb::FlatBufferBuilder b;
+    b.Finish(plan::Plan::Pack(b, p.get()), plan::PlanIdentifier());
+    try {
+      LoadedPlan::fromBytes(std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize()),
+                            "bad.plan");
+    } catch (const Error &e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NO_THROW(LoadedPlan::fromBytes(good, "good.plan"));
+  EXPECT_EQ(damaged([](plan::PlanT &) {}), "no error");
+  std::string m = damaged([](plan::PlanT &p) { p.cuda->kernels[1]->source += " "; });
+  EXPECT_NE(m.find("bad.plan: cuda kernel 1 '"), std::string::npos) << m;
+  EXPECT_NE(m.find("does not match its source"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->prelude += " "; });
+  EXPECT_NE(m.find("does not match its source"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->kernels[0]->cubins[0]->image.resize(10); });
+  EXPECT_NE(m.find("the CUBIN for sm_90 is not an ELF image (10 bytes)"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->kernels[0]->cubins.pop_back(); });
+  EXPECT_NE(m.find("CUBINs for 1 of the plan's 2 architectures"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->kernels[0]->cubins[1]->arch = "sm_75"; });
+  EXPECT_NE(m.find("CUBIN for 'sm_75', which is not one of the plan's architectures"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->kernels[1]->name = p.cuda->kernels[0]->name; });
+  EXPECT_NE(m.find("appears twice"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->archs[1] = "sm80"; });
+  EXPECT_NE(m.find("architecture 'sm80' is not like sm_90"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->kernels[0]->ptx = "garbage"; });
+  EXPECT_NE(m.find("the PTX has no .entry"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->kernels[0]->ptx_arch = "sm_80"; });
+  EXPECT_NE(m.find("ptx_arch 'sm_80' is not like compute_80"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->kernels[0]->entries.clear(); });
+  EXPECT_NE(m.find("'entries'"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->nvrtc_version.clear(); });
+  EXPECT_NE(m.find("nvrtc_version"), std::string::npos) << m;
+}
+
+TEST(CudaNvrtc, ArchListsAreChecked) {
+  EXPECT_EQ(cuda::parseArchList("sm_90,sm_80,sm_90"), (std::vector<int>{90, 80}));
+  for (const char *bad : {"", "sm90", "sm_90,", "sm_9x", "compute_90", "sm_1"}) {
+    try {
+      cuda::parseArchList(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const Error &e) {
+      EXPECT_NE(std::string(e.what()).find("--arch"), std::string::npos) << e.what();
+    }
+  }
 }
 
 // The zoo's plans, when the build has them (MANTISSA_TEST_PLAN_DIR: a folder of .plan
-// files, e.g. what `mantissa compile` wrote for models/): every elementwise kernel.
-TEST(CudaNvrtc, CompilesThePlansOfAFolder) {
+// files written by `mantissa compile --arch sm_90,sm_80`, as test/unit/cuda/zoo_kernels.sh
+// does for every zoo model and precision): every plan carries all its kernels.
+TEST(CudaNvrtc, ThePlansOfAFolderCarryTheirKernels) {
   const char *dir = std::getenv("MANTISSA_TEST_PLAN_DIR");
   if (!dir || !*dir)
     GTEST_SKIP() << "MANTISSA_TEST_PLAN_DIR not set";
-  std::vector<std::unique_ptr<LoadedPlan>> plans;
-  if (DIR *d = opendir(dir)) {
-    while (dirent *e = readdir(d)) {
-      std::string name = e->d_name;
-      if (name.size() > 5 && name.substr(name.size() - 5) == ".plan")
-        plans.push_back(std::make_unique<LoadedPlan>(LoadedPlan::load(std::string(dir) + "/" + name)));
-    }
-    closedir(d);
+  size_t count = 0;
+  for (auto &e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() != ".plan")
+      continue;
+    LoadedPlan lp = LoadedPlan::load(e.path().string());
+    checkPlanKernels(lp, {"sm_90", "sm_80"});
+    ++count;
   }
-  if (plans.empty())
+  if (count == 0)
     GTEST_SKIP() << "no .plan files in " << dir;
-  std::vector<const LoadedPlan *> ptrs;
-  for (auto &p : plans)
-    ptrs.push_back(p.get());
-  compileAll(ptrs, 90);
+  std::printf("checked the kernels of %zu plans\n", count);
 }
 
 TEST(CudaNvrtc, CompileErrorsQuoteTheSourceLine) {
