@@ -186,21 +186,5 @@ std::unique_ptr<plan::CudaCodeT> compileModules(const std::vector<ModuleSource> 
   return code;
 }
 
-std::vector<uint8_t> withCudaCode(const std::vector<uint8_t> &planBytes,
-                                  std::unique_ptr<plan::CudaCodeT> code) {
-  std::unique_ptr<plan::PlanT> planT(plan::GetPlan(planBytes.data())->UnPack());
-  planT->cuda = std::move(code);
-  flatbuffers::FlatBufferBuilder b(planBytes.size() + (size_t(1) << 20));
-  b.Finish(plan::Plan::Pack(b, planT.get()), plan::PlanIdentifier());
-  return std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
-}
-
-std::vector<uint8_t> addCompiledKernels(const std::vector<uint8_t> &planBytes,
-                                        const std::vector<int> &archs, KernelCache *cache,
-                                        AotStats *stats) {
-  std::vector<ModuleSource> modules = planModules(*plan::GetPlan(planBytes.data()));
-  return withCudaCode(planBytes, compileModules(modules, archs, cache, stats));
-}
-
 } // namespace cuda
 } // namespace mantissa

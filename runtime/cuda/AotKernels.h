@@ -5,8 +5,11 @@
 // gives every module's CUDA C++, NVRTC compiles it to CUBIN for each architecture and
 // to PTX for the oldest (compute_XX, which the driver JIT-compiles on any newer GPU),
 // through the on-disk cache (KernelCache.h), and the result is stored in the plan
-// (Plan.cuda, mantissa_plan.fbs). One module per distinct elementwise kernel, one
-// for the fixed kernels; identical sources are one module.
+// (Plan.cuda, mantissa_plan.fbs) by emit-plan (PlanConfig::cuda: the plan is emitted
+// once to derive the modules, then again with them; FlatBuffers' object API cannot
+// round-trip a whole plan, as it drops empty vectors that the plan gives meaning).
+// One module per distinct elementwise kernel, one for the fixed kernels; identical
+// sources are one module.
 //===----------------------------------------------------------------------===//
 #pragma once
 
@@ -56,16 +59,6 @@ struct AotStats {
 std::unique_ptr<plan::CudaCodeT> compileModules(const std::vector<ModuleSource> &modules,
                                                 const std::vector<int> &archs, KernelCache *cache,
                                                 AotStats *stats);
-
-/// `planBytes` with Plan.cuda set to `code`.
-std::vector<uint8_t> withCudaCode(const std::vector<uint8_t> &planBytes,
-                                  std::unique_ptr<plan::CudaCodeT> code);
-
-/// compileModules(planModules(plan)) stored in the plan: `planBytes` (a plan without kernels) with Plan.cuda filled in for `archs`.
-/// `cache` may be null (no cache).
-std::vector<uint8_t> addCompiledKernels(const std::vector<uint8_t> &planBytes,
-                                        const std::vector<int> &archs, KernelCache *cache,
-                                        AotStats *stats);
 
 } // namespace cuda
 } // namespace mantissa

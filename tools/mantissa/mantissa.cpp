@@ -324,13 +324,21 @@ int compileMain(int argc, char **argv) {
     return 1;
 #ifdef MANTISSA_HAVE_NVRTC
   if (!archs.empty()) {
+    // The kernels come from the emitted plan (the code generator reads plans), so the
+    // plan is emitted a second time with them.
     mantissa::cuda::KernelCache cache(mantissa::cuda::KernelCache::defaultDir());
     mantissa::cuda::AotStats stats;
+    std::unique_ptr<mantissa::plan::CudaCodeT> code;
     try {
-      *bytes = mantissa::cuda::addCompiledKernels(*bytes, archs, &cache, &stats);
+      code = mantissa::cuda::compileModules(
+          mantissa::cuda::planModules(*mantissa::plan::GetPlan(bytes->data())), archs, &cache, &stats);
     } catch (const mantissa::Error &e) {
       return fail(std::string("compiling the kernels: ") + e.what());
     }
+    config.cuda = code.get();
+    bytes = mantissa::emitPlan(*module, config);
+    if (failed(bytes))
+      return 1;
     if (o.verbose)
       llvm::errs() << "kernels: " << stats.modules << " modules for " << o.arch << " + PTX, "
                    << stats.compiles << " compilations, " << stats.cacheHits << " from the cache ("
