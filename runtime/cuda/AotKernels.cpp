@@ -12,9 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <exception>
 #include <map>
-#include <thread>
 
 namespace mantissa {
 namespace cuda {
@@ -32,28 +30,6 @@ std::vector<std::string> fusedOps(const plan::Elementwise &k) {
         ops.push_back(scalarOpName(op));
     }
   return ops;
-}
-
-/// Runs f(i) for i in [0, n) on all cores; the first error is rethrown.
-template <class F> void parallelFor(size_t n, F f) {
-  std::vector<std::exception_ptr> errors(n);
-  unsigned workers = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), unsigned(n)));
-  std::vector<std::thread> threads;
-  for (unsigned w = 0; w < workers; ++w)
-    threads.emplace_back([&, w] {
-      for (size_t i = w; i < n; i += workers) {
-        try {
-          f(i);
-        } catch (...) {
-          errors[i] = std::current_exception();
-        }
-      }
-    });
-  for (auto &t : threads)
-    t.join();
-  for (auto &e : errors)
-    if (e)
-      std::rethrow_exception(e);
 }
 
 } // namespace

@@ -3,7 +3,9 @@
 
 #include "common/Error.h"
 
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 
 namespace mantissa {
 namespace cuda {
@@ -47,12 +49,17 @@ LoadedKernels loadPlanKernels(const plan::Plan &plan, int arch, const std::strin
       for (const plan::CudaCubin *c : *k->cubins())
         if (c->arch()->str() == sm)
           cubin = c;
-    const void *image = nullptr;
+    // A copy at 8-byte alignment: FlatBuffers aligns a byte vector to 4 only, and
+    // the ELF loader reads 8-byte fields. PTX is NUL-terminated text, as it must be.
+    const char *bytes = nullptr;
+    size_t size = 0;
     if (cubin) {
-      image = cubin->image()->data();
+      bytes = reinterpret_cast<const char *>(cubin->image()->data());
+      size = cubin->image()->size();
       ++out.cubinModules;
     } else if (ptxRunsOn(*k, arch)) {
-      image = k->ptx()->c_str(); // NUL-terminated, as cudaLibraryLoadData wants PTX
+      bytes = k->ptx()->c_str();
+      size = k->ptx()->size() + 1;
       ++out.ptxModules;
       out.ptxArch = k->ptx_arch()->str();
     } else {
@@ -60,8 +67,10 @@ LoadedKernels loadPlanKernels(const plan::Plan &plan, int arch, const std::strin
                   ") can run: the plan has " + whatThePlanHas(*k) +
                   "; recompile with `mantissa compile --arch " + sm + "`");
     }
+    std::vector<uint64_t> image((size + 7) / 8);
+    std::memcpy(image.data(), bytes, size);
     cudaLibrary_t lib = nullptr;
-    check(cudaLibraryLoadData(&lib, image, nullptr, nullptr, 0, nullptr, nullptr, 0),
+    check(cudaLibraryLoadData(&lib, image.data(), nullptr, nullptr, 0, nullptr, nullptr, 0),
           planName + ": cudaLibraryLoadData(" + k->name()->str() + ", " +
               (cubin ? "CUBIN " + sm : "PTX " + k->ptx_arch()->str()) + ")");
     libraries.push_back(lib);

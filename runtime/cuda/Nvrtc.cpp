@@ -134,17 +134,16 @@ CompiledModule compileCudaFor(const CompileUnit &unit, const std::string &target
   return out;
 }
 
-std::vector<CompiledModule> compileCudaParallel(const std::vector<CompileUnit> &units, int arch) {
-  std::vector<CompiledModule> results(units.size());
-  std::vector<std::exception_ptr> errors(units.size());
-  unsigned workers = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(),
-                                                     unsigned(units.size())));
+void parallelFor(size_t n, const std::function<void(size_t)> &job) {
+  std::vector<std::exception_ptr> errors(n);
+  unsigned workers =
+      std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), unsigned(n)));
   std::vector<std::thread> threads;
   for (unsigned w = 0; w < workers; ++w)
     threads.emplace_back([&, w] {
-      for (size_t i = w; i < units.size(); i += workers) {
+      for (size_t i = w; i < n; i += workers) {
         try {
-          results[i] = compileCuda(units[i], arch);
+          job(i);
         } catch (...) {
           errors[i] = std::current_exception();
         }
@@ -155,6 +154,11 @@ std::vector<CompiledModule> compileCudaParallel(const std::vector<CompileUnit> &
   for (auto &e : errors)
     if (e)
       std::rethrow_exception(e);
+}
+
+std::vector<CompiledModule> compileCudaParallel(const std::vector<CompileUnit> &units, int arch) {
+  std::vector<CompiledModule> results(units.size());
+  parallelFor(units.size(), [&](size_t i) { results[i] = compileCuda(units[i], arch); });
   return results;
 }
 

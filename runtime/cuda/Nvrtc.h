@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,10 @@ const std::vector<std::string> &nvrtcOptions();
 
 /// Whether this NVRTC compiles CUBIN for sm_<arch>.
 bool nvrtcSupportsArch(int arch);
+
+/// Runs job(i) for i in [0, n) on all cores (NVRTC is thread-safe); the first error
+/// (by index) is rethrown after all have run.
+void parallelFor(size_t n, const std::function<void(size_t)> &job);
 
 /// Compiles several units in parallel threads (NVRTC is thread-safe); results in order.
 std::vector<CompiledModule> compileCudaParallel(const std::vector<CompileUnit> &units, int arch);

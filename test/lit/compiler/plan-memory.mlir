@@ -19,7 +19,7 @@
 // CHECK:        t9 Temp - f32[64x128] offset 0
 // CHECK:        t40 Temp - f32[64x10] offset 0
 // CHECK-NEXT:   t41 Temp - f32[] offset 2560
-// CHECK-NEXT: function train_step:
+// CHECK-NEXT: kernels: {{[0-9]+}} modules
 
 // FP16:        Temp: 59 tensors, 257337 elements, 623548 bytes
 // FP16:      memory: peak 263988 bytes = temps 142848 + persistent 104500 + inputs 16640 (plan peak_bytes 263988)

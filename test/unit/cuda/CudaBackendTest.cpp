@@ -596,6 +596,48 @@ TEST(CudaExecutor, ElementwiseMatchesCpu) {
   compareWithCpu(elementwisePlan(), "ew.plan", 3, 2e-6, 8e-3);
 }
 
+// Kernels compiled ahead of time (Plan.cuda): CUBIN of the device's architecture,
+// and PTX JIT-compiled by the driver for a plan that has no CUBIN for it.
+TEST(CudaExecutor, KernelsFromThePlanMatchCpu) {
+  std::vector<uint8_t> bytes = elementwisePlan();
+  cuda::KernelCache cache(cuda::KernelCache::defaultDir());
+  const std::vector<cuda::ModuleSource> modules = cuda::planModules(*plan::GetPlan(bytes.data()));
+  compareWithCpu(withCudaCode(bytes, cuda::compileModules(modules, {90, 80}, &cache, nullptr)),
+                 "ew-aot.plan", 3, 2e-6, 8e-3);
+  // sm_80 only: on any other GPU the PTX (compute_80) is JIT-compiled.
+  compareWithCpu(withCudaCode(bytes, cuda::compileModules(modules, {80}, &cache, nullptr)),
+                 "ew-aot-sm80.plan", 3, 2e-6, 8e-3);
+}
+
+TEST(CudaExecutor, APlanWithNoKernelTheGpuCanRunIsOneError) {
+  std::vector<uint8_t> bytes = elementwisePlan();
+  cuda::KernelCache cache(cuda::KernelCache::defaultDir());
+  // A CUBIN for sm_80 only and no PTX: no use to any GPU but an sm_80 one.
+  std::unique_ptr<plan::CudaCodeT> code =
+      cuda::compileModules(cuda::planModules(*plan::GetPlan(bytes.data())), {80}, &cache, nullptr);
+  for (auto &k : code->kernels) {
+    k->ptx.clear();
+    k->ptx_arch.clear();
+  }
+  LoadedPlan lp = LoadedPlan::fromBytes(withCudaCode(bytes, std::move(code)), "sm80-only.plan");
+  std::string reason;
+  std::unique_ptr<Executor> exec;
+  try {
+    exec = makeCudaExecutor(lp);
+  } catch (const Error &e) {
+    reason = e.what();
+  }
+  if (reason.find("no CUDA device") != std::string::npos)
+    GTEST_SKIP() << reason;
+  if (exec && exec->deviceDescription().find("compute capability 8.0") != std::string::npos)
+    GTEST_SKIP() << "the GPU is an sm_80: the plan runs";
+  EXPECT_EQ(exec, nullptr);
+  EXPECT_NE(reason.find("sm80-only.plan: kernel mantissa_fixed has no code this GPU (sm_"),
+            std::string::npos) << reason;
+  EXPECT_NE(reason.find("can run: the plan has CUBIN sm_80; recompile with `mantissa compile --arch sm_"),
+            std::string::npos) << reason;
+}
+
 std::vector<uint8_t> gemmPlan() {
   PlanMaker pm;
   auto &b = pm.builder();
