@@ -10,6 +10,7 @@
 set -uo pipefail
 c=${1:-.carry}; out=${2:-gpu-results}; shift 2 || true
 mkdir -p "$out"
+[ -d "$c/plans" ] || tar xzf "$c/plans.tgz" -C "$c" # packed by gpu-prepare.sh
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 run=$c/bin/mantissa-run
 fail=0

@@ -32,5 +32,9 @@ m compile --arch sm_90 $c/unet.mlir --precision fp16 --optimizer adam --lr 0.001
 m compile models/mlp_digits.mlir --precision fp16 --arch sm_80 -o $c/plans/kernels-sm80.plan
 m compile models/mlp_digits.mlir --precision fp16 --arch none -o $c/plans/kernels-none.plan
 du -h $c/plans/bench-unet-fp16.plan
+# Plans with kernels are ~1 MB each (mostly the fixed kernels' CUBIN and PTX, the same
+# in every plan) and gzip 5x: packed, so that .carry stays under the device tool's
+# 64 MiB carry limit. gpu-check.sh and gpu_bench.py unpack them.
+tar czf $c/plans.tgz -C $c plans && rm -rf $c/plans
 cp bench/gpu-check.sh bench/gpu_bench.py bench/torch_models.py $c/
 du -sh $c

@@ -3,8 +3,8 @@
 // Runs a verified plan on one GPU: every tensor in device memory in its own dtype,
 // elementwise steps as generated kernels, GEMMs and convolutions (im2col/col2im)
 // through cuBLAS with fp32 accumulation, the other kernels from FixedKernels.cpp.
-// Everything is compiled by NVRTC when the executor is created (see
-// CudaKernelSource.h) and loaded with the runtime API's cudaLibraryLoadData: the
+// Kernels come compiled in the plan (KernelLoader.h; NVRTC at creation only for a plan
+// without them, see CudaKernelSource.h), loaded with the runtime API's cudaLibraryLoadData: the
 // plugin links the CUDA runtime statically and never the driver library, which the
 // runtime finds itself (so a machine without a driver gets a clear error, not a
 // loader failure).
@@ -20,7 +20,7 @@
 // (write the generated CUDA sources and the step-to-kernel map there),
 // MANTISSA_CUDA_DEVICE=n (which GPU), MANTISSA_CUDA_CONV_WORKSPACE_MB (im2col budget),
 // MANTISSA_CUDA_PROFILE=1 (time every step with events, no graphs; a table on stderr
-// when the executor is destroyed).
+// when the executor is destroyed), MANTISSA_VERBOSE=1 (say once how kernels were loaded).
 //===----------------------------------------------------------------------===//
 #include "runtime/backend/Executor.h"
 #include "runtime/cuda/CudaKernelSource.h"
@@ -492,11 +492,6 @@ void CudaExecutor::compileKernels() {
       stepGeometry_[step] = std::move(ek);
     }
   }
-  if (plan_->cuda()) { // compiled ahead of time (KernelLoader.h)
-    loadKernelsFromPlan(bodies);
-    return;
-  }
-  // A plan compiled with --arch none: NVRTC now, for this GPU.
   std::vector<CompileUnit> units;
   units.push_back({"mantissa_fixed.cu", std::string(cudaPrelude()) + fixedKernelSource()});
   std::vector<std::vector<std::string>> unitKernels(1);
@@ -518,6 +513,11 @@ void CudaExecutor::compileKernels() {
       std::ofstream(dumpDir_ + "/" + u.name) << u.source;
     std::ofstream(dumpDir_ + "/steps.txt") << manifest.str();
   }
+  if (plan_->cuda()) { // compiled ahead of time (KernelLoader.h)
+    loadKernelsFromPlan(bodies);
+    return;
+  }
+  // A plan compiled with --arch none: NVRTC now, for this GPU.
   std::vector<CompiledModule> modules = compileCudaParallel(units, arch_);
   for (size_t i = 0; i < modules.size(); ++i) {
     cudaLibrary_t lib = nullptr;
