@@ -520,15 +520,20 @@ std::unique_ptr<Executor> cudaExecutorOrSkipReason(const LoadedPlan &plan, std::
   }
 }
 
+/// The CUDA executor for `plan`, or null with the error.
+std::unique_ptr<Executor> cudaExecutorOrError(const LoadedPlan &plan, std::string &error) {
+  try {
+    return makeCudaExecutor(plan);
+  } catch (const Error &e) {
+    error = e.what();
+    return nullptr;
+  }
+}
+
 TEST(CudaExecutor, WithoutAGpuSaysSo) {
   LoadedPlan lp = LoadedPlan::fromBytes(elementwisePlan(), "ew.plan");
   std::string reason;
-  std::unique_ptr<Executor> exec;
-  try {
-    exec = makeCudaExecutor(lp);
-  } catch (const Error &e) {
-    reason = e.what();
-  }
+  std::unique_ptr<Executor> exec = cudaExecutorOrError(lp, reason);
   if (exec)
     GTEST_SKIP() << "a CUDA device is present: " << exec->deviceDescription();
   EXPECT_NE(reason.find("CUDA backend unavailable: no CUDA device: "), std::string::npos) << reason;
@@ -621,12 +626,7 @@ TEST(CudaExecutor, APlanWithNoKernelTheGpuCanRunIsOneError) {
   }
   LoadedPlan lp = LoadedPlan::fromBytes(withCudaCode(bytes, std::move(code)), "sm80-only.plan");
   std::string reason;
-  std::unique_ptr<Executor> exec;
-  try {
-    exec = makeCudaExecutor(lp);
-  } catch (const Error &e) {
-    reason = e.what();
-  }
+  std::unique_ptr<Executor> exec = cudaExecutorOrError(lp, reason);
   if (reason.find("no CUDA device") != std::string::npos)
     GTEST_SKIP() << reason;
   if (exec && exec->deviceDescription().find("compute capability 8.0") != std::string::npos)
