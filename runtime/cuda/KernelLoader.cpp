@@ -1,10 +1,10 @@
 //===- KernelLoader.cpp - loading a plan's compiled kernels on the device -===//
 #include "runtime/cuda/KernelLoader.h"
+#include "runtime/cuda/KernelImage.h"
 
 #include "common/Error.h"
 
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 
 namespace mantissa {
@@ -19,60 +19,27 @@ void check(cudaError_t e, const std::string &what) {
   }
 }
 
-/// PTX of compute_N runs on sm_arch when N <= arch.
-bool ptxRunsOn(const plan::CudaKernel &k, int arch) {
-  if (!k.ptx() || k.ptx()->size() == 0 || !k.ptx_arch())
-    return false;
-  const std::string a = k.ptx_arch()->str();
-  return a.rfind("compute_", 0) == 0 && std::atoi(a.c_str() + 8) <= arch;
-}
-
-std::string whatThePlanHas(const plan::CudaKernel &k) {
-  std::string has;
-  if (k.cubins())
-    for (const plan::CudaCubin *c : *k.cubins())
-      has += (has.empty() ? "" : ", ") + std::string("CUBIN ") + c->arch()->str();
-  if (k.ptx() && k.ptx()->size())
-    has += (has.empty() ? "" : ", ") + std::string("PTX ") + k.ptx_arch()->str();
-  return has.empty() ? "nothing" : has;
-}
-
 } // namespace
 
 LoadedKernels loadPlanKernels(const plan::Plan &plan, int arch, const std::string &planName,
                               std::vector<cudaLibrary_t> &libraries) {
-  const std::string sm = "sm_" + std::to_string(arch);
   LoadedKernels out;
   for (const plan::CudaKernel *k : *plan.cuda()->kernels()) {
-    const plan::CudaCubin *cubin = nullptr;
-    if (k->cubins())
-      for (const plan::CudaCubin *c : *k->cubins())
-        if (c->arch()->str() == sm)
-          cubin = c;
-    // A copy at 8-byte alignment: FlatBuffers aligns a byte vector to 4 only, and
-    // the ELF loader reads 8-byte fields. PTX is NUL-terminated text, as it must be.
-    const char *bytes = nullptr;
-    size_t size = 0;
-    if (cubin) {
-      bytes = reinterpret_cast<const char *>(cubin->image()->data());
-      size = cubin->image()->size();
-      ++out.cubinModules;
-    } else if (ptxRunsOn(*k, arch)) {
-      bytes = k->ptx()->c_str();
-      size = k->ptx()->size() + 1;
+    const KernelImage chosen = chooseKernelImage(*k, arch, planName);
+    if (chosen.ptx) {
       ++out.ptxModules;
-      out.ptxArch = k->ptx_arch()->str();
+      out.ptxArch = chosen.target;
     } else {
-      throw Error(planName + ": kernel " + k->name()->str() + " has no code this GPU (" + sm +
-                  ") can run: the plan has " + whatThePlanHas(*k) +
-                  "; recompile with `mantissa compile --arch " + sm + "`");
+      ++out.cubinModules;
     }
-    std::vector<uint64_t> image((size + 7) / 8);
-    std::memcpy(image.data(), bytes, size);
+    // A copy at 8-byte alignment: FlatBuffers aligns a byte vector to 4 only, and
+    // the ELF loader reads 8-byte fields.
+    std::vector<uint64_t> image((chosen.size + 7) / 8);
+    std::memcpy(image.data(), chosen.bytes, chosen.size);
     cudaLibrary_t lib = nullptr;
     check(cudaLibraryLoadData(&lib, image.data(), nullptr, nullptr, 0, nullptr, nullptr, 0),
           planName + ": cudaLibraryLoadData(" + k->name()->str() + ", " +
-              (cubin ? "CUBIN " + sm : "PTX " + k->ptx_arch()->str()) + ")");
+              (chosen.ptx ? "PTX " : "CUBIN ") + chosen.target + ")");
     libraries.push_back(lib);
     for (const flatbuffers::String *entry : *k->entries()) {
       cudaKernel_t fn = nullptr;

@@ -6,7 +6,7 @@
 // API: no -lcuda) from the CUBIN of exactly sm_XY, else from the PTX, which the
 // driver JIT-compiles (PTX of compute_AB runs on any device of sm_AB or newer); a
 // module with neither is one clear error naming the plan, the device and what the
-// plan has. Used only by the CUDA plugin.
+// plan has (the choice: KernelImage.h). Used only by the CUDA plugin.
 //===----------------------------------------------------------------------===//
 #pragma once
 

@@ -10,6 +10,7 @@
 #include "runtime/cuda/AotKernels.h"
 #include "runtime/cuda/CudaKernelSource.h"
 #include "runtime/cuda/KernelCache.h"
+#include "runtime/cuda/KernelImage.h"
 #include "runtime/cuda/ElementwiseCodegen.h"
 #include "runtime/cuda/Nvrtc.h"
 
@@ -26,6 +27,7 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <tuple>
 
 using namespace mantissa;
 namespace fb = flatbuffers;
@@ -408,6 +410,34 @@ TEST(CudaNvrtc, TheVerifierRejectsACorruptKernelTable) {
   EXPECT_NE(m.find("'entries'"), std::string::npos) << m;
   m = damaged([](plan::PlanT &p) { p.cuda->nvrtc_version.clear(); });
   EXPECT_NE(m.find("nvrtc_version"), std::string::npos) << m;
+}
+
+/// What a GPU loads from a plan compiled for sm_90,sm_80 (PTX compute_80): its own
+/// CUBIN, else the PTX when the GPU is at least compute_80, else one error.
+TEST(CudaNvrtc, EachGpuLoadsItsCubinElseThePtx) {
+  auto [bytes, modules] = smallPlanAndModules();
+  std::unique_ptr<plan::CudaCodeT> code = cuda::compileModules(modules, {90, 80}, nullptr, nullptr);
+  std::vector<uint8_t> both = withCudaCode(bytes, std::move(code));
+  const plan::CudaKernel &k = *plan::GetPlan(both.data())->cuda()->kernels()->Get(0);
+  for (auto [arch, ptx, target] : {std::tuple(90, false, "sm_90"), std::tuple(80, false, "sm_80"),
+                                   std::tuple(89, true, "compute_80"), std::tuple(100, true, "compute_80")}) {
+    cuda::KernelImage image = cuda::chooseKernelImage(k, arch, "p.plan");
+    EXPECT_EQ(image.ptx, ptx) << arch;
+    EXPECT_EQ(image.target, target) << arch;
+    if (ptx)
+      EXPECT_EQ(std::string(image.bytes, image.size - 1), k.ptx()->str()) << arch;
+    else
+      EXPECT_EQ(std::string(image.bytes, 4), "\x7f" "ELF") << arch;
+  }
+  try {
+    cuda::chooseKernelImage(k, 75, "p.plan");
+    ADD_FAILURE() << "an sm_75 GPU cannot run compute_80 PTX";
+  } catch (const Error &e) {
+    EXPECT_EQ(std::string(e.what()), "p.plan: kernel " + modules[0].name +
+                                         " has no code this GPU (sm_75) can run: the plan has CUBIN "
+                                         "sm_90, CUBIN sm_80, PTX compute_80; recompile with "
+                                         "`mantissa compile --arch sm_75`");
+  }
 }
 
 TEST(CudaNvrtc, ArchListsAreChecked) {
