@@ -17,7 +17,7 @@ fail=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
 
 echo "== 0. kernels: CUBIN from the plan, PTX JIT, NVRTC at startup (MANTISSA_VERBOSE=1)"
-for k in check-mlp_digits-fp16:"CUBIN sm_90" kernels-sm80:"JIT-compiles its PTX" kernels-none:"compiled by NVRTC at startup"; do
+for k in check-mlp_digits-fp16:"CUBIN sm_90" kernels-sm80:"JIT-compiles its PTX" kernels-none:"at startup"; do
   plan=${k%%:*} want=${k#*:}
   MANTISSA_VERBOSE=1 "$c/bin/cuda_vs_cpu" "$c/plans/$plan.plan" --steps 1 --tol 2e-3 --atol 1e-6 > "$out/kernels-$plan.txt" 2>&1
   rc=$?; line=$(grep -m1 "mantissa cuda:" "$out/kernels-$plan.txt")
