@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${MANTISSA_BUILD_DIR:-build}
 ./scripts/setup.sh >&2
-ninja -C "$build" mantissa-run mantissa_cuda cuda_vs_cpu >&2
+ninja -C "$build" mantissa-run mantissa_cuda cuda_vs_cpu MantissaCudaTests >&2
 c=.carry; rm -rf $c; mkdir -p $c/plans $c/bin
-cp "$build/bin/mantissa-run" "$build/bin/cuda_vs_cpu" $c/bin/
+cp "$build/bin/mantissa-run" "$build/bin/cuda_vs_cpu" "$build/bin/MantissaCudaTests" $c/bin/
 cp "$(find "$build" -name libmantissa_cuda.so | head -1)" $c/bin/
 # Kernels compiled ahead of time for the H100/H200 (sm_90): the GPU run loads CUBIN.
 m() { "$build/bin/mantissa" "$@"; }
@@ -32,9 +32,10 @@ m compile --arch sm_90 $c/unet.mlir --precision fp16 --optimizer adam --lr 0.001
 m compile models/mlp_digits.mlir --precision fp16 --arch sm_80 -o $c/plans/kernels-sm80.plan
 m compile models/mlp_digits.mlir --precision fp16 --arch none -o $c/plans/kernels-none.plan
 du -h $c/plans/bench-unet-fp16.plan
-# Plans with kernels are ~1 MB each (mostly the fixed kernels' CUBIN and PTX, the same
-# in every plan) and gzip 5x: packed, so that .carry stays under the device tool's
-# 64 MiB carry limit. gpu-check.sh and gpu_bench.py unpack them.
-tar czf $c/plans.tgz -C $c plans && rm -rf $c/plans
+# Binaries (~27 MB each, static OpenBLAS) gzip 3x and plans with kernels (~1 MB each,
+# mostly the fixed kernels' CUBIN and PTX, the same in every plan) 5x: packed, so that
+# .carry stays well under the device tool's 64 MiB carry limit. gpu-check.sh and
+# gpu_bench.py unpack them.
+tar czf $c/payload.tgz -C $c bin plans && rm -rf $c/bin $c/plans
 cp bench/gpu-check.sh bench/gpu_bench.py bench/torch_models.py $c/
 du -sh $c
