@@ -5,21 +5,31 @@
 #   2. mlp_digits trained on the GPU reaches >= 0.95 held-out accuracy;
 #   3. full-size unet (w32, L4, b16, 384^2) trains on the GPU with falling loss;
 #   4. a forced overflow is skipped on the GPU exactly as on the CPU;
+#   0. kernels load from the plan as CUBIN (sm_90), or JIT from PTX, or NVRTC at startup;
+#      the CUDA unit tests (MantissaCudaTests) on the GPU;
 # then (if --bench) the side-by-side benchmark against PyTorch (bench/gpu_bench.py).
 set -uo pipefail
 c=${1:-.carry}; out=${2:-gpu-results}; shift 2 || true
 mkdir -p "$out"
-[ -f "$c/bin.tgz" ] && [ ! -x "$c/bin/mantissa-run" ] && tar xzf "$c/bin.tgz" -C "$c"
+[ -d "$c/bin" ] || tar xzf "$c/payload.tgz" -C "$c" # packed by gpu-prepare.sh
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 run=$c/bin/mantissa-run
 fail=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
 
-echo "== 0. the CUDA backend's unit tests (each kernel kind against the CPU executor)"
-if "$c/bin/MantissaCudaTests" --gtest_filter='CudaExecutor.*' > "$out/unit.txt" 2>&1; then
-  echo "PASS $(grep -E '^\[  PASSED' "$out/unit.txt")"
+echo "== 0. kernels: CUBIN from the plan, PTX JIT, NVRTC at startup (MANTISSA_VERBOSE=1)"
+for k in check-mlp_digits-fp16:"CUBIN sm_90" kernels-sm80:"JIT-compiles its PTX" kernels-none:"at startup"; do
+  plan=${k%%:*} want=${k#*:}
+  MANTISSA_VERBOSE=1 "$c/bin/cuda_vs_cpu" "$c/plans/$plan.plan" --steps 1 --tol 2e-3 --atol 1e-6 > "$out/kernels-$plan.txt" 2>&1
+  rc=$?; line=$(grep -m1 "mantissa cuda:" "$out/kernels-$plan.txt")
+  if [ $rc = 0 ] && grep -q "$want" <<<"$line"; then echo "PASS $plan: $line"; else echo "FAIL $plan (rc $rc, want '$want'): $line"; tail -5 "$out/kernels-$plan.txt"; fail=1; fi
+done
+
+echo "== 0b. the CUDA unit tests: every kernel kind against the CPU executor, kernels from the plan (CUBIN, PTX JIT), the no-usable-kernel error"
+if MANTISSA_CACHE_DIR=$(mktemp -d) "$c/bin/MantissaCudaTests" --gtest_filter='CudaExecutor.*:CudaNvrtc.*' > "$out/cuda-unit-tests.txt" 2>&1; then
+  echo "PASS $(grep -E '^\[  (PASSED|SKIPPED) +\] [0-9]+ test' "$out/cuda-unit-tests.txt" | tr '\n' ' ')"
 else
-  echo "FAIL unit tests"; grep -E 'FAILED|Failure|error' -A3 "$out/unit.txt" | head -40; fail=1
+  echo "FAIL"; grep -E "FAILED|Failure" "$out/cuda-unit-tests.txt" | head -20; fail=1
 fi
 
 echo "== 1. one step, CUDA vs CPU (L2-normwise relative error of the loss and every persistent tensor)"

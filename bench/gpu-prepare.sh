@@ -8,26 +8,35 @@ build=${MANTISSA_BUILD_DIR:-build}
 ./scripts/setup.sh >&2
 ninja -C "$build" mantissa-run mantissa_cuda cuda_vs_cpu MantissaCudaTests >&2
 c=.carry; rm -rf $c; mkdir -p $c/plans $c/bin
-# Stripped and packed (the carry is limited to 64 MiB; each binary holds OpenBLAS):
-# gpu-check.sh unpacks bin.tgz into bin/.
 cp "$build/bin/mantissa-run" "$build/bin/cuda_vs_cpu" "$build/bin/MantissaCudaTests" $c/bin/
 cp "$(find "$build" -name libmantissa_cuda.so | head -1)" $c/bin/
-strip $c/bin/*
-tar czf $c/bin.tgz -C $c bin && rm -rf $c/bin
-m="$build/bin/mantissa"
+# Kernels compiled ahead of time for the H100/H200 (sm_90): the GPU run loads CUBIN.
+m() { "$build/bin/mantissa" "$@"; }
+export MANTISSA_CACHE_DIR=${MANTISSA_CACHE_DIR:-$PWD/$build/nvrtc-cache}
 python3 models/gen_unet.py --width 8 --levels 3 --size 64 --batch 4 > $c/unet_check.mlir
 python3 models/gen_unet.py --width 32 --levels 4 --size 384 --batch 16 > $c/unet.mlir
 for prec in fp32 fp16 bf16; do
   # One step of each zoo model, CUDA against the CPU oracle (unet at a size the CPU can check).
   for model in mlp_digits cnn_digits mlp; do
-    $m compile models/$model.mlir --precision $prec --optimizer sgd --lr 0.01 --momentum 0.9 -o $c/plans/check-$model-$prec.plan
+    m compile --arch sm_90 models/$model.mlir --precision $prec --optimizer sgd --lr 0.01 --momentum 0.9 -o $c/plans/check-$model-$prec.plan
   done
-  $m compile $c/unet_check.mlir --precision $prec --optimizer sgd --lr 0.01 --momentum 0.9 -o $c/plans/check-unet-$prec.plan
+  m compile --arch sm_90 $c/unet_check.mlir --precision $prec --optimizer sgd --lr 0.01 --momentum 0.9 -o $c/plans/check-unet-$prec.plan
   # The benchmark configurations of shared/bench/pytorch_reference.py: SGD lr 1e-3 momentum 0.9.
-  $m compile models/mlp.mlir --precision $prec --optimizer sgd --lr 0.001 --momentum 0.9 -o $c/plans/bench-mlp-$prec.plan
-  $m compile $c/unet.mlir --precision $prec --optimizer sgd --lr 0.001 --momentum 0.9 -o $c/plans/bench-unet-$prec.plan
+  m compile --arch sm_90 models/mlp.mlir --precision $prec --optimizer sgd --lr 0.001 --momentum 0.9 -o $c/plans/bench-mlp-$prec.plan
+  m compile --arch sm_90 $c/unet.mlir --precision $prec --optimizer sgd --lr 0.001 --momentum 0.9 -o $c/plans/bench-unet-$prec.plan
 done
-$m compile models/mlp_digits.mlir --precision fp16 --loss-scale dynamic --optimizer sgd --lr 0.05 --momentum 0.9 -o $c/plans/mlp_digits-fp16.plan
-$m compile $c/unet.mlir --precision fp16 --optimizer adam --lr 0.001 -o $c/plans/unet-train-fp16.plan
+m compile --arch sm_90 models/mlp_digits.mlir --precision fp16 --loss-scale dynamic --optimizer sgd --lr 0.05 --momentum 0.9 -o $c/plans/mlp_digits-fp16.plan
+m compile --arch sm_90 $c/unet.mlir --precision fp16 --optimizer adam --lr 0.001 -o $c/plans/unet-train-fp16.plan
+# The other two ways kernels reach the GPU: PTX JIT (a plan for sm_80 only) and NVRTC
+# at startup (a plan without kernels).
+m compile models/mlp_digits.mlir --precision fp16 --arch sm_80 -o $c/plans/kernels-sm80.plan
+m compile models/mlp_digits.mlir --precision fp16 --arch none -o $c/plans/kernels-none.plan
+du -h $c/plans/bench-unet-fp16.plan
+# Binaries (~27 MB each, static OpenBLAS) gzip 3x and plans with kernels (~1 MB each,
+# mostly the fixed kernels' CUBIN and PTX, the same in every plan) 5x: packed, so that
+# .carry stays well under the device tool's 64 MiB carry limit. gpu-check.sh and
+# gpu_bench.py unpack them.
+strip $c/bin/*
+tar czf $c/payload.tgz -C $c bin plans && rm -rf $c/bin $c/plans
 cp bench/gpu-check.sh bench/gpu_bench.py bench/torch_models.py $c/
 du -sh $c

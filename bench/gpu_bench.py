@@ -35,6 +35,8 @@ def gpu_mem_poll(stop, peak):
 
 
 def mantissa(carry, model, prec, data_args, tmp):
+    if not os.path.isdir(os.path.join(carry, "bin")):  # packed by gpu-prepare.sh
+        subprocess.run(["tar", "xzf", os.path.join(carry, "payload.tgz"), "-C", carry], check=True)
     plan = os.path.join(carry, "plans", f"bench-{model}-{prec}.plan")
     res = []
     stop, peak = threading.Event(), [0]

@@ -9,6 +9,8 @@
 //===----------------------------------------------------------------------===//
 #pragma once
 
+#include "common/Hash.h"
+
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -25,10 +27,7 @@ inline uint64_t splitmix64(uint64_t &state) {
 /// `count` values uniform in [-bound, bound).
 inline std::vector<float> uniformInit(uint64_t seed, std::string_view name, int64_t count,
                                       double bound) {
-  uint64_t key = 0xcbf29ce484222325ULL;
-  for (unsigned char ch : name)
-    key = (key ^ ch) * 0x100000001b3ULL;
-  uint64_t state = seed ^ key;
+  uint64_t state = seed ^ fnv1a64(name);
   std::vector<float> values(static_cast<size_t>(count));
   for (float &v : values) {
     double u = double(splitmix64(state) >> 11) * 0x1.0p-53; // [0, 1)

@@ -1154,7 +1154,8 @@ std::vector<uint8_t> PlanLowering::serialize(const std::vector<PendingFunction> 
   auto root = plan::CreatePlanDirect(
       b, kPlanVersion, model, precision, lossScaling, optimizer, &tensorOffsets, &fnOffsets,
       memory.arenaBytes, memory.persistentBytes, memory.inputBytes,
-      memory.arenaBytes + memory.persistentBytes + memory.inputBytes);
+      memory.arenaBytes + memory.persistentBytes + memory.inputBytes,
+      config.cuda ? plan::CudaCode::Pack(b, config.cuda) : 0);
   plan::FinishPlanBuffer(b, root);
   return std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
 }

@@ -6,6 +6,8 @@
 //===----------------------------------------------------------------------===//
 #pragma once
 
+#include "plan/mantissa_plan_generated.h"
+
 #include "mlir/IR/BuiltinOps.h"
 
 #include <cstdint>
@@ -43,6 +45,9 @@ struct PlanConfig {
   int64_t expectedBatch = 0;                    // 0: whatever the IR says; else must match
   std::optional<OptimizerConfig> optimizer;     // fallback only (see above)
   std::optional<LossScalingConfig> lossScaling; // fallback only
+  /// The compiled kernels (Plan.cuda), made from a first emission of the same module
+  /// (runtime/cuda/AotKernels.h); null: none.
+  const plan::CudaCodeT *cuda = nullptr;
 };
 
 /// Lowers `module` to plan bytes. Every problem is an error diagnostic at the

@@ -10,6 +10,7 @@
 
 namespace mantissa {
 
-inline constexpr uint32_t kPlanVersion = 3; // 2: initialisers (InitKind); 3: memory plan (offsets, arena)
+inline constexpr uint32_t kPlanVersion = 4; // 2: initialisers (InitKind); 3: memory plan (offsets, arena);
+                                         // 4: CUDA kernels compiled ahead of time (Plan.cuda)
 
 } // namespace mantissa

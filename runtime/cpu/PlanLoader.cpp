@@ -1,6 +1,7 @@
 //===- PlanLoader.cpp - structural and semantic verification of plans ------===//
 #include "runtime/cpu/PlanLoader.h"
 
+#include "common/Hash.h"
 #include "common/Init.h"
 
 #include "common/Error.h"
@@ -112,6 +113,7 @@ private:
   }
 
   void checkTensors();
+  void checkCudaCode(const plan::CudaCode &code);
   void checkStep(const plan::Step &step);
   void checkElementwise(const plan::Elementwise &k);
   void checkGemm(const plan::Gemm &k);
@@ -189,6 +191,73 @@ void Checker::run() {
     checkMemory(*fn, numSteps);
   }
   context_.clear();
+  if (p_.cuda())
+    checkCudaCode(*p_.cuda());
+  context_.clear();
+}
+
+/// "sm_90" (prefix "sm_") or "compute_80": the prefix and a number.
+bool isArchName(const std::string &s, const std::string &prefix) {
+  return s.size() > prefix.size() && s.compare(0, prefix.size(), prefix) == 0 &&
+         s.find_first_not_of("0123456789", prefix.size()) == std::string::npos;
+}
+
+/// The kernels compiled ahead of time (version 4): what the CUDA executor loads
+/// without looking further, so every field it relies on is checked here, and each
+/// source against its hash (the key of deduplication and of the NVRTC cache).
+void Checker::checkCudaCode(const plan::CudaCode &code) {
+  context_ = "cuda";
+  if (present(code.nvrtc_version(), "nvrtc_version").size() == 0)
+    fail("empty nvrtc_version");
+  const std::string prelude = present(code.prelude(), "prelude").str();
+  std::set<std::string> archs;
+  for (const flatbuffers::String *a : present(code.archs(), "archs")) {
+    if (!isArchName(a->str(), "sm_"))
+      fail("architecture '" + a->str() + "' is not like sm_90");
+    if (!archs.insert(a->str()).second)
+      fail("architecture " + a->str() + " appears twice");
+  }
+  std::set<std::string> names;
+  const auto &kernels = present(code.kernels(), "kernels");
+  for (flatbuffers::uoffset_t i = 0; i < kernels.size(); ++i) {
+    const plan::CudaKernel *k = kernels.Get(i);
+    context_ = "cuda kernel " + std::to_string(i);
+    const std::string name = present(k->name(), "name").str();
+    if (name.empty() || !names.insert(name).second)
+      fail("kernel name '" + name + "' is empty or appears twice");
+    context_ += " '" + name + "'";
+    if (present(k->entries(), "entries").size() == 0)
+      fail("no entry points");
+    for (const flatbuffers::String *e : *k->entries())
+      if (e->size() == 0)
+        fail("an empty entry point name");
+    if (k->precision() > plan::DType::MAX)
+      fail("unknown precision " + std::to_string(int(k->precision())));
+    const std::string hash = hex16(fnv1a64(prelude + "\n" + present(k->source(), "source").str()));
+    if (present(k->source_hash(), "source_hash").str() != hash)
+      fail("source_hash " + k->source_hash()->str() + " does not match its source (" + hash + ")");
+    std::set<std::string> cubinArchs;
+    for (const plan::CudaCubin *c : present(k->cubins(), "cubins")) {
+      const std::string arch = present(c->arch(), "arch").str();
+      if (!archs.count(arch) || !cubinArchs.insert(arch).second)
+        fail("CUBIN for '" + arch + "', which is not one of the plan's architectures or appears twice");
+      const auto &image = present(c->image(), "image");
+      if (image.size() < 64 || std::memcmp(image.data(), "\x7f" "ELF", 4) != 0)
+        fail("the CUBIN for " + arch + " is not an ELF image (" + std::to_string(image.size()) +
+             " bytes)");
+    }
+    if (cubinArchs.size() != archs.size())
+      fail("CUBINs for " + std::to_string(cubinArchs.size()) + " of the plan's " +
+           std::to_string(archs.size()) + " architectures");
+    if (k->ptx()) {
+      if (!isArchName(present(k->ptx_arch(), "ptx_arch").str(), "compute_"))
+        fail("ptx_arch '" + k->ptx_arch()->str() + "' is not like compute_80");
+      if (k->ptx()->str().find(".entry") == std::string::npos)
+        fail("the PTX has no .entry (not PTX)");
+    }
+    if (archs.empty() && !k->ptx())
+      fail("neither CUBIN nor PTX");
+  }
 }
 
 /// The memory plan: within this function, temps live at a common step (from their

@@ -3,8 +3,8 @@
 // Runs a verified plan on one GPU: every tensor in device memory in its own dtype,
 // elementwise steps as generated kernels, GEMMs and convolutions (im2col/col2im)
 // through cuBLAS with fp32 accumulation, the other kernels from FixedKernels.cpp.
-// Everything is compiled by NVRTC when the executor is created (see
-// CudaKernelSource.h) and loaded with the runtime API's cudaLibraryLoadData: the
+// Kernels come compiled in the plan (KernelLoader.h; NVRTC at creation only for a plan
+// without them, see CudaKernelSource.h), loaded with the runtime API's cudaLibraryLoadData: the
 // plugin links the CUDA runtime statically and never the driver library, which the
 // runtime finds itself (so a machine without a driver gets a clear error, not a
 // loader failure).
@@ -22,12 +22,13 @@
 // through im2col + cuBLAS instead of the implicit-GEMM kernels of ConvKernels.h),
 // MANTISSA_CUDA_CONV_WORKSPACE_MB (im2col budget),
 // MANTISSA_CUDA_PROFILE=1 (time every step with events, no graphs; a table on stderr
-// when the executor is destroyed).
+// when the executor is destroyed), MANTISSA_VERBOSE=1 (say once how kernels were loaded).
 //===----------------------------------------------------------------------===//
 #include "runtime/backend/Executor.h"
 #include "runtime/cuda/ConvKernels.h"
 #include "runtime/cuda/CudaKernelSource.h"
 #include "runtime/cuda/ElementwiseCodegen.h"
+#include "runtime/cuda/KernelLoader.h"
 #include "runtime/cuda/Nvrtc.h"
 
 #include "common/Error.h"
@@ -207,6 +208,8 @@ private:
   void initDevice();
   void allocateTensors();
   void compileKernels();
+  void loadKernelsFromPlan(const std::map<std::string, std::string> &elementwise,
+                           const std::map<std::string, ConvGemmConfig> &convs);
   void prepareFunctions();
   Launch prepareStep(const plan::Step &step, int site, ScratchLayout &sl);
   Launch prepareElementwise(const plan::Elementwise &k);
@@ -538,6 +541,11 @@ void CudaExecutor::compileKernels() {
       std::ofstream(dumpDir_ + "/" + u.name) << u.source;
     std::ofstream(dumpDir_ + "/steps.txt") << manifest.str();
   }
+  if (plan_->cuda()) { // compiled ahead of time (KernelLoader.h)
+    loadKernelsFromPlan(bodies, convConfigs);
+    return;
+  }
+  // A plan compiled with --arch none: NVRTC now, for this GPU.
   std::vector<CompiledModule> modules = compileCudaParallel(units, arch_);
   for (size_t i = 0; i < modules.size(); ++i) {
     cudaLibrary_t lib = nullptr;
@@ -562,6 +570,39 @@ void CudaExecutor::compileKernels() {
 #define MANTISSA_FIXED_KERNEL(name, ...) get(fixed_.name, #name);
 #include "runtime/cuda/FixedKernels.def"
   description_ += ", kernels: " + modules[0].target + (modules[0].ptx ? " PTX" : " CUBIN");
+  if (std::string(envOr("MANTISSA_VERBOSE", "0")) != "0")
+    std::fprintf(stderr, "mantissa cuda: kernels compiled by %s at startup for %s (the plan has none)\n",
+                 nvrtcVersionString().c_str(), modules[0].target.c_str());
+}
+
+void CudaExecutor::loadKernelsFromPlan(const std::map<std::string, std::string> &elementwise,
+                                       const std::map<std::string, ConvGemmConfig> &convs) {
+  LoadedKernels loaded = loadPlanKernels(plan_.plan(), arch_, plan_.name(), libraries_);
+  const std::string how = describeLoadedKernels(loaded, arch_);
+  description_ += ", " + how;
+  if (loaded.ptxModules) // the JIT costs time at every start: say so once
+    std::fprintf(stderr, "mantissa cuda: note: the plan has no CUBIN for sm_%d; the driver "
+                 "JIT-compiles its PTX (%s)\n", arch_, loaded.ptxArch.c_str());
+  else if (std::string(envOr("MANTISSA_VERBOSE", "0")) != "0")
+    std::fprintf(stderr, "mantissa cuda: %s\n", how.c_str());
+  auto find = [&](const std::string &name) {
+    auto it = loaded.byEntry.find(name);
+    if (it == loaded.byEntry.end())
+      throw Error(plan_.name() + ": the plan has no compiled kernel " + name +
+                  " (it was compiled by a different code generator); recompile it with this "
+                  "version of mantissa");
+    return it->second;
+  };
+  for (const auto &kv : elementwise)
+    elementwise_[kv.first] = find(kv.first);
+  for (const auto &kv : convs)
+    convKernels_[kv.first] = find(kv.first);
+  auto set = [&](auto &ref, const char *entry) {
+    ref.fn = find(entry);
+    ref.name = entry;
+  };
+#define MANTISSA_FIXED_KERNEL(name, ...) set(fixed_.name, #name);
+#include "runtime/cuda/FixedKernels.def"
 }
 
 void CudaExecutor::prepareFunctions() {

@@ -1,14 +1,14 @@
 //===- CudaKernelSource.h - CUDA C++ source of the executor's kernels ------===//
 //
-// Every kernel of the CUDA executor is CUDA C++ text compiled with NVRTC when the
-// executor is created, for the architecture of the GPU it finds:
+// Every kernel of the CUDA executor is CUDA C++ text compiled with NVRTC, ahead of
+// time by `mantissa compile --arch` into the plan (AotKernels.h), or, for a plan
+// compiled with --arch none, when the executor is created:
 //
-//  - the elementwise kernels must be generated and compiled at run time anyway (one
-//    per distinct program of the plan), so the fixed kernels (im2col, pooling, batch
-//    norm, losses, reductions, data movement) take the same path: one compiler
-//    (NVRTC), one loader (cudaLibraryLoadData), one place where a compile error is
-//    reported, and no nvcc at build time (the plugin is built with g++ on a machine
-//    without a GPU);
+//  - the elementwise kernels are generated per plan anyway (one per distinct program
+//    of the plan), so the fixed kernels (im2col, pooling, batch norm, losses,
+//    reductions, data movement) take the same path: one compiler (NVRTC), one loader
+//    (cudaLibraryLoadData), one place where a compile error is reported, and no nvcc
+//    at build time (the plugin is built with g++ on a machine without a GPU);
 //  - the source is self-contained: fp16/bf16 are declared here with PTX `cvt`
 //    conversions (the same instructions cuda_fp16.h uses), so NVRTC needs no include
 //    path and the result does not depend on which toolkit headers a machine has.

@@ -2,6 +2,7 @@
 #include "runtime/cuda/ElementwiseCodegen.h"
 
 #include "common/Error.h"
+#include "common/Hash.h"
 #include "common/ScalarOp.h"
 #include "runtime/kernels/IterationSpace.h"
 
@@ -15,15 +16,6 @@ namespace mantissa {
 namespace cuda {
 
 namespace {
-
-uint64_t fnv1a(const std::string &s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 void replaceAll(std::string &s, const std::string &from, const std::string &to) {
   for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
@@ -221,8 +213,7 @@ ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elemen
   src << "  }\n}\n";
 
   std::string text = src.str();
-  char name[32];
-  std::snprintf(name, sizeof name, "mt_ew_%016llx", (unsigned long long)fnv1a(text));
+  const std::string name = "mt_ew_" + hex16(fnv1a64(text));
   replaceAll(text, "@NAME@", name);
   out.name = name;
   out.source = std::move(text);

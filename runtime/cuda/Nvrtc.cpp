@@ -63,8 +63,28 @@ std::string nvrtcVersionString() {
   return "NVRTC " + std::to_string(major) + "." + std::to_string(minor);
 }
 
+const std::vector<std::string> &nvrtcOptions() {
+  static const std::vector<std::string> options = {"--std=c++17", "--fmad=false",
+                                                   "--prec-div=true", "--prec-sqrt=true",
+                                                   "--ftz=false"};
+  return options;
+}
+
+bool nvrtcSupportsArch(int arch) {
+  int count = 0;
+  if (nvrtcGetNumSupportedArchs(&count) != NVRTC_SUCCESS || count <= 0)
+    return false;
+  std::vector<int> archs(size_t(count), 0);
+  nvrtcGetSupportedArchs(archs.data());
+  return std::find(archs.begin(), archs.end(), arch) != archs.end();
+}
+
 CompiledModule compileCuda(const CompileUnit &unit, int arch) {
-  auto [target, ptx] = chooseTarget(arch);
+  return compileCudaFor(unit, chooseTarget(arch).first);
+}
+
+CompiledModule compileCudaFor(const CompileUnit &unit, const std::string &target) {
+  const bool ptx = target.rfind("compute_", 0) == 0;
   nvrtcProgram prog = nullptr;
   nvrtcResult rc = nvrtcCreateProgram(&prog, unit.source.c_str(), unit.name.c_str(), 0, nullptr,
                                       nullptr);
@@ -76,10 +96,10 @@ CompiledModule compileCuda(const CompileUnit &unit, int arch) {
   } guard{&prog};
 
   std::string archOption = "--gpu-architecture=" + target;
-  const char *options[] = {archOption.c_str(), "--std=c++17",      "--fmad=false",
-                           "--prec-div=true",  "--prec-sqrt=true", "--ftz=false"};
-  const int numOptions = int(sizeof(options) / sizeof(options[0]));
-  rc = nvrtcCompileProgram(prog, numOptions, options);
+  std::vector<const char *> options = {archOption.c_str()};
+  for (const std::string &o : nvrtcOptions())
+    options.push_back(o.c_str());
+  rc = nvrtcCompileProgram(prog, int(options.size()), options.data());
   size_t logSize = 0;
   nvrtcGetProgramLogSize(prog, &logSize);
   std::string log(logSize, '\0');
@@ -114,17 +134,16 @@ CompiledModule compileCuda(const CompileUnit &unit, int arch) {
   return out;
 }
 
-std::vector<CompiledModule> compileCudaParallel(const std::vector<CompileUnit> &units, int arch) {
-  std::vector<CompiledModule> results(units.size());
-  std::vector<std::exception_ptr> errors(units.size());
-  unsigned workers = std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(),
-                                                     unsigned(units.size())));
+void parallelFor(size_t n, const std::function<void(size_t)> &job) {
+  std::vector<std::exception_ptr> errors(n);
+  unsigned workers =
+      std::max(1u, std::min<unsigned>(std::thread::hardware_concurrency(), unsigned(n)));
   std::vector<std::thread> threads;
   for (unsigned w = 0; w < workers; ++w)
     threads.emplace_back([&, w] {
-      for (size_t i = w; i < units.size(); i += workers) {
+      for (size_t i = w; i < n; i += workers) {
         try {
-          results[i] = compileCuda(units[i], arch);
+          job(i);
         } catch (...) {
           errors[i] = std::current_exception();
         }
@@ -135,6 +154,11 @@ std::vector<CompiledModule> compileCudaParallel(const std::vector<CompileUnit> &
   for (auto &e : errors)
     if (e)
       std::rethrow_exception(e);
+}
+
+std::vector<CompiledModule> compileCudaParallel(const std::vector<CompileUnit> &units, int arch) {
+  std::vector<CompiledModule> results(units.size());
+  parallelFor(units.size(), [&](size_t i) { results[i] = compileCuda(units[i], arch); });
   return results;
 }
 

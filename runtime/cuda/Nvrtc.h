@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -25,9 +26,23 @@ struct CompileUnit {
   std::string source;
 };
 
-/// Compiles for compute capability `arch` (major*10 + minor). Throws Error with the
-/// NVRTC log and the source lines it names.
+/// Compiles for compute capability `arch` (major*10 + minor): its CUBIN, or PTX of the
+/// newest older architecture when this NVRTC does not know `arch`. Throws Error with
+/// the NVRTC log and the source lines it names.
 CompiledModule compileCuda(const CompileUnit &unit, int arch);
+
+/// Compiles for an explicit target: "sm_90" gives CUBIN, "compute_80" gives PTX.
+CompiledModule compileCudaFor(const CompileUnit &unit, const std::string &target);
+
+/// The NVRTC options besides --gpu-architecture (plans and the cache record them).
+const std::vector<std::string> &nvrtcOptions();
+
+/// Whether this NVRTC compiles CUBIN for sm_<arch>.
+bool nvrtcSupportsArch(int arch);
+
+/// Runs job(i) for i in [0, n) on all cores (NVRTC is thread-safe); the first error
+/// (by index) is rethrown after all have run.
+void parallelFor(size_t n, const std::function<void(size_t)> &job);
 
 /// Compiles several units in parallel threads (NVRTC is thread-safe); results in order.
 std::vector<CompiledModule> compileCudaParallel(const std::vector<CompileUnit> &units, int arch);

@@ -88,6 +88,7 @@ private:
   void model();
   void config();
   void tensors();
+  void kernels();
   void function(const Function &fn);
   void step(unsigned index, const Step &s);
   std::string kernel(const Step &s);
@@ -103,9 +104,100 @@ void Printer::print(size_t bytes) {
   model();
   config();
   tensors();
+  kernels();
   if (p_.functions())
     for (const Function *fn : *p_.functions())
       function(*fn);
+}
+
+std::string sizeText(size_t bytes) {
+  std::ostringstream os;
+  if (bytes < 10240)
+    os << bytes << " B";
+  else
+    os << (bytes + 512) / 1024 << " KiB";
+  return os.str();
+}
+
+/// The compiled kernels (Plan.cuda): one line per module with what it fuses, its
+/// precision, and the size of each CUBIN and of the PTX.
+void Printer::kernels() {
+  const CudaCode *code = p_.cuda();
+  if (!code || !code->kernels()) {
+    os_ << "kernels: none compiled (--arch none): the CUDA backend compiles them with NVRTC "
+           "at startup\n";
+    return;
+  }
+  size_t total = 0;
+  for (const CudaKernel *k : *code->kernels()) {
+    if (k->cubins())
+      for (const CudaCubin *c : *k->cubins())
+        total += c->image() ? c->image()->size() : 0;
+    total += (k->ptx() ? k->ptx()->size() : 0) + (k->source() ? k->source()->size() : 0);
+  }
+  os_ << "kernels: " << code->kernels()->size() << " modules, " << sizeText(total)
+      << " (sources, CUBIN, PTX), " << (code->nvrtc_version() ? code->nvrtc_version()->str() : "?")
+      << ", archs";
+  if (code->archs())
+    for (const flatbuffers::String *a : *code->archs())
+      os_ << " " << a->str();
+  os_ << ", options";
+  if (code->options())
+    for (const flatbuffers::String *o : *code->options())
+      os_ << " " << o->str();
+  os_ << "\n";
+  for (unsigned i = 0; i < code->kernels()->size(); ++i) {
+    const CudaKernel *k = code->kernels()->Get(i);
+    os_ << "  k" << i << " " << (k->name() ? k->name()->str() : "?") << " " << dtypeName(k->precision())
+        << " fuses [";
+    if (k->fuses())
+      for (unsigned f = 0; f < k->fuses()->size(); ++f)
+        os_ << (f ? ", " : "") << k->fuses()->Get(f)->str();
+    os_ << "]";
+    if (k->entries() && k->entries()->size() > 1)
+      os_ << ", " << k->entries()->size() << " entry points";
+    os_ << "; source " << sizeText(k->source() ? k->source()->size() : 0) << " hash "
+        << (k->source_hash() ? k->source_hash()->str() : "?");
+    if (k->cubins())
+      for (const CudaCubin *c : *k->cubins())
+        os_ << "; cubin " << (c->arch() ? c->arch()->str() : "?") << " "
+            << sizeText(c->image() ? c->image()->size() : 0);
+    if (k->ptx() && k->ptx()->size())
+      os_ << "; ptx " << (k->ptx_arch() ? k->ptx_arch()->str() : "?") << " "
+          << sizeText(k->ptx()->size());
+    else
+      os_ << "; no ptx";
+    os_ << "\n";
+  }
+}
+
+/// `--source K` / `--ptx K`: the kernel K is its name or "k<index>" as listed.
+std::string printKernelText(const Plan &p, const PlanPrintOptions &options, std::ostream &os) {
+  const bool ptx = !options.ptx.empty();
+  const std::string &which = ptx ? options.ptx : options.source;
+  const CudaCode *code = p.cuda();
+  if (!code || !code->kernels())
+    return "the plan has no compiled kernels (compiled with --arch none)";
+  for (unsigned i = 0; i < code->kernels()->size(); ++i) {
+    const CudaKernel *k = code->kernels()->Get(i);
+    const std::string name = k->name() ? k->name()->str() : "";
+    if (which != name && which != "k" + std::to_string(i))
+      continue;
+    if (!ptx) {
+      os << "// " << name << ": compiled after the plan's prelude (inspect --source prelude)\n"
+         << (k->source() ? k->source()->str() : "");
+      return "";
+    }
+    if (!k->ptx() || k->ptx()->size() == 0)
+      return "kernel " + name + " has no PTX";
+    os << k->ptx()->str();
+    return "";
+  }
+  if (!ptx && which == "prelude" && code->prelude()) {
+    os << code->prelude()->str();
+    return "";
+  }
+  return "no kernel '" + which + "' in the plan (names and k<N> as `inspect` lists them)";
 }
 
 void Printer::model() {
@@ -378,6 +470,8 @@ std::string printPlan(const uint8_t *data, size_t size, std::ostream &os,
   if (!VerifyPlanBuffer(verifier))
     return "corrupt plan (" + std::to_string(size) +
            " bytes fail FlatBuffers verification: truncated or damaged file)";
+  if (!options.source.empty() || !options.ptx.empty())
+    return printKernelText(*GetPlan(data), options, os);
   Printer(*GetPlan(data), os, options).print(size);
   return "";
 }
@@ -394,7 +488,10 @@ std::string printPlanFile(const std::string &path, std::ostream &os,
 }
 
 int inspectMain(int argc, char **argv) {
-  const char *usage = "usage: inspect PLAN [--all-tensors]\n";
+  const char *usage = "usage: inspect PLAN [--all-tensors] [--source K | --ptx K]\n"
+                      "  --source K   the CUDA C++ of kernel K (its name or k<N> as listed;\n"
+                      "               'prelude' for the prelude every kernel is compiled after)\n"
+                      "  --ptx K      the PTX of kernel K\n";
   PlanPrintOptions options;
   std::string path;
   for (int i = 0; i < argc; ++i) {
@@ -405,6 +502,12 @@ int inspectMain(int argc, char **argv) {
     }
     if (arg == "--all-tensors") {
       options.allTensors = true;
+    } else if (arg == "--source" || arg == "--ptx") {
+      if (i + 1 >= argc) {
+        std::cerr << "error: " << arg << " needs a kernel name (or k<N>)\n" << usage;
+        return 2;
+      }
+      (arg == "--source" ? options.source : options.ptx) = argv[++i];
     } else if (arg.size() > 1 && arg[0] == '-') {
       std::cerr << "error: unknown option '" << arg << "'\n" << usage;
       return 2;

@@ -3,7 +3,8 @@
 // What `mantissa inspect` prints: the model, the precision / loss-scaling /
 // optimizer configuration, a summary of the tensors by role, and every step of
 // every function with its kernel, precision, tensors and (for elementwise
-// kernels) its program. Part of the runtime: no MLIR, so the lean runtime binary
+// kernels) its program; the compiled kernels (what each fuses, its precision, its
+// CUBIN per architecture and PTX) and, on request, a kernel's source or PTX. Part of the runtime: no MLIR, so the lean runtime binary
 // can print plans too. Reads the FlatBuffer directly after the FlatBuffers
 // Verifier has checked it (no semantic checks: a broken plan still prints).
 //===----------------------------------------------------------------------===//
@@ -18,6 +19,7 @@ namespace mantissa {
 
 struct PlanPrintOptions {
   bool allTensors = false; // list temporaries too, not only state and inputs
+  std::string source, ptx;  // print only this kernel's source / PTX (name or k<N>)
 };
 
 /// Prints the plan in `data`; returns "" or what is wrong (not a plan, corrupt).

@@ -44,3 +44,7 @@ for tool in ("mantissa-opt", "mantissa"):
         lit_config.fatal("mantissa-opt is not built; looked in " + ", ".join(config.mantissa_tools_dirs))
 
 config.substitutions.append(("%models", os.path.join(config.test_source_root, "..", "..", "models")))
+
+# `mantissa compile` compiles kernels with NVRTC (--arch, default sm_90): one cache in
+# the build tree, so each distinct kernel is compiled once per build, not per test.
+config.environment["MANTISSA_CACHE_DIR"] = os.path.join(config.mantissa_obj_root, "nvrtc-cache")

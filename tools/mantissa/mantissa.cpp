@@ -6,12 +6,19 @@
 //
 // compile parses the model with MLIR's source manager (errors carry
 // file:line:col), runs [set-batch,] assign-precision, autodiff, lower-optimizer,
-// insert-loss-scaling, fuse-elementwise (unless --no-fuse) and emit-plan in one
-// PassManager.
+// insert-loss-scaling and fuse-elementwise (unless --no-fuse) in one PassManager,
+// then emit-plan's lowering; with --arch (default sm_90) every kernel is generated
+// and compiled with NVRTC into the plan (runtime/cuda/AotKernels.h).
 //===----------------------------------------------------------------------===//
 #include "compiler/Passes.h"
+#include "compiler/PlanBuilder.h"
 #include "mantissa/Graph/GraphOps.h"
 #include "runtime/inspect/PlanPrinter.h"
+#ifdef MANTISSA_HAVE_NVRTC
+#include "common/Error.h"
+#include "runtime/cuda/AotKernels.h"
+#include "runtime/cuda/KernelCache.h"
+#endif
 #ifdef MANTISSA_HAVE_TRAIN
 #include "runtime/train/Trainer.h"
 #endif
@@ -21,6 +28,7 @@
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
@@ -54,6 +62,14 @@ const char *kUsage =
     "  --seed N                                 parameter initialisation seed (default 0)\n"
     "  --tf32                                   let fp32 GEMMs use TF32\n"
     "  --no-fuse                                one kernel per elementwise op (no fuse-elementwise)\n"
+    "  --arch sm_90[,sm_80...]|none             compile every kernel with NVRTC to CUBIN for\n"
+    "                                           each architecture plus PTX of the oldest, into\n"
+    "                                           the plan (default sm_90; none: no kernels, the\n"
+    "                                           CUDA backend then compiles them at startup).\n"
+    "                                           NVRTC output is cached in $MANTISSA_CACHE_DIR,\n"
+    "                                           else $XDG_CACHE_HOME/mantissa/nvrtc, else\n"
+    "                                           ~/.cache/mantissa/nvrtc (MANTISSA_CACHE_DIR=off)\n"
+    "  -v, --verbose                            print what the kernel compilation did\n"
     "  --emit-ir                                print the final IR to stdout\n";
 
 int usageError(const std::string &message) {
@@ -76,7 +92,12 @@ struct CompileOptions {
   int64_t growthInterval = 2000;
   int64_t batch = 0;
   uint64_t seed = 0;
-  bool tf32 = false, emitIr = false, fuse = true;
+  bool tf32 = false, emitIr = false, fuse = true, verbose = false;
+#ifdef MANTISSA_HAVE_NVRTC
+  std::string arch = "sm_90";
+#else
+  std::string arch = "none"; // built without the CUDA toolkit: no NVRTC
+#endif
 };
 
 bool parseDouble(const std::string &s, double &out) {
@@ -157,6 +178,12 @@ int compileMain(int argc, char **argv) {
       o.emitIr = true;
     } else if (name == "--no-fuse" && !hasInline) {
       o.fuse = false;
+    } else if ((name == "-v" || name == "--verbose") && !hasInline) {
+      o.verbose = true;
+    } else if (name == "--arch") {
+      if (!take())
+        return needs("a list of architectures like sm_90,sm_80, or none");
+      o.arch = value;
     } else if (name == "-o" || name == "--output") {
       if (!take())
         return needs("a file name");
@@ -268,16 +295,59 @@ int compileMain(int argc, char **argv) {
   pm.addPass(mantissa::createInsertLossScaling(ls));
   if (o.fuse)
     pm.addPass(mantissa::createFuseElementwise());
-  mantissa::EmitPlanOptions ep;
-  ep.output = o.output;
-  ep.seed = o.seed;
-  ep.batch = o.batch;
-  ep.policy = o.precision;
-  ep.tf32 = o.tf32;
-  ep.source = o.model;
-  pm.addPass(mantissa::createEmitPlan(ep));
+  // Checked before the (slower) passes run.
+  std::vector<int> archs;
+  if (o.arch != "none") {
+#ifdef MANTISSA_HAVE_NVRTC
+    try {
+      archs = mantissa::cuda::parseArchList(o.arch);
+    } catch (const mantissa::Error &e) {
+      return fail(e.what());
+    }
+#else
+    return fail("--arch " + o.arch + ": this mantissa was built without the CUDA toolkit "
+                "(no NVRTC); use --arch none");
+#endif
+  }
   if (failed(pm.run(*module)))
     return 1; // the passes reported at the ops' locations
+  // emit-plan as a function (what the pass does), so that the kernels can be added
+  // before the one write of the plan.
+  mantissa::PlanConfig config;
+  config.seed = o.seed;
+  config.policy = o.precision;
+  config.tf32 = o.tf32;
+  config.source = o.model;
+  config.expectedBatch = o.batch;
+  FailureOr<std::vector<uint8_t>> bytes = mantissa::emitPlan(*module, config);
+  if (failed(bytes))
+    return 1;
+#ifdef MANTISSA_HAVE_NVRTC
+  if (!archs.empty()) {
+    // The kernels come from the emitted plan (the code generator reads plans), so the
+    // plan is emitted a second time with them.
+    mantissa::cuda::KernelCache cache(mantissa::cuda::KernelCache::defaultDir());
+    mantissa::cuda::AotStats stats;
+    std::unique_ptr<mantissa::plan::CudaCodeT> code;
+    try {
+      code = mantissa::cuda::compileModules(
+          mantissa::cuda::planModules(*mantissa::plan::GetPlan(bytes->data())), archs, &cache, &stats);
+    } catch (const mantissa::Error &e) {
+      return fail(std::string("compiling the kernels: ") + e.what());
+    }
+    config.cuda = code.get();
+    bytes = mantissa::emitPlan(*module, config);
+    if (failed(bytes))
+      return 1;
+    if (o.verbose)
+      llvm::errs() << "kernels: " << stats.modules << " modules for " << o.arch << " + PTX, "
+                   << stats.compiles << " compilations, " << stats.cacheHits << " from the cache ("
+                   << (cache.dir().empty() ? "off" : cache.dir()) << "), "
+                   << llvm::format("%.2f", stats.seconds) << " s\n";
+  }
+#endif
+  if (failed(mantissa::writePlanFile(*module, o.output, *bytes)))
+    return 1;
   if (o.emitIr) {
     module->print(llvm::outs());
     llvm::outs() << "\n";

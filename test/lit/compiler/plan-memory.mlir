@@ -8,7 +8,7 @@
 // RUN: mantissa compile %models/mlp_digits.mlir -o %t.fp16.plan --precision fp16
 // RUN: mantissa inspect %t.fp16.plan | FileCheck %s --check-prefix=FP16
 
-// CHECK:      plan version 3
+// CHECK:      plan version 4
 // CHECK:        Temp: 33 tensors, 168856 elements, 675424 bytes
 // CHECK:      memory: peak 323884 bytes = temps 202752 + persistent 104492 + inputs 16640 (plan peak_bytes 323884)
 // CHECK-NEXT:   temp arena: 202752 bytes for 675424 bytes of temps sharing it by liveness (30%)
@@ -19,7 +19,7 @@
 // CHECK:        t9 Temp - f32[64x128] offset 0
 // CHECK:        t40 Temp - f32[64x10] offset 0
 // CHECK-NEXT:   t41 Temp - f32[] offset 2560
-// CHECK-NEXT: function train_step:
+// CHECK-NEXT: kernels: {{[0-9]+}} modules
 
 // FP16:        Temp: 59 tensors, 257337 elements, 623548 bytes
 // FP16:      memory: peak 263988 bytes = temps 142848 + persistent 104500 + inputs 16640 (plan peak_bytes 263988)

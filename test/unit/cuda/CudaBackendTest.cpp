@@ -7,8 +7,11 @@
 #include "common/ScalarOp.h"
 #include "runtime/backend/Executor.h"
 #include "runtime/cpu/CpuBackend.h"
+#include "runtime/cuda/AotKernels.h"
 #include "runtime/cuda/CudaKernelSource.h"
 #include "runtime/cuda/ConvKernels.h"
+#include "runtime/cuda/KernelCache.h"
+#include "runtime/cuda/KernelImage.h"
 #include "runtime/cuda/ElementwiseCodegen.h"
 #include "runtime/cuda/Nvrtc.h"
 
@@ -19,10 +22,13 @@
 #include <sstream>
 #include <cstdlib>
 #include <dirent.h>
+#include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <regex>
 #include <set>
+#include <tuple>
 
 using namespace mantissa;
 namespace fb = flatbuffers;
@@ -238,34 +244,91 @@ TEST(CudaCodegen, IdenticalProgramsShareAKernel) {
 
 //===--- (b) NVRTC compiles every kernel (no GPU needed) ---------------------------===//
 
-/// Every elementwise kernel of `plans` plus the fixed kernels, compiled for `arch`.
-void compileAll(const std::vector<const LoadedPlan *> &plans, int arch) {
-  std::map<std::string, std::string> bodies;
-  for (const LoadedPlan *lp : plans)
-    for (const plan::Function *fn : *lp->plan().functions())
-      if (fn->steps())
-        for (const plan::Step *s : *fn->steps())
-          if (s->kernel_type() == plan::Kernel::Elementwise) {
-            auto k = cuda::generateElementwise(lp->plan(), *s->kernel_as_Elementwise());
-            bodies[k.name] = k.source;
-          }
-  std::vector<cuda::CompileUnit> units = {
-      {"fixed.cu", std::string(cuda::cudaPrelude()) + cuda::fixedKernelSource()}};
-  cuda::CompileUnit ew{"elementwise.cu", cuda::cudaPrelude()};
-  for (auto &b : bodies)
-    ew.source += "\n" + b.second;
-  units.push_back(ew);
-  // The implicit-GEMM convolutions of the plans, plus every mode and dtype at 3x3 and
-  // the transposed convolution's 2x2 stride 2 (so the test compiles them all even when
-  // the plans have no fp16/bf16 convolution).
-  std::map<std::string, cuda::ConvGemmConfig> convs;
-  for (const LoadedPlan *lp : plans)
-    for (const plan::Function *fn : *lp->plan().functions())
-      if (fn->steps())
-        for (const plan::Step *s : *fn->steps())
-          if (s->kernel_type() == plan::Kernel::Conv2d)
-            if (auto c = cuda::convGemmConfigFor(lp->plan(), *s->kernel_as_Conv2d()))
-              convs.emplace(c->kernelName(), *c);
+/// A fresh, empty folder for an NVRTC cache (removed by the caller).
+std::string freshDir(const std::string &tag) {
+  std::string tmpl = (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : "/tmp") +
+                     "/mantissa-" + tag + "-XXXXXX";
+  if (!mkdtemp(&tmpl[0]))
+    throw Error("mkdtemp failed");
+  return tmpl;
+}
+
+/// The kernels a plan carries (Plan.cuda) are what the CUDA executor needs: every
+/// module the code generator derives from the plan's steps (planModules, what the
+/// executor looks up), each with a CUBIN (an ELF image naming every entry point) for
+/// each of `archs` and PTX (with an .entry for each) of the oldest.
+void checkPlanKernels(const LoadedPlan &lp, const std::vector<std::string> &archs) {
+  const plan::CudaCode *code = lp->cuda();
+  ASSERT_NE(code, nullptr) << lp.name() << ": no compiled kernels";
+  std::map<std::string, const plan::CudaKernel *> byName;
+  for (const plan::CudaKernel *k : *code->kernels())
+    byName[k->name()->str()] = k;
+  std::vector<std::string> planArchs;
+  for (const fb::String *a : *code->archs())
+    planArchs.push_back(a->str());
+  EXPECT_EQ(planArchs, archs) << lp.name();
+  std::vector<cuda::ModuleSource> modules = cuda::planModules(lp.plan());
+  EXPECT_EQ(byName.size(), modules.size()) << lp.name() << ": one module per distinct kernel";
+  std::set<std::string> hashes;
+  for (const cuda::ModuleSource &m : modules) {
+    auto it = byName.find(m.name);
+    ASSERT_NE(it, byName.end()) << lp.name() << ": no compiled module " << m.name;
+    const plan::CudaKernel *k = it->second;
+    EXPECT_EQ(k->source()->str(), m.source) << m.name;
+    EXPECT_TRUE(hashes.insert(k->source_hash()->str()).second) << "duplicate source " << m.name;
+    ASSERT_EQ(k->cubins()->size(), archs.size()) << m.name;
+    for (size_t a = 0; a < archs.size(); ++a) {
+      const plan::CudaCubin *c = k->cubins()->Get(fb::uoffset_t(a));
+      EXPECT_EQ(c->arch()->str(), archs[a]) << m.name;
+      std::string image(c->image()->begin(), c->image()->end());
+      EXPECT_EQ(image.compare(0, 4, "\x7f" "ELF"), 0) << m.name << " " << archs[a];
+      for (const std::string &entry : m.entries)
+        EXPECT_NE(image.find(entry), std::string::npos) << entry << " not in the " << archs[a] << " CUBIN";
+    }
+    ASSERT_NE(k->ptx(), nullptr) << m.name;
+    EXPECT_EQ(k->ptx_arch()->str(), "compute_" + archs.back().substr(3)) << m.name;
+    for (const std::string &entry : m.entries)
+      EXPECT_NE(k->ptx()->str().find(".entry " + entry), std::string::npos) << entry << " not in the PTX";
+  }
+}
+
+std::vector<uint8_t> kernelZooPlan(); // every fixed kernel kind (defined below)
+
+/// `planBytes` with Plan.cuda set to `code`, through FlatBuffers' object API: fine
+/// for these test plans (mantissa compile emits the plan with its kernels instead,
+/// as the object API drops empty vectors, which a compiled plan gives meaning).
+std::vector<uint8_t> withCudaCode(const std::vector<uint8_t> &planBytes,
+                                  std::unique_ptr<plan::CudaCodeT> code) {
+  std::unique_ptr<plan::PlanT> p(plan::GetPlan(planBytes.data())->UnPack());
+  p->cuda = std::move(code);
+  fb::FlatBufferBuilder b;
+  b.Finish(plan::Plan::Pack(b, p.get()), plan::PlanIdentifier());
+  return std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+}
+
+/// `bytes` with kernels for sm_90 and sm_80 (the oldest, so PTX compute_80), through
+/// a cache in `cacheDir` (CTest gives the build tree's: most modules then compile
+/// once per build, not once per run).
+std::vector<uint8_t> compileForTwoArchs(const std::vector<uint8_t> &bytes, const std::string &cacheDir,
+                                        cuda::AotStats *stats) {
+  cuda::KernelCache cache(cacheDir);
+  return withCudaCode(bytes, cuda::compileModules(cuda::planModules(*plan::GetPlan(bytes.data())),
+                                                  cuda::parseArchList("sm_90,sm_80"), &cache, stats));
+}
+
+TEST(CudaNvrtc, CompilesEveryKernelForSm90AndSm80) {
+  for (auto [bytes, name] : {std::pair(elementwisePlan(), "ew.plan"), std::pair(kernelZooPlan(), "zoo.plan")}) {
+    cuda::AotStats stats;
+    LoadedPlan lp = LoadedPlan::fromBytes(compileForTwoArchs(bytes, cuda::KernelCache::defaultDir(), &stats), name);
+    checkPlanKernels(lp, {"sm_90", "sm_80"});
+    EXPECT_EQ(stats.compiles, 3 * stats.modules); // sm_90, sm_80, compute_80
+  }
+}
+
+// Every implicit-GEMM convolution mode and dtype, both column tiles, at 3x3 stride 1
+// and the transposed convolution's 2x2 stride 2 (the zoo's plans use only some).
+TEST(CudaNvrtc, CompilesEveryConvolutionConfiguration) {
+  std::vector<cuda::ConvGemmConfig> configs;
   for (auto mode : {cuda::ConvGemmMode::Forward, cuda::ConvGemmMode::BackwardInput,
                     cuda::ConvGemmMode::BackwardWeight})
     for (auto dt : {plan::DType::F16, plan::DType::BF16})
@@ -277,63 +340,164 @@ void compileAll(const std::vector<const LoadedPlan *> &plans, int arch) {
           c.bn = bn;
           c.r = c.s = rs;
           c.sh = c.sw = rs == 2 ? 2 : 1;
-          convs.emplace(c.kernelName(), c);
+          configs.push_back(c);
         }
-  std::vector<cuda::ConvGemmConfig> convList;
-  for (auto &c : convs)
-    convList.push_back(c.second);
-  units.push_back({"conv.cu", std::string(cuda::cudaPrelude()) + cuda::convGemmSource(convList)});
-  std::vector<cuda::CompiledModule> mods = cuda::compileCudaParallel(units, arch);
-  ASSERT_EQ(mods.size(), 3u);
-  for (auto &m : mods) {
-    EXPECT_FALSE(m.ptx);
-    EXPECT_EQ(m.target, "sm_" + std::to_string(arch));
-    EXPECT_GT(m.image.size(), 1000u);
+  const cuda::CompileUnit unit{"conv.cu", std::string(cuda::cudaPrelude()) + cuda::convGemmSource(configs)};
+  for (int arch : {90, 80}) {
+    std::vector<cuda::CompiledModule> mods = cuda::compileCudaParallel({unit}, arch);
+    ASSERT_EQ(mods.size(), 1u);
+    std::string image(mods[0].image.begin(), mods[0].image.end());
+    for (const cuda::ConvGemmConfig &c : configs)
+      EXPECT_NE(image.find(c.kernelName()), std::string::npos) << c.kernelName() << " sm_" << arch;
   }
-  // Every kernel name is in the CUBIN's symbol table.
-  std::string fixedImage(mods[0].image.begin(), mods[0].image.end());
-  int count = 0;
-  const char *const *names = cuda::fixedKernelNames(&count);
-  for (int i = 0; i < count; ++i)
-    EXPECT_NE(fixedImage.find(names[i]), std::string::npos) << names[i];
-  std::string ewImage(mods[1].image.begin(), mods[1].image.end());
-  for (auto &b : bodies)
-    EXPECT_NE(ewImage.find(b.first), std::string::npos) << b.first;
-  std::string convImage(mods[2].image.begin(), mods[2].image.end());
-  for (auto &c : convs)
-    EXPECT_NE(convImage.find(c.first), std::string::npos) << c.first;
 }
 
-std::vector<uint8_t> kernelZooPlan(); // every fixed kernel kind (defined below)
+/// A small plan of two elementwise kernels, and its modules without the fixed kernels
+/// (which take NVRTC seconds per target): what the cache and verifier tests compile.
+std::pair<std::vector<uint8_t>, std::vector<cuda::ModuleSource>> smallPlanAndModules() {
+  PlanMaker pm;
+  int a = pm.tensor("a", plan::DType::F32, {8, 3});
+  int oa = pm.tensor("oa", plan::DType::F16, {8, 3}, plan::Role::Temp);
+  int ob = pm.tensor("ob", plan::DType::F32, {8, 3}, plan::Role::Temp);
+  pm.elementwise("relu", {8, 3}, {{a, {3, 1}}}, {load(0), op(ScalarOp::Relu, 0)}, {oa}, {1});
+  pm.elementwise("neg", {8, 3}, {{a, {3, 1}}}, {load(0), op(ScalarOp::Neg, 0)}, {ob}, {1});
+  std::vector<uint8_t> bytes = pm.finish();
+  std::vector<cuda::ModuleSource> modules = cuda::planModules(*plan::GetPlan(bytes.data()));
+  EXPECT_EQ(modules.size(), 3u);
+  EXPECT_EQ(modules[0].name, cuda::kFixedModuleName);
+  EXPECT_EQ(modules[1].fuses, std::vector<std::string>{"Relu"});
+  modules.erase(modules.begin());
+  return {bytes, modules};
+}
 
-TEST(CudaNvrtc, CompilesEveryKernelForSm90AndSm80) {
-  LoadedPlan ew = LoadedPlan::fromBytes(elementwisePlan(), "ew.plan");
-  LoadedPlan zoo = LoadedPlan::fromBytes(kernelZooPlan(), "zoo.plan");
-  for (int arch : {90, 80})
-    compileAll({&ew, &zoo}, arch);
+TEST(CudaNvrtc, ASecondCompileHitsTheCache) {
+  const std::string dir = freshDir("nvrtc-cache");
+  auto [bytes, modules] = smallPlanAndModules();
+  const std::vector<int> archs = {90, 80};
+  auto compile = [&](cuda::AotStats &stats) {
+    cuda::KernelCache cache(dir);
+    return withCudaCode(bytes, cuda::compileModules(modules, archs, &cache, &stats));
+  };
+  cuda::AotStats first, second, third;
+  std::vector<uint8_t> a = compile(first);
+  std::vector<uint8_t> b = compile(second);
+  EXPECT_EQ(first.compiles, 6u);
+  EXPECT_EQ(first.cacheHits, 0u);
+  EXPECT_EQ(second.cacheHits, second.compiles);
+  EXPECT_EQ(a, b) << "the cached images are the ones NVRTC wrote";
+  // One file per (module, target); a damaged entry is ignored and rewritten.
+  size_t files = 0;
+  for (auto &e : std::filesystem::directory_iterator(dir))
+    if (++files == 1)
+      std::ofstream(e.path(), std::ios::trunc) << "garbage";
+  EXPECT_EQ(files, first.compiles);
+  EXPECT_EQ(compile(third), a);
+  EXPECT_EQ(third.cacheHits, third.compiles - 1);
+  std::filesystem::remove_all(dir);
+}
+
+/// The plan's loader rejects a damaged kernel table with a message naming the kernel.
+TEST(CudaNvrtc, TheVerifierRejectsACorruptKernelTable) {
+  auto [bytes, modules] = smallPlanAndModules();
+  std::vector<uint8_t> good = withCudaCode(bytes, cuda::compileModules(modules, {90, 80}, nullptr, nullptr));
+  auto damaged = [&](const std::function<void(plan::PlanT &)> &damage) {
+    std::unique_ptr<plan::PlanT> p(plan::GetPlan(good.data())->UnPack());
+    damage(*p);
+    fb::FlatBufferBuilder b;
+    b.Finish(plan::Plan::Pack(b, p.get()), plan::PlanIdentifier());
+    try {
+      LoadedPlan::fromBytes(std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize()),
+                            "bad.plan");
+    } catch (const Error &e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NO_THROW(LoadedPlan::fromBytes(good, "good.plan"));
+  EXPECT_EQ(damaged([](plan::PlanT &) {}), "no error");
+  std::string m = damaged([](plan::PlanT &p) { p.cuda->kernels[1]->source += " "; });
+  EXPECT_NE(m.find("bad.plan: cuda kernel 1 '"), std::string::npos) << m;
+  EXPECT_NE(m.find("does not match its source"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->prelude += " "; });
+  EXPECT_NE(m.find("does not match its source"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->kernels[0]->cubins[0]->image.resize(10); });
+  EXPECT_NE(m.find("the CUBIN for sm_90 is not an ELF image (10 bytes)"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->kernels[0]->cubins.pop_back(); });
+  EXPECT_NE(m.find("CUBINs for 1 of the plan's 2 architectures"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->kernels[0]->cubins[1]->arch = "sm_75"; });
+  EXPECT_NE(m.find("CUBIN for 'sm_75', which is not one of the plan's architectures"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->kernels[1]->name = p.cuda->kernels[0]->name; });
+  EXPECT_NE(m.find("appears twice"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->archs[1] = "sm80"; });
+  EXPECT_NE(m.find("architecture 'sm80' is not like sm_90"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->kernels[0]->ptx = "garbage"; });
+  EXPECT_NE(m.find("the PTX has no .entry"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->kernels[0]->ptx_arch = "sm_80"; });
+  EXPECT_NE(m.find("ptx_arch 'sm_80' is not like compute_80"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->kernels[0]->entries.clear(); });
+  EXPECT_NE(m.find("'entries'"), std::string::npos) << m;
+  m = damaged([](plan::PlanT &p) { p.cuda->nvrtc_version.clear(); });
+  EXPECT_NE(m.find("nvrtc_version"), std::string::npos) << m;
+}
+
+/// What a GPU loads from a plan compiled for sm_90,sm_80 (PTX compute_80): its own
+/// CUBIN, else the PTX when the GPU is at least compute_80, else one error.
+TEST(CudaNvrtc, EachGpuLoadsItsCubinElseThePtx) {
+  auto [bytes, modules] = smallPlanAndModules();
+  std::unique_ptr<plan::CudaCodeT> code = cuda::compileModules(modules, {90, 80}, nullptr, nullptr);
+  std::vector<uint8_t> both = withCudaCode(bytes, std::move(code));
+  const plan::CudaKernel &k = *plan::GetPlan(both.data())->cuda()->kernels()->Get(0);
+  for (auto [arch, ptx, target] : {std::tuple(90, false, "sm_90"), std::tuple(80, false, "sm_80"),
+                                   std::tuple(89, true, "compute_80"), std::tuple(100, true, "compute_80")}) {
+    cuda::KernelImage image = cuda::chooseKernelImage(k, arch, "p.plan");
+    EXPECT_EQ(image.ptx, ptx) << arch;
+    EXPECT_EQ(image.target, target) << arch;
+    if (ptx)
+      EXPECT_EQ(std::string(image.bytes, image.size - 1), k.ptx()->str()) << arch;
+    else
+      EXPECT_EQ(std::string(image.bytes, 4), "\x7f" "ELF") << arch;
+  }
+  try {
+    cuda::chooseKernelImage(k, 75, "p.plan");
+    ADD_FAILURE() << "an sm_75 GPU cannot run compute_80 PTX";
+  } catch (const Error &e) {
+    EXPECT_EQ(std::string(e.what()), "p.plan: kernel " + modules[0].name +
+                                         " has no code this GPU (sm_75) can run: the plan has CUBIN "
+                                         "sm_90, CUBIN sm_80, PTX compute_80; recompile with "
+                                         "`mantissa compile --arch sm_75`");
+  }
+}
+
+TEST(CudaNvrtc, ArchListsAreChecked) {
+  EXPECT_EQ(cuda::parseArchList("sm_90,sm_80,sm_90"), (std::vector<int>{90, 80}));
+  for (const char *bad : {"", "sm90", "sm_90,", "sm_9x", "compute_90", "sm_1"}) {
+    try {
+      cuda::parseArchList(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const Error &e) {
+      EXPECT_NE(std::string(e.what()).find("--arch"), std::string::npos) << e.what();
+    }
+  }
 }
 
 // The zoo's plans, when the build has them (MANTISSA_TEST_PLAN_DIR: a folder of .plan
-// files, e.g. what `mantissa compile` wrote for models/): every elementwise kernel.
-TEST(CudaNvrtc, CompilesThePlansOfAFolder) {
+// files written by `mantissa compile --arch sm_90,sm_80`, as test/unit/cuda/zoo_kernels.sh
+// does for every zoo model and precision): every plan carries all its kernels.
+TEST(CudaNvrtc, ThePlansOfAFolderCarryTheirKernels) {
   const char *dir = std::getenv("MANTISSA_TEST_PLAN_DIR");
   if (!dir || !*dir)
     GTEST_SKIP() << "MANTISSA_TEST_PLAN_DIR not set";
-  std::vector<std::unique_ptr<LoadedPlan>> plans;
-  if (DIR *d = opendir(dir)) {
-    while (dirent *e = readdir(d)) {
-      std::string name = e->d_name;
-      if (name.size() > 5 && name.substr(name.size() - 5) == ".plan")
-        plans.push_back(std::make_unique<LoadedPlan>(LoadedPlan::load(std::string(dir) + "/" + name)));
-    }
-    closedir(d);
+  size_t count = 0;
+  for (auto &e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() != ".plan")
+      continue;
+    LoadedPlan lp = LoadedPlan::load(e.path().string());
+    checkPlanKernels(lp, {"sm_90", "sm_80"});
+    ++count;
   }
-  if (plans.empty())
+  if (count == 0)
     GTEST_SKIP() << "no .plan files in " << dir;
-  std::vector<const LoadedPlan *> ptrs;
-  for (auto &p : plans)
-    ptrs.push_back(p.get());
-  compileAll(ptrs, 90);
+  std::printf("checked the kernels of %zu plans\n", count);
 }
 
 TEST(CudaNvrtc, CompileErrorsQuoteTheSourceLine) {
@@ -414,15 +578,20 @@ std::unique_ptr<Executor> cudaExecutorOrSkipReason(const LoadedPlan &plan, std::
   }
 }
 
+/// The CUDA executor for `plan`, or null with the error.
+std::unique_ptr<Executor> cudaExecutorOrError(const LoadedPlan &plan, std::string &error) {
+  try {
+    return makeCudaExecutor(plan);
+  } catch (const Error &e) {
+    error = e.what();
+    return nullptr;
+  }
+}
+
 TEST(CudaExecutor, WithoutAGpuSaysSo) {
   LoadedPlan lp = LoadedPlan::fromBytes(elementwisePlan(), "ew.plan");
   std::string reason;
-  std::unique_ptr<Executor> exec;
-  try {
-    exec = makeCudaExecutor(lp);
-  } catch (const Error &e) {
-    reason = e.what();
-  }
+  std::unique_ptr<Executor> exec = cudaExecutorOrError(lp, reason);
   if (exec)
     GTEST_SKIP() << "a CUDA device is present: " << exec->deviceDescription();
   EXPECT_NE(reason.find("CUDA backend unavailable: no CUDA device: "), std::string::npos) << reason;
@@ -488,6 +657,43 @@ void compareWithCpu(const std::vector<uint8_t> &bytes, const std::string &name, 
 TEST(CudaExecutor, ElementwiseMatchesCpu) {
   // fp32 transcendental functions differ by a few ulps; fp16/bf16 outputs by one ulp.
   compareWithCpu(elementwisePlan(), "ew.plan", 3, 2e-6, 8e-3);
+}
+
+// Kernels compiled ahead of time (Plan.cuda): CUBIN of the device's architecture,
+// and PTX JIT-compiled by the driver for a plan that has no CUBIN for it.
+TEST(CudaExecutor, KernelsFromThePlanMatchCpu) {
+  std::vector<uint8_t> bytes = elementwisePlan();
+  cuda::KernelCache cache(cuda::KernelCache::defaultDir());
+  const std::vector<cuda::ModuleSource> modules = cuda::planModules(*plan::GetPlan(bytes.data()));
+  compareWithCpu(withCudaCode(bytes, cuda::compileModules(modules, {90, 80}, &cache, nullptr)),
+                 "ew-aot.plan", 3, 2e-6, 8e-3);
+  // sm_80 only: on any other GPU the PTX (compute_80) is JIT-compiled.
+  compareWithCpu(withCudaCode(bytes, cuda::compileModules(modules, {80}, &cache, nullptr)),
+                 "ew-aot-sm80.plan", 3, 2e-6, 8e-3);
+}
+
+TEST(CudaExecutor, APlanWithNoKernelTheGpuCanRunIsOneError) {
+  std::vector<uint8_t> bytes = elementwisePlan();
+  cuda::KernelCache cache(cuda::KernelCache::defaultDir());
+  // A CUBIN for sm_80 only and no PTX: no use to any GPU but an sm_80 one.
+  std::unique_ptr<plan::CudaCodeT> code =
+      cuda::compileModules(cuda::planModules(*plan::GetPlan(bytes.data())), {80}, &cache, nullptr);
+  for (auto &k : code->kernels) {
+    k->ptx.clear();
+    k->ptx_arch.clear();
+  }
+  LoadedPlan lp = LoadedPlan::fromBytes(withCudaCode(bytes, std::move(code)), "sm80-only.plan");
+  std::string reason;
+  std::unique_ptr<Executor> exec = cudaExecutorOrError(lp, reason);
+  if (reason.find("no CUDA device") != std::string::npos)
+    GTEST_SKIP() << reason;
+  if (exec && exec->deviceDescription().find("compute capability 8.0") != std::string::npos)
+    GTEST_SKIP() << "the GPU is an sm_80: the plan runs";
+  EXPECT_EQ(exec, nullptr);
+  EXPECT_NE(reason.find("sm80-only.plan: kernel mantissa_fixed has no code this GPU (sm_"),
+            std::string::npos) << reason;
+  EXPECT_NE(reason.find("can run: the plan has CUBIN sm_80; recompile with `mantissa compile --arch sm_"),
+            std::string::npos) << reason;
 }
 
 std::vector<uint8_t> gemmPlan() {
