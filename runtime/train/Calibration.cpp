@@ -166,7 +166,9 @@ CalibrationChoice chooseCalibration(const Executor &exec, const KernelTimeline &
     secondsOf[l.kernel] += l.end - l.start;
   double wSum = 0, tSum = 0, tAll = 0;
   size_t covered = 0;
+  size_t launched = 0;
   for (uint32_t k = 0; k < K; ++k) {
+    launched += secondsOf[k] > 0;
     tAll += secondsOf[k];
     if (auto it = byName.find(timeline.names()[k]); it != byName.end()) {
       wSum += it->second->watts * secondsOf[k];
@@ -178,7 +180,7 @@ CalibrationChoice chooseCalibration(const Executor &exec, const KernelTimeline &
     auto it = byName.find(timeline.names()[k]);
     if (it != byName.end()) {
       choice.calibration.kernels[k] = {it->second->watts, it->second->relSpread};
-      ++covered;
+      covered += secondsOf[k] > 0;
     } else {
       choice.calibration.kernels[k] = {meanWatts, kUncalibratedSpread};
     }
@@ -187,9 +189,9 @@ CalibrationChoice chooseCalibration(const Executor &exec, const KernelTimeline &
   choice.calibrated = true;
   char buf[160];
   std::snprintf(buf, sizeof buf, "%s (%zu of %zu kernels replayed, %.1f %% of kernel time",
-                path.c_str(), covered, K, tAll > 0 ? 100 * tSum / tAll : 0.0);
+                path.c_str(), covered, launched, tAll > 0 ? 100 * tSum / tAll : 0.0);
   choice.description = std::string(buf) +
-                       (covered < K ? "; the rest at their mean power ±100 %)" : ")");
+                       (covered < launched ? "; the rest at their mean power ±100 %)" : ")");
   return choice;
 }
 
@@ -399,8 +401,11 @@ int profileMain(int argc, char **argv) {
     });
     std::printf("%-40s %12s %14s %9s %8s %7s %7s\n", "kernel", "time/launch", "J/launch", "W",
                 "spread", "repeats", "°C");
-    std::printf("%-40s %12s %14s %9.1f %7.2f%% %7d %7.0f\n", "(idle)", "", "", file.idle.watts,
-                100 * file.idle.relSpread, file.idle.repeats, file.idle.celsius);
+    std::printf("(each row: windows of >= %g s at counter ticks; spread: the repeats' largest "
+                "deviation plus the counter's resolution and boundary lag)\n", o.window);
+    auto celsius = [](double c) { return std::isnan(c) ? std::string("-") : fmt("%.0f", c); };
+    std::printf("%-40s %12s %14s %9.1f %7.2f%% %7d %7s\n", "(idle)", "", "", file.idle.watts,
+                100 * file.idle.relSpread, file.idle.repeats, celsius(file.idle.celsius).c_str());
     for (auto [secs, step] : order) {
       // ~10 ms of launches per call, then a wait: the device stays busy and the
       // launches counted are the ones done.
@@ -413,9 +418,9 @@ int profileMain(int argc, char **argv) {
         return batch;
       });
       file.kernels.push_back(k);
-      std::printf("%-40.40s %12s %14.6g %9.1f %7.2f%% %7d %7.0f\n", k.name.c_str(),
+      std::printf("%-40.40s %12s %14.6g %9.1f %7.2f%% %7d %7s\n", k.name.c_str(),
                   seconds(k.secondsPerLaunch).c_str(), k.joulesPerLaunch, k.watts,
-                  100 * k.relSpread, k.repeats, k.celsius);
+                  100 * k.relSpread, k.repeats, celsius(k.celsius).c_str());
     }
     std::string path = calibrationCachePath(*exec, meter->name());
     writeCalibration(path, file);
