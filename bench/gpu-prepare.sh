@@ -10,6 +10,10 @@ ninja -C "$build" mantissa-run mantissa_cuda cuda_vs_cpu >&2
 c=.carry; rm -rf $c; mkdir -p $c/plans $c/bin
 cp "$build/bin/mantissa-run" "$build/bin/cuda_vs_cpu" $c/bin/
 cp "$(find "$build" -name libmantissa_cuda.so | head -1)" $c/bin/
+# The carry is limited (64 MiB): symbols are not needed there (the plugin keeps its
+# dynamic symbol table, which is what dlsym reads).
+strip $c/bin/mantissa-run $c/bin/cuda_vs_cpu
+strip --strip-unneeded $c/bin/libmantissa_cuda.so
 m="$build/bin/mantissa"
 python3 models/gen_unet.py --width 8 --levels 3 --size 64 --batch 4 > $c/unet_check.mlir
 python3 models/gen_unet.py --width 32 --levels 4 --size 384 --batch 16 > $c/unet.mlir
@@ -25,5 +29,14 @@ for prec in fp32 fp16 bf16; do
 done
 $m compile models/mlp_digits.mlir --precision fp16 --loss-scale dynamic --optimizer sgd --lr 0.05 --momentum 0.9 -o $c/plans/mlp_digits-fp16.plan
 $m compile $c/unet.mlir --precision fp16 --optimizer adam --lr 0.001 -o $c/plans/unet-train-fp16.plan
-cp bench/gpu-check.sh bench/gpu_bench.py bench/torch_models.py $c/
+# The U-Net energy study (bench/unet_energy_study.py): unet(w, L=4) at 384x384, batch 16,
+# fp32 and fp16 AMP, SGD lr 1e-3 momentum 0.9 as the benchmark plans.
+for w in 8 16 32 64; do
+  python3 models/gen_unet.py --width $w --levels 4 --size 384 --batch 16 > $c/unet-w$w.mlir
+  for prec in fp32 fp16; do
+    $m compile $c/unet-w$w.mlir --precision $prec --optimizer sgd --lr 0.001 --momentum 0.9 -o $c/plans/study-unet-w$w-$prec.plan
+  done
+done
+cp bench/gpu-check.sh bench/gpu_bench.py bench/torch_models.py bench/gpu-energy-check.sh bench/energy_check.py \
+   bench/nvml_energy.py bench/unet_energy_study.py $c/
 du -sh $c

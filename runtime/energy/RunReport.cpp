@@ -199,7 +199,8 @@ std::string energyRunJson(const EnergyRun &run) {
   o << "{\"timeline_method\": " << json::quote(run.timelineMethod)
     << ", \"calibration\": " << json::quote(run.calibration)
     << ", \"calibrated\": " << (run.calibrated ? "true" : "false")
-    << ", \"run_seconds\": " << num(run.runEnd - run.runStart) << ",\n\"attribution\": "
+    << ", \"run_seconds\": " << num(run.runEnd - run.runStart)
+    << ", \"clock_origin_seconds\": " << fmt("%.9f", run.clockOrigin) << ",\n\"attribution\": "
     << attributionJson(r, run.labels);
   auto groups = [&](const char *key, const std::vector<GroupEnergy> &gs) {
     o << ",\n\"" << key << "\": [";

@@ -61,6 +61,7 @@ struct EnergyRun {
   std::string calibration; // where the calibration came from, or the fallback used
   bool calibrated = false;
   double runStart = 0.0, runEnd = 0.0; // the training loop, on the run's clock
+  double clockOrigin = 0.0; // the run's clock's zero in steady_clock (CLOCK_MONOTONIC) seconds
   std::vector<LossPoint> losses;
   // Energy to target (targetLoss NaN: not asked; targetStep -1: not reached).
   double targetLoss = 0.0;

@@ -145,6 +145,7 @@ void EnergySession::begin() {
   timing_ = exec_.enableTimeline(true);
   run_.timelineMethod = timing_ ? exec_.timelineMethod() : "none (this backend cannot time its steps)";
   run_.runStart = 0.0;
+  run_.clockOrigin = t0_;
   if (meter_->measures())
     thread_ = std::thread([this] { poller(); });
 }
@@ -200,6 +201,8 @@ void EnergySession::end() {
   run_.calibration = cal.description;
   run_.calibrated = cal.calibrated;
   run_.attribution = attributeEnergy(timeline_, cal.calibration, windows);
+  if (!meterNote_.empty())
+    run_.attribution.meterName += "; " + meterNote_; // why the asked meter is not there
   if (!std::isnan(options_.targetLoss))
     setTarget(run_, options_.targetLoss);
 }
