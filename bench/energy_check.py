@@ -12,10 +12,10 @@ with the binaries and plans of bench/gpu-prepare.sh):
 
     python3 energy_check.py --carry .carry --out results/energy [--models mlp unet]
 """
-import argparse, json, os, subprocess, sys, time
+import argparse, json, os, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import nvml_energy  # noqa: E402
+import gpu_bench, nvml_energy  # noqa: E402
 
 fails = 0
 
@@ -26,9 +26,9 @@ def check(ok, what):
     fails += not ok
 
 
-def train(run, plan, steps, out, *extra):
+def train(run, plan, steps, out, data, *extra):
     p = subprocess.run([run, "train", plan, "--backend", "cuda", "--fixed-batch", "--steps", str(steps), "--quiet",
-                        "--json", out, *extra], capture_output=True, text=True)
+                        "--json", out, *data, *extra], capture_output=True, text=True)
     if p.returncode:
         raise SystemExit(f"train failed: {p.stderr[-2000:]}")
     return json.load(open(out)), p.stdout
@@ -48,6 +48,7 @@ def main():
     for model in a.models:
         plan = os.path.join(a.carry, "plans", f"bench-{model}-fp16.plan")
         o = lambda name: os.path.join(a.out, f"{model}-{name}")
+        data = gpu_bench.mantissa_data(a.out)[model]
         print(f"== {model} fp16", flush=True)
         # 1. calibration by replay
         prof = o("profile.json")
@@ -59,16 +60,16 @@ def main():
             raise SystemExit(f"profile failed: {p.stderr[-2000:]}")
         cal = json.load(open(prof))
         # 2. the measure mode's cost (and the steps for ~a.seconds)
-        pilot, _ = train(run, plan, 50, o("pilot.json"))
+        pilot, _ = train(run, plan, 50, o("pilot.json"), data)
         steps = max(100, int(a.seconds / (pilot["wall_seconds"] / 50)))
-        plain, _ = train(run, plan, steps, o("plain.json"))
-        timed, _ = train(run, plan, steps, o("timed.json"), "--energy", "--meter", "none")
+        plain, _ = train(run, plan, steps, o("plain.json"), data)
+        timed, _ = train(run, plan, steps, o("timed.json"), data, "--energy", "--meter", "none")
         cost = timed["wall_seconds"] / plain["wall_seconds"] - 1
         check(cost < 0.05, f"measure mode (eager + events) costs {100 * cost:+.1f} % of step time "
               f"({plain['wall_seconds']:.2f} s -> {timed['wall_seconds']:.2f} s for {steps} steps; < 5 %)")
         # 3. attributed sum against NVML sampled independently over the same windows
         with nvml_energy.Sampler() as s:
-            e, text = train(run, plan, steps, o("energy.json"), "--energy", "--meter", "nvml",
+            e, text = train(run, plan, steps, o("energy.json"), data, "--energy", "--meter", "nvml",
                             "--energy-report", o("energy.html"), "--trace", o("trace.json"), "--csv", o("energy.csv"))
         open(o("energy.txt"), "w").write(text)
         print(text, flush=True)
@@ -97,7 +98,6 @@ def main():
                  mantissa_ms_per_step=1e3 * timed["wall_seconds"] / steps)
         # 5. the PyTorch peer, measured the same way
         if not a.no_pytorch:
-            import gpu_bench
             t = gpu_bench.pytorch_energy(model, "fp16", compile_=True, seconds=a.seconds)
             r["pytorch_compiled_joules_per_step"] = t["joules_per_step"]
             print(f"J/step: Mantissa {r['mantissa_joules_per_step']:.4g} ± {r['mantissa_joules_per_step_err']:.2g} J, "

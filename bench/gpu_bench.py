@@ -34,6 +34,15 @@ def gpu_mem_poll(stop, peak):
         time.sleep(0.2)
 
 
+def mantissa_data(tmp):
+    """The benchmark's data options per model (random .npy for mlp written into tmp; nowcast for unet)."""
+    rng = np.random.default_rng(0)
+    np.save(f"{tmp}/x.npy", rng.standard_normal((1024, 784), dtype=np.float32))
+    np.save(f"{tmp}/y.npy", rng.integers(0, 10, 1024))
+    return {"mlp": ["--data", f"{tmp}/x.npy,{tmp}/y.npy"],
+            "unet": ["--data", "nowcast", "--train-samples", "16", "--held-out-samples", "16"]}
+
+
 def mantissa(carry, model, prec, data_args, tmp):
     plan = os.path.join(carry, "plans", f"bench-{model}-{prec}.plan")
     res = []
@@ -133,11 +142,7 @@ def main():
     a = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        rng = np.random.default_rng(0)
-        np.save(f"{tmp}/x.npy", rng.standard_normal((1024, 784), dtype=np.float32))
-        np.save(f"{tmp}/y.npy", rng.integers(0, 10, 1024))
-        data = {"mlp": ["--data", f"{tmp}/x.npy,{tmp}/y.npy"],
-                "unet": ["--data", "nowcast", "--train-samples", "16", "--held-out-samples", "16"]}
+        data = mantissa_data(tmp)
         for model in a.models:
             for prec in a.precisions:
                 r = dict(model=model, precision=prec, batch=CFG[model]["batch"])

@@ -65,7 +65,9 @@ def svg_plot(rows, path):
                      f'y2="{Y(r["joules_per_epoch"] + e):.1f}" stroke="{color}"/>'
                      f'<circle cx="{X(r["params"]):.1f}" cy="{Y(r["joules_per_epoch"]):.1f}" r="3.5" fill="{color}"/>'
                      f'<text x="{X(r["params"]) + 6:.1f}" y="{Y(r["joules_per_epoch"]) - 6:.1f}">w{r["width"]}</text>')
-        o.append(f'<text x="{W - 90}" y="{60 if prec == "fp32" else 76}" fill="{color}">{prec}{" AMP" if prec == "fp16" else ""}</text>')
+        o.append(f'<text x="{L + 10}" y="{56 if prec == "fp32" else 72}" fill="{color}">{prec}{" AMP" if prec == "fp16" else ""}</text>')
+    for p in sorted({r["params"] for r in rows}):
+        o.append(f'<text x="{X(p):.1f}" y="{H - B + 15}" text-anchor="middle">{p / 1e6:.2f}M</text>')
     o.append("</svg>")
     open(path, "w").write("\n".join(o) + "\n")
 
