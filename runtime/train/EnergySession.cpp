@@ -154,7 +154,12 @@ void EnergySession::poller() {
   while (!stop_) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      recorder_->poll(timelineClock() - t0_);
+      try {
+        recorder_->poll(timelineClock() - t0_);
+      } catch (const std::exception &e) {
+        pollError_ = e.what(); // reported by end(): the run is then "not measured"
+        return;
+      }
     }
     std::this_thread::sleep_for(kPollInterval);
   }
@@ -186,8 +191,20 @@ void EnergySession::end() {
   MeasuredWindows windows;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    recorder_->poll(timelineClock() - t0_);
+    if (pollError_.empty()) {
+      try {
+        recorder_->poll(timelineClock() - t0_);
+      } catch (const std::exception &e) {
+        pollError_ = e.what();
+      }
+    }
     windows = recorder_->result();
+  }
+  if (!pollError_.empty()) {
+    std::fprintf(stderr, "energy: not measured: the meter failed during the run: %s\n",
+                 pollError_.c_str());
+    windows.measured = false;
+    meterNote_ = "failed: " + pollError_;
   }
   if (windows.measured && windows.windows.empty()) {
     // No counter interval of >= 1 s closed: DESIGN.md measures nothing shorter.
@@ -196,6 +213,7 @@ void EnergySession::end() {
                  "of >= 1 s (train longer)\n",
                  run_.runEnd, windows.meterName.c_str());
     windows.measured = false;
+    meterNote_ = "no window of >= 1 s closed (train longer)";
   }
   CalibrationChoice cal = chooseCalibration(exec_, timeline_, meter_->name());
   run_.calibration = cal.description;

@@ -79,6 +79,7 @@ private:
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::mutex mutex_; // the recorder: polled by the thread, read at the end
+  std::string pollError_; // the meter's failure, if it failed (under mutex_)
   bool timing_ = false; // the executor times its steps
   PlanKernels kernels_;
   std::vector<StepSpan> spans_;
