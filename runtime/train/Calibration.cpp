@@ -413,13 +413,23 @@ int profileMain(int argc, char **argv) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
       return int64_t(0);
     });
-    std::printf("%-40s %12s %14s %9s %8s %7s %7s\n", "kernel", "time/launch", "J/launch", "W",
-                "spread", "repeats", "°C");
-    std::printf("(each row: windows of >= %g s at counter ticks; spread: the repeats' largest "
-                "deviation plus the counter's resolution and boundary lag)\n", o.window);
-    auto celsius = [](double c) { return std::isnan(c) ? std::string("-") : fmt("%.0f", c); };
-    std::printf("%-40s %12s %14s %9.1f %7.2f%% %7d %7s\n", "(idle)", "", "", file.idle.watts,
-                100 * file.idle.relSpread, file.idle.repeats, celsius(file.idle.celsius).c_str());
+    std::printf("%-36s %11s %12s %12s %8s %7s %3s %4s %5s\n", "kernel", "time/launch", "J/launch",
+                "J>idle", "W", "spread", "rep", "°C", "MHz");
+    std::printf("(windows of >= %g s between counter ticks; J>idle: J/launch above the idle "
+                "baseline; spread: the repeats' largest deviation plus the counter's resolution "
+                "and boundary lag)\n",
+                o.window);
+    auto reading = [](double v) { return std::isnan(v) ? std::string("-") : fmt("%.0f", v); };
+    auto row = [&](const KernelCalibration &k) {
+      bool idle = &k == &file.idle;
+      std::string jpl = idle ? "" : fmt("%.6g", k.joulesPerLaunch);
+      std::string above = idle ? "" : fmt("%.6g", (k.watts - file.idle.watts) * k.secondsPerLaunch);
+      std::printf("%-36.36s %11s %12s %12s %8.1f %6.2f%% %3d %4s %5s\n", k.name.c_str(),
+                  idle ? "" : seconds(k.secondsPerLaunch).c_str(), jpl.c_str(), above.c_str(),
+                  k.watts, 100 * k.relSpread, k.repeats, reading(k.celsius).c_str(),
+                  reading(k.smClockMHz).c_str());
+    };
+    row(file.idle);
     for (auto [secs, step] : order) {
       // ~10 ms of launches per call, then a wait: the device stays busy and the
       // launches counted are the ones done.
@@ -432,9 +442,7 @@ int profileMain(int argc, char **argv) {
         return batch;
       });
       file.kernels.push_back(k);
-      std::printf("%-40.40s %12s %14.6g %9.1f %7.2f%% %7d %7s\n", k.name.c_str(),
-                  seconds(k.secondsPerLaunch).c_str(), k.joulesPerLaunch, k.watts,
-                  100 * k.relSpread, k.repeats, celsius(k.celsius).c_str());
+      row(file.kernels.back());
     }
     std::string path = calibrationCachePath(*exec, meter->name());
     writeCalibration(path, file);
