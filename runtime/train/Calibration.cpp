@@ -210,29 +210,36 @@ struct ProfileOptions {
 
 /// One measurement of `work` (which runs some launches and returns how many):
 /// boundaries at observed counter changes, >= window seconds apart, `work`
-/// called back to back in between (each call ~10 ms) so the device stays busy.
+/// called back to back in between (each call ~10 ms) so the device stays busy. A
+/// counter change seen after a call happened during it: the boundary is placed at
+/// the call's middle (time and launches), and half the call's length is how far
+/// off it may be (`lagSeconds`, both ends together).
 struct Measurement {
-  double joules = 0, seconds = 0;
-  int64_t launches = 0;
+  double joules = 0, seconds = 0, launches = 0, lagSeconds = 0;
 };
 
 Measurement measure(EnergyMeter &meter, double window, const std::function<int64_t()> &work) {
-  auto waitForTick = [&](int64_t &launches) {
-    double v0 = meter.readJoules();
-    for (;;) {
-      launches += work();
-      double v = meter.readJoules();
-      if (v != v0)
-        return std::pair<double, double>{timelineClock(), v};
-    }
+  struct Boundary {
+    double t, joules, launches, halfCall;
   };
   int64_t launches = 0;
-  auto [ta, ea] = waitForTick(launches);
-  int64_t startLaunches = launches;
-  while (timelineClock() - ta < window)
+  auto waitForTick = [&]() {
+    double v0 = meter.readJoules();
+    for (;;) {
+      double before = timelineClock();
+      int64_t n = work();
+      double after = timelineClock();
+      launches += n;
+      double v = meter.readJoules();
+      if (v != v0)
+        return Boundary{(before + after) / 2, v, double(launches) - double(n) / 2, (after - before) / 2};
+    }
+  };
+  Boundary a = waitForTick();
+  while (timelineClock() - a.t < window)
     launches += work();
-  auto [tb, eb] = waitForTick(launches);
-  return {eb - ea, tb - ta, launches - startLaunches};
+  Boundary b = waitForTick();
+  return {b.joules - a.joules, b.t - a.t, b.launches - a.launches, a.halfCall + b.halfCall};
 }
 
 double relSpread(const std::vector<double> &xs) {
@@ -254,13 +261,14 @@ KernelCalibration calibrate(const std::string &name, EnergyMeter &meter, const P
   KernelCalibration k;
   k.name = name;
   auto *nvml = dynamic_cast<NvmlMeter *>(&meter);
-  double c = 0, clk = 0;
+  double c = 0, clk = 0, lag = 0; // lag: the largest relative boundary error of a repeat
   for (int r = 0; r < o.maxRepeats; ++r) {
     Measurement m = measure(meter, o.window, work);
     watts.push_back(m.joules / m.seconds);
+    lag = std::max(lag, m.lagSeconds / m.seconds);
     if (m.launches > 0) {
-      jpl.push_back(m.joules / double(m.launches));
-      spl.push_back(m.seconds / double(m.launches));
+      jpl.push_back(m.joules / m.launches);
+      spl.push_back(m.seconds / m.launches);
     }
     if (nvml) {
       GpuReadings g = nvml->readings();
@@ -268,7 +276,7 @@ KernelCalibration calibrate(const std::string &name, EnergyMeter &meter, const P
     }
     // The counter's tick over a window bounds each repeat too.
     double tick = meter.resolutionJoules() / m.joules;
-    if (int(watts.size()) >= o.minRepeats && relSpread(watts) + tick <= o.spread)
+    if (int(watts.size()) >= o.minRepeats && relSpread(watts) + tick + lag <= o.spread)
       break;
   }
   k.repeats = int(watts.size());
@@ -280,8 +288,8 @@ KernelCalibration calibrate(const std::string &name, EnergyMeter &meter, const P
   };
   k.watts = mean(watts);
   // The repeats' spread, plus the counter's resolution over a window and the
-  // boundaries' lag (each seen after one ~10 ms work call).
-  k.relSpread = relSpread(watts) + meter.resolutionJoules() / (k.watts * o.window) + 0.01 / o.window;
+  // boundaries' placement (half a work call at each end, measured).
+  k.relSpread = relSpread(watts) + meter.resolutionJoules() / (k.watts * o.window) + lag;
   k.joulesPerLaunch = mean(jpl);
   k.secondsPerLaunch = mean(spl);
   k.celsius = nvml ? c / k.repeats : kNaN;

@@ -33,7 +33,7 @@ for k in ks + [cal["idle"]]:
             f"{k['name']}: {k['watts']:.2f} W, spread {100 * k['rel_spread']:.2f} % vs {P:g} W")
 for k in ks:
     want = P * k["seconds_per_launch"]
-    c.check(abs(k["joules_per_launch"] - want) <= 0.02 * want,
+    c.check(abs(k["joules_per_launch"] - want) <= max(0.02, k["rel_spread"]) * want,
             f"{k['name']}: {k['joules_per_launch'] * 1e3:.4f} mJ/launch = P x time/launch ({want * 1e3:.4f} mJ)")
 
 js = os.path.join(d, "t.json")
