@@ -113,7 +113,8 @@ def main():
                                  energy_growth_pct=100 * (rb["joules_per_epoch"] / ra["joules_per_epoch"] - 1),
                                  time_growth_pct=100 * (rb["seconds_per_epoch"] / ra["seconds_per_epoch"] - 1)))
     json.dump(dict(rows=rows, growth=comp, paper=PAPER), open(os.path.join(a.out, "study.json"), "w"), indent=1)
-    md = ["| w | precision | parameters | s/epoch (measured) | s/epoch (CUDA graphs) | J/epoch | windows |",
+    md = ["| w | precision | parameters | s/epoch (measured run: eager + events) | s/epoch (1-epoch run, CUDA graphs, with warm-up) "
+          "| J/epoch (NVML, >= 1 s windows) | windows |",
           "|---|---|---|---|---|---|---|"]
     for r in rows:
         j = f"{r['joules_per_epoch']:.1f} ± {r['joules_per_epoch_err']:.1f}" if r["joules_per_epoch"] else "not measured"
