@@ -79,7 +79,8 @@ std::unique_ptr<NvmlMeter> openGpuMeter(int deviceIndex, std::string &reason,
   api->initialised = true;
   std::unique_ptr<NvmlMeter> m(new NvmlMeter());
   if (nvmlReturn_t r = api->handleByIndex(unsigned(deviceIndex), &m->device_); r != NVML_SUCCESS) {
-    reason = api->error(("nvmlDeviceGetHandleByIndex_v2(" + std::to_string(deviceIndex) + ")").c_str(), r);
+    reason = api->error(
+        ("nvmlDeviceGetHandleByIndex_v2(" + std::to_string(deviceIndex) + ")").c_str(), r);
     return nullptr;
   }
   unsigned long long mj = 0;

@@ -32,7 +32,7 @@ public:
   ~NvmlMeter() override;
   double readJoules() override;
   double updatePeriodSeconds() const override { return 0.1; } // DESIGN.md: ~100 ms
-  double resolutionJoules() const override { return 1e-3; }  // 1 mJ
+  double resolutionJoules() const override { return 1e-3; }   // 1 mJ
   std::string name() const override;
 
   GpuReadings readings();

@@ -16,8 +16,7 @@ namespace {
 
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 
-std::vector<GroupEnergy> groupBy(const EnergyRun &run,
-                                 std::string KernelLabel::*field) {
+std::vector<GroupEnergy> groupBy(const EnergyRun &run, std::string KernelLabel::*field) {
   const AttributionResult &r = run.attribution;
   std::map<std::string, GroupEnergy> groups;
   for (const KernelEnergy &k : r.kernels) {
@@ -48,8 +47,12 @@ double windowWatts(const WindowEnergy &w) { return w.measuredJoules / (w.end - w
 
 } // namespace
 
-std::vector<GroupEnergy> EnergyRun::byOpClass() const { return groupBy(*this, &KernelLabel::opClass); }
-std::vector<GroupEnergy> EnergyRun::byPrecision() const { return groupBy(*this, &KernelLabel::precision); }
+std::vector<GroupEnergy> EnergyRun::byOpClass() const {
+  return groupBy(*this, &KernelLabel::opClass);
+}
+std::vector<GroupEnergy> EnergyRun::byPrecision() const {
+  return groupBy(*this, &KernelLabel::precision);
+}
 
 CumulativeEnergy cumulativeEnergyAt(const AttributionResult &r, double runStart, double t) {
   if (!r.measured || r.windows.empty())
@@ -161,10 +164,11 @@ std::string formatEnergyRun(const EnergyRun &run, size_t maxKernels) {
   if (ps.steps > 0) {
     if (r.measured)
       o << "per step: " << fmt("%.4g", ps.totalJoules) << " ± " << fmt("%.2g J", ps.totalJoulesErr)
-        << " (kernels " << fmt("%.4g", ps.kernelJoules) << " ± " << fmt("%.2g J", ps.kernelJoulesErr)
-        << ", idle/gaps " << fmt("%.4g", ps.idleJoules) << " ± " << fmt("%.2g J", ps.idleJoulesErr)
-        << "), " << seconds(ps.kernelSeconds) << " of kernel time; the windows cover "
-        << fmt("%.1f", ps.covered) << " of " << ps.steps << " steps\n";
+        << " (kernels " << fmt("%.4g", ps.kernelJoules) << " ± "
+        << fmt("%.2g J", ps.kernelJoulesErr) << ", idle/gaps " << fmt("%.4g", ps.idleJoules)
+        << " ± " << fmt("%.2g J", ps.idleJoulesErr) << "), " << seconds(ps.kernelSeconds)
+        << " of kernel time; the windows cover " << fmt("%.1f", ps.covered) << " of " << ps.steps
+        << " steps\n";
     else
       o << "per step: " << seconds(ps.kernelSeconds) << " of kernel time (" << ps.steps
         << " steps), energy not measured\n";
@@ -191,7 +195,9 @@ std::string formatEnergyTarget(const EnergyRun &run) {
   return o.str();
 }
 
-std::string energyRunCsv(const EnergyRun &run) { return attributionCsv(run.attribution, run.labels); }
+std::string energyRunCsv(const EnergyRun &run) {
+  return attributionCsv(run.attribution, run.labels);
+}
 
 std::string energyRunJson(const EnergyRun &run) {
   const AttributionResult &r = run.attribution;
@@ -200,8 +206,8 @@ std::string energyRunJson(const EnergyRun &run) {
     << ", \"calibration\": " << json::quote(run.calibration)
     << ", \"calibrated\": " << (run.calibrated ? "true" : "false")
     << ", \"run_seconds\": " << num(run.runEnd - run.runStart)
-    << ", \"clock_origin_seconds\": " << fmt("%.9f", run.clockOrigin) << ",\n\"attribution\": "
-    << attributionJson(r, run.labels);
+    << ", \"clock_origin_seconds\": " << fmt("%.9f", run.clockOrigin)
+    << ",\n\"attribution\": " << attributionJson(r, run.labels);
   auto groups = [&](const char *key, const std::vector<GroupEnergy> &gs) {
     o << ",\n\"" << key << "\": [";
     for (size_t i = 0; i < gs.size(); ++i)
@@ -213,20 +219,20 @@ std::string energyRunJson(const EnergyRun &run) {
   };
   PerStepEnergy ps = perStepEnergy(r);
   o << ",\n\"per_step\": {\"steps\": " << ps.steps << ", \"covered\": " << num(ps.covered)
-    << ", \"kernel_seconds\": " << num(ps.kernelSeconds)
-    << ", \"joules\": " << num(ps.totalJoules) << ", \"joules_err\": " << num(ps.totalJoulesErr)
+    << ", \"kernel_seconds\": " << num(ps.kernelSeconds) << ", \"joules\": " << num(ps.totalJoules)
+    << ", \"joules_err\": " << num(ps.totalJoulesErr)
     << ", \"kernel_joules\": " << num(ps.kernelJoules)
     << ", \"kernel_joules_err\": " << num(ps.kernelJoulesErr)
-    << ", \"idle_joules\": " << num(ps.idleJoules) << ", \"idle_joules_err\": " << num(ps.idleJoulesErr)
-    << "}";
+    << ", \"idle_joules\": " << num(ps.idleJoules)
+    << ", \"idle_joules_err\": " << num(ps.idleJoulesErr) << "}";
   groups("by_op_class", run.byOpClass());
   groups("by_precision", run.byPrecision());
   o << ",\n\"losses\": [";
   for (size_t i = 0; i < run.losses.size(); ++i) {
     const LossPoint &p = run.losses[i];
     CumulativeEnergy c = cumulativeEnergyAt(r, run.runStart, p.seconds);
-    o << (i ? ",\n  " : "\n  ") << "{\"step\": " << p.step << ", \"seconds\": "
-      << num(p.seconds - run.runStart) << ", \"loss\": " << num(p.loss)
+    o << (i ? ",\n  " : "\n  ") << "{\"step\": " << p.step
+      << ", \"seconds\": " << num(p.seconds - run.runStart) << ", \"loss\": " << num(p.loss)
       << ", \"cumulative_joules\": " << num(c.joules)
       << ", \"cumulative_joules_err\": " << num(c.joulesErr) << "}";
   }
@@ -252,11 +258,20 @@ std::string esc(const std::string &s) {
   std::string o;
   for (char c : s) {
     switch (c) {
-    case '<': o += "&lt;"; break;
-    case '>': o += "&gt;"; break;
-    case '&': o += "&amp;"; break;
-    case '"': o += "&quot;"; break;
-    default: o += c;
+    case '<':
+      o += "&lt;";
+      break;
+    case '>':
+      o += "&gt;";
+      break;
+    case '&':
+      o += "&amp;";
+      break;
+    case '"':
+      o += "&quot;";
+      break;
+    default:
+      o += c;
     }
   }
   return o;
@@ -289,8 +304,9 @@ std::string linePlot(const std::string &id, const std::string &title, const std:
                      const std::string &yLabel, std::vector<Point> pts) {
   pts = thin(pts, 1000);
   std::ostringstream o;
-  o << "<figure><svg id=\"" << id << "\" class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\""
-    << kW << "\" height=\"" << kH << "\" data-points=\"" << pts.size() << "\">\n"
+  o << "<figure><svg id=\"" << id
+    << "\" class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" << kW << "\" height=\""
+    << kH << "\" data-points=\"" << pts.size() << "\">\n"
     << "<text x=\"" << kW / 2 << "\" y=\"18\" text-anchor=\"middle\" class=\"title\">" << esc(title)
     << "</text>\n";
   double x0 = 0, x1 = 1, y0 = 0, y1 = 1;
@@ -309,9 +325,9 @@ std::string linePlot(const std::string &id, const std::string &title, const std:
   }
   auto X = [&](double x) { return kL + (x - x0) / (x1 - x0) * (kW - kL - kR); };
   auto Y = [&](double y) { return kH - kB - (y - y0) / (y1 - y0) * (kH - kT - kB); };
-  o << "<line x1=\"" << kL << "\" y1=\"" << kH - kB << "\" x2=\"" << kW - kR << "\" y2=\"" << kH - kB
-    << "\" stroke=\"#333\"/><line x1=\"" << kL << "\" y1=\"" << kT << "\" x2=\"" << kL << "\" y2=\""
-    << kH - kB << "\" stroke=\"#333\"/>\n";
+  o << "<line x1=\"" << kL << "\" y1=\"" << kH - kB << "\" x2=\"" << kW - kR << "\" y2=\""
+    << kH - kB << "\" stroke=\"#333\"/><line x1=\"" << kL << "\" y1=\"" << kT << "\" x2=\"" << kL
+    << "\" y2=\"" << kH - kB << "\" stroke=\"#333\"/>\n";
   for (double f : {0.0, 0.5, 1.0}) {
     o << "<text x=\"" << X(x0 + f * (x1 - x0)) << "\" y=\"" << kH - kB + 16
       << "\" text-anchor=\"middle\" class=\"tick\">" << fmt("%.4g", x0 + f * (x1 - x0)) << "</text>"
@@ -331,7 +347,8 @@ std::string linePlot(const std::string &id, const std::string &title, const std:
         << "\" cy=\"" << fmt("%.1f", Y(p.y)) << "\" data-x=\"" << num(p.x) << "\" data-y=\""
         << num(p.y) << "\"/>\n";
   } else {
-    o << "<text x=\"" << kW / 2 << "\" y=\"" << kH / 2 << "\" text-anchor=\"middle\">no data</text>\n";
+    o << "<text x=\"" << kW / 2 << "\" y=\"" << kH / 2
+      << "\" text-anchor=\"middle\">no data</text>\n";
   }
   o << "</svg></figure>\n";
   return o.str();
@@ -353,22 +370,23 @@ std::string barPlot(const std::string &id, const std::string &title, const std::
     vmax = 1;
   auto X = [&](double v) { return labelW + v / vmax * (kW - labelW - 90); };
   std::ostringstream o;
-  o << "<figure><svg id=\"" << id << "\" class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\""
-    << kW << "\" height=\"" << h << "\" data-points=\"" << bars.size() << "\">\n"
+  o << "<figure><svg id=\"" << id
+    << "\" class=\"plot\" xmlns=\"http://www.w3.org/2000/svg\" width=\"" << kW << "\" height=\""
+    << h << "\" data-points=\"" << bars.size() << "\">\n"
     << "<text x=\"" << kW / 2 << "\" y=\"18\" text-anchor=\"middle\" class=\"title\">" << esc(title)
     << "</text>\n";
   for (size_t i = 0; i < bars.size(); ++i) {
     const Bar &b = bars[i];
     int y = kT + rowH * int(i);
     o << "<text x=\"" << labelW - 6 << "\" y=\"" << y + 14 << "\" text-anchor=\"end\">"
-      << esc(b.label.substr(0, 32)) << "</text><rect class=\"bar\" x=\"" << labelW << "\" y=\"" << y + 3
-      << "\" height=\"" << rowH - 6 << "\" width=\"" << fmt("%.1f", X(b.value) - labelW)
+      << esc(b.label.substr(0, 32)) << "</text><rect class=\"bar\" x=\"" << labelW << "\" y=\""
+      << y + 3 << "\" height=\"" << rowH - 6 << "\" width=\"" << fmt("%.1f", X(b.value) - labelW)
       << "\" fill=\"#ff7f0e\" data-label=\"" << esc(b.label) << "\" data-value=\"" << num(b.value)
       << "\"/>";
     if (!std::isnan(b.err))
       o << "<line x1=\"" << fmt("%.1f", X(std::max(0.0, b.value - b.err))) << "\" x2=\""
-        << fmt("%.1f", X(b.value + b.err)) << "\" y1=\"" << y + rowH / 2 << "\" y2=\"" << y + rowH / 2
-        << "\" stroke=\"#333\"/>";
+        << fmt("%.1f", X(b.value + b.err)) << "\" y1=\"" << y + rowH / 2 << "\" y2=\""
+        << y + rowH / 2 << "\" stroke=\"#333\"/>";
     o << "<text x=\"" << fmt("%.1f", X(b.value + (std::isnan(b.err) ? 0 : b.err)) + 4) << "\" y=\""
       << y + 14 << "\">" << fmt("%.4g", b.value) << " " << esc(unit) << "</text>\n";
   }
@@ -387,13 +405,13 @@ std::string energyRunHtml(const EnergyRun &run, const std::string &title) {
        "svg{background:#fafafa;border:1px solid #ddd}text{font-size:11px}.title{font-size:13px;"
        "font-weight:bold}table{border-collapse:collapse}td,th{padding:2px 8px;text-align:right}"
        "</style></head><body>\n<h1>"
-    << esc(title) << "</h1>\n<p>meter: " << esc(r.meterName) << "<br>timeline: "
-    << esc(run.timelineMethod) << "<br>calibration: " << esc(run.calibration) << "</p>\n";
+    << esc(title) << "</h1>\n<p>meter: " << esc(r.meterName)
+    << "<br>timeline: " << esc(run.timelineMethod) << "<br>calibration: " << esc(run.calibration)
+    << "</p>\n";
   if (m)
     o << "<p id=\"total\">measured: " << fmt("%.4g J", r.measuredJoules) << " over "
-      << fmt("%.3f s", r.measuredSeconds) << " in " << r.windows.size()
-      << " windows; idle/gaps " << fmt("%.4g J", r.idleJoules) << " ± "
-      << fmt("%.2g J", r.idleJoulesErr) << "</p>\n";
+      << fmt("%.3f s", r.measuredSeconds) << " in " << r.windows.size() << " windows; idle/gaps "
+      << fmt("%.4g J", r.idleJoules) << " ± " << fmt("%.2g J", r.idleJoulesErr) << "</p>\n";
   else
     o << "<p id=\"total\"><b>energy not measured</b>: no meter; the plots show time instead of "
          "joules.</p>\n";
@@ -404,7 +422,8 @@ std::string energyRunHtml(const EnergyRun &run, const std::string &title) {
     else
       o << "step " << run.targetStep + 1 << ", " << fmt("%.3f s", run.targetSeconds)
         << (m && !std::isnan(run.targetEnergy.joules)
-                ? ", " + fmt("%.4g", run.targetEnergy.joules) + " ± " + fmt("%.2g J", run.targetEnergy.joulesErr)
+                ? ", " + fmt("%.4g", run.targetEnergy.joules) + " ± " +
+                      fmt("%.2g J", run.targetEnergy.joulesErr)
                 : std::string(", energy not measured"));
     o << "</p>\n";
   }
@@ -413,7 +432,8 @@ std::string energyRunHtml(const EnergyRun &run, const std::string &title) {
   for (const StepEnergy &s : r.steps)
     if (s.step >= 0 && (!m || s.secondsInWindows >= 0.999 * s.seconds)) // whole steps only
       perStep.push_back({double(s.step + 1), m ? s.joules : s.seconds * 1e3});
-  o << linePlot("per-step", m ? "energy per step (kernels)" : "kernel time per step (energy not measured)",
+  o << linePlot("per-step",
+                m ? "energy per step (kernels)" : "kernel time per step (energy not measured)",
                 "step", m ? "J" : "ms", perStep);
 
   std::vector<Bar> kernels;
@@ -423,16 +443,17 @@ std::string energyRunHtml(const EnergyRun &run, const std::string &title) {
   }
   if (m)
     kernels.push_back({"(idle / gaps)", r.idleJoules, r.idleJoulesErr});
-  o << barPlot("by-kernel", m ? "energy by kernel (top 15)" : "time by kernel (top 15; energy not measured)",
+  o << barPlot("by-kernel",
+               m ? "energy by kernel (top 15)" : "time by kernel (top 15; energy not measured)",
                m ? "J" : "s", kernels);
-  for (auto [id, name, groups] :
-       {std::tuple{"by-op-class", "op class", run.byOpClass()},
-        std::tuple{"by-precision", "precision", run.byPrecision()}}) {
+  for (auto [id, name, groups] : {std::tuple{"by-op-class", "op class", run.byOpClass()},
+                                  std::tuple{"by-precision", "precision", run.byPrecision()}}) {
     std::vector<Bar> bars;
     for (const GroupEnergy &g : groups)
       bars.push_back(m ? Bar{g.group, g.joules, g.joulesErr} : Bar{g.group, g.seconds, kNaN});
-    o << barPlot(id, std::string(m ? "energy by " : "time by ") + name + (m ? "" : " (energy not measured)"),
-                 m ? "J" : "s", bars);
+    o << barPlot(
+        id, std::string(m ? "energy by " : "time by ") + name + (m ? "" : " (energy not measured)"),
+        m ? "J" : "s", bars);
   }
 
   std::vector<Point> loss;
@@ -440,7 +461,8 @@ std::string energyRunHtml(const EnergyRun &run, const std::string &title) {
     double x = m ? cumulativeEnergyAt(r, run.runStart, p.seconds).joules : p.seconds - run.runStart;
     loss.push_back({x, p.loss});
   }
-  o << linePlot("loss", m ? "loss against cumulative energy" : "loss against time (energy not measured)",
+  o << linePlot("loss",
+                m ? "loss against cumulative energy" : "loss against time (energy not measured)",
                 m ? "cumulative energy (J)" : "seconds", "loss", loss);
   o << "</body></html>\n";
   return o.str();

@@ -27,8 +27,8 @@ struct GroupEnergy {
 };
 
 struct LossPoint {
-  int64_t step = 0;      // the training step whose loss this is (0-based)
-  double seconds = 0.0;  // on the run's clock, when the step had finished
+  int64_t step = 0;     // the training step whose loss this is (0-based)
+  double seconds = 0.0; // on the run's clock, when the step had finished
   double loss = 0.0;
 };
 

@@ -80,9 +80,11 @@ KernelCalibration readKernel(const json::Value &v, const std::string &where) {
 std::string kernelJson(const KernelCalibration &k) {
   std::ostringstream o;
   o << "{\"name\": " << json::quote(k.name) << ", \"watts\": " << num(k.watts)
-    << ", \"rel_spread\": " << num(k.relSpread) << ", \"joules_per_launch\": " << num(k.joulesPerLaunch)
-    << ", \"seconds_per_launch\": " << num(k.secondsPerLaunch) << ", \"celsius\": " << num(k.celsius)
-    << ", \"sm_clock_mhz\": " << num(k.smClockMHz) << ", \"repeats\": " << k.repeats << "}";
+    << ", \"rel_spread\": " << num(k.relSpread)
+    << ", \"joules_per_launch\": " << num(k.joulesPerLaunch)
+    << ", \"seconds_per_launch\": " << num(k.secondsPerLaunch)
+    << ", \"celsius\": " << num(k.celsius) << ", \"sm_clock_mhz\": " << num(k.smClockMHz)
+    << ", \"repeats\": " << k.repeats << "}";
   return o.str();
 }
 
@@ -143,9 +145,9 @@ CalibrationChoice chooseCalibration(const Executor &exec, const KernelTimeline &
       choice.calibration.kernels[k] = {1.0, kUncalibratedSpread};
     choice.calibration.idle = {1.0, kUncalibratedSpread};
     choice.calibrated = false;
-    choice.description = why +
-                         "; fallback: every kernel and the gaps at each window's average power, "
-                         "each power uncertain by ±100 % (run `mantissa-run profile PLAN` to calibrate)";
+    choice.description =
+        why + "; fallback: every kernel and the gaps at each window's average power, "
+              "each power uncertain by ±100 % (run `mantissa-run profile PLAN` to calibrate)";
     return choice;
   };
   if (!std::filesystem::exists(path))
@@ -190,8 +192,8 @@ CalibrationChoice chooseCalibration(const Executor &exec, const KernelTimeline &
   char buf[160];
   std::snprintf(buf, sizeof buf, "%s (%zu of %zu kernels replayed, %.1f %% of kernel time",
                 path.c_str(), covered, launched, tAll > 0 ? 100 * tSum / tAll : 0.0);
-  choice.description = std::string(buf) +
-                       (covered < launched ? "; the rest at their mean power ±100 %)" : ")");
+  choice.description =
+      std::string(buf) + (covered < launched ? "; the rest at their mean power ±100 %)" : ")");
   return choice;
 }
 
@@ -201,10 +203,10 @@ namespace {
 
 struct ProfileOptions {
   std::string plan, backend = "cpu", meter = "auto", function = "train_step", out;
-  double window = 1.0;   // seconds, >= 1 (DESIGN.md)
-  double spread = 0.02;  // stop repeating when the repeats agree within this
+  double window = 1.0;  // seconds, >= 1 (DESIGN.md)
+  double spread = 0.02; // stop repeating when the repeats agree within this
   int minRepeats = 3, maxRepeats = 8;
-  int64_t top = 0;       // only the N kernels with the most time (0: all)
+  int64_t top = 0; // only the N kernels with the most time (0: all)
   int threads = 0;
 };
 
@@ -232,7 +234,8 @@ Measurement measure(EnergyMeter &meter, double window, const std::function<int64
       launches += n;
       double v = meter.readJoules();
       if (v != v0)
-        return Boundary{(before + after) / 2, v, double(launches) - double(n) / 2, (after - before) / 2};
+        return Boundary{(before + after) / 2, v, double(launches) - double(n) / 2,
+                        (after - before) / 2};
     }
   };
   Boundary a = waitForTick();
@@ -314,25 +317,37 @@ ProfileOptions parseProfileOptions(int argc, char **argv) {
   };
   for (int i = 0; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--backend") o.backend = need(i);
-    else if (a == "--meter") o.meter = need(i);
-    else if (a == "--function") o.function = need(i);
-    else if (a == "--window") o.window = positive(i);
-    else if (a == "--spread") o.spread = positive(i);
-    else if (a == "--max-repeats") o.maxRepeats = int(positive(i));
-    else if (a == "--top") o.top = int64_t(positive(i));
-    else if (a == "--threads") o.threads = int(positive(i));
-    else if (a == "--out") o.out = need(i);
+    if (a == "--backend")
+      o.backend = need(i);
+    else if (a == "--meter")
+      o.meter = need(i);
+    else if (a == "--function")
+      o.function = need(i);
+    else if (a == "--window")
+      o.window = positive(i);
+    else if (a == "--spread")
+      o.spread = positive(i);
+    else if (a == "--max-repeats")
+      o.maxRepeats = int(positive(i));
+    else if (a == "--top")
+      o.top = int64_t(positive(i));
+    else if (a == "--threads")
+      o.threads = int(positive(i));
+    else if (a == "--out")
+      o.out = need(i);
     else if (!a.empty() && a[0] == '-')
       throw Error("profile: unknown option '" + a + "'\n" + profileUsage());
-    else if (o.plan.empty()) o.plan = a;
-    else throw Error("profile: unexpected argument '" + a + "'\n" + profileUsage());
+    else if (o.plan.empty())
+      o.plan = a;
+    else
+      throw Error("profile: unexpected argument '" + a + "'\n" + profileUsage());
   }
   if (o.plan.empty())
     throw Error(std::string("profile: which plan?\n") + profileUsage());
   if (o.window < 1.0)
-    throw Error("--window " + std::to_string(o.window) +
-                ": windows shorter than 1 s are not measured (DESIGN.md: the counter moves every ~100 ms)");
+    throw Error(
+        "--window " + std::to_string(o.window) +
+        ": windows shorter than 1 s are not measured (DESIGN.md: the counter moves every ~100 ms)");
   o.minRepeats = std::min(o.minRepeats, o.maxRepeats);
   return o;
 }

@@ -50,10 +50,14 @@ std::string lower(std::string s) {
 
 std::string precisionLabel(plan::DType t) {
   switch (t) {
-  case plan::DType::F32: return "fp32";
-  case plan::DType::F16: return "fp16";
-  case plan::DType::BF16: return "bf16";
-  case plan::DType::I32: return "i32";
+  case plan::DType::F32:
+    return "fp32";
+  case plan::DType::F16:
+    return "fp16";
+  case plan::DType::BF16:
+    return "bf16";
+  case plan::DType::I32:
+    return "i32";
   }
   return "?";
 }
@@ -68,7 +72,9 @@ void writeFile(const std::string &path, const std::string &text, const char *wha
 
 std::unique_ptr<EnergyMeter> openMeter(const std::string &choice, const std::string &backend,
                                        std::string &note) {
-  std::string c = choice == "auto" ? (backend == "cuda" ? "nvml" : backend == "cpu" ? "rapl" : "none")
+  std::string c = choice == "auto" ? (backend == "cuda"  ? "nvml"
+                                      : backend == "cpu" ? "rapl"
+                                                         : "none")
                                    : choice;
   if (c == "none")
     return std::make_unique<NoMeter>();
@@ -110,7 +116,8 @@ PlanKernels planKernels(const LoadedPlan &plan) {
         std::string name = prefix + (base.empty() ? "step" : base) +
                            (seen[base] > 1 || base.empty() ? "#" + std::to_string(s) : "");
         names.push_back(name);
-        pk.labels[name] = {plan::EnumNameKernel(step->kernel_type()), precisionLabel(step->precision())};
+        pk.labels[name] = {plan::EnumNameKernel(step->kernel_type()),
+                           precisionLabel(step->precision())};
       }
     pk.names.push_back(std::move(names));
   }
@@ -143,7 +150,8 @@ EnergySession::~EnergySession() {
 void EnergySession::begin() {
   t0_ = timelineClock();
   timing_ = exec_.enableTimeline(true);
-  run_.timelineMethod = timing_ ? exec_.timelineMethod() : "none (this backend cannot time its steps)";
+  run_.timelineMethod =
+      timing_ ? exec_.timelineMethod() : "none (this backend cannot time its steps)";
   run_.runStart = 0.0;
   run_.clockOrigin = t0_;
   if (meter_->measures())

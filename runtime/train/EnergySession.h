@@ -25,10 +25,10 @@
 namespace mantissa {
 
 struct EnergyOptions {
-  bool table = false;          // --energy: the table at the end
-  std::string meter = "auto";  // --meter nvml|rapl|none|auto (synthetic:W: tests only)
+  bool table = false;         // --energy: the table at the end
+  std::string meter = "auto"; // --meter nvml|rapl|none|auto (synthetic:W: tests only)
   std::string html, trace, csv;
-  double targetLoss = NAN;     // --target-loss
+  double targetLoss = NAN; // --target-loss
   bool wanted() const {
     return table || !html.empty() || !trace.empty() || !csv.empty() || !std::isnan(targetLoss);
   }
@@ -78,9 +78,9 @@ private:
   double t0_ = 0.0;
   std::thread thread_;
   std::atomic<bool> stop_{false};
-  std::mutex mutex_; // the recorder: polled by the thread, read at the end
+  std::mutex mutex_;      // the recorder: polled by the thread, read at the end
   std::string pollError_; // the meter's failure, if it failed (under mutex_)
-  bool timing_ = false; // the executor times its steps
+  bool timing_ = false;   // the executor times its steps
   PlanKernels kernels_;
   std::vector<StepSpan> spans_;
   KernelTimeline timeline_;

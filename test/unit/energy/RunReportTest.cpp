@@ -60,7 +60,8 @@ TEST(EnergyGroups, SumByOpClassAndPrecisionAndPerStep) {
   r = twoWindows();
   auto kernel = [](const char *name, double j, double err, double s) {
     KernelEnergy k;
-    k.name = name, k.joules = j, k.joulesErr = err, k.seconds = k.secondsInWindows = s, k.launches = 10;
+    k.name = name, k.joules = j, k.joulesErr = err, k.seconds = k.secondsInWindows = s,
+    k.launches = 10;
     return k;
   };
   r.kernels = {kernel("a", 200, 10, 1.0), kernel("b", 100, 5, 0.5), kernel("c", 60, 3, 0.3)};
