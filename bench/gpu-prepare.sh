@@ -36,7 +36,18 @@ du -h $c/plans/bench-unet-fp16.plan
 # mostly the fixed kernels' CUBIN and PTX, the same in every plan) 5x: packed, so that
 # .carry stays well under the device tool's 64 MiB carry limit. gpu-check.sh and
 # gpu_bench.py unpack them.
+# The U-Net energy study (bench/unet_energy_study.py): unet(w, L=4) at 384x384, batch 16,
+# fp32 and fp16 AMP, SGD lr 1e-3 momentum 0.9 as the benchmark plans.
+for w in 8 16 32 64; do
+  python3 models/gen_unet.py --width $w --levels 4 --size 384 --batch 16 > $c/unet-w$w.mlir
+  for prec in fp32 fp16; do
+    m compile --arch sm_90 $c/unet-w$w.mlir --precision $prec --optimizer sgd --lr 0.001 --momentum 0.9 -o $c/plans/study-unet-w$w-$prec.plan
+  done
+done
+# Symbols are not needed there (the plugin keeps its dynamic symbol table, which is
+# what dlsym reads).
 strip $c/bin/*
 tar czf $c/payload.tgz -C $c bin plans && rm -rf $c/bin $c/plans
-cp bench/gpu-check.sh bench/gpu_bench.py bench/torch_models.py $c/
+cp bench/gpu-check.sh bench/gpu_bench.py bench/torch_models.py bench/gpu-energy-check.sh bench/energy_check.py \
+   bench/nvml_energy.py bench/unet_energy_study.py $c/
 du -sh $c

@@ -34,6 +34,15 @@ def gpu_mem_poll(stop, peak):
         time.sleep(0.2)
 
 
+def mantissa_data(tmp):
+    """The benchmark's data options per model (random .npy for mlp written into tmp; nowcast for unet)."""
+    rng = np.random.default_rng(0)
+    np.save(f"{tmp}/x.npy", rng.standard_normal((1024, 784), dtype=np.float32))
+    np.save(f"{tmp}/y.npy", rng.integers(0, 10, 1024))
+    return {"mlp": ["--data", f"{tmp}/x.npy,{tmp}/y.npy"],
+            "unet": ["--data", "nowcast", "--train-samples", "16", "--held-out-samples", "16"]}
+
+
 def mantissa(carry, model, prec, data_args, tmp):
     if not os.path.isdir(os.path.join(carry, "bin")):  # packed by gpu-prepare.sh
         subprocess.run(["tar", "xzf", os.path.join(carry, "payload.tgz"), "-C", carry], check=True)
@@ -58,7 +67,8 @@ def mantissa(carry, model, prec, data_args, tmp):
                 device=b.get("device"))
 
 
-def pytorch(model, prec, compile_):
+def torch_step(model, prec, compile_):
+    """The PyTorch peer's training step (shared/bench/pytorch_reference.py's configuration): (step, net)."""
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -80,7 +90,11 @@ def pytorch(model, prec, compile_):
             loss = lossf(net(x), y)
         scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
         return loss
-    f = torch.compile(step) if compile_ else step
+    return (torch.compile(step) if compile_ else step), net
+
+
+def pytorch(model, prec, compile_):
+    f, net = torch_step(model, prec, compile_)
     torch.cuda.reset_peak_memory_stats()
     for _ in range(5): f()
     torch.cuda.synchronize()
@@ -91,8 +105,32 @@ def pytorch(model, prec, compile_):
     ms = 1e3 * (time.perf_counter() - t) / n
     r = dict(ms_per_step=ms, final_loss=float(loss), peak_mem_GiB=torch.cuda.max_memory_allocated() / 2**30,
              params=sum(p.numel() for p in net.parameters()))
-    del net, opt, x, y; torch.cuda.empty_cache()
+    del net, f; torch.cuda.empty_cache()
     return r
+
+
+def pytorch_energy(model, prec, compile_, seconds=6.0):
+    """The peer's J/step measured like Mantissa's: NVML over >= 1 s windows between counter
+    changes (nvml_energy.Sampler), steps in a window from (time, steps done) at each sync
+    (every 5 steps), interpolated at the window's ends."""
+    import nvml_energy
+    f, net = torch_step(model, prec, compile_)
+    for _ in range(5): f()
+    torch.cuda.synchronize()
+    marks = [(time.monotonic(), 0)]
+    with nvml_energy.Sampler() as s:
+        n = 0
+        while time.monotonic() - marks[0][0] < seconds:
+            for _ in range(5): f()
+            torch.cuda.synchronize(); n += 5
+            marks.append((time.monotonic(), n))
+    ts, ns = np.array([m[0] for m in marks]), np.array([m[1] for m in marks], float)
+    wins = [w for w in s.windows(1.0) if w[0] >= ts[0] and w[1] <= ts[-1]]
+    joules = sum(w[2] for w in wins)
+    steps = sum(np.interp(w[1], ts, ns) - np.interp(w[0], ts, ns) for w in wins)
+    del net, f; torch.cuda.empty_cache()
+    return dict(joules_per_step=joules / steps if steps else None, windows=len(wins), steps=steps,
+                seconds=sum(w[1] - w[0] for w in wins))
 
 
 def main():
@@ -106,11 +144,7 @@ def main():
     a = p.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        rng = np.random.default_rng(0)
-        np.save(f"{tmp}/x.npy", rng.standard_normal((1024, 784), dtype=np.float32))
-        np.save(f"{tmp}/y.npy", rng.integers(0, 10, 1024))
-        data = {"mlp": ["--data", f"{tmp}/x.npy,{tmp}/y.npy"],
-                "unet": ["--data", "nowcast", "--train-samples", "16", "--held-out-samples", "16"]}
+        data = mantissa_data(tmp)
         for model in a.models:
             for prec in a.precisions:
                 r = dict(model=model, precision=prec, batch=CFG[model]["batch"])

@@ -13,6 +13,7 @@ packages=(
   libgtest-dev                            # unit tests
   python3-sklearn                         # the digits data set (embedded at build time)
   python3-numpy python3-torch             # tests against PyTorch on the CPU
+  chromium                                # renders the energy report in its test (headless)
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -9,12 +9,29 @@
 
 #include "runtime/cpu/PlanLoader.h"
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace mantissa {
+
+/// The clock of the energy timeline: executors time steps on it and the trainer
+/// polls the energy meter on it (seconds of std::chrono::steady_clock).
+inline double timelineClock() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+/// One execution of one plan step, on timelineClock().
+struct StepSpan {
+  uint32_t function = 0; // index into the plan's functions
+  uint32_t step = 0;     // index into that function's steps
+  int64_t tag = -1;      // the training step it ran for (setTimelineTag)
+  double start = 0.0, end = 0.0;
+};
 
 class Executor {
 public:
@@ -34,6 +51,26 @@ public:
   /// Runs the function's steps ("train_step", "eval_step"). May be asynchronous on
   /// a device: read() synchronises.
   virtual void run(const std::string &function) = 0;
+
+  // The energy timeline (optional: the defaults say "not supported").
+  /// Starts or stops timing every step of every run; returns false if this
+  /// executor cannot time steps.
+  virtual bool enableTimeline(bool on) { return !on; }
+  /// The tag of the spans of the runs that follow (the training step).
+  virtual void setTimelineTag(int64_t tag) { (void)tag; }
+  /// Appends the spans recorded since the last drain (waits for queued work).
+  virtual void drainTimeline(std::vector<StepSpan> &out) { (void)out; }
+  /// How the timeline is taken, for the report (e.g. "CUDA events, eager").
+  virtual std::string timelineMethod() const { return "none"; }
+  /// Calibration by replay: runs step `step` of `function` alone `times` times
+  /// (the tensors hold whatever the last run left: the kernel's work is the same).
+  /// Returns false if this executor cannot replay one step.
+  virtual bool replayStep(const std::string &function, uint32_t step, int64_t times) {
+    (void)function, (void)step, (void)times;
+    return false;
+  }
+  /// Waits until the queued work is done.
+  virtual void synchronize() {}
 };
 
 /// The CPU executor behind the interface (fp32 compute, exact fp16/bf16 emulation).

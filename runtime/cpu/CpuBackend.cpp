@@ -126,25 +126,44 @@ template <class T> void CpuExecutor<T>::roundOutput(int id) {
   kernels::roundToDType(dtype, data_[size_t(id)].data(), int64_t(data_[size_t(id)].size()));
 }
 
-template <class T> void CpuExecutor<T>::run(const std::string &function) {
-  const plan::Function *fn = plan_.findFunction(function);
+template <class T>
+const plan::Function &CpuExecutor<T>::function(const std::string &name) const {
+  const plan::Function *fn = plan_.findFunction(name);
   if (!fn) {
     std::string names;
     for (const plan::Function *f : *plan_->functions())
       names += (names.empty() ? "" : ", ") + f->name()->str();
-    throw Error(plan_.name() + ": no function '" + function + "' (the plan has: " + names + ")");
+    throw Error(plan_.name() + ": no function '" + name + "' (the plan has: " + names + ")");
   }
-  const PreparedFunction &pf = prepare(*fn);
+  return *fn;
+}
+
+template <class T> void CpuExecutor<T>::run(const std::string &name) {
+  const plan::Function &fn = function(name);
+  runSteps(fn, 0, fn.steps() ? fn.steps()->size() : 0);
+}
+
+template <class T> void CpuExecutor<T>::runOneStep(const std::string &name, uint32_t step) {
+  const plan::Function &fn = function(name);
+  if (!fn.steps() || step >= fn.steps()->size())
+    throw Error(plan_.name() + ": " + name + " has no step " + std::to_string(step));
+  runSteps(fn, step, step + 1);
+}
+
+template <class T>
+void CpuExecutor<T>::runSteps(const plan::Function &fn, uint32_t first, uint32_t last) {
+  const PreparedFunction &pf = prepare(fn);
   ThreadPoolScope scope(*pool_);
   kernels::setBlasThreads(1); // kernels::gemm splits across our pool instead
-  if (!fn->steps())
-    return;
-  for (flatbuffers::uoffset_t s = 0; s < fn->steps()->size(); ++s) {
-    const plan::Step *step = fn->steps()->Get(s);
+  for (uint32_t s = first; s < last; ++s) {
+    const plan::Step *step = fn.steps()->Get(s);
     try {
+      auto t0 = std::chrono::steady_clock::now();
       runStep(*step, pf.programs[s].get());
+      if (observer_)
+        observer_(fn, s, t0, std::chrono::steady_clock::now());
     } catch (const Error &e) {
-      throw Error(plan_.name() + ": " + function + " step " + std::to_string(s) + " '" +
+      throw Error(plan_.name() + ": " + fn.name()->str() + " step " + std::to_string(s) + " '" +
                   (step->name() ? step->name()->str() : "") + "' (" +
                   plan::EnumNameKernel(step->kernel_type()) + "): " + e.what());
     }

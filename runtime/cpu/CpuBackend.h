@@ -12,7 +12,9 @@
 
 #include "runtime/cpu/PlanLoader.h"
 
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -45,6 +47,15 @@ public:
   /// Runs the function's steps in order; throws Error naming the step on failure
   /// (e.g. a label out of range) or if there is no such function.
   void run(const std::string &function);
+  /// Runs one step of the function alone (calibration by replay).
+  void runOneStep(const std::string &function, uint32_t step);
+
+  /// Called after each step with its index and its start and end (the energy
+  /// timeline); empty: no timing.
+  using StepObserver = std::function<void(const plan::Function &, uint32_t step,
+                                          std::chrono::steady_clock::time_point start,
+                                          std::chrono::steady_clock::time_point end)>;
+  void setStepObserver(StepObserver observer) { observer_ = std::move(observer); }
 
   const LoadedPlan &plan() const { return plan_; }
   int threads() const;
@@ -52,6 +63,8 @@ public:
 private:
   struct PreparedFunction;
   const PreparedFunction &prepare(const plan::Function &fn);
+  const plan::Function &function(const std::string &name) const;
+  void runSteps(const plan::Function &fn, uint32_t first, uint32_t last);
   void runStep(const plan::Step &step, const kernels::ElementwiseProgram *program);
   T scalar(int id) const { return data_[size_t(id)][0]; }
   T *ptr(int id) { return id < 0 ? nullptr : data_[size_t(id)].data(); }
@@ -65,6 +78,7 @@ private:
   std::vector<T> labelScratch_;
   std::unordered_map<std::string, int> byName_;
   std::unordered_map<const plan::Function *, std::unique_ptr<PreparedFunction>> prepared_;
+  StepObserver observer_;
 };
 
 extern template class CpuExecutor<float>;

@@ -27,6 +27,7 @@
 #include "runtime/backend/Executor.h"
 #include "runtime/cuda/ConvKernels.h"
 #include "runtime/cuda/CudaKernelSource.h"
+#include "runtime/cuda/CudaStepTimer.h"
 #include "runtime/cuda/ElementwiseCodegen.h"
 #include "runtime/cuda/KernelLoader.h"
 #include "runtime/cuda/Nvrtc.h"
@@ -167,6 +168,25 @@ public:
   void read(int id, float *values, size_t n) override;
   void run(const std::string &function) override;
 
+  // The energy timeline (CudaStepTimer.h): eager runs with events between steps.
+  bool enableTimeline(bool on) override {
+    timer_ = on ? std::make_unique<CudaStepTimer>(stream_) : nullptr;
+    return true;
+  }
+  void setTimelineTag(int64_t tag) override {
+    if (timer_)
+      timer_->setTag(tag);
+  }
+  void drainTimeline(std::vector<StepSpan> &out) override {
+    if (timer_)
+      timer_->drain(out);
+  }
+  std::string timelineMethod() const override {
+    return "CUDA events between steps, eager launches (no CUDA graph while measured)";
+  }
+  bool replayStep(const std::string &function, uint32_t step, int64_t times) override;
+  void synchronize() override { synchronize("synchronize"); }
+
 private:
   struct DeviceTensor {
     void *ptr = nullptr;
@@ -194,6 +214,7 @@ private:
     bool graphFailed = false;
     std::vector<cudaEvent_t> events; // MANTISSA_CUDA_PROFILE: one before each step, one after
     std::vector<double> stepMs;
+    uint32_t index = 0; // in the plan's functions (StepSpan::function)
   };
   struct Site {
     std::string where;
@@ -278,6 +299,7 @@ private:
   std::map<std::string, PreparedFunction> functions_;
   std::unordered_map<int, Staging> writeStaging_, readStaging_;
   std::string dumpDir_;
+  std::unique_ptr<CudaStepTimer> timer_; // the energy timeline, when on
 };
 
 //===--- setup ------------------------------------------------------------------===//
@@ -607,8 +629,10 @@ void CudaExecutor::loadKernelsFromPlan(const std::map<std::string, std::string> 
 
 void CudaExecutor::prepareFunctions() {
   size_t maxScratch = 0;
+  uint32_t index = 0;
   for (const plan::Function *fn : *plan_->functions()) {
     PreparedFunction &pf = functions_[fn->name()->str()];
+    pf.index = index++;
     if (!fn->steps())
       continue;
     for (flatbuffers::uoffset_t s = 0; s < fn->steps()->size(); ++s) {
@@ -1406,6 +1430,8 @@ void CudaExecutor::runEager(PreparedFunction &f, const std::string &function) {
   for (size_t i = 0; i < f.steps.size(); ++i) {
     PreparedStep &step = f.steps[i];
     try {
+      if (timer_)
+        timer_->mark(uint32_t(i));
       if (profile_ && i == 0)
         checkCuda(cudaEventRecord(f.events[0], stream_), "cudaEventRecord");
       step.launch();
@@ -1419,6 +1445,8 @@ void CudaExecutor::runEager(PreparedFunction &f, const std::string &function) {
       throw Error(plan_.name() + ": " + function + " " + step.where + ": " + e.what());
     }
   }
+  if (timer_)
+    timer_->mark(uint32_t(f.steps.size()));
   if (profile_ && !f.steps.empty()) {
     checkCuda(cudaEventSynchronize(f.events.back()), "cudaEventSynchronize");
     if (f.runs == 0)
@@ -1476,7 +1504,10 @@ void CudaExecutor::run(const std::string &function) {
     throw Error(plan_.name() + ": no function '" + function + "' (the plan has: " + names + ")");
   }
   PreparedFunction &f = it->second;
-  const bool graph = useGraphs_ && !f.graphFailed && f.runs >= 1 && !f.steps.empty();
+  if (timer_)
+    timer_->beginRun(f.index, uint32_t(f.steps.size()));
+  const bool graph =
+      !timer_ && useGraphs_ && !f.graphFailed && f.runs >= 1 && !f.steps.empty();
   if (graph && !f.graph)
     capture(f, function);
   if (graph && f.graph)
@@ -1484,6 +1515,15 @@ void CudaExecutor::run(const std::string &function) {
   else
     runEager(f, function);
   ++f.runs;
+}
+
+bool CudaExecutor::replayStep(const std::string &function, uint32_t step, int64_t times) {
+  auto it = functions_.find(function);
+  if (it == functions_.end() || step >= it->second.steps.size())
+    throw Error(plan_.name() + ": no step " + std::to_string(step) + " in '" + function + "'");
+  for (int64_t i = 0; i < times; ++i)
+    it->second.steps[step].launch();
+  return true;
 }
 
 void CudaExecutor::synchronize(const std::string &what) {

@@ -210,6 +210,7 @@ AttributionResult attributeEnergy(const KernelTimeline &timeline,
     const KernelLaunch &l = launches[p.launch];
     double j = scale[p.window] * p.seconds * P[l.kernel];
     steps[l.step].joules += j;
+    steps[l.step].secondsInWindows += p.seconds;
     auto &v = stepKernelJoules[l.step];
     if (v.empty())
       v.assign(K, 0.0);
@@ -217,7 +218,7 @@ AttributionResult attributeEnergy(const KernelTimeline &timeline,
   }
   for (auto &kv : steps) {
     StepEnergy s = kv.second;
-    if (!measured.measured) {
+    if (!measured.measured || (s.secondsInWindows == 0.0 && s.seconds > 0.0)) {
       s.joules = s.joulesErr = nan;
     } else {
       auto it = stepKernelJoules.find(kv.first);

@@ -98,7 +98,9 @@ struct StepEnergy {
   int64_t step = -1;
   int64_t launches = 0;
   double seconds = 0.0; // kernel time
-  double joules = 0.0;  // kernels only; the idle remainder is reported apart
+  double secondsInWindows = 0.0; // the part inside measurement windows
+  double joules = 0.0;  // kernels only; the idle remainder is reported apart; NaN
+                        // for a step wholly outside the windows (not measured)
   double joulesErr = 0.0;
 };
 

@@ -18,9 +18,9 @@
 //  - RaplMeter: the host's RAPL package counters
 //    (/sys/class/powercap/intel-rapl:N/energy_uj, summed over packages, each
 //    unwrapped at its max_energy_range_uj), where readable.
-//  - Follow-up (not here yet): NvmlMeter (dlopen("libnvidia-ml.so.1"),
+//  - NvmlMeter (NvmlMeter.h): dlopen("libnvidia-ml.so.1"),
 //    nvmlDeviceGetTotalEnergyConsumption in mJ: update period ~100 ms, resolution
-//    1 mJ, plus power/temperature readings).
+//    1 mJ, plus power, temperature and SM clock readings.
 //===----------------------------------------------------------------------===//
 #pragma once
 

@@ -1,5 +1,6 @@
 //===- Report.cpp ---------------------------------------------------------===//
 #include "runtime/energy/Report.h"
+#include "runtime/energy/ReportFormat.h"
 
 #include "runtime/io/MiniJson.h"
 
@@ -8,63 +9,48 @@
 #include <sstream>
 
 namespace mantissa {
+using namespace report;
 namespace {
 
-std::string fmt(const char *f, double v) {
+/// The op class and precision columns ("" without labels; "?" for an unlabelled kernel).
+std::string labelColumns(const KernelLabels &labels, const std::string &kernel) {
+  if (labels.empty())
+    return "";
+  auto it = labels.find(kernel);
   char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
+  std::snprintf(buf, sizeof buf, "  %-28.28s %-5.5s", it == labels.end() ? "?" : it->second.opClass.c_str(),
+                it == labels.end() ? "?" : it->second.precision.c_str());
   return buf;
 }
 
-/// A JSON number (null for NaN/inf, which JSON cannot carry).
-std::string num(double v) {
-  if (!std::isfinite(v))
-    return "null";
-  return fmt("%.17g", v);
-}
-
-std::string csvField(const std::string &s) {
-  if (s.find_first_of(",\"\n") == std::string::npos)
-    return s;
-  std::string o = "\"";
-  for (char c : s) {
-    if (c == '"')
-      o += '"';
-    o += c;
-  }
-  return o + "\"";
-}
-
-std::string seconds(double s) {
-  if (s >= 1.0)
-    return fmt("%.3f s", s);
-  if (s >= 1e-3)
-    return fmt("%.3f ms", s * 1e3);
-  return fmt("%.3f us", s * 1e6);
+std::string labelHeader(const KernelLabels &labels) {
+  return labels.empty() ? "" : "  op class                     prec.";
 }
 
 } // namespace
 
-std::string formatAttributionTable(const AttributionResult &r, size_t maxKernels) {
+std::string formatAttributionTable(const AttributionResult &r, size_t maxKernels,
+                                   const KernelLabels &labels) {
   std::ostringstream o;
   if (!r.measured) {
     o << "energy: not measured (meter: " << r.meterName << ")\n";
-    o << "kernel                          launches        time  energy\n";
+    o << "kernel                          launches        time  energy      " << labelHeader(labels) << "\n";
     size_t n = 0;
     for (const KernelEnergy &k : r.kernels) {
       if (n++ == maxKernels)
         break;
       char line[256];
-      std::snprintf(line, sizeof line, "%-30.30s %9lld %12s  not measured\n", k.name.c_str(),
+      std::snprintf(line, sizeof line, "%-30.30s %9lld %12s  not measured", k.name.c_str(),
                     static_cast<long long>(k.launches), seconds(k.seconds).c_str());
-      o << line;
+      o << line << labelColumns(labels, k.name) << "\n";
     }
     return o.str();
   }
   o << "energy by kernel (meter: " << r.meterName << "; " << r.windows.size()
     << " windows, " << fmt("%.3f", r.measuredSeconds) << " s, "
     << fmt("%.3f", r.measuredJoules) << " J measured)\n";
-  o << "kernel                          launches        time            joules  share    watts\n";
+  o << "kernel                          launches        time            joules  share    watts"
+    << labelHeader(labels) << "\n";
   size_t n = 0;
   for (const KernelEnergy &k : r.kernels) {
     if (n++ == maxKernels) {
@@ -72,10 +58,10 @@ std::string formatAttributionTable(const AttributionResult &r, size_t maxKernels
       break;
     }
     char line[256];
-    std::snprintf(line, sizeof line, "%-30.30s %9lld %12s %9.3f ± %-6.3f %5.1f%% %8.1f\n",
+    std::snprintf(line, sizeof line, "%-30.30s %9lld %12s %9.3f ± %-6.3f %5.1f%% %8.1f",
                   k.name.c_str(), static_cast<long long>(k.launches), seconds(k.seconds).c_str(),
                   k.joules, k.joulesErr, 100.0 * k.share, k.watts);
-    o << line;
+    o << line << labelColumns(labels, k.name) << "\n";
   }
   char line[256];
   std::snprintf(line, sizeof line, "%-30.30s %9s %12s %9.3f ± %-6.3f %5.1f%%\n", "(idle / gaps)", "",
@@ -85,21 +71,29 @@ std::string formatAttributionTable(const AttributionResult &r, size_t maxKernels
   return o.str();
 }
 
-std::string attributionCsv(const AttributionResult &r) {
+std::string attributionCsv(const AttributionResult &r, const KernelLabels &labels) {
   std::ostringstream o;
-  o << "kernel,launches,seconds,seconds_in_windows,joules,joules_err,share,watts\n";
+  o << "kernel,launches,seconds,seconds_in_windows,joules,joules_err,share,watts"
+    << (labels.empty() ? "" : ",op_class,precision") << "\n";
+  auto labelFields = [&](const std::string &kernel) -> std::string {
+    if (labels.empty())
+      return "";
+    auto it = labels.find(kernel);
+    return it == labels.end() ? ",," : "," + csvField(it->second.opClass) + "," + csvField(it->second.precision);
+  };
   auto j = [&](double v) { return r.measured ? num(v) : std::string("not measured"); };
   for (const KernelEnergy &k : r.kernels)
     o << csvField(k.name) << ',' << k.launches << ',' << num(k.seconds) << ','
       << num(k.secondsInWindows) << ',' << j(k.joules) << ',' << j(k.joulesErr) << ','
-      << j(k.share) << ',' << j(k.watts) << '\n';
+      << j(k.share) << ',' << j(k.watts) << labelFields(k.name) << '\n';
   o << "(idle),," << num(r.idleSeconds) << ',' << num(r.idleSeconds) << ',' << j(r.idleJoules)
     << ',' << j(r.idleJoulesErr) << ',' << j(r.idleShare) << ','
-    << j(r.measured && r.idleSeconds > 0 ? r.idleJoules / r.idleSeconds : 0.0) << '\n';
+    << j(r.measured && r.idleSeconds > 0 ? r.idleJoules / r.idleSeconds : 0.0)
+    << (labels.empty() ? "" : ",,") << '\n';
   return o.str();
 }
 
-std::string attributionJson(const AttributionResult &r) {
+std::string attributionJson(const AttributionResult &r, const KernelLabels &labels) {
   std::ostringstream o;
   o << "{\"measured\": " << (r.measured ? "true" : "false")
     << ", \"meter\": " << json::quote(r.meterName)
@@ -115,13 +109,19 @@ std::string attributionJson(const AttributionResult &r) {
       << ", \"launches\": " << k.launches << ", \"seconds\": " << num(k.seconds)
       << ", \"seconds_in_windows\": " << num(k.secondsInWindows)
       << ", \"joules\": " << num(k.joules) << ", \"joules_err\": " << num(k.joulesErr)
-      << ", \"share\": " << num(k.share) << ", \"watts\": " << num(k.watts) << "}";
+      << ", \"share\": " << num(k.share) << ", \"watts\": " << num(k.watts);
+    auto it = labels.find(k.name);
+    if (it != labels.end())
+      o << ", \"op_class\": " << json::quote(it->second.opClass)
+        << ", \"precision\": " << json::quote(it->second.precision);
+    o << "}";
   }
   o << "],\n \"steps\": [";
   for (size_t i = 0; i < r.steps.size(); ++i) {
     const StepEnergy &s = r.steps[i];
     o << (i ? ",\n  " : "\n  ") << "{\"step\": " << s.step << ", \"launches\": " << s.launches
-      << ", \"seconds\": " << num(s.seconds) << ", \"joules\": " << num(s.joules)
+      << ", \"seconds\": " << num(s.seconds)
+      << ", \"seconds_in_windows\": " << num(s.secondsInWindows) << ", \"joules\": " << num(s.joules)
       << ", \"joules_err\": " << num(s.joulesErr) << "}";
   }
   o << "],\n \"windows\": [";

@@ -45,13 +45,52 @@ public:
   }
   void run(const std::string &function) override { exec_.run(function); }
 
+  // The timeline: each step timed on the host clock as it runs (the CPU executes
+  // synchronously, so a step's span is its kernel's span).
+  bool enableTimeline(bool on) override {
+    if (!on) {
+      exec_.setStepObserver(nullptr);
+      return true;
+    }
+    exec_.setStepObserver([this](const plan::Function &fn, uint32_t step,
+                                 std::chrono::steady_clock::time_point a,
+                                 std::chrono::steady_clock::time_point b) {
+      spans_.push_back({functionIndex(fn), step, tag_, seconds(a), seconds(b)});
+    });
+    return true;
+  }
+  void setTimelineTag(int64_t tag) override { tag_ = tag; }
+  void drainTimeline(std::vector<StepSpan> &out) override {
+    out.insert(out.end(), spans_.begin(), spans_.end());
+    spans_.clear();
+  }
+  std::string timelineMethod() const override { return "CPU steady_clock around each step"; }
+  bool replayStep(const std::string &function, uint32_t step, int64_t times) override {
+    for (int64_t i = 0; i < times; ++i)
+      exec_.runOneStep(function, step);
+    return true;
+  }
+
 private:
   void check(int id, size_t n, size_t size) const {
     if (n != size)
       throw Error("tensor " + std::to_string(id) + " holds " + std::to_string(size) +
                   " elements, not " + std::to_string(n));
   }
+  static double seconds(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(t.time_since_epoch()).count();
+  }
+  uint32_t functionIndex(const plan::Function &fn) const {
+    const auto *fns = exec_.plan()->functions();
+    for (uint32_t i = 0; i < fns->size(); ++i)
+      if (fns->Get(i) == &fn)
+        return i;
+    throw Error("internal: a function not in the plan");
+  }
+
   CpuExecutor<float> exec_;
+  std::vector<StepSpan> spans_;
+  int64_t tag_ = -1;
 };
 
 } // namespace

@@ -228,7 +228,10 @@ void writeJson(const std::string &path, const TrainOptions &o, const TrainSummar
     j << "\"mse\": " << jsonNumber(s.eval.mse) << ", ";
   if (s.eval.persistenceMse >= 0)
     j << "\"persistence_mse\": " << jsonNumber(s.eval.persistenceMse) << ", ";
-  j << "\"loss\": " << jsonNumber(s.eval.loss) << ", \"samples\": " << s.eval.samples << "}\n}\n";
+  j << "\"loss\": " << jsonNumber(s.eval.loss) << ", \"samples\": " << s.eval.samples << "}";
+  if (s.energy)
+    j << ",\n  \"energy\": " << energyRunJson(*s.energy);
+  j << "\n}\n";
   std::ofstream f(path);
   if (!f)
     throw Error(path + ": cannot write the JSON summary");
@@ -265,6 +268,22 @@ private:
 
 } // namespace
 
+std::unique_ptr<Executor> openExecutor(const std::string &backend, const LoadedPlan &plan,
+                                       int threads) {
+  if (backend != "cpu" && backend != "cuda")
+    throw Error("--backend " + backend + ": expected cpu or cuda");
+  if (backend == "cuda") {
+    try {
+      return makeCudaExecutor(plan);
+    } catch (const Error &e) {
+      // DESIGN.md: a machine without a GPU (or driver) falls back to the CPU backend,
+      // saying so; the summary and --json name the backend that actually ran.
+      std::fprintf(stderr, "warning: %s\nwarning: falling back to the CPU backend\n", e.what());
+    }
+  }
+  return makeCpuExecutor(plan, threads);
+}
+
 TrainSummary train(const TrainOptions &o) {
   if (o.backend != "cpu" && o.backend != "cuda")
     throw Error("--backend " + o.backend + ": expected cpu or cuda");
@@ -286,19 +305,7 @@ TrainSummary train(const TrainOptions &o) {
   BatchOrder order(data.train.n, batch, o.shuffle, seed);
   s.stepsPerEpoch = order.stepsPerEpoch();
 
-  std::unique_ptr<Executor> execPtr;
-  if (o.backend == "cuda") {
-    try {
-      execPtr = makeCudaExecutor(plan);
-    } catch (const Error &e) {
-      // DESIGN.md: a machine without a GPU (or driver) falls back to the CPU backend,
-      // saying so; the summary and --json name the backend that actually ran.
-      std::fprintf(stderr, "warning: %s\nwarning: falling back to the CPU backend\n", e.what());
-      execPtr = makeCpuExecutor(plan, o.threads);
-    }
-  } else {
-    execPtr = makeCpuExecutor(plan, o.threads);
-  }
+  std::unique_ptr<Executor> execPtr = openExecutor(o.backend, plan, o.threads);
   Executor &exec = *execPtr;
   s.backend = exec.backendName();
   s.device = exec.deviceDescription();
@@ -354,6 +361,11 @@ TrainSummary train(const TrainOptions &o) {
   std::vector<float> xBuf, yBuf;
   int64_t lastLogStep = start, skippedAtLastLog = 0;
   double checkpointSeconds = 0;
+  std::unique_ptr<EnergySession> energy;
+  if (o.energy.wanted()) {
+    energy = std::make_unique<EnergySession>(o.energy, exec);
+    energy->begin();
+  }
   auto loopStart = Clock::now();
   for (int64_t step = start; step < total; ++step) {
     if (!o.fixedBatch || step == start)
@@ -362,12 +374,21 @@ TrainSummary train(const TrainOptions &o) {
       xBuf[0] = INFINITY;
       exec.write(xId, xBuf.data(), xBuf.size());
     }
+    if (energy)
+      energy->beforeStep(step);
     exec.run("train_step");
     bool last = step + 1 == total;
     bool checkpoint = !ckptPath.empty() && o.every > 0 && (step + 1) % o.every == 0;
-    if (!last && !checkpoint && (step + 1 - start) % every != 0)
+    bool logPoint = last || checkpoint || (step + 1 - start) % every == 0;
+    // Energy to a target loss needs every step's loss (one device read per step).
+    bool everyLoss = energy && energy->wantsEveryLoss();
+    if (!logPoint && !everyLoss)
       continue;
     double loss = scalar(lossId);
+    if (energy)
+      energy->loss(step, loss);
+    if (!logPoint)
+      continue;
     s.skippedSteps = optStepId >= 0 ? (step + 1 - start) - int64_t(scalar(optStepId) - optStep0)
                                     : 0;
     s.finalLoss = loss;
@@ -393,6 +414,8 @@ TrainSummary train(const TrainOptions &o) {
       checkpointSeconds += std::chrono::duration<double>(Clock::now() - c0).count();
     }
   }
+  if (energy)
+    energy->end();
   double trainSeconds =
       std::chrono::duration<double>(Clock::now() - loopStart).count() - checkpointSeconds;
   s.steps = total;
@@ -410,6 +433,10 @@ TrainSummary train(const TrainOptions &o) {
   s.eval = evaluate(exec, xId, yId, data.heldOut, batch);
   if (s.data == "nowcast")
     s.eval.persistenceMse = persistenceMse(data.heldOut);
+  if (energy) {
+    s.energy = std::make_shared<EnergyRun>(energy->run());
+    energy->writeFiles(s.model + " (" + s.precision + ", " + s.backend + "): energy");
+  }
   if (!o.json.empty())
     writeJson(o.json, o, s);
   return s;
@@ -456,6 +483,18 @@ TrainOptions parseTrainOptions(int argc, char **argv) {
     } else if (a == "--inject-nonfinite") o.injectNonFinite = integer(i);
     else if (a == "--fixed-batch") o.fixedBatch = true;
     else if (a == "--quiet" || a == "-q") o.quiet = true;
+    else if (a == "--energy") o.energy.table = true;
+    else if (a == "--meter") o.energy.meter = need(i);
+    else if (a == "--energy-report") o.energy.html = need(i);
+    else if (a == "--trace") o.energy.trace = need(i);
+    else if (a == "--csv") o.energy.csv = need(i);
+    else if (a == "--target-loss") {
+      std::string v = need(i);
+      char *end = nullptr;
+      o.energy.targetLoss = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end || !std::isfinite(o.energy.targetLoss))
+        throw Error("--target-loss '" + v + "': expected a number");
+    }
     else if (!a.empty() && a[0] == '-')
       throw Error("train: unknown option '" + a + "'\n" + trainUsage());
     else if (o.plan.empty()) o.plan = a;
@@ -493,6 +532,19 @@ const char *trainUsage() {
   --fixed-batch                       benchmarking: feed the first batch once and train on it
                                       (no host-to-device copy per step, as PyTorch benchmarks do)
   --quiet                             no progress display
+energy (DESIGN.md: windows of >= 1 s, attributed to every step's kernels):
+  --energy                            end with the energy table: kernels by energy (launches, time,
+                                      joules ± error, share, watts, op class, precision), totals per
+                                      step, op class and precision, the idle/gap remainder apart
+  --meter nvml|rapl|none|auto         the energy meter (default auto: NVML for cuda, RAPL for cpu);
+                                      without one every joule is "not measured"
+  --energy-report FILE.html           one self-contained page with plots
+  --trace FILE.json                   Chrome/Perfetto trace: step slices and a power counter track
+  --csv FILE                          the kernel table as CSV
+  --target-loss L                     energy and time until the loss first reaches L (reads the
+                                      loss every step)
+  (--json then also carries every energy figure; on cuda, measuring runs steps without CUDA
+   graphs, with events between them; `mantissa-run profile PLAN` calibrates kernel power)
 )";
 }
 
@@ -520,6 +572,9 @@ int trainMain(int argc, char **argv) {
     if (s.eval.persistenceMse >= 0)
       std::printf("  persistence MSE  %.6g  (repeating the last input frame)\n",
                   s.eval.persistenceMse);
+    if (s.energy)
+      std::fputs((o.energy.table ? formatEnergyRun(*s.energy) : formatEnergyTarget(*s.energy)).c_str(),
+                 stdout);
     return 0;
   } catch (const Error &e) {
     std::fflush(stdout);

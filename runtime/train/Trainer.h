@@ -9,6 +9,7 @@
 
 #include "runtime/backend/Executor.h"
 #include "runtime/data/Dataset.h"
+#include "runtime/train/EnergySession.h"
 
 #include <cstdint>
 #include <functional>
@@ -38,6 +39,7 @@ struct TrainOptions {
   int64_t injectNonFinite = -1;    // test hook: make the input of this step infinite
   bool fixedBatch = false;         // benchmark: feed one batch once, train on it
   bool quiet = false;
+  EnergyOptions energy;            // --energy and its outputs
 };
 
 struct EvalResult {
@@ -53,7 +55,13 @@ struct TrainSummary {
   int64_t steps = 0, startStep = 0, stepsPerEpoch = 0, skippedSteps = 0, batch = 0;
   double finalLoss = 0, lossScale = 0, wallSeconds = 0, samplesPerSecond = 0;
   EvalResult eval;
+  std::shared_ptr<const EnergyRun> energy; // set when energy was asked for
 };
+
+/// The executor for `backend` ("cpu" | "cuda"); cuda falls back to the CPU with a
+/// warning when no GPU (or plugin, or driver) can be had.
+std::unique_ptr<Executor> openExecutor(const std::string &backend, const LoadedPlan &plan,
+                                       int threads);
 
 /// Parses `train` options (argv after the subcommand); throws Error on bad usage.
 TrainOptions parseTrainOptions(int argc, char **argv);

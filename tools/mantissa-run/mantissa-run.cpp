@@ -2,6 +2,7 @@
 //
 // Links neither MLIR nor LLVM: it is what gets copied to a GPU node with a plan.
 //===----------------------------------------------------------------------===//
+#include "runtime/train/Calibration.h"
 #include "runtime/train/Trainer.h"
 
 #include <cstdio>
@@ -15,6 +16,7 @@
 static void usage(FILE *out) {
   std::fprintf(out, "usage: mantissa-run <command> ...\n"
                     "  train PLAN [options]   train a compiled plan (mantissa-run train --help)\n"
+                    "  profile PLAN [options] calibrate each kernel's power by replay (profile --help)\n"
 #ifdef MANTISSA_HAVE_INSPECT
                     "  inspect PLAN           print the plan's kernels, tensors and configuration\n"
 #endif
@@ -33,6 +35,13 @@ int main(int argc, char **argv) {
       return 0;
     }
     return mantissa::trainMain(argc - 2, argv + 2);
+  }
+  if (cmd == "profile") {
+    if (argc >= 3 && (!std::strcmp(argv[2], "--help") || !std::strcmp(argv[2], "-h"))) {
+      std::fputs(mantissa::profileUsage(), stdout);
+      return 0;
+    }
+    return mantissa::profileMain(argc - 2, argv + 2);
   }
 #ifdef MANTISSA_HAVE_INSPECT
   if (cmd == "inspect")

@@ -166,10 +166,14 @@ Check checkAttribution(const SimRun &run, const MeasuredWindows &mw, const Attri
   for (const WindowEnergy &w : r.windows)
     EXPECT_LE(std::fabs(w.kernelJoules + w.idleJoules - w.measuredJoules),
               1e-9 * w.measuredJoules);
-  // Per-step totals add up to the kernels.
+  // Per-step totals add up to the kernels; a step wholly outside the windows is
+  // not measured (NaN), one with time inside them is.
   double stepSum = 0.0;
-  for (const StepEnergy &s : r.steps)
-    stepSum += s.joules;
+  for (const StepEnergy &s : r.steps) {
+    EXPECT_EQ(std::isnan(s.joules), s.secondsInWindows == 0.0 && s.seconds > 0.0) << s.step;
+    if (!std::isnan(s.joules))
+      stepSum += s.joules;
+  }
   EXPECT_LE(std::fabs(stepSum - kernelsSum), 1e-9 * kernelsSum);
   return c;
 }

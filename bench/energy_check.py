@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Issue 4's GPU checks of `train --energy` (run by bench/gpu-energy-check.sh on a GPU machine
+with the binaries and plans of bench/gpu-prepare.sh):
+
+  for mlp and unet (fp16 AMP, the benchmark plans; inputs stay on the device):
+  1. `profile --top 16`: calibration by replay (>= 1 s windows, repeated, cached);
+  2. the measure mode's cost: train with --energy --meter none against without (< 5 %);
+  3. `train --energy --meter nvml` while this script samples NVML itself: the attributed
+     energies (kernels + idle) add up to NVML's total over the same windows within +-2 %;
+  4. the ten kernels with the most energy: attributed J/launch within +-10 % of the replay's;
+  5. Mantissa's J/step against the PyTorch peer's (torch.compile), measured the same way.
+
+    python3 energy_check.py --carry .carry --out results/energy [--models mlp unet]
+"""
+import argparse, json, os, subprocess, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import gpu_bench, nvml_energy  # noqa: E402
+
+fails = 0
+
+
+def check(ok, what):
+    global fails
+    print(("PASS " if ok else "FAIL ") + what, flush=True)
+    fails += not ok
+
+
+def train(run, plan, steps, out, data, *extra):
+    p = subprocess.run([run, "train", plan, "--backend", "cuda", "--fixed-batch", "--steps", str(steps), "--quiet",
+                        "--json", out, *data, *extra], capture_output=True, text=True)
+    if p.returncode:
+        raise SystemExit(f"train failed: {p.stderr[-2000:]}")
+    return json.load(open(out)), p.stdout
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--carry", default=".carry")
+    ap.add_argument("--out", default="energy-results")
+    ap.add_argument("--models", nargs="+", default=["mlp", "unet"])
+    ap.add_argument("--seconds", type=float, default=8.0, help="training time per measured run")
+    ap.add_argument("--no-pytorch", action="store_true")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    run = os.path.join(a.carry, "bin", "mantissa-run")
+    summary = {}
+    for model in a.models:
+        plan = os.path.join(a.carry, "plans", f"bench-{model}-fp16.plan")
+        o = lambda name: os.path.join(a.out, f"{model}-{name}")
+        data = gpu_bench.mantissa_data(a.out)[model]
+        print(f"== {model} fp16", flush=True)
+        # 1. calibration by replay
+        prof = o("profile.json")
+        # --top 16 by time in one run, so that the ten with the most energy in training are among them.
+        p = subprocess.run([run, "profile", plan, "--backend", "cuda", "--meter", "nvml", "--top", "16",
+                            "--out", prof], capture_output=True, text=True)
+        open(o("profile.txt"), "w").write(p.stdout + p.stderr)
+        print(p.stdout, flush=True)
+        if p.returncode:
+            raise SystemExit(f"profile failed: {p.stderr[-2000:]}")
+        cal = json.load(open(prof))
+        # 2. the measure mode's cost (and the steps for ~a.seconds)
+        pilot, _ = train(run, plan, 50, o("pilot.json"), data)
+        steps = max(100, int(a.seconds / (pilot["wall_seconds"] / 50)))
+        plain, _ = train(run, plan, steps, o("plain.json"), data)
+        timed, _ = train(run, plan, steps, o("timed.json"), data, "--energy", "--meter", "none")
+        cost = timed["wall_seconds"] / plain["wall_seconds"] - 1
+        check(cost < 0.05, f"measure mode (eager + events) costs {100 * cost:+.1f} % of step time "
+              f"({plain['wall_seconds']:.2f} s -> {timed['wall_seconds']:.2f} s for {steps} steps; < 5 %)")
+        # 3. attributed sum against NVML sampled independently over the same windows
+        with nvml_energy.Sampler() as s:
+            e, text = train(run, plan, steps, o("energy.json"), data, "--energy", "--meter", "nvml",
+                            "--energy-report", o("energy.html"), "--trace", o("trace.json"), "--csv", o("energy.csv"))
+        open(o("energy.txt"), "w").write(text)
+        print(text, flush=True)
+        en = e["energy"]; at = en["attribution"]; origin = en["clock_origin_seconds"]
+        if not at["measured"]:
+            check(False, f"{model}: energy not measured ({at['meter']})"); continue
+        attributed = sum(k["joules"] for k in at["kernels"]) + at["idle"]["joules"]
+        # Mantissa's window boundaries are counter changes it saw; read this sampler 20 ms later
+        # (after the change whichever poller saw it first, before the next one ~100 ms on).
+        at_ = lambda t: s.joules_at(origin + t + 0.02)
+        nvml = sum(at_(w["end"]) - at_(w["start"]) for w in at["windows"])
+        check(abs(attributed - nvml) <= 0.02 * nvml,
+              f"attributed {attributed:.2f} J (kernels + idle) vs NVML sampled apart {nvml:.2f} J over the same "
+              f"{len(at['windows'])} windows: {100 * (attributed / nvml - 1):+.2f} % (+-2 %)")
+        # 4. top-10 kernels: attributed J/launch against the replay
+        replay = {k["name"]: k for k in cal["kernels"]}
+        top = at["kernels"][:10]
+        missing = [k["name"] for k in top if k["name"] not in replay]
+        check(not missing, f"the ten kernels with the most energy were replayed (missing: {missing})")
+        for k in (k for k in top if k["name"] in replay):
+            launches_in = k["launches"] * k["seconds_in_windows"] / k["seconds"]
+            jpl, ref = k["joules"] / launches_in, replay[k["name"]]["joules_per_launch"]
+            check(abs(jpl - ref) <= 0.10 * ref, f"{k['name']}: attributed {1e3 * jpl:.4f} mJ/launch vs replay "
+                  f"{1e3 * ref:.4f} mJ/launch ({100 * (jpl / ref - 1):+.1f} %, +-10 %)")
+        r = dict(steps=steps, measure_cost=cost, attributed_joules=attributed, nvml_joules=nvml,
+                 mantissa_joules_per_step=en["per_step"]["joules"], mantissa_joules_per_step_err=en["per_step"]["joules_err"],
+                 mantissa_ms_per_step=1e3 * timed["wall_seconds"] / steps)
+        # 5. the PyTorch peer, measured the same way
+        if not a.no_pytorch:
+            t = gpu_bench.pytorch_energy(model, "fp16", compile_=True, seconds=a.seconds)
+            r["pytorch_compiled_joules_per_step"] = t["joules_per_step"]
+            print(f"J/step: Mantissa {r['mantissa_joules_per_step']:.4g} ± {r['mantissa_joules_per_step_err']:.2g} J, "
+                  f"PyTorch (torch.compile) {t['joules_per_step']:.4g} J over {t['windows']} windows; "
+                  f"ratio {r['mantissa_joules_per_step'] / t['joules_per_step']:.2f}", flush=True)
+        summary[model] = r
+    json.dump(summary, open(os.path.join(a.out, "summary.json"), "w"), indent=1)
+    print(f"== energy checks: {'all passed' if not fails else f'{fails} FAILED'}")
+    sys.exit(1 if fails else 0)
+
+
+if __name__ == "__main__":
+    main()

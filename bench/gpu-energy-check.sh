@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Issue 4 on a GPU: the energy checks (bench/energy_check.py) and the U-Net energy study
+# (bench/unet_energy_study.py), with what bench/gpu-prepare.sh put into a folder:
+#   bash .carry/gpu-energy-check.sh .carry results-dir [--no-study]
+set -uo pipefail
+c=${1:-.carry}; out=${2:-gpu-results}; shift 2 || true
+mkdir -p "$out"
+[ -d "$c/bin" ] || tar xzf "$c/payload.tgz" -C "$c" # packed by gpu-prepare.sh
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+export XDG_CACHE_HOME="$out/cache" # calibrations of this run only
+fail=0
+python3 "$c/energy_check.py" --carry "$c" --out "$out/energy" 2>&1 | tee "$out/energy-check.txt"
+[ "${PIPESTATUS[0]}" = 0 ] || fail=1
+if [ "${1:-}" != "--no-study" ]; then
+  python3 "$c/unet_energy_study.py" --carry "$c" --out "$out/unet-study" 2>&1 | tee "$out/unet-study.txt"
+  [ "${PIPESTATUS[0]}" = 0 ] || fail=1
+fi
+echo "== energy: $([ $fail = 0 ] && echo all passed || echo FAILURES)"
+exit $fail

@@ -1,0 +1,52 @@
+#!/usr/bin/env python3
+"""`mantissa-run profile`: calibration by replay on the CPU backend (issue 4). With no meter it
+reports time only; with a synthetic meter of constant P watts (tests only) every replayed kernel
+and the idle baseline draw P, so J/launch must be P x its time per launch; the calibration is
+cached per plan, device and meter and `train --energy` then uses it. Bad options are errors."""
+import glob, json, os, re
+from common import Checks, compile_model, run, tmpdir, tool
+
+c = Checks()
+d = tmpdir()
+plan = compile_model("mlp_digits", os.path.join(d, "m.plan"), "--precision", "fp16")
+env = dict(os.environ, XDG_CACHE_HOME=os.path.join(d, "cache"))
+rt = tool("mantissa-run")
+
+p = run([rt, "profile", plan, "--meter", "none", "--top", "3", "--threads", "2"], env=env)
+c.check("energy: not measured" in p.stdout and not re.search(r"\d\s*J\b", p.stdout)
+        and len(re.findall(r"\d+\.\d+ (us|ms)", p.stdout)) == 3,
+        "no meter: time per launch of the top 3 kernels, no joules")
+c.check(not glob.glob(os.path.join(d, "cache", "mantissa", "calib", "*.json")), "no meter: nothing cached")
+
+P = 150.0
+out = os.path.join(d, "calib.json")
+p = run([rt, "profile", plan, "--meter", f"synthetic:{P:g}", "--top", "2", "--max-repeats", "2", "--threads", "2",
+         "--out", out], env=env)
+print(p.stdout)
+cal = json.load(open(out))
+cached = glob.glob(os.path.join(d, "cache", "mantissa", "calib", "*.json"))
+c.check(len(cached) == 1 and json.load(open(cached[0])) == cal, f"cached per plan, device and meter: {cached}")
+ks = cal["kernels"]
+c.check(len(ks) == 2 and all(k["repeats"] >= 2 for k in ks + [cal["idle"]]), "2 kernels and the idle baseline, >= 2 windows each")
+for k in ks + [cal["idle"]]:
+    c.check(abs(k["watts"] - P) <= max(0.02, k["rel_spread"]) * P,
+            f"{k['name']}: {k['watts']:.2f} W, spread {100 * k['rel_spread']:.2f} % vs {P:g} W")
+for k in ks:
+    want = P * k["seconds_per_launch"]
+    c.check(abs(k["joules_per_launch"] - want) <= max(0.02, k["rel_spread"]) * want,
+            f"{k['name']}: {k['joules_per_launch'] * 1e3:.4f} mJ/launch = P x time/launch ({want * 1e3:.4f} mJ)")
+
+js = os.path.join(d, "t.json")
+p = run([rt, "train", plan, "--quiet", "--threads", "2", "--steps", "300", "--energy", "--meter", f"synthetic:{P:g}",
+         "--json", js], env=env)
+e = json.load(open(js))["energy"]
+c.check(e["calibrated"] and "2 of 45 kernels replayed" in e["calibration"], f"train uses it: {e['calibration']}")
+
+bad = run([rt, "train", plan, "--energy", "--meter", "bogus"], check=False, env=env)
+c.check(bad.returncode != 0 and "error: --meter bogus: expected nvml, rapl, none or auto" in bad.stderr,
+        "--meter bogus: one clear error")
+bad = run([rt, "profile", plan, "--window", "0.5"], check=False, env=env)
+c.check(bad.returncode != 0 and "shorter than 1 s" in bad.stderr, "profile --window 0.5: refused (windows >= 1 s)")
+bad = run([rt, "train", plan, "--target-loss", "low"], check=False, env=env)
+c.check(bad.returncode != 0 and "--target-loss 'low': expected a number" in bad.stderr, "--target-loss low: error")
+c.done()
