@@ -363,6 +363,8 @@ TrainSummary train(const TrainOptions &o) {
       exec.write(xId, xBuf.data(), xBuf.size());
     }
     exec.run("train_step");
+    if (o.recordLosses)
+      s.losses.push_back(scalar(lossId));
     bool last = step + 1 == total;
     bool checkpoint = !ckptPath.empty() && o.every > 0 && (step + 1) % o.every == 0;
     if (!last && !checkpoint && (step + 1 - start) % every != 0)
@@ -407,6 +409,8 @@ TrainSummary train(const TrainOptions &o) {
   if (!o.save.empty())
     saveCheckpoint(exec, o.save, total);
 
+  if (o.afterTraining)
+    o.afterTraining(exec);
   s.eval = evaluate(exec, xId, yId, data.heldOut, batch);
   if (s.data == "nowcast")
     s.eval.persistenceMse = persistenceMse(data.heldOut);

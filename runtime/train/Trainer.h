@@ -14,6 +14,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace mantissa {
 
@@ -38,6 +39,10 @@ struct TrainOptions {
   int64_t injectNonFinite = -1;    // test hook: make the input of this step infinite
   bool fixedBatch = false;         // benchmark: feed one batch once, train on it
   bool quiet = false;
+  bool recordLosses = false;       // read the loss every step into TrainSummary::losses
+  /// Called after the last step, before evaluation (the tuner and `inspect
+  /// --numerics` read tensors here).
+  std::function<void(Executor &)> afterTraining;
 };
 
 struct EvalResult {
@@ -53,6 +58,7 @@ struct TrainSummary {
   int64_t steps = 0, startStep = 0, stepsPerEpoch = 0, skippedSteps = 0, batch = 0;
   double finalLoss = 0, lossScale = 0, wallSeconds = 0, samplesPerSecond = 0;
   EvalResult eval;
+  std::vector<double> losses;      // per step, with TrainOptions::recordLosses
 };
 
 /// Parses `train` options (argv after the subcommand); throws Error on bad usage.

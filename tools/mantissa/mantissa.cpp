@@ -10,10 +10,12 @@
 // PassManager.
 //===----------------------------------------------------------------------===//
 #include "compiler/Passes.h"
+#include "tools/mantissa/Compile.h"
 #include "mantissa/Graph/GraphOps.h"
 #include "runtime/inspect/PlanPrinter.h"
 #ifdef MANTISSA_HAVE_TRAIN
 #include "runtime/train/Trainer.h"
+#include "tools/mantissa/Tune.h"
 #endif
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -40,9 +42,11 @@ const char *kUsage =
     "  compile MODEL.mlir -o OUT.plan [options]   compile a model graph to a plan\n"
     "  inspect PLAN [--all-tensors]               print a plan's configuration, tensors, steps\n"
     "  train PLAN [options]                       train a plan (mantissa train --help)\n"
+    "  tune MODEL.mlir -o POLICY.json [options]   search a precision policy (mantissa tune --help)\n"
     "\n"
     "compile options:\n"
-    "  --precision fp32|fp16|bf16|POLICY.json   precision policy (default fp32)\n"
+    "  --precision fp32|fp16|bf16|POLICY.json   precision policy (default fp32); a policy file\n"
+    "                                           sets op groups and ops, and may set loss_scaling\n"
     "  --loss-scale dynamic|none|S              loss scaling (default: dynamic for fp16, else\n"
     "                                           none; a number S is a static scale)\n"
     "  --growth-interval N --growth-factor F --backoff-factor F\n"
@@ -56,6 +60,9 @@ const char *kUsage =
     "  --no-fuse                                one kernel per elementwise op (no fuse-elementwise)\n"
     "  --emit-ir                                print the final IR to stdout\n";
 
+using mantissa::parseDouble;
+using mantissa::parseInt;
+
 int usageError(const std::string &message) {
   llvm::errs() << "error: " << message << "\n" << kUsage;
   return 2;
@@ -66,60 +73,8 @@ int fail(const std::string &message) {
   return 1;
 }
 
-struct CompileOptions {
-  std::string model, output;
-  std::string precision = "fp32";
-  std::optional<std::string> lossScale;
-  std::string optimizer = "sgd";
-  double lr = 0.01, momentum = 0.0, weightDecay = -1.0;
-  double growthFactor = 2.0, backoffFactor = 0.5;
-  int64_t growthInterval = 2000;
-  int64_t batch = 0;
-  uint64_t seed = 0;
-  bool tf32 = false, emitIr = false, fuse = true;
-};
-
-bool parseDouble(const std::string &s, double &out) {
-  char *end = nullptr;
-  errno = 0;
-  out = std::strtod(s.c_str(), &end);
-  return !s.empty() && end && *end == '\0' && errno == 0;
-}
-
-bool parseInt(const std::string &s, int64_t &out) {
-  char *end = nullptr;
-  errno = 0;
-  long long v = std::strtoll(s.c_str(), &end, 10);
-  out = v;
-  return !s.empty() && end && *end == '\0' && errno == 0;
-}
-
-/// Whether a policy file puts any op in fp16 (then dynamic loss scaling is the default).
-bool policyUsesFp16(const std::string &path, std::string &error) {
-  auto buffer = llvm::MemoryBuffer::getFile(path);
-  if (!buffer) {
-    error = "cannot read policy file '" + path + "': " + buffer.getError().message();
-    return false;
-  }
-  llvm::Expected<llvm::json::Value> json = llvm::json::parse((*buffer)->getBuffer());
-  if (!json) {
-    error = "policy file '" + path + "' is not JSON: " + llvm::toString(json.takeError());
-    return false;
-  }
-  bool fp16 = false;
-  if (const llvm::json::Object *obj = json->getAsObject()) {
-    if (auto d = obj->getString("default"))
-      fp16 |= *d == "fp16";
-    if (const llvm::json::Object *ops = obj->getObject("ops"))
-      for (const auto &kv : *ops)
-        if (auto s = kv.second.getAsString())
-          fp16 |= *s == "fp16";
-  }
-  return fp16;
-}
-
 int compileMain(int argc, char **argv) {
-  CompileOptions o;
+  mantissa::CompileOptions o;
   for (int i = 0; i < argc; ++i) {
     std::string arg = argv[i], value;
     if (arg == "--help" || arg == "-h") {
@@ -203,35 +158,6 @@ int compileMain(int argc, char **argv) {
   if (o.output.empty())
     return usageError("compile needs -o OUT.plan");
 
-  // Precision and the loss-scaling default that follows from it.
-  bool fp16 = o.precision == "fp16";
-  if (o.precision != "fp32" && o.precision != "fp16" && o.precision != "bf16") {
-    if (!llvm::sys::fs::exists(o.precision))
-      return fail("--precision must be fp32, fp16, bf16 or a policy file; '" + o.precision +
-                  "' is none of them (no such file)");
-    std::string error;
-    fp16 = policyUsesFp16(o.precision, error);
-    if (!error.empty())
-      return fail(error);
-  }
-  mantissa::InsertLossScalingOptions ls;
-  ls.growthFactor = o.growthFactor;
-  ls.backoffFactor = o.backoffFactor;
-  ls.growthInterval = o.growthInterval;
-  std::string lossScale = o.lossScale.value_or(fp16 ? "dynamic" : "none");
-  if (lossScale == "dynamic" || lossScale == "none") {
-    ls.mode = lossScale;
-  } else {
-    double s;
-    if (!parseDouble(lossScale, s) || !(s > 0))
-      return fail("--loss-scale must be dynamic, none or a positive number, got '" + lossScale +
-                  "'");
-    ls.mode = "static";
-    ls.initScale = s;
-  }
-  if (o.optimizer != "sgd" && o.optimizer != "adam" && o.optimizer != "adamw")
-    return fail("--optimizer must be sgd, adam or adamw, got '" + o.optimizer + "'");
-
   DialectRegistry registry;
   registry.insert<mantissa::graph::GraphDialect, func::FuncDialect>();
   MLIRContext context(registry);
@@ -249,35 +175,8 @@ int compileMain(int argc, char **argv) {
   if (!module)
     return 1; // the diagnostic (file:line:col: error: ...) is printed
 
-  PassManager pm(&context);
-  if (o.batch > 0) {
-    mantissa::SetBatchOptions sb;
-    sb.batch = o.batch;
-    pm.addPass(mantissa::createSetBatch(sb));
-  }
-  mantissa::AssignPrecisionOptions ap;
-  ap.policy = o.precision;
-  pm.addPass(mantissa::createAssignPrecision(ap));
-  pm.addPass(mantissa::createAutodiff());
-  mantissa::LowerOptimizerOptions lo;
-  lo.optimizer = o.optimizer;
-  lo.lr = o.lr;
-  lo.momentum = o.momentum;
-  lo.weightDecay = o.weightDecay;
-  pm.addPass(mantissa::createLowerOptimizer(lo));
-  pm.addPass(mantissa::createInsertLossScaling(ls));
-  if (o.fuse)
-    pm.addPass(mantissa::createFuseElementwise());
-  mantissa::EmitPlanOptions ep;
-  ep.output = o.output;
-  ep.seed = o.seed;
-  ep.batch = o.batch;
-  ep.policy = o.precision;
-  ep.tf32 = o.tf32;
-  ep.source = o.model;
-  pm.addPass(mantissa::createEmitPlan(ep));
-  if (failed(pm.run(*module)))
-    return 1; // the passes reported at the ops' locations
+  if (failed(mantissa::runCompilePipeline(*module, o)))
+    return 1; // the passes and the policy reader reported the problem
   if (o.emitIr) {
     module->print(llvm::outs());
     llvm::outs() << "\n";
@@ -309,6 +208,14 @@ int main(int argc, char **argv) {
     return mantissa::trainMain(argc - 2, argv + 2);
 #else
     llvm::errs() << "error: mantissa train is not built yet (no MantissaTrain target)\n";
+    return 2;
+#endif
+  }
+  if (cmd == "tune") {
+#ifdef MANTISSA_HAVE_TRAIN
+    return mantissa::tuneMain(argc - 2, argv + 2);
+#else
+    llvm::errs() << "error: mantissa tune needs the training loop (no MantissaTrain target)\n";
     return 2;
 #endif
   }
