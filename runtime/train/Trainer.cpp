@@ -355,7 +355,13 @@ TrainSummary train(const TrainOptions &o) {
   int64_t lastLogStep = start, skippedAtLastLog = 0;
   double checkpointSeconds = 0;
   auto loopStart = Clock::now();
+  auto timedStart = loopStart;
+  int64_t timedFrom = std::min(total, start + o.warmupSteps);
   for (int64_t step = start; step < total; ++step) {
+    if (step == timedFrom && o.warmupSteps > 0) {
+      scalar(lossId); // synchronise: the warmup steps are done
+      timedStart = Clock::now();
+    }
     if (!o.fixedBatch || step == start)
       feed(exec, xId, yId, data.train, order.rows(step), xBuf, yBuf);
     if (step == o.injectNonFinite) {
@@ -395,6 +401,10 @@ TrainSummary train(const TrainOptions &o) {
       checkpointSeconds += std::chrono::duration<double>(Clock::now() - c0).count();
     }
   }
+  // The last step read the loss, so the device is idle here.
+  if (total > timedFrom)
+    s.timedSecondsPerStep = std::chrono::duration<double>(Clock::now() - timedStart).count() /
+                            double(total - timedFrom);
   double trainSeconds =
       std::chrono::duration<double>(Clock::now() - loopStart).count() - checkpointSeconds;
   s.steps = total;

@@ -39,6 +39,7 @@ struct TrainOptions {
   int64_t injectNonFinite = -1;    // test hook: make the input of this step infinite
   bool fixedBatch = false;         // benchmark: feed one batch once, train on it
   bool quiet = false;
+  int64_t warmupSteps = 0;          // steps before TrainSummary::timedSecondsPerStep starts
   bool recordLosses = false;       // read the loss every step into TrainSummary::losses
   /// Called after the last step, before evaluation (the tuner and `inspect
   /// --numerics` read tensors here).
@@ -59,6 +60,7 @@ struct TrainSummary {
   double finalLoss = 0, lossScale = 0, wallSeconds = 0, samplesPerSecond = 0;
   EvalResult eval;
   std::vector<double> losses;      // per step, with TrainOptions::recordLosses
+  double timedSecondsPerStep = 0;  // after warmupSteps, device synchronised at both ends
 };
 
 /// Parses `train` options (argv after the subcommand); throws Error on bad usage.

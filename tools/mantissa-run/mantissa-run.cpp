@@ -2,6 +2,7 @@
 //
 // Links neither MLIR nor LLVM: it is what gets copied to a GPU node with a plan.
 //===----------------------------------------------------------------------===//
+#include "runtime/train/Measure.h"
 #include "runtime/train/Trainer.h"
 
 #include <cstdio>
@@ -15,6 +16,8 @@
 static void usage(FILE *out) {
   std::fprintf(out, "usage: mantissa-run <command> ...\n"
                     "  train PLAN [options]   train a compiled plan (mantissa-run train --help)\n"
+                    "  measure PLAN... --json RESULTS.json   time per training step of each plan\n"
+                    "                         (mantissa-run measure --help)\n"
 #ifdef MANTISSA_HAVE_INSPECT
                     "  inspect PLAN           print the plan's kernels, tensors and configuration\n"
 #endif
@@ -34,6 +37,8 @@ int main(int argc, char **argv) {
     }
     return mantissa::trainMain(argc - 2, argv + 2);
   }
+  if (cmd == "measure")
+    return mantissa::measureMain(argc - 2, argv + 2);
 #ifdef MANTISSA_HAVE_INSPECT
   if (cmd == "inspect")
     return mantissa::inspectMain(argc - 2, argv + 2);

@@ -175,7 +175,8 @@ TuneOptions parseTuneOptions(int argc, char **argv) {
 struct Candidate {
   std::string label;
   PolicyFile policy;
-  std::string policyPath, planPath;
+  std::string policyPath, planPath; // planPath: the plan trained on the CPU
+  std::string costPlanPath;          // the plan priced (and measured): --cost-batch's, else planPath
   double seconds = 0, joules = 0; // per training step: modelled, or measured with --select
   bool measured = false;
   double metric = NAN, gap = INFINITY, divergence = INFINITY;
@@ -201,7 +202,7 @@ public:
       : o_(o), module_(module), groups_(std::move(groups)), workDir_(workDir),
         device_(loadDeviceSpec(o.device)) {
     if (!o.select.empty())
-      device_.name = "measured";
+      device_.name = "the measuring device";
   }
 
   int run();
@@ -285,9 +286,8 @@ private:
     std::string stem = "candidate-" + std::to_string(candidates_.size());
     c.planPath = compile(policy, stem);
     c.policyPath = workDir_ + "/" + stem + ".json";
-    PlanCost cost = costPlan(
-        LoadedPlan::load(o_.costBatch ? compile(policy, stem + "-cost", o_.costBatch) : c.planPath),
-        device_);
+    c.costPlanPath = o_.costBatch ? compile(policy, stem + "-cost", o_.costBatch) : c.planPath;
+    PlanCost cost = costPlan(LoadedPlan::load(c.costPlanPath), device_);
     c.seconds = cost.seconds;
     c.joules = cost.joules;
     ++trained_;
@@ -363,6 +363,8 @@ private:
   double baselineMetric_ = 0;
   std::vector<double> baselineLosses_;
   std::vector<std::string> unverified_;
+  int64_t metricSteps_ = o_.steps; // the steps behind the metrics (the manifest's with --select)
+  double maxGap_ = o_.maxGap;       // the bound (the manifest's with --select)
 };
 
 int Tuner::run() {
@@ -498,6 +500,8 @@ int Tuner::select(const std::string &resultsPath) {
     throw Error(resultsPath + ": needs \"plans\": [{\"plan\", \"ms_per_step\"}, ...] (mantissa-run measure --json)");
   std::map<std::string, std::pair<double, double>> measured;
   std::string dir;
+  if (const json::Value *device = field(results, "device"); device && device->kind == json::Value::Kind::String)
+    device_.name = device->text;
   for (const json::Value &p : plans->items) {
     std::filesystem::path plan = string(p, "plan", resultsPath);
     const json::Value *j = field(p, "joules_per_step");
@@ -511,6 +515,8 @@ int Tuner::select(const std::string &resultsPath) {
   std::string manifestPath = (std::filesystem::path(dir.empty() ? "." : dir) / "manifest.json").string();
   json::Value manifest = read(manifestPath);
   classification_ = string(manifest, "metric", manifestPath) == "accuracy";
+  metricSteps_ = int64_t(number(manifest, "steps", manifestPath));
+  maxGap_ = number(manifest, "max_metric_gap", manifestPath);
   const json::Value *list = field(manifest, "candidates");
   if (!list || list->kind != json::Value::Kind::Array || list->items.empty())
     throw Error(manifestPath + ": needs a non-empty \"candidates\" array");
@@ -529,7 +535,11 @@ int Tuner::select(const std::string &resultsPath) {
     c.passes = passes && passes->boolean;
     if (!std::isfinite(c.metric))
       c.failure = "did not train";
+    // The priced plan (--cost-batch) is what a GPU measures; the trained one works too.
     auto it = measured.find(c.planPath);
+    if (const json::Value *trainPlan = field(m, "train_plan");
+        it == measured.end() && trainPlan && trainPlan->kind == json::Value::Kind::String)
+      it = measured.find(trainPlan->text);
     if (it == measured.end()) {
       std::fprintf(stderr, "tune: %s (%s) was not measured; left out\n", c.planPath.c_str(), c.label.c_str());
       continue;
@@ -577,15 +587,18 @@ void Tuner::printTable(const std::vector<size_t> &front, size_t chosen) const {
       rows.push_back(i);
   const char *unit = candidates_[0].measured ? "measured" : "modelled";
   std::printf("Pareto front (%s %s on %s; metric on held-out data after %lld steps; bound %.4f)\n",
-              unit, o_.objective.c_str(), device_.name.c_str(), (long long)o_.steps, o_.maxGap);
+              unit, o_.objective.c_str(), device_.name.c_str(), (long long)metricSteps_, maxGap_);
   std::printf("%-4s %-5s %-44s %-8s %10s %10s %9s %9s %s\n", "#", "front", "policy", "loss-sc",
               "ms/step", "mJ/step", classification_ ? "accuracy" : "mse", "gap", "");
   for (size_t i : rows) {
     const Candidate &c = candidates_[i];
     std::string label = c.label.size() > 44 ? c.label.substr(0, 41) + "..." : c.label;
-    std::printf("%-4zu %-5s %-44s %-8s %10.4f %10.4f %9.4f %+9.4f %s%s\n", i + 1,
+    char joules[32] = "-";
+    if (std::isfinite(c.joules))
+      std::snprintf(joules, sizeof joules, "%.4f", c.joules * 1e3);
+    std::printf("%-4zu %-5s %-44s %-8s %10.4f %10s %9.4f %+9.4f %s%s\n", i + 1,
                 std::count(front.begin(), front.end(), i) ? "*" : "", label.c_str(),
-                c.policy.lossScaling.value_or("none").c_str(), c.seconds * 1e3, c.joules * 1e3,
+                c.policy.lossScaling.value_or("none").c_str(), c.seconds * 1e3, joules,
                 c.metric, c.gap, c.failure.empty() ? (c.passes ? "ok" : "over bound") : "failed",
                 i == chosen ? "  <- chosen" : "");
   }
@@ -593,7 +606,7 @@ void Tuner::printTable(const std::vector<size_t> &front, size_t chosen) const {
 
 void Tuner::writePlot(const std::vector<size_t> &front, size_t chosen) const {
   const double W = 640, H = 420, L = 80, R = 20, T = 30, B = 60;
-  double xmin = 0, xmax = o_.maxGap, ymin = INFINITY, ymax = 0;
+  double xmin = 0, xmax = maxGap_, ymin = INFINITY, ymax = 0;
   for (const Candidate &c : candidates_) {
     if (!c.failure.empty())
       continue;
@@ -633,7 +646,7 @@ void Tuner::writePlot(const std::vector<size_t> &front, size_t chosen) const {
                                     (classification_ ? "accuracy" : "relative MSE") + ")");
   text(L, T - 10, std::string(o_.objective == "time" ? "ms/step" : "mJ/step") + " (" +
                       (candidates_[0].measured ? "measured" : "modelled, " + device_.name) + ")", "start");
-  f << "<line x1=\"" << px(o_.maxGap) << "\" y1=\"" << T << "\" x2=\"" << px(o_.maxGap) << "\" y2=\""
+  f << "<line x1=\"" << px(maxGap_) << "\" y1=\"" << T << "\" x2=\"" << px(maxGap_) << "\" y2=\""
     << H - B << "\" stroke=\"gray\" stroke-dasharray=\"4 4\"/>\n";
   for (const Candidate &c : candidates_)
     if (c.failure.empty())
@@ -667,7 +680,8 @@ void Tuner::writeManifest() const {
     const Candidate &c = candidates_[i];
     f << "    {\"label\": " << json::quote(c.label)
       << ", \"policy\": " << json::quote(std::filesystem::path(c.policyPath).filename().string())
-      << ", \"plan\": " << json::quote(std::filesystem::path(c.planPath).filename().string())
+      << ", \"plan\": " << json::quote(std::filesystem::path(c.costPlanPath).filename().string())
+      << ", \"train_plan\": " << json::quote(std::filesystem::path(c.planPath).filename().string())
       << ", \"modelled_seconds\": " << num(c.seconds) << ", \"modelled_joules\": " << num(c.joules)
       << ", \"metric\": " << num(c.metric) << ", \"gap\": " << num(c.gap)
       << ", \"passes\": " << (c.passes ? "true" : "false") << "}"
