@@ -3,6 +3,7 @@
 // Links neither MLIR nor LLVM: it is what gets copied to a GPU node with a plan.
 //===----------------------------------------------------------------------===//
 #include "runtime/train/Measure.h"
+#include "runtime/train/Numerics.h"
 #include "runtime/train/Trainer.h"
 
 #include <cstdio>
@@ -20,6 +21,7 @@ static void usage(FILE *out) {
                     "                         (mantissa-run measure --help)\n"
 #ifdef MANTISSA_HAVE_INSPECT
                     "  inspect PLAN           print the plan's kernels, tensors and configuration\n"
+                    "  inspect --numerics PLAN [--steps N]   tensor ranges against fp16/bf16\n"
 #endif
   );
 }
@@ -40,8 +42,11 @@ int main(int argc, char **argv) {
   if (cmd == "measure")
     return mantissa::measureMain(argc - 2, argv + 2);
 #ifdef MANTISSA_HAVE_INSPECT
-  if (cmd == "inspect")
+  if (cmd == "inspect") {
+    if (mantissa::wantsNumerics(argc - 2, argv + 2))
+      return mantissa::numericsMain(argc - 2, argv + 2);
     return mantissa::inspectMain(argc - 2, argv + 2);
+  }
 #endif
   std::fprintf(stderr, "error: unknown command '%s'\n", cmd.c_str());
   usage(stderr);

@@ -27,6 +27,7 @@
 #include "mantissa/Graph/GraphOps.h"
 #include "runtime/cost/CostModel.h"
 #include "runtime/io/MiniJson.h"
+#include "runtime/train/Numerics.h"
 #include "runtime/train/Trainer.h"
 #include "tools/mantissa/Compile.h"
 
@@ -43,6 +44,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <map>
 #include <sstream>
@@ -235,8 +237,10 @@ private:
     return planPath;
   }
 
-  TrainSummary train(const std::string &planPath, int64_t steps) {
+  TrainSummary train(const std::string &planPath, int64_t steps,
+                     std::function<void(Executor &)> afterTraining = {}) {
     TrainOptions t;
+    t.afterTraining = std::move(afterTraining);
     t.plan = planPath;
     t.data = o_.data;
     t.steps = steps;
@@ -292,7 +296,15 @@ private:
     c.joules = cost.joules;
     ++trained_;
     try {
-      TrainSummary s = train(c.planPath, o_.steps);
+      // The fp32 baseline's activations tell which anchors fp16 cannot carry.
+      std::function<void(Executor &)> hook;
+      if (candidates_.empty())
+        hook = [&](Executor &exec) {
+          for (const TensorNumerics &n : planNumerics(exec, 1.0))
+            if (n.region == TensorRegion::Forward)
+              fp32Range_[n.step] = n.stats;
+        };
+      TrainSummary s = train(c.planPath, o_.steps, hook);
       c.metric = metricOf(s);
       c.skippedSteps = s.skippedSteps;
       if (candidates_.empty()) { // the fp32 baseline
@@ -363,6 +375,7 @@ private:
   double baselineMetric_ = 0;
   std::vector<double> baselineLosses_;
   std::vector<std::string> unverified_;
+  std::map<std::string, RangeStats> fp32Range_; // forward outputs of the fp32 baseline, by step
   int64_t metricSteps_ = o_.steps; // the steps behind the metrics (the manifest's with --select)
   double maxGap_ = o_.maxGap;       // the bound (the manifest's with --select)
 };
@@ -394,7 +407,19 @@ int Tuner::run() {
   std::vector<Choice> choices;
   for (const std::string &group : groups_) {
     std::optional<Choice> best;
+    // An anchor whose fp32 outputs overflow fp16 gives an infinite forward pass in
+    // fp16, which no loss scale repairs: no need to train that.
+    auto range = fp32Range_.find(group);
+    double overflow = range == fp32Range_.end() ? 0 : range->second.share(range->second.fp16Overflow);
+    double underflow = range == fp32Range_.end() ? 0 : range->second.share(range->second.fp16Underflow);
+    std::fprintf(stderr, "tune: %s: its fp32 outputs after %lld steps: %.3f%% overflow, %.3f%% underflow fp16\n",
+                 group.c_str(), (long long)o_.steps, 100 * overflow, 100 * underflow);
     for (const char *precision : {"fp16", "bf16"}) {
+      if (!std::strcmp(precision, "fp16") && overflow > 0) {
+        std::fprintf(stderr, "tune: %s=fp16 not trained: %.3f%% of its outputs overflow fp16\n",
+                     group.c_str(), 100 * overflow);
+        continue;
+      }
       if (!canTrain()) {
         unverified_.push_back(group + ":" + precision + " (no sensitivity run)");
         continue;

@@ -14,6 +14,7 @@
 #include "mantissa/Graph/GraphOps.h"
 #include "runtime/inspect/PlanPrinter.h"
 #ifdef MANTISSA_HAVE_TRAIN
+#include "runtime/train/Numerics.h"
 #include "runtime/train/Trainer.h"
 #include "tools/mantissa/Tune.h"
 #endif
@@ -41,6 +42,8 @@ const char *kUsage =
     "usage: mantissa <command> ...\n"
     "  compile MODEL.mlir -o OUT.plan [options]   compile a model graph to a plan\n"
     "  inspect PLAN [--all-tensors]               print a plan's configuration, tensors, steps\n"
+    "  inspect --numerics PLAN [--steps N] ...    per tensor after N training steps: exponent\n"
+    "                                           histogram, fp16/bf16 underflow and overflow\n"
     "  train PLAN [options]                       train a plan (mantissa train --help)\n"
     "  tune MODEL.mlir -o POLICY.json [options]   search a precision policy (mantissa tune --help)\n"
     "\n"
@@ -196,8 +199,13 @@ int main(int argc, char **argv) {
   }
   if (cmd == "compile")
     return compileMain(argc - 2, argv + 2);
-  if (cmd == "inspect")
+  if (cmd == "inspect") {
+#ifdef MANTISSA_HAVE_TRAIN
+    if (mantissa::wantsNumerics(argc - 2, argv + 2))
+      return mantissa::numericsMain(argc - 2, argv + 2);
+#endif
     return mantissa::inspectMain(argc - 2, argv + 2);
+  }
   if (cmd == "train") {
     // The runtime's training loop (runtime/train/Trainer.h), shared with mantissa-run.
 #ifdef MANTISSA_HAVE_TRAIN
