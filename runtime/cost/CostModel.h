@@ -77,3 +77,15 @@ PlanCost costPlan(const LoadedPlan &plan, const DeviceSpec &device,
                   const std::string &function = "train_step");
 
 } // namespace mantissa
+
+namespace mantissa {
+
+/// `inspect --cost DEVICE PLAN [--json OUT]`: the modelled cost of every step of
+/// train_step, one line each ("step N 'name' (Kernel)", as the CUDA executor's
+/// MANTISSA_CUDA_PROFILE report names them), and the total. Returns the exit code.
+int costMain(int argc, char **argv);
+
+/// Whether `inspect`'s arguments ask for --cost (then costMain handles them).
+bool wantsCost(int argc, char **argv);
+
+} // namespace mantissa

@@ -3,6 +3,7 @@
 // Links neither MLIR nor LLVM: it is what gets copied to a GPU node with a plan.
 //===----------------------------------------------------------------------===//
 #include "runtime/train/Measure.h"
+#include "runtime/cost/CostModel.h"
 #include "runtime/train/Numerics.h"
 #include "runtime/train/Trainer.h"
 
@@ -22,6 +23,7 @@ static void usage(FILE *out) {
 #ifdef MANTISSA_HAVE_INSPECT
                     "  inspect PLAN           print the plan's kernels, tensors and configuration\n"
                     "  inspect --numerics PLAN [--steps N]   tensor ranges against fp16/bf16\n"
+                    "  inspect --cost h100|h200 PLAN [--json F]   modelled time per kernel\n"
 #endif
   );
 }
@@ -45,6 +47,8 @@ int main(int argc, char **argv) {
   if (cmd == "inspect") {
     if (mantissa::wantsNumerics(argc - 2, argv + 2))
       return mantissa::numericsMain(argc - 2, argv + 2);
+    if (mantissa::wantsCost(argc - 2, argv + 2))
+      return mantissa::costMain(argc - 2, argv + 2);
     return mantissa::inspectMain(argc - 2, argv + 2);
   }
 #endif

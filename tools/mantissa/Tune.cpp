@@ -65,6 +65,8 @@ const char *kTuneUsage =
     "  --device h100|h200|FILE.json device description of the cost model (default h100)\n"
     "  --cost-batch N               cost the plans at batch N (default: the training batch);\n"
     "                               train small on the CPU, price the size that runs on the GPU\n"
+    "  --cost-model FULL.mlir       cost the plans of this model instead (the same op groups at\n"
+    "                               another size, e.g. unet w32 at 384x384 for a w4 CPU proxy)\n"
     "  --data digits|nowcast|X.npy,Y.npy   training data (default: by task)\n"
     "  --steps K                    steps per candidate (default 100)\n"
     "  --final-steps M              steps of the final validation runs (default 2K)\n"
@@ -78,7 +80,7 @@ const char *kTuneUsage =
 
 struct TuneOptions {
   CompileOptions compile;
-  std::string output, objective = "time", device = "h100", data, plot, emitDir, select;
+  std::string output, objective = "time", device = "h100", data, plot, emitDir, select, costModel;
   double maxGap = 0.01;
   bool listGroups = false;
   int64_t budget = 40, steps = 100, finalSteps = 0, threads = 0, costBatch = 0;
@@ -131,6 +133,8 @@ TuneOptions parseTuneOptions(int argc, char **argv) {
       o.device = value;
     else if (arg == "--cost-batch")
       o.costBatch = integer(1);
+    else if (arg == "--cost-model")
+      o.costModel = value;
     else if (arg == "--data")
       o.data = value;
     else if (arg == "--steps")
@@ -199,9 +203,10 @@ std::string describe(const Demotions &d) {
 
 class Tuner {
 public:
-  Tuner(const TuneOptions &o, ModuleOp module, std::vector<std::string> groups,
+  Tuner(const TuneOptions &o, ModuleOp module, ModuleOp costModule, std::vector<std::string> groups,
         const std::string &workDir)
-      : o_(o), module_(module), groups_(std::move(groups)), workDir_(workDir),
+      : o_(o), module_(module), costModule_(costModule ? costModule : module),
+        groups_(std::move(groups)), workDir_(workDir),
         device_(loadDeviceSpec(o.device)) {
     if (!o.select.empty())
       device_.name = "the measuring device";
@@ -222,8 +227,9 @@ private:
     return p;
   }
 
-  /// Compiles `policy` to a plan and returns the plan's path.
-  std::string compile(const PolicyFile &policy, const std::string &stem, int64_t batch = 0) {
+  /// Compiles `policy` for `module` to a plan and returns the plan's path.
+  std::string compile(ModuleOp module, const PolicyFile &policy, const std::string &stem,
+                      int64_t batch = 0) {
     std::string policyPath = workDir_ + "/" + stem + ".json", planPath = workDir_ + "/" + stem + ".plan";
     std::ofstream(policyPath) << formatPolicyFile(policy);
     CompileOptions c = o_.compile;
@@ -231,7 +237,7 @@ private:
       c.batch = batch;
     c.precision = policyPath;
     c.output = planPath;
-    OwningOpRef<ModuleOp> clone = module_.clone();
+    OwningOpRef<ModuleOp> clone = module.clone();
     if (failed(runCompilePipeline(*clone, c)))
       throw Error("compiling candidate policy " + policyPath + " failed (see above)");
     return planPath;
@@ -288,9 +294,10 @@ private:
     c.label = label;
     c.policy = policy;
     std::string stem = "candidate-" + std::to_string(candidates_.size());
-    c.planPath = compile(policy, stem);
+    c.planPath = compile(module_, policy, stem);
     c.policyPath = workDir_ + "/" + stem + ".json";
-    c.costPlanPath = o_.costBatch ? compile(policy, stem + "-cost", o_.costBatch) : c.planPath;
+    bool separate = o_.costBatch || costModule_ != module_;
+    c.costPlanPath = separate ? compile(costModule_, policy, stem + "-cost", o_.costBatch) : c.planPath;
     PlanCost cost = costPlan(LoadedPlan::load(c.costPlanPath), device_);
     c.seconds = cost.seconds;
     c.joules = cost.joules;
@@ -366,6 +373,7 @@ private:
 
   const TuneOptions &o_;
   ModuleOp module_;
+  ModuleOp costModule_; // the model priced (--cost-model), else module_
   std::vector<std::string> groups_;
   std::string workDir_;
   DeviceSpec device_;
@@ -729,7 +737,7 @@ int tuneMain(int argc, char **argv) {
   try {
     TuneOptions o = parseTuneOptions(argc, argv);
     if (!o.select.empty())
-      return Tuner(o, ModuleOp(), {}, o.emitDir).select(o.select);
+      return Tuner(o, ModuleOp(), ModuleOp(), {}, o.emitDir).select(o.select);
 
     DialectRegistry registry;
     registry.insert<graph::GraphDialect, func::FuncDialect>();
@@ -746,6 +754,17 @@ int tuneMain(int argc, char **argv) {
     OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &context);
     if (!module)
       return 1;
+    OwningOpRef<ModuleOp> costModule;
+    llvm::SourceMgr costSourceMgr;
+    if (!o.costModel.empty()) {
+      auto costFile = llvm::MemoryBuffer::getFile(o.costModel);
+      if (!costFile)
+        throw Error("--cost-model: cannot open '" + o.costModel + "': " + costFile.getError().message());
+      costSourceMgr.AddNewSourceBuffer(std::move(*costFile), llvm::SMLoc());
+      costModule = parseSourceFile<ModuleOp>(costSourceMgr, &context);
+      if (!costModule)
+        return 1;
+    }
     auto forward = module->lookupSymbol<func::FuncOp>("forward");
     if (!forward)
       throw Error(o.compile.model + ": the model has no @forward function");
@@ -782,7 +801,18 @@ int tuneMain(int argc, char **argv) {
           std::filesystem::remove_all(dir);
       }
     } cleanup{temporary ? workDir : ""};
-    return Tuner(o, *module, groups, workDir).run();
+    if (costModule) {
+      auto costForward = costModule->lookupSymbol<func::FuncOp>("forward");
+      std::vector<std::string> costGroups;
+      if (costForward)
+        for (const OpGroup &g : listOpGroups(costForward))
+          if (g.hasAnchor())
+            costGroups.push_back(g.name);
+      if (costGroups != groups)
+        throw Error("--cost-model " + o.costModel + " has other op groups than " + o.compile.model +
+                    " (it must be the same model at another size)");
+    }
+    return Tuner(o, *module, costModule ? *costModule : ModuleOp(), groups, workDir).run();
   } catch (const Error &e) {
     llvm::errs() << "error: " << e.what() << "\n";
     return 1;

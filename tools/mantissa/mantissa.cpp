@@ -14,6 +14,7 @@
 #include "mantissa/Graph/GraphOps.h"
 #include "runtime/inspect/PlanPrinter.h"
 #ifdef MANTISSA_HAVE_TRAIN
+#include "runtime/cost/CostModel.h"
 #include "runtime/train/Numerics.h"
 #include "runtime/train/Trainer.h"
 #include "tools/mantissa/Tune.h"
@@ -44,6 +45,7 @@ const char *kUsage =
     "  inspect PLAN [--all-tensors]               print a plan's configuration, tensors, steps\n"
     "  inspect --numerics PLAN [--steps N] ...    per tensor after N training steps: exponent\n"
     "                                           histogram, fp16/bf16 underflow and overflow\n"
+    "  inspect --cost h100|h200 PLAN [--json F]   the cost model's time and energy per step\n"
     "  train PLAN [options]                       train a plan (mantissa train --help)\n"
     "  tune MODEL.mlir -o POLICY.json [options]   search a precision policy (mantissa tune --help)\n"
     "\n"
@@ -203,6 +205,8 @@ int main(int argc, char **argv) {
 #ifdef MANTISSA_HAVE_TRAIN
     if (mantissa::wantsNumerics(argc - 2, argv + 2))
       return mantissa::numericsMain(argc - 2, argv + 2);
+    if (mantissa::wantsCost(argc - 2, argv + 2))
+      return mantissa::costMain(argc - 2, argv + 2);
 #endif
     return mantissa::inspectMain(argc - 2, argv + 2);
   }
