@@ -85,7 +85,4 @@ namespace mantissa {
 /// MANTISSA_CUDA_PROFILE report names them), and the total. Returns the exit code.
 int costMain(int argc, char **argv);
 
-/// Whether `inspect`'s arguments ask for --cost (then costMain handles them).
-bool wantsCost(int argc, char **argv);
-
 } // namespace mantissa

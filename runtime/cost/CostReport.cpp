@@ -9,13 +9,6 @@
 
 namespace mantissa {
 
-bool wantsCost(int argc, char **argv) {
-  for (int i = 0; i < argc; ++i)
-    if (!std::strcmp(argv[i], "--cost"))
-      return true;
-  return false;
-}
-
 int costMain(int argc, char **argv) {
   const char *usage = "usage: inspect --cost h100|h200|DEVICE.json PLAN [--json OUT.json]\n";
   try {

@@ -186,13 +186,6 @@ const char *kNumericsUsage =
 
 } // namespace
 
-bool wantsNumerics(int argc, char **argv) {
-  for (int i = 0; i < argc; ++i)
-    if (!std::strcmp(argv[i], "--numerics"))
-      return true;
-  return false;
-}
-
 int numericsMain(int argc, char **argv) {
   try {
     TrainOptions t;

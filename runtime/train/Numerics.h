@@ -56,7 +56,4 @@ std::vector<TensorNumerics> planNumerics(Executor &exec, double assumedScale);
 /// The `inspect --numerics` command (argv after `inspect`). Returns the exit code.
 int numericsMain(int argc, char **argv);
 
-/// Whether `inspect`'s arguments ask for --numerics (then numericsMain handles them).
-bool wantsNumerics(int argc, char **argv);
-
 } // namespace mantissa

@@ -3,6 +3,7 @@
 // Links neither MLIR nor LLVM: it is what gets copied to a GPU node with a plan.
 //===----------------------------------------------------------------------===//
 #include "runtime/train/Measure.h"
+#include "common/Args.h"
 #include "runtime/cost/CostModel.h"
 #include "runtime/train/Numerics.h"
 #include "runtime/train/Trainer.h"
@@ -45,9 +46,9 @@ int main(int argc, char **argv) {
     return mantissa::measureMain(argc - 2, argv + 2);
 #ifdef MANTISSA_HAVE_INSPECT
   if (cmd == "inspect") {
-    if (mantissa::wantsNumerics(argc - 2, argv + 2))
+    if (mantissa::hasFlag(argc - 2, argv + 2, "--numerics"))
       return mantissa::numericsMain(argc - 2, argv + 2);
-    if (mantissa::wantsCost(argc - 2, argv + 2))
+    if (mantissa::hasFlag(argc - 2, argv + 2, "--cost"))
       return mantissa::costMain(argc - 2, argv + 2);
     return mantissa::inspectMain(argc - 2, argv + 2);
   }

@@ -14,6 +14,7 @@
 #include "mantissa/Graph/GraphOps.h"
 #include "runtime/inspect/PlanPrinter.h"
 #ifdef MANTISSA_HAVE_TRAIN
+#include "common/Args.h"
 #include "runtime/cost/CostModel.h"
 #include "runtime/train/Numerics.h"
 #include "runtime/train/Trainer.h"
@@ -203,9 +204,9 @@ int main(int argc, char **argv) {
     return compileMain(argc - 2, argv + 2);
   if (cmd == "inspect") {
 #ifdef MANTISSA_HAVE_TRAIN
-    if (mantissa::wantsNumerics(argc - 2, argv + 2))
+    if (mantissa::hasFlag(argc - 2, argv + 2, "--numerics"))
       return mantissa::numericsMain(argc - 2, argv + 2);
-    if (mantissa::wantsCost(argc - 2, argv + 2))
+    if (mantissa::hasFlag(argc - 2, argv + 2, "--cost"))
       return mantissa::costMain(argc - 2, argv + 2);
 #endif
     return mantissa::inspectMain(argc - 2, argv + 2);
