@@ -67,7 +67,10 @@ def measure_mantissa(carry, plan, tmp, short=10, long=40):
             t1 = time.time()
             if p.returncode:
                 return dict(error=p.stderr.strip()[-300:])
-            res[n] = (json.load(open(out))["plans"][0]["ms_per_step"], ps.joules(t0, t1))
+            r = json.load(open(out))
+            if r["backend"] != "cuda":
+                return dict(error=f"measured on {r['backend']} ({r['device']}), not on the GPU: " + p.stderr.strip()[-200:])
+            res[n] = (r["plans"][0]["ms_per_step"], ps.joules(t0, t1))
     ms = res[long][0]
     e = (res[long][1] - res[short][1]) / (long - short) if res[long][1] and res[short][1] else None
     return dict(ms_per_step=ms, j_per_step=e)

@@ -369,6 +369,8 @@ TrainSummary train(const TrainOptions &o) {
       exec.write(xId, xBuf.data(), xBuf.size());
     }
     exec.run("train_step");
+    if (o.afterStep)
+      o.afterStep(step, exec);
     if (o.recordLosses)
       s.losses.push_back(scalar(lossId));
     bool last = step + 1 == total;

@@ -44,6 +44,9 @@ struct TrainOptions {
   /// Called after the last step, before evaluation (the tuner and `inspect
   /// --numerics` read tensors here).
   std::function<void(Executor &)> afterTraining;
+  /// Called after each training step's train_step (the tuner compares the first
+  /// step's outputs across precisions). Reading synchronises a device.
+  std::function<void(int64_t step, Executor &)> afterStep;
 };
 
 struct EvalResult {

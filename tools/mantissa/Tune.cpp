@@ -186,6 +186,7 @@ struct Candidate {
   double seconds = 0, joules = 0; // per training step: modelled, or measured with --select
   bool measured = false;
   double metric = NAN, gap = INFINITY, divergence = INFINITY;
+  std::map<std::string, std::vector<float>> outputs; // anchor outputs after step 1
   int64_t skippedSteps = 0;
   std::string failure; // why training failed (non-finite loss, ...)
   bool passes = false;
@@ -244,9 +245,11 @@ private:
   }
 
   TrainSummary train(const std::string &planPath, int64_t steps,
-                     std::function<void(Executor &)> afterTraining = {}) {
+                     std::function<void(Executor &)> afterTraining = {},
+                     std::function<void(int64_t, Executor &)> afterStep = {}) {
     TrainOptions t;
     t.afterTraining = std::move(afterTraining);
+    t.afterStep = std::move(afterStep);
     t.plan = planPath;
     t.data = o_.data;
     t.steps = steps;
@@ -311,7 +314,18 @@ private:
             if (n.region == TensorRegion::Forward)
               fp32Range_[n.step] = n.stats;
         };
-      TrainSummary s = train(c.planPath, o_.steps, hook);
+      // After the first step (same initialisation, same batch), each group anchor's
+      // output against fp32's: the error a demotion adds before training amplifies it.
+      auto firstStep = [&](int64_t step, Executor &exec) {
+        if (step != 0)
+          return;
+        for (const auto &[name, id] : anchorOutputs(exec.plan())) {
+          std::vector<float> &v = candidates_.empty() ? fp32Outputs_[name] : c.outputs[name];
+          v.resize(size_t(exec.plan().numElements(id)));
+          exec.read(id, v.data(), v.size());
+        }
+      };
+      TrainSummary s = train(c.planPath, o_.steps, hook, firstStep);
       c.metric = metricOf(s);
       c.skippedSteps = s.skippedSteps;
       if (candidates_.empty()) { // the fp32 baseline
@@ -384,6 +398,36 @@ private:
   std::vector<double> baselineLosses_;
   std::vector<std::string> unverified_;
   std::map<std::string, RangeStats> fp32Range_; // forward outputs of the fp32 baseline, by step
+  std::map<std::string, std::vector<float>> fp32Outputs_; // anchor outputs after fp32's step 1
+
+  /// The output tensor of each group anchor's forward step (steps carry the op's graph.name).
+  std::vector<std::pair<std::string, int>> anchorOutputs(const LoadedPlan &plan) const {
+    std::vector<std::pair<std::string, int>> out;
+    const plan::Function *fn = plan.findFunction("train_step");
+    for (const plan::Step *step : *fn->steps()) {
+      std::string name = step->name() ? step->name()->str() : "";
+      if (std::find(groups_.begin(), groups_.end(), name) == groups_.end())
+        continue;
+      if (step->kernel_type() == plan::Kernel::Gemm)
+        out.push_back({name, step->kernel_as_Gemm()->c()});
+      else if (step->kernel_type() == plan::Kernel::Conv2d)
+        out.push_back({name, step->kernel_as_Conv2d()->out()});
+    }
+    return out;
+  }
+
+  /// Relative L2 distance of a candidate's anchor output from fp32's after step 1.
+  double outputError(const Candidate &c, const std::string &group) const {
+    auto a = c.outputs.find(group), b = fp32Outputs_.find(group);
+    if (a == c.outputs.end() || b == fp32Outputs_.end() || a->second.size() != b->second.size())
+      return NAN;
+    double diff = 0, norm = 0;
+    for (size_t i = 0; i < a->second.size(); ++i) {
+      diff += (double(a->second[i]) - b->second[i]) * (double(a->second[i]) - b->second[i]);
+      norm += double(b->second[i]) * b->second[i];
+    }
+    return norm > 0 ? std::sqrt(diff / norm) : NAN;
+  }
   int64_t metricSteps_ = o_.steps; // the steps behind the metrics (the manifest's with --select)
   double maxGap_ = o_.maxGap;       // the bound (the manifest's with --select)
 };
@@ -434,6 +478,9 @@ int Tuner::run() {
       }
       const Candidate &c = evaluate(policyOf({{group, precision}}), group + "=" + precision);
       double saving = objective(candidates_[0]) - objective(c);
+      std::fprintf(stderr, "tune:   %s=%s: loss divergence %.4g, output error after step 1 %.3g, saving %.4g %s\n",
+                   group.c_str(), precision, c.divergence, outputError(c, group), saving * 1e3,
+                   o_.objective == "time" ? "ms/step" : "mJ/step");
       if (!c.passes || saving <= 0)
         continue;
       // Equal savings (the model prices fp16 and bf16 alike) go to the smaller divergence.

@@ -7,6 +7,15 @@
 // RUN: mantissa inspect %t.plan | FileCheck %s --check-prefix=PLAN
 // RUN: mantissa compile %models/cnn_digits.mlir -o %t.static.plan --precision %S/Inputs/cnn-policy.json --loss-scale 128
 // RUN: mantissa inspect %t.static.plan | FileCheck %s --check-prefix=STATIC
+// Errors: one line naming what is wrong, a non-zero exit.
+// RUN: not mantissa tune %models/cnn_digits.mlir -o %t.json --objective speed 2>&1 | FileCheck %s --check-prefix=OBJECTIVE
+// RUN: not mantissa tune %models/cnn_digits.mlir -o %t.json --cost-model %models/mlp_digits.mlir 2>&1 | FileCheck %s --check-prefix=COSTMODEL
+// RUN: not mantissa tune %models/cnn_digits.mlir -o %t.json --device tpu 2>&1 | FileCheck %s --check-prefix=DEVICE
+// RUN: not mantissa tune %models/cnn_digits.mlir 2>&1 | FileCheck %s --check-prefix=OUTPUT
+// OBJECTIVE: error: --objective must be time or energy, got 'speed'
+// COSTMODEL: error: --cost-model {{.*}}mlp_digits.mlir has other op groups than {{.*}}cnn_digits.mlir
+// DEVICE: error: --device 'tpu': neither h100, h200 nor a readable JSON file
+// OUTPUT: error: tune needs -o POLICY.json
 
 // CNN:      conv1 (graph.conv2d): conv1 graph.relu#{{[0-9]+}} pool1
 // CNN-NEXT: conv2 (graph.conv2d): conv2 graph.relu#{{[0-9]+}} pool2 graph.reshape#{{[0-9]+}}
