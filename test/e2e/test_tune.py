@@ -13,8 +13,9 @@ d = tmpdir()
 
 def tune_and_check(name, model, bound, tune_opts, compile_opts, train_opts, metric, emit=None):
     policy, svg = os.path.join(d, f"{name}.json"), os.path.join(d, f"{name}.svg")
+    # One thread per process: ctest runs two tests at once on two cores.
     args = [tool("mantissa"), "tune", model, "-o", policy, "--plot", svg, "--max-metric-gap", str(bound),
-            *tune_opts, *compile_opts]
+            "--threads", "1", *tune_opts, *compile_opts]
     if emit:
         args += ["--emit-candidates", emit]
     p = run(args)
@@ -36,7 +37,7 @@ def tune_and_check(name, model, bound, tune_opts, compile_opts, train_opts, metr
     for prec in ("fp32", policy):
         plan = os.path.join(d, f"{name}-{'fp32' if prec == 'fp32' else 'tuned'}.plan")
         run([tool("mantissa"), "compile", model, "--precision", prec, "-o", plan, *compile_opts])
-        s = train(plan, *train_opts, json_out=plan + ".json")
+        s = train(plan, *train_opts, "--threads", "1", json_out=plan + ".json")
         results["fp32" if prec == "fp32" else "tuned"] = s["eval"][metric]
     if metric == "accuracy":
         gap = results["fp32"] - results["tuned"]
@@ -61,7 +62,7 @@ cnn = os.path.join(ROOT, "models", "cnn_digits.mlir")
 emit = os.path.join(d, "candidates")
 tune_and_check("cnn_digits", cnn, 0.01, ["--steps", "150", "--final-steps", "150", "--budget", "12",
                                           "--cost-batch", "4096"], adam,
-               ["--data", "digits", "--steps", "300", "--seed", "3"], "accuracy", emit=emit)
+               ["--data", "digits", "--steps", "200", "--seed", "3"], "accuracy", emit=emit)
 
 # The cluster path on cnn_digits' candidates: measure them (CPU here), select from measurements.
 manifest = json.load(open(os.path.join(emit, "manifest.json")))
@@ -69,7 +70,8 @@ manifest = json.load(open(os.path.join(emit, "manifest.json")))
 plans = [os.path.join(emit, m["train_plan"]) for m in manifest["candidates"]]
 c.check(len(plans) >= 4 and all(os.path.exists(p) for p in plans), f"{len(plans)} candidate plans and a manifest")
 results = os.path.join(d, "results.json")
-run([tool("mantissa-run"), "measure", *plans, "--json", results, "--steps", "5", "--warmup", "2", "--backend", "cpu"])
+run([tool("mantissa-run"), "measure", *plans, "--json", results, "--steps", "3", "--warmup", "1", "--backend", "cpu",
+     "--threads", "1"])
 r = json.load(open(results))
 c.check(len(r["plans"]) == len(plans) and all(p["ms_per_step"] > 0 for p in r["plans"]),
         f"measured {len(r['plans'])} plans on {r['device']}")

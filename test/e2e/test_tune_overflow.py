@@ -10,7 +10,7 @@ d = tmpdir()
 model = os.path.join(ROOT, "test", "e2e", "models", "fp16_overflow.mlir")
 policy = os.path.join(d, "policy.json")
 p = run([tool("mantissa"), "tune", model, "-o", policy, "--steps", "200", "--budget", "16", "--optimizer", "sgd",
-         "--lr", "0.05", "--momentum", "0.9", "--cost-batch", "65536", "--max-metric-gap", "0.02"])
+         "--lr", "0.05", "--momentum", "0.9", "--cost-batch", "65536", "--max-metric-gap", "0.02", "--threads", "1"])
 print(p.stdout)
 rows = tune_table(p.stdout)
 by_label = {r["label"]: r for r in rows}
