@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds what the GPU check needs into .carry/ (binaries, CUDA plugin, plans), on a
 # machine with MLIR and the CUDA toolkit (no GPU needed). Then, on a GPU machine with
-# the CUDA 13 toolkit: bench/gpu-check.sh [.carry] [results-dir] (which runs
-# bench/gpu-tune-check.sh too, the precision tuner's checks).
+# the CUDA 13 toolkit: bench/gpu-check.sh [.carry] [results-dir], and the precision
+# tuner's checks: bench/gpu-tune-check.sh [.carry] [results-dir].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${MANTISSA_BUILD_DIR:-build}
