@@ -37,4 +37,14 @@ big = numerics("fp16_overflow.mlir")
 c.check("big" in big and big["big"]["f16_ovf"] > 50 and big["big"]["bf16_ovf"] == 0,
         f"'big' overflows fp16, not bf16: {big.get('big')}")
 c.check("fc2" in big and big["fc2"]["f16_ovf"] == 0, f"'fc2' does not overflow fp16: {big.get('fc2')}")
+
+# From a checkpoint: the steps count from 0, so one more step runs after step 3.
+plan = os.path.join(d, "underflow.mlir.plan")
+ckpt = os.path.join(d, "ckpt.safetensors")
+run([tool("mantissa-run"), "train", plan, "--steps", "3", "--quiet", "--save", ckpt])
+out = run([tool("mantissa"), "inspect", "--numerics", plan, "--load", ckpt, "--steps", "4"]).stdout
+c.check("after 4 training steps" in out and "softmax_cross_entropy_backward" in out,
+        "inspect --numerics from a checkpoint")
+p = run([tool("mantissa"), "inspect", "--numerics", plan, "--load", ckpt, "--steps", "3"], check=False)
+c.check(p.returncode != 0 and "no training step ran" in p.stderr, "a checkpoint with no step left to run is an error")
 c.done()
