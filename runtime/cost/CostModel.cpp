@@ -2,6 +2,7 @@
 #include "runtime/cost/CostModel.h"
 
 #include "common/Error.h"
+#include "plan/DType.h"
 #include "runtime/io/MiniJson.h"
 
 #include <algorithm>
@@ -48,14 +49,10 @@ double positiveNumber(const json::Value &object, const std::string &key, const s
 }
 
 double bytesOf(const LoadedPlan &plan, int id) {
-  plan::DType d = plan->tensors()->Get(id)->dtype();
-  return double(plan.numElements(id)) * (d == plan::DType::F16 || d == plan::DType::BF16 ? 2 : 4);
+  return double(plan.numElements(id)) * dtypeBytes(plan->tensors()->Get(id)->dtype());
 }
 
-int elementSize(const LoadedPlan &plan, int id) {
-  plan::DType d = plan->tensors()->Get(id)->dtype();
-  return d == plan::DType::F16 || d == plan::DType::BF16 ? 2 : 4;
-}
+int elementSize(const LoadedPlan &plan, int id) { return int(dtypeBytes(plan->tensors()->Get(id)->dtype())); }
 
 /// Tensor cores for half-precision operands; fp32 (or TF32) otherwise.
 OpClass matrixClass(const LoadedPlan &plan, int a, int b) {

@@ -3,6 +3,7 @@
 
 #include "common/Error.h"
 #include "common/Float16.h"
+#include "plan/DType.h"
 #include "runtime/train/Trainer.h"
 
 #include <algorithm>
@@ -91,19 +92,6 @@ bool readsTensor(const plan::Step &step, int id) {
     if (in->tensor() == id)
       return true;
   return false;
-}
-
-const char *dtypeName(plan::DType d) {
-  switch (d) {
-  case plan::DType::F32:
-    return "f32";
-  case plan::DType::F16:
-    return "f16";
-  case plan::DType::BF16:
-    return "bf16";
-  default:
-    return "i32";
-  }
 }
 
 } // namespace
