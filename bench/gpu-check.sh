@@ -8,6 +8,7 @@
 #   0. kernels load from the plan as CUBIN (sm_90), or JIT from PTX, or NVRTC at startup;
 #      the CUDA unit tests (MantissaCudaTests) on the GPU;
 # then (if --bench) the side-by-side benchmark against PyTorch (bench/gpu_bench.py).
+# The precision tuner's GPU checks are a separate run: bash .carry/gpu-tune-check.sh .carry DIR.
 set -uo pipefail
 c=${1:-.carry}; out=${2:-gpu-results}; shift 2 || true
 mkdir -p "$out"

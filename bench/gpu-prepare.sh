@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Builds what the GPU check needs into .carry/ (binaries, CUDA plugin, plans), on a
 # machine with MLIR and the CUDA toolkit (no GPU needed). Then, on a GPU machine with
-# the CUDA 13 toolkit: bench/gpu-check.sh [.carry] [results-dir]
+# the CUDA 13 toolkit: bench/gpu-check.sh [.carry] [results-dir], and the precision
+# tuner's checks: bench/gpu-tune-check.sh [.carry] [results-dir].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${MANTISSA_BUILD_DIR:-build}
 ./scripts/setup.sh >&2
-ninja -C "$build" mantissa-run mantissa_cuda cuda_vs_cpu MantissaCudaTests >&2
-c=.carry; rm -rf $c; mkdir -p $c/plans $c/bin
+ninja -C "$build" mantissa mantissa-run mantissa_cuda cuda_vs_cpu MantissaCudaTests >&2
+c=.carry; rm -rf $c; mkdir -p $c/plans $c/bin $c/tune
 cp "$build/bin/mantissa-run" "$build/bin/cuda_vs_cpu" "$build/bin/MantissaCudaTests" $c/bin/
 cp "$(find "$build" -name libmantissa_cuda.so | head -1)" $c/bin/
 # Kernels compiled ahead of time for the H100/H200 (sm_90): the GPU run loads CUBIN.
@@ -44,10 +45,25 @@ for w in 8 16 32 64; do
     m compile --arch sm_90 $c/unet-w$w.mlir --precision $prec --optimizer sgd --lr 0.001 --momentum 0.9 -o $c/plans/study-unet-w$w-$prec.plan
   done
 done
+# Issue 5 (bench/gpu-tune-check.sh): tune unet's precision on the CPU with a w4 proxy of the
+# same op groups (exact fp16/bf16 emulation), priced at w32 L4 b16 384^2 by the H100 cost
+# model; then the tuned, uniform fp16/bf16 and fp32 plans of the full model (the benchmark's
+# SGD lr 1e-3 momentum 0.9) and the candidates' manifest.
+python3 models/gen_unet.py --width 4 --levels 4 --size 32 --batch 8 > $c/unet_tune_proxy.mlir
+m tune $c/unet_tune_proxy.mlir --cost-model $c/unet.mlir --device h100 --objective time \
+  --data nowcast --train-samples 128 --held-out-samples 64 --steps 40 --budget 70 --max-metric-gap 0.05 \
+  --optimizer adam --lr 0.003 -o $c/tune/unet-policy.json --plot $c/tune/unet-front.svg \
+  --emit-candidates $c/tune/candidates > $c/tune/tune.txt
+cp $c/tune/candidates/manifest.json $c/tune/manifest.json
+rm -f $c/tune/candidates/*.plan  # the manifest and policies suffice; the plans are rebuilt below
+for p in tuned fp16 bf16 fp32; do
+  prec=$([ $p = tuned ] && echo $c/tune/unet-policy.json || echo $p)
+  m compile --arch sm_90 $c/unet.mlir --precision $prec --optimizer sgd --lr 0.001 --momentum 0.9 -o $c/plans/tune-unet-$p.plan
+done
 # Symbols are not needed there (the plugin keeps its dynamic symbol table, which is
 # what dlsym reads).
 strip $c/bin/*
 tar czf $c/payload.tgz -C $c bin plans && rm -rf $c/bin $c/plans
 cp bench/gpu-check.sh bench/gpu_bench.py bench/torch_models.py bench/gpu-energy-check.sh bench/energy_check.py \
-   bench/nvml_energy.py bench/unet_energy_study.py $c/
+   bench/nvml_energy.py bench/unet_energy_study.py bench/gpu-tune-check.sh bench/gpu_tune.py $c/
 du -sh $c

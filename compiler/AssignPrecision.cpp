@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 #include "compiler/PassUtils.h"
 #include "compiler/Passes.h"
+#include "compiler/PrecisionPolicy.h"
 
 #include "mantissa/Graph/GraphOps.h"
 
@@ -15,8 +16,7 @@
 #include "mlir/Interfaces/InferTypeOpInterface.h"
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/StringMap.h"
-#include "llvm/Support/JSON.h"
-#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/FileSystem.h"
 
 namespace mantissa {
 #define GEN_PASS_DEF_ASSIGNPRECISION
@@ -40,11 +40,12 @@ Type parsePrecision(MLIRContext *ctx, StringRef name) {
   return {};
 }
 
-/// What the `policy` option says: the precision of `Lower` ops, and per-op
-/// overrides by `graph.name` (from a policy file).
+/// What the `policy` option says: the precision of `Lower` ops, and overrides per
+/// op group and per op by `graph.name` (from a policy file, PrecisionPolicy.h).
 struct Policy {
   Type lowType;
   llvm::StringMap<Type> byName;
+  llvm::StringMap<Type> byGroup;
   std::string file; // empty unless read from a file
 };
 
@@ -55,42 +56,17 @@ FailureOr<Policy> readPolicy(ModuleOp module, StringRef option) {
     return policy;
 
   policy.file = option.str();
-  auto buffer = llvm::MemoryBuffer::getFile(option);
-  if (!buffer)
+  if (!llvm::sys::fs::exists(option))
     return module.emitError() << "assign-precision: policy '" << option
-                              << "' is neither fp32, fp16, bf16 nor a readable policy file ("
-                              << buffer.getError().message() << ")";
-  auto json = llvm::json::parse((*buffer)->getBuffer());
-  if (!json)
-    return module.emitError() << "assign-precision: policy file '" << option
-                              << "' is not valid JSON: " << llvm::toString(json.takeError());
-  const llvm::json::Object *root = json->getAsObject();
-  if (!root)
-    return module.emitError() << "assign-precision: policy file '" << option
-                              << "' must hold an object {\"default\": ..., \"ops\": {...}}";
-  for (const auto &entry : *root)
-    if (entry.first != "default" && entry.first != "ops")
-      return module.emitError() << "assign-precision: policy file '" << option
-                                << "' has an unknown key \"" << StringRef(entry.first)
-                                << "\" (expected \"default\" and \"ops\")";
-  std::optional<StringRef> def = root->getString("default");
-  if (!def || !(policy.lowType = parsePrecision(ctx, *def)))
-    return module.emitError() << "assign-precision: policy file '" << option
-                              << "' needs \"default\": \"fp32\", \"fp16\" or \"bf16\"";
-  if (const llvm::json::Value *ops = root->get("ops")) {
-    const llvm::json::Object *byName = ops->getAsObject();
-    if (!byName)
-      return module.emitError() << "assign-precision: policy file '" << option
-                                << "': \"ops\" must be an object of op name to precision";
-    for (const auto &entry : *byName) {
-      std::optional<StringRef> value = entry.second.getAsString();
-      Type type = value ? parsePrecision(ctx, *value) : Type();
-      if (!type)
-        return module.emitError() << "assign-precision: policy file '" << option << "': op \""
-                                  << StringRef(entry.first) << "\" needs \"fp32\", \"fp16\" or \"bf16\"";
-      policy.byName[entry.first.str()] = type;
-    }
-  }
+                              << "' is neither fp32, fp16, bf16 nor a readable policy file (no such file)";
+  llvm::Expected<PolicyFile> file = readPolicyFile(option);
+  if (!file)
+    return module.emitError() << "assign-precision: " << llvm::toString(file.takeError());
+  policy.lowType = parsePrecision(ctx, file->defaultPrecision);
+  for (const auto &[name, precision] : file->ops)
+    policy.byName[name] = parsePrecision(ctx, precision);
+  for (const auto &[name, precision] : file->groups)
+    policy.byGroup[name] = parsePrecision(ctx, precision);
   return policy;
 }
 
@@ -156,8 +132,23 @@ public:
   }
 
 private:
-  /// Every op named in a policy file must exist.
+  /// Every op and op group named in a policy file must exist.
   LogicalResult checkPolicyNames(func::FuncOp fn, const Policy &policy) {
+    llvm::SmallVector<std::string> knownGroups;
+    for (const OpGroup &group : listOpGroups(fn))
+      if (group.hasAnchor())
+        knownGroups.push_back(group.name);
+    for (const auto &entry : policy.byGroup) {
+      if (llvm::is_contained(knownGroups, entry.getKey()))
+        continue;
+      InFlightDiagnostic diag = fn.emitError()
+                                << "assign-precision: policy file '" << policy.file << "' names op group \""
+                                << entry.getKey() << "\", but @forward has no such group; its groups are: ";
+      llvm::interleaveComma(knownGroups, diag);
+      if (knownGroups.empty())
+        diag << "(none)";
+      return diag;
+    }
     llvm::SmallVector<StringRef> known;
     fn.walk([&](Operation *op) {
       if (auto name = op->getAttrOfType<StringAttr>("graph.name"))
@@ -177,14 +168,17 @@ private:
     return success();
   }
 
-  /// The precision an override asks of `op` (policy file, then the
-  /// `graph.precision` attribute), a null type if none, or failure.
-  FailureOr<Type> overrideFor(Operation *op, const Policy &policy) {
+  /// The precision an override asks of `op` (policy file: op, then op group; then
+  /// the `graph.precision` attribute), a null type if none, or failure.
+  FailureOr<Type> overrideFor(Operation *op, const Policy &policy,
+                              const llvm::DenseMap<Operation *, Type> &byGroup) {
     if (auto name = op->getAttrOfType<StringAttr>("graph.name")) {
       auto it = policy.byName.find(name.getValue());
       if (it != policy.byName.end())
         return it->second;
     }
+    if (auto it = byGroup.find(op); it != byGroup.end())
+      return it->second;
     Attribute attr = op->getAttr("graph.precision");
     if (!attr)
       return Type();
@@ -203,6 +197,18 @@ private:
     // The types values had before this pass, for consumers whose types are fixed.
     llvm::DenseMap<Value, Type> original;
 
+    // A group's precision is its anchor's and that of its members that follow
+    // their inputs; members of category Fp32 (losses, exp, log) keep fp32.
+    llvm::DenseMap<Operation *, Type> byGroup;
+    for (const OpGroup &group : listOpGroups(fn)) {
+      auto it = policy.byGroup.find(group.name);
+      if (it == policy.byGroup.end() || !group.hasAnchor())
+        continue;
+      for (Operation *member : group.members)
+        if (cast<PrecisionOp>(member).getPrecisionCategory() != PrecisionCategory::Fp32)
+          byGroup[member] = it->second;
+    }
+
     llvm::SmallVector<Operation *> ops;
     for (Operation &op : fn.getBody().getOps())
       ops.push_back(&op);
@@ -219,7 +225,7 @@ private:
       auto precisionOp = dyn_cast<PrecisionOp>(op);
       if (!precisionOp)
         continue;
-      FailureOr<Type> forced = overrideFor(op, policy);
+      FailureOr<Type> forced = overrideFor(op, policy, byGroup);
       if (failed(forced))
         return failure();
       PrecisionCategory category = precisionOp.getPrecisionCategory();

@@ -57,7 +57,10 @@ def AssignPrecision : Pass<"assign-precision", "mlir::ModuleOp"> {
     ("fp32", "fp16", "bf16") overrides its category; a policy file overrides by
     op name (the `graph.name` attribute) and names that match no op are an error.
 
-    Policy file: `{"default": "fp16", "ops": {"fc3": "fp32"}}`.
+    Policy file (compiler/PrecisionPolicy.h): `{"default": "fp32", "groups":
+    {"conv2": "bf16"}, "ops": {"fc3": "fp32"}, "loss_scaling": "dynamic"}`. A
+    group (named by its anchor: a matmul, linear or convolution) sets the anchor
+    and the group's `Follow` members; an `ops` entry wins over its group.
 
     Before (`--assign-precision=policy=fp16`):
     ```mlir

@@ -8,6 +8,7 @@
 // value, and by a Copy at the end otherwise. Then the FlatBuffer is written.
 //===----------------------------------------------------------------------===//
 #include "compiler/PlanBuilder.h"
+#include "plan/DType.h"
 
 #include "compiler/PassUtils.h"
 #include "mantissa/Graph/GraphOps.h"
@@ -930,9 +931,6 @@ LossScalingConfig PlanLowering::readLossScaling(func::FuncOp train) {
 // Serialisation
 //===----------------------------------------------------------------------===//
 
-static uint64_t dtypeBytes(plan::DType d) {
-  return d == plan::DType::F16 || d == plan::DType::BF16 ? 2 : 4;
-}
 
 /// Memory planning: every Temp gets a byte offset in one arena, first fit by size
 /// (largest first), 256-byte aligned, so that no two temps live at a common step of

@@ -1,5 +1,6 @@
 //===- PlanLoader.cpp - structural and semantic verification of plans ------===//
 #include "runtime/cpu/PlanLoader.h"
+#include "plan/DType.h"
 
 #include "common/Hash.h"
 #include "common/Init.h"
@@ -126,8 +127,7 @@ private:
   void checkMemory(const plan::Function &fn, int64_t steps);
 
   uint64_t bytesOf(int id) const {
-    plan::DType d = p_.tensors()->Get(id)->dtype();
-    return uint64_t(numElements_[id]) * (d == plan::DType::F16 || d == plan::DType::BF16 ? 2u : 4u);
+    return uint64_t(numElements_[id]) * dtypeBytes(p_.tensors()->Get(id)->dtype());
   }
 
   const plan::Plan &p_;

@@ -24,6 +24,7 @@
 // MANTISSA_CUDA_PROFILE=1 (time every step with events, no graphs; a table on stderr
 // when the executor is destroyed), MANTISSA_VERBOSE=1 (say once how kernels were loaded).
 //===----------------------------------------------------------------------===//
+#include "plan/DType.h"
 #include "runtime/backend/Executor.h"
 #include "runtime/cuda/ConvKernels.h"
 #include "runtime/cuda/CudaKernelSource.h"
@@ -80,7 +81,6 @@ const char *envOr(const char *name, const char *fallback) {
   return v && *v ? v : fallback;
 }
 
-size_t dtypeSize(DType t) { return (t == DType::F16 || t == DType::BF16) ? 2 : 4; }
 
 int code(DType t) { return int(t); }
 
@@ -444,7 +444,7 @@ void CudaExecutor::allocateTensors() {
     DeviceTensor &d = tensors_[id];
     d.dtype = t->dtype();
     d.count = elementCount(t);
-    d.bytes = size_t(d.count) * dtypeSize(d.dtype);
+    d.bytes = size_t(d.count) * dtypeBytes(d.dtype);
     d.name = t->name() ? t->name()->str() : "";
     if (d.bytes == 0)
       continue;
@@ -722,7 +722,7 @@ void CudaExecutor::convert(const void *in, DType it, void *out, DType ot, int64_
     return;
   if (it == ot) {
     if (in != out)
-      checkCuda(cudaMemcpyAsync(out, in, size_t(n) * dtypeSize(it), cudaMemcpyDeviceToDevice, stream_),
+      checkCuda(cudaMemcpyAsync(out, in, size_t(n) * dtypeBytes(it), cudaMemcpyDeviceToDevice, stream_),
                 "cudaMemcpyAsync");
     return;
   }
@@ -754,7 +754,7 @@ void CudaExecutor::runGemm(const GemmPlan &g, const GemmCall &c) {
   if (c.k == 0) {
     // An empty sum: C = beta C (beta = 0 overwrites, NaNs in C do not leak through).
     if (c.beta == 0.0f)
-      checkCuda(cudaMemsetAsync(c.c, 0, size_t(countC) * dtypeSize(c.ct), stream_), "cudaMemsetAsync");
+      checkCuda(cudaMemsetAsync(c.c, 0, size_t(countC) * dtypeBytes(c.ct), stream_), "cudaMemsetAsync");
     else if (c.beta != 1.0f)
       launch(fixed_.mt_scale, blocksFor(countC), 256, c.c, code(c.ct), countC, c.beta);
     return;
@@ -1037,9 +1037,9 @@ CudaExecutor::Launch CudaExecutor::prepareConv(const plan::Conv2d &k, ScratchLay
   switch (k.kind()) {
   case plan::ConvKind::Forward: {
     const DType ct = dtype(in0) == dtype(in1) ? dtype(in0) : DType::F32;
-    const size_t perSample = size_t(CRS * PQ) * dtypeSize(ct) + size_t(K * PQ) * 4;
+    const size_t perSample = size_t(CRS * PQ) * dtypeBytes(ct) + size_t(K * PQ) * 4;
     const long long G = groupFor(perSample);
-    const size_t colOff = sl.take(size_t(G * CRS * PQ) * dtypeSize(ct));
+    const size_t colOff = sl.take(size_t(G * CRS * PQ) * dtypeBytes(ct));
     const GemmPlan gp = planGemm(dtype(in1), ct, dtype(out), K * CRS, G * CRS * PQ, G * K * PQ, sl);
     const bool small = G * CRS * PQ < INT_MAX && N * C * H * W < INT_MAX;
     void *x = ptr(in0), *w = ptr(in1), *y = ptr(out);
@@ -1067,7 +1067,7 @@ CudaExecutor::Launch CudaExecutor::prepareConv(const plan::Conv2d &k, ScratchLay
         c.at = wt;
         c.b = col;
         c.bt = ct;
-        c.c = static_cast<char *>(y) + size_t(n0 * K * PQ) * dtypeSize(yt);
+        c.c = static_cast<char *>(y) + size_t(n0 * K * PQ) * dtypeBytes(yt);
         c.ct = yt;
         runGemm(gp, c);
       }
@@ -1098,7 +1098,7 @@ CudaExecutor::Launch CudaExecutor::prepareConv(const plan::Conv2d &k, ScratchLay
         c.sC = CRS * PQ;
         c.a = w;
         c.at = wt;
-        c.b = static_cast<char *>(dy) + size_t(n0 * K * PQ) * dtypeSize(dyt);
+        c.b = static_cast<char *>(dy) + size_t(n0 * K * PQ) * dtypeBytes(dyt);
         c.bt = dyt;
         c.c = col;
         c.ct = DType::F32;
@@ -1116,10 +1116,10 @@ CudaExecutor::Launch CudaExecutor::prepareConv(const plan::Conv2d &k, ScratchLay
   case plan::ConvKind::BackwardWeight: {
     // dw = sum over groups of dyG [K, g*PQ] x colG^T [g*PQ, CRS], accumulated in fp32.
     const DType ct = dtype(in0) == dtype(in1) ? dtype(in0) : DType::F32;
-    const size_t perSample = size_t(CRS * PQ + K * PQ) * dtypeSize(ct);
+    const size_t perSample = size_t(CRS * PQ + K * PQ) * dtypeBytes(ct);
     const long long G = groupFor(perSample);
-    const size_t colOff = sl.take(size_t(G * CRS * PQ) * dtypeSize(ct));
-    const size_t dyOff = sl.take(size_t(G * K * PQ) * dtypeSize(ct));
+    const size_t colOff = sl.take(size_t(G * CRS * PQ) * dtypeBytes(ct));
+    const size_t dyOff = sl.take(size_t(G * K * PQ) * dtypeBytes(ct));
     const DType dwt = dtype(out);
     const bool viaAcc = dwt != DType::F32;
     const size_t accOff = viaAcc ? sl.take(size_t(K * CRS) * 4) : 0;
@@ -1131,7 +1131,7 @@ CudaExecutor::Launch CudaExecutor::prepareConv(const plan::Conv2d &k, ScratchLay
       void *acc = viaAcc ? static_cast<void *>(scratch(accOff)) : dw;
       if (N == 0) {
         if (!accumulate)
-          checkCuda(cudaMemsetAsync(dw, 0, size_t(K * CRS) * dtypeSize(dwt), stream_),
+          checkCuda(cudaMemsetAsync(dw, 0, size_t(K * CRS) * dtypeBytes(dwt), stream_),
                     "cudaMemsetAsync");
         return;
       }

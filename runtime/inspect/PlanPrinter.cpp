@@ -1,5 +1,6 @@
 //===- PlanPrinter.cpp - a readable listing of a plan ---------------------===//
 #include "runtime/inspect/PlanPrinter.h"
+#include "plan/DType.h"
 
 #include "common/ScalarOp.h"
 #include "plan/mantissa_plan_generated.h"
@@ -19,21 +20,7 @@ namespace {
 
 using namespace mantissa::plan;
 
-const char *dtypeName(DType d) {
-  switch (d) {
-  case DType::F32:
-    return "f32";
-  case DType::F16:
-    return "f16";
-  case DType::BF16:
-    return "bf16";
-  case DType::I32:
-    return "i32";
-  }
-  return "?";
-}
 
-int dtypeBytes(DType d) { return d == DType::F16 || d == DType::BF16 ? 2 : 4; }
 
 template <class V> std::string list(const V *v, const char *sep = ", ") {
   std::string s = "[";

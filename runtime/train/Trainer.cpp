@@ -367,7 +367,13 @@ TrainSummary train(const TrainOptions &o) {
     energy->begin();
   }
   auto loopStart = Clock::now();
+  auto timedStart = loopStart;
+  int64_t timedFrom = std::min(total, start + o.warmupSteps);
   for (int64_t step = start; step < total; ++step) {
+    if (step == timedFrom && o.warmupSteps > 0) {
+      scalar(lossId); // synchronise: the warmup steps are done
+      timedStart = Clock::now();
+    }
     if (!o.fixedBatch || step == start)
       feed(exec, xId, yId, data.train, order.rows(step), xBuf, yBuf);
     if (step == o.injectNonFinite) {
@@ -377,6 +383,10 @@ TrainSummary train(const TrainOptions &o) {
     if (energy)
       energy->beforeStep(step);
     exec.run("train_step");
+    if (o.afterStep)
+      o.afterStep(step, exec);
+    if (o.recordLosses)
+      s.losses.push_back(scalar(lossId));
     bool last = step + 1 == total;
     bool checkpoint = !ckptPath.empty() && o.every > 0 && (step + 1) % o.every == 0;
     bool logPoint = last || checkpoint || (step + 1 - start) % every == 0;
@@ -416,6 +426,10 @@ TrainSummary train(const TrainOptions &o) {
   }
   if (energy)
     energy->end();
+  // The last step read the loss, so the device is idle here.
+  if (total > timedFrom)
+    s.timedSecondsPerStep = std::chrono::duration<double>(Clock::now() - timedStart).count() /
+                            double(total - timedFrom);
   double trainSeconds =
       std::chrono::duration<double>(Clock::now() - loopStart).count() - checkpointSeconds;
   s.steps = total;
@@ -430,6 +444,8 @@ TrainSummary train(const TrainOptions &o) {
   if (!o.save.empty())
     saveCheckpoint(exec, o.save, total);
 
+  if (o.afterTraining)
+    o.afterTraining(exec);
   s.eval = evaluate(exec, xId, yId, data.heldOut, batch);
   if (s.data == "nowcast")
     s.eval.persistenceMse = persistenceMse(data.heldOut);

@@ -15,6 +15,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace mantissa {
 
@@ -40,6 +41,14 @@ struct TrainOptions {
   bool fixedBatch = false;         // benchmark: feed one batch once, train on it
   bool quiet = false;
   EnergyOptions energy;            // --energy and its outputs
+  int64_t warmupSteps = 0;          // steps before TrainSummary::timedSecondsPerStep starts
+  bool recordLosses = false;       // read the loss every step into TrainSummary::losses
+  /// Called after the last step, before evaluation (the tuner and `inspect
+  /// --numerics` read tensors here).
+  std::function<void(Executor &)> afterTraining;
+  /// Called after each training step's train_step (the tuner compares the first
+  /// step's outputs across precisions). Reading synchronises a device.
+  std::function<void(int64_t step, Executor &)> afterStep;
 };
 
 struct EvalResult {
@@ -56,6 +65,8 @@ struct TrainSummary {
   double finalLoss = 0, lossScale = 0, wallSeconds = 0, samplesPerSecond = 0;
   EvalResult eval;
   std::shared_ptr<const EnergyRun> energy; // set when energy was asked for
+  std::vector<double> losses;      // per step, with TrainOptions::recordLosses
+  double timedSecondsPerStep = 0;  // after warmupSteps, device synchronised at both ends
 };
 
 /// The executor for `backend` ("cpu" | "cuda"); cuda falls back to the CPU with a

@@ -61,3 +61,20 @@ class Checks:
     def done(s):
         print(f"{s.passed} passed, {s.failed} failed")
         sys.exit(1 if s.failed else 0)
+
+
+def tune_table(stdout):
+    """Rows of the Pareto table `mantissa tune` prints (fixed columns, tools/mantissa/Tune.cpp)."""
+    rows, inside = [], False
+    for line in stdout.splitlines():
+        if line.startswith("#    front policy"):
+            inside = True
+            continue
+        if inside and line[:4].strip().isdigit():
+            rest = line[56:].split()
+            rows.append({"index": int(line[:4]), "front": line[5:10].strip() == "*", "label": line[11:55].strip(),
+                         "loss_scaling": rest[0], "ms": float(rest[1]), "mj": rest[2], "metric": float(rest[3]),
+                         "gap": float(rest[4]), "chosen": line.endswith("<- chosen")})
+        elif inside:
+            inside = False
+    return rows

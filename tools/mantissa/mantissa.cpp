@@ -6,21 +6,21 @@
 //
 // compile parses the model with MLIR's source manager (errors carry
 // file:line:col), runs [set-batch,] assign-precision, autodiff, lower-optimizer,
-// insert-loss-scaling and fuse-elementwise (unless --no-fuse) in one PassManager,
-// then emit-plan's lowering; with --arch (default sm_90) every kernel is generated
-// and compiled with NVRTC into the plan (runtime/cuda/AotKernels.h).
+// insert-loss-scaling and fuse-elementwise (unless --no-fuse) in one PassManager
+// (tools/mantissa/Compile.cpp), then emit-plan's lowering; with --arch (default
+// sm_90) every kernel is generated and compiled with NVRTC into the plan
+// (runtime/cuda/AotKernels.h).
 //===----------------------------------------------------------------------===//
 #include "compiler/Passes.h"
-#include "compiler/PlanBuilder.h"
+#include "tools/mantissa/Compile.h"
 #include "mantissa/Graph/GraphOps.h"
 #include "runtime/inspect/PlanPrinter.h"
-#ifdef MANTISSA_HAVE_NVRTC
-#include "common/Error.h"
-#include "runtime/cuda/AotKernels.h"
-#include "runtime/cuda/KernelCache.h"
-#endif
 #ifdef MANTISSA_HAVE_TRAIN
+#include "common/Args.h"
+#include "runtime/cost/CostModel.h"
+#include "runtime/train/Numerics.h"
 #include "runtime/train/Trainer.h"
+#include "tools/mantissa/Tune.h"
 #endif
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -28,7 +28,6 @@
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
 #include "llvm/Support/FileSystem.h"
-#include "llvm/Support/Format.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
@@ -47,10 +46,15 @@ const char *kUsage =
     "usage: mantissa <command> ...\n"
     "  compile MODEL.mlir -o OUT.plan [options]   compile a model graph to a plan\n"
     "  inspect PLAN [--all-tensors]               print a plan's configuration, tensors, steps\n"
+    "  inspect --numerics PLAN [--steps N] ...    per tensor after N training steps: exponent\n"
+    "                                           histogram, fp16/bf16 underflow and overflow\n"
+    "  inspect --cost h100|h200 PLAN [--json F]   the cost model's time and energy per step\n"
     "  train PLAN [options]                       train a plan (mantissa train --help)\n"
+    "  tune MODEL.mlir -o POLICY.json [options]   search a precision policy (mantissa tune --help)\n"
     "\n"
     "compile options:\n"
-    "  --precision fp32|fp16|bf16|POLICY.json   precision policy (default fp32)\n"
+    "  --precision fp32|fp16|bf16|POLICY.json   precision policy (default fp32); a policy file\n"
+    "                                           sets op groups and ops, and may set loss_scaling\n"
     "  --loss-scale dynamic|none|S              loss scaling (default: dynamic for fp16, else\n"
     "                                           none; a number S is a static scale)\n"
     "  --growth-interval N --growth-factor F --backoff-factor F\n"
@@ -72,6 +76,9 @@ const char *kUsage =
     "  -v, --verbose                            print what the kernel compilation did\n"
     "  --emit-ir                                print the final IR to stdout\n";
 
+using mantissa::parseDouble;
+using mantissa::parseInt;
+
 int usageError(const std::string &message) {
   llvm::errs() << "error: " << message << "\n" << kUsage;
   return 2;
@@ -82,65 +89,8 @@ int fail(const std::string &message) {
   return 1;
 }
 
-struct CompileOptions {
-  std::string model, output;
-  std::string precision = "fp32";
-  std::optional<std::string> lossScale;
-  std::string optimizer = "sgd";
-  double lr = 0.01, momentum = 0.0, weightDecay = -1.0;
-  double growthFactor = 2.0, backoffFactor = 0.5;
-  int64_t growthInterval = 2000;
-  int64_t batch = 0;
-  uint64_t seed = 0;
-  bool tf32 = false, emitIr = false, fuse = true, verbose = false;
-#ifdef MANTISSA_HAVE_NVRTC
-  std::string arch = "sm_90";
-#else
-  std::string arch = "none"; // built without the CUDA toolkit: no NVRTC
-#endif
-};
-
-bool parseDouble(const std::string &s, double &out) {
-  char *end = nullptr;
-  errno = 0;
-  out = std::strtod(s.c_str(), &end);
-  return !s.empty() && end && *end == '\0' && errno == 0;
-}
-
-bool parseInt(const std::string &s, int64_t &out) {
-  char *end = nullptr;
-  errno = 0;
-  long long v = std::strtoll(s.c_str(), &end, 10);
-  out = v;
-  return !s.empty() && end && *end == '\0' && errno == 0;
-}
-
-/// Whether a policy file puts any op in fp16 (then dynamic loss scaling is the default).
-bool policyUsesFp16(const std::string &path, std::string &error) {
-  auto buffer = llvm::MemoryBuffer::getFile(path);
-  if (!buffer) {
-    error = "cannot read policy file '" + path + "': " + buffer.getError().message();
-    return false;
-  }
-  llvm::Expected<llvm::json::Value> json = llvm::json::parse((*buffer)->getBuffer());
-  if (!json) {
-    error = "policy file '" + path + "' is not JSON: " + llvm::toString(json.takeError());
-    return false;
-  }
-  bool fp16 = false;
-  if (const llvm::json::Object *obj = json->getAsObject()) {
-    if (auto d = obj->getString("default"))
-      fp16 |= *d == "fp16";
-    if (const llvm::json::Object *ops = obj->getObject("ops"))
-      for (const auto &kv : *ops)
-        if (auto s = kv.second.getAsString())
-          fp16 |= *s == "fp16";
-  }
-  return fp16;
-}
-
 int compileMain(int argc, char **argv) {
-  CompileOptions o;
+  mantissa::CompileOptions o;
   for (int i = 0; i < argc; ++i) {
     std::string arg = argv[i], value;
     if (arg == "--help" || arg == "-h") {
@@ -230,35 +180,6 @@ int compileMain(int argc, char **argv) {
   if (o.output.empty())
     return usageError("compile needs -o OUT.plan");
 
-  // Precision and the loss-scaling default that follows from it.
-  bool fp16 = o.precision == "fp16";
-  if (o.precision != "fp32" && o.precision != "fp16" && o.precision != "bf16") {
-    if (!llvm::sys::fs::exists(o.precision))
-      return fail("--precision must be fp32, fp16, bf16 or a policy file; '" + o.precision +
-                  "' is none of them (no such file)");
-    std::string error;
-    fp16 = policyUsesFp16(o.precision, error);
-    if (!error.empty())
-      return fail(error);
-  }
-  mantissa::InsertLossScalingOptions ls;
-  ls.growthFactor = o.growthFactor;
-  ls.backoffFactor = o.backoffFactor;
-  ls.growthInterval = o.growthInterval;
-  std::string lossScale = o.lossScale.value_or(fp16 ? "dynamic" : "none");
-  if (lossScale == "dynamic" || lossScale == "none") {
-    ls.mode = lossScale;
-  } else {
-    double s;
-    if (!parseDouble(lossScale, s) || !(s > 0))
-      return fail("--loss-scale must be dynamic, none or a positive number, got '" + lossScale +
-                  "'");
-    ls.mode = "static";
-    ls.initScale = s;
-  }
-  if (o.optimizer != "sgd" && o.optimizer != "adam" && o.optimizer != "adamw")
-    return fail("--optimizer must be sgd, adam or adamw, got '" + o.optimizer + "'");
-
   DialectRegistry registry;
   registry.insert<mantissa::graph::GraphDialect, func::FuncDialect>();
   MLIRContext context(registry);
@@ -276,78 +197,8 @@ int compileMain(int argc, char **argv) {
   if (!module)
     return 1; // the diagnostic (file:line:col: error: ...) is printed
 
-  PassManager pm(&context);
-  if (o.batch > 0) {
-    mantissa::SetBatchOptions sb;
-    sb.batch = o.batch;
-    pm.addPass(mantissa::createSetBatch(sb));
-  }
-  mantissa::AssignPrecisionOptions ap;
-  ap.policy = o.precision;
-  pm.addPass(mantissa::createAssignPrecision(ap));
-  pm.addPass(mantissa::createAutodiff());
-  mantissa::LowerOptimizerOptions lo;
-  lo.optimizer = o.optimizer;
-  lo.lr = o.lr;
-  lo.momentum = o.momentum;
-  lo.weightDecay = o.weightDecay;
-  pm.addPass(mantissa::createLowerOptimizer(lo));
-  pm.addPass(mantissa::createInsertLossScaling(ls));
-  if (o.fuse)
-    pm.addPass(mantissa::createFuseElementwise());
-  // Checked before the (slower) passes run.
-  std::vector<int> archs;
-  if (o.arch != "none") {
-#ifdef MANTISSA_HAVE_NVRTC
-    try {
-      archs = mantissa::cuda::parseArchList(o.arch);
-    } catch (const mantissa::Error &e) {
-      return fail(e.what());
-    }
-#else
-    return fail("--arch " + o.arch + ": this mantissa was built without the CUDA toolkit "
-                "(no NVRTC); use --arch none");
-#endif
-  }
-  if (failed(pm.run(*module)))
-    return 1; // the passes reported at the ops' locations
-  // emit-plan as a function (what the pass does), so that the kernels can be added
-  // before the one write of the plan.
-  mantissa::PlanConfig config;
-  config.seed = o.seed;
-  config.policy = o.precision;
-  config.tf32 = o.tf32;
-  config.source = o.model;
-  config.expectedBatch = o.batch;
-  FailureOr<std::vector<uint8_t>> bytes = mantissa::emitPlan(*module, config);
-  if (failed(bytes))
-    return 1;
-#ifdef MANTISSA_HAVE_NVRTC
-  if (!archs.empty()) {
-    // The kernels come from the emitted plan (the code generator reads plans), so the
-    // plan is emitted a second time with them.
-    mantissa::cuda::KernelCache cache(mantissa::cuda::KernelCache::defaultDir());
-    mantissa::cuda::AotStats stats;
-    std::unique_ptr<mantissa::plan::CudaCodeT> code;
-    try {
-      code = mantissa::cuda::compileModules(
-          mantissa::cuda::planModules(*mantissa::plan::GetPlan(bytes->data())), archs, &cache, &stats);
-    } catch (const mantissa::Error &e) {
-      return fail(std::string("compiling the kernels: ") + e.what());
-    }
-    config.cuda = code.get();
-    bytes = mantissa::emitPlan(*module, config);
-    if (failed(bytes))
-      return 1;
-    if (o.verbose)
-      llvm::errs() << "kernels: " << stats.modules << " modules for " << o.arch << " + PTX, "
-                   << stats.compiles << " compilations, " << stats.cacheHits << " from the cache ("
-                   << (cache.dir().empty() ? "off" : cache.dir()) << "), "
-                   << llvm::format("%.2f", stats.seconds) << " s\n";
-  }
-#endif
-  if (failed(mantissa::writePlanFile(*module, o.output, *bytes)))
-    return 1;
+  if (failed(mantissa::runCompilePipeline(*module, o)))
+    return 1; // the passes and the policy reader reported the problem
   if (o.emitIr) {
     module->print(llvm::outs());
     llvm::outs() << "\n";
@@ -367,8 +218,15 @@ int main(int argc, char **argv) {
   }
   if (cmd == "compile")
     return compileMain(argc - 2, argv + 2);
-  if (cmd == "inspect")
+  if (cmd == "inspect") {
+#ifdef MANTISSA_HAVE_TRAIN
+    if (mantissa::hasFlag(argc - 2, argv + 2, "--numerics"))
+      return mantissa::numericsMain(argc - 2, argv + 2);
+    if (mantissa::hasFlag(argc - 2, argv + 2, "--cost"))
+      return mantissa::costMain(argc - 2, argv + 2);
+#endif
     return mantissa::inspectMain(argc - 2, argv + 2);
+  }
   if (cmd == "train") {
     // The runtime's training loop (runtime/train/Trainer.h), shared with mantissa-run.
 #ifdef MANTISSA_HAVE_TRAIN
@@ -379,6 +237,14 @@ int main(int argc, char **argv) {
     return mantissa::trainMain(argc - 2, argv + 2);
 #else
     llvm::errs() << "error: mantissa train is not built yet (no MantissaTrain target)\n";
+    return 2;
+#endif
+  }
+  if (cmd == "tune") {
+#ifdef MANTISSA_HAVE_TRAIN
+    return mantissa::tuneMain(argc - 2, argv + 2);
+#else
+    llvm::errs() << "error: mantissa tune needs the training loop (no MantissaTrain target)\n";
     return 2;
 #endif
   }

@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Issue 5's GPU checks of the precision tuner, with what bench/gpu-prepare.sh put into .carry:
+
+  3. unet (w32, L4, b16, 384x384): ms/step and J/step of the tuned policy against the uniform
+     fp16 and bf16 policies (and fp32) and PyTorch AMP (fp16 + GradScaler, bf16) in one run;
+     the tuned policy must be at least as good on its objective (time) as the best uniform
+     policy that met the same metric bound in the tuner's CPU emulation (.carry/tune/manifest.json).
+  4. The cost model against measurement: per kernel, MANTISSA_CUDA_PROFILE's CUDA-event time of
+     every train_step step (eager mode, averaged over the runs after the first) against
+     `mantissa-run inspect --cost` for the same plan; the median absolute error (us) and the
+     median relative error are reported, with predicted and measured time per step.
+
+    python3 gpu_tune.py --carry .carry --out results-dir
+
+Time: Mantissa's ms/step from `mantissa-run measure` (warmup, then timed steps between device
+synchronisations); PyTorch's over timed steps after warm-up, synchronised. Energy: board power
+from `nvidia-smi --query-gpu=power.draw` sampled every 50 ms; J/step is the slope of energy
+between a short and a long run (Mantissa) or power integrated over the timed loop (PyTorch).
+nvidia-smi's power reading is averaged by the driver, so J/step is approximate (+-5-10%).
+"""
+import argparse, json, os, re, statistics, subprocess, sys, tempfile, threading, time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+
+class PowerSampler:
+    """Samples board power (W) with timestamps in a thread; integrates over a window."""
+    def __init__(s):
+        s.samples, s.stop = [], threading.Event()
+        s.t = threading.Thread(target=s.run, daemon=True)
+
+    def run(s):
+        while not s.stop.is_set():
+            try:
+                out = subprocess.run(["nvidia-smi", "--query-gpu=power.draw", "--format=csv,noheader,nounits", "-i", "0"],
+                                     capture_output=True, text=True, timeout=5).stdout.strip()
+                s.samples.append((time.time(), float(out.split()[0])))
+            except Exception:
+                pass
+            time.sleep(0.05)
+
+    def __enter__(s):
+        s.t.start(); return s
+
+    def __exit__(s, *a):
+        s.stop.set(); s.t.join()
+
+    def joules(s, t0, t1):
+        pts = [(t, p) for t, p in s.samples if t0 <= t <= t1]
+        if len(pts) < 2:
+            return None
+        return sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in zip(pts, pts[1:])) * (t1 - t0) / (pts[-1][0] - pts[0][0])
+
+
+def measure_mantissa(carry, plan, tmp, short=10, long=40):
+    """ms/step from `measure`, J/step from the energy slope between a short and a long run."""
+    run = os.path.join(carry, "bin", "mantissa-run")
+    data = ["--data", "nowcast"]
+    res = {}
+    with PowerSampler() as ps:
+        for n in (short, long):
+            out = os.path.join(tmp, f"m-{n}.json")
+            t0 = time.time()
+            p = subprocess.run([run, "measure", plan, "--json", out, "--backend", "cuda", "--steps", str(n),
+                                "--warmup", "3", *data], capture_output=True, text=True)
+            t1 = time.time()
+            if p.returncode:
+                return dict(error=p.stderr.strip()[-300:])
+            r = json.load(open(out))
+            if r["backend"] != "cuda":
+                return dict(error=f"measured on {r['backend']} ({r['device']}), not on the GPU: " + p.stderr.strip()[-200:])
+            res[n] = (r["plans"][0]["ms_per_step"], ps.joules(t0, t1))
+    ms = res[long][0]
+    e = (res[long][1] - res[short][1]) / (long - short) if res[long][1] and res[short][1] else None
+    return dict(ms_per_step=ms, j_per_step=e)
+
+
+def measure_torch(prec):
+    import torch, torch.nn.functional as F
+    import torch_models
+    torch.manual_seed(0)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    net = torch_models.UNet(width=32, levels=4).cuda().to(memory_format=torch.channels_last)
+    x = torch.randn(16, 13, 384, 384, device="cuda").contiguous(memory_format=torch.channels_last)
+    y = torch.randn(16, 12, 384, 384, device="cuda")
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[prec]
+    scaler = torch.amp.GradScaler(enabled=prec == "fp16")
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=dtype):
+            loss = F.mse_loss(net(x), y)
+        scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
+
+    for _ in range(5):
+        step()
+    torch.cuda.synchronize()
+    n = 40
+    with PowerSampler() as ps:
+        time.sleep(0.3)
+        t0 = time.time()
+        for _ in range(n):
+            step()
+        torch.cuda.synchronize()
+        t1 = time.time()
+    e = ps.joules(t0, t1)
+    del net, opt, x, y
+    torch.cuda.empty_cache()
+    return dict(ms_per_step=1e3 * (t1 - t0) / n, j_per_step=e / n if e else None)
+
+
+PROFILE = re.compile(r"^\s+([0-9.]+) ms/run\s+[0-9.]+%\s+(step (\d+) '.*' \(\w+\))$")
+
+
+def cost_model_error(carry, plan, device, tmp):
+    """Per-kernel CUDA-event times against the cost model; returns the summary."""
+    run = os.path.join(carry, "bin", "mantissa-run")
+    cost = os.path.join(tmp, "cost.json")
+    subprocess.run([run, "inspect", "--cost", device, plan, "--json", cost], check=True, capture_output=True)
+    predicted = {s["index"]: s["seconds"] * 1e6 for s in json.load(open(cost))["steps"]}
+    env = dict(os.environ, MANTISSA_CUDA_PROFILE="1")
+    p = subprocess.run([run, "train", plan, "--backend", "cuda", "--fixed-batch", "--steps", "6", "--quiet",
+                        "--data", "nowcast", "--train-samples", "16", "--held-out-samples", "16"],
+                       capture_output=True, text=True, env=env)
+    measured, inside = {}, False
+    for line in p.stderr.splitlines():
+        if line.startswith("mantissa cuda profile:"):
+            inside = " train_step," in line
+            continue
+        m = PROFILE.match(line)
+        if inside and m:
+            measured[int(m.group(3))] = float(m.group(1)) * 1e3
+    common = sorted(set(predicted) & set(measured))
+    if not common:
+        return dict(error="no per-kernel profile (MANTISSA_CUDA_PROFILE) lines: " + p.stderr[-300:])
+    abs_err = [abs(predicted[i] - measured[i]) for i in common]
+    rel_err = [abs(predicted[i] - measured[i]) / measured[i] for i in common if measured[i] > 0]
+    return dict(kernels=len(common), median_abs_error_us=statistics.median(abs_err),
+                median_rel_error=statistics.median(rel_err), predicted_ms=sum(predicted[i] for i in common) / 1e3,
+                measured_ms=sum(measured[i] for i in common) / 1e3, timing="per kernel (CUDA events, eager)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--carry", default=".carry")
+    ap.add_argument("--out", default="gpu-results")
+    ap.add_argument("--no-pytorch", action="store_true")
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    name = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                          text=True).stdout.strip()
+    device = "h200" if "H200" in name else "h100"
+    manifest = json.load(open(os.path.join(a.carry, "tune", "manifest.json")))
+    passed = {m["label"]: m["passes"] for m in manifest["candidates"]}
+    rows, fail = {}, 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for label in ("tuned", "fp16", "bf16", "fp32"):
+            plan = os.path.join(a.carry, "plans", f"tune-unet-{label}.plan")
+            rows[f"mantissa {label}"] = r = measure_mantissa(a.carry, plan, tmp)
+            r["cost_model"] = cost_model_error(a.carry, plan, device, tmp)
+            print(json.dumps({f"mantissa {label}": r}), flush=True)
+        if not a.no_pytorch:
+            for prec in ("fp16", "bf16"):
+                try:
+                    rows[f"pytorch amp {prec}"] = measure_torch(prec)
+                except Exception as e:
+                    rows[f"pytorch amp {prec}"] = dict(error=repr(e)[:300])
+                print(json.dumps({f"pytorch amp {prec}": rows[f"pytorch amp {prec}"]}), flush=True)
+    f = lambda v, s="{:.2f}": s.format(v) if isinstance(v, (int, float)) else "-"
+    print(f"\nunet w32 L4 b16 384x384 on {name}; bound passed in CPU emulation: "
+          f"fp16 {passed.get('uniform fp16 (autocast)')}, bf16 {passed.get('uniform bf16')}")
+    print(f"{'run':<22} {'ms/step':>9} {'J/step':>8} | {'model ms':>9} {'kernel ms':>9} {'med |err| us':>12} {'med rel':>8}")
+    for k, r in rows.items():
+        c = r.get("cost_model", {})
+        print(f"{k:<22} {f(r.get('ms_per_step')):>9} {f(r.get('j_per_step')):>8} | {f(c.get('predicted_ms')):>9} "
+              f"{f(c.get('measured_ms')):>9} {f(c.get('median_abs_error_us'), '{:.1f}'):>12} {f(c.get('median_rel_error')):>8}")
+        for part in (r, c):
+            if "error" in part:
+                print(f"   error: {part['error']}")
+    tuned = rows["mantissa tuned"].get("ms_per_step")
+    uniform = [rows[f"mantissa {p}"].get("ms_per_step") for p, lab in (("fp16", "uniform fp16 (autocast)"), ("bf16", "uniform bf16"))
+               if passed.get(lab) and rows[f"mantissa {p}"].get("ms_per_step")]
+    if tuned and uniform:
+        ok = tuned <= min(uniform) * 1.02  # 2%: run-to-run noise of ms/step
+        print(("PASS" if ok else "FAIL") + f" tuned {tuned:.2f} ms/step <= best uniform within the bound "
+              f"{min(uniform):.2f} (+2% noise)")
+        fail |= not ok
+    else:
+        print("FAIL could not compare the tuned policy with a uniform one"); fail = 1
+    json.dump(dict(gpu=name, rows=rows), open(os.path.join(a.out, "gpu_tune.json"), "w"), indent=1)
+    sys.exit(fail)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+//===- PrecisionPolicy.cpp - precision policy files and op groups ---------===//
+#include "compiler/PrecisionPolicy.h"
+
+#include "mantissa/Graph/GraphOps.h"
+
+#include "llvm/ADT/DenseMap.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cstdlib>
+
+using namespace mlir;
+
+namespace mantissa {
+
+bool isPrecisionName(llvm::StringRef name) {
+  return name == "fp32" || name == "fp16" || name == "bf16";
+}
+
+bool PolicyFile::usesFp16() const {
+  if (defaultPrecision == "fp16")
+    return true;
+  for (const auto *map : {&groups, &ops})
+    for (const auto &[name, precision] : *map)
+      if (precision == "fp16")
+        return true;
+  return false;
+}
+
+namespace {
+
+llvm::Error policyError(llvm::StringRef where, const llvm::Twine &what) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                 "policy file '" + where + "': " + what);
+}
+
+/// Reads {"name": "fp16", ...} into `out`.
+llvm::Error readPrecisionMap(const llvm::json::Object &root, llvm::StringRef key,
+                             llvm::StringRef where, std::map<std::string, std::string> &out) {
+  const llvm::json::Value *value = root.get(key);
+  if (!value)
+    return llvm::Error::success();
+  const llvm::json::Object *map = value->getAsObject();
+  if (!map)
+    return policyError(where, "\"" + key + "\" must be an object of name to precision");
+  for (const auto &entry : *map) {
+    std::optional<llvm::StringRef> precision = entry.second.getAsString();
+    if (!precision || !isPrecisionName(*precision))
+      return policyError(where, "\"" + key + "\": \"" + llvm::StringRef(entry.first) +
+                                    "\" needs \"fp32\", \"fp16\" or \"bf16\"");
+    out[entry.first.str()] = precision->str();
+  }
+  return llvm::Error::success();
+}
+
+bool isLossScalingName(llvm::StringRef s) {
+  if (s == "dynamic" || s == "none")
+    return true;
+  char *end = nullptr;
+  std::string str = s.str();
+  double v = std::strtod(str.c_str(), &end);
+  return !str.empty() && *end == '\0' && v > 0;
+}
+
+} // namespace
+
+llvm::Expected<PolicyFile> parsePolicyFile(llvm::StringRef text, llvm::StringRef where) {
+  llvm::Expected<llvm::json::Value> json = llvm::json::parse(text);
+  if (!json)
+    return llvm::createStringError(llvm::inconvertibleErrorCode(),
+                                   "policy file '" + where + "' is not valid JSON: " +
+                                       llvm::toString(json.takeError()));
+  const llvm::json::Object *root = json->getAsObject();
+  if (!root)
+    return policyError(where, "must hold an object {\"default\": ..., \"groups\": {...}, "
+                              "\"ops\": {...}, \"loss_scaling\": ...}");
+  for (const auto &entry : *root)
+    if (entry.first != "default" && entry.first != "groups" && entry.first != "ops" &&
+        entry.first != "loss_scaling")
+      return policyError(where, "unknown key \"" + llvm::StringRef(entry.first) +
+                                    "\" (expected \"default\", \"groups\", \"ops\", \"loss_scaling\")");
+  PolicyFile policy;
+  std::optional<llvm::StringRef> def = root->getString("default");
+  if (!def || !isPrecisionName(*def))
+    return policyError(where, "needs \"default\": \"fp32\", \"fp16\" or \"bf16\"");
+  policy.defaultPrecision = def->str();
+  if (llvm::Error e = readPrecisionMap(*root, "groups", where, policy.groups))
+    return std::move(e);
+  if (llvm::Error e = readPrecisionMap(*root, "ops", where, policy.ops))
+    return std::move(e);
+  if (const llvm::json::Value *ls = root->get("loss_scaling")) {
+    std::optional<llvm::StringRef> s = ls->getAsString();
+    std::string text;
+    if (std::optional<double> number = ls->getAsNumber()) {
+      llvm::raw_string_ostream os(text);
+      os << *number;
+      s = text;
+    }
+    if (!s || !isLossScalingName(*s))
+      return policyError(where, "\"loss_scaling\" must be \"dynamic\", \"none\" or a positive number");
+    policy.lossScaling = s->str();
+  }
+  return policy;
+}
+
+llvm::Expected<PolicyFile> readPolicyFile(llvm::StringRef path) {
+  auto buffer = llvm::MemoryBuffer::getFile(path);
+  if (!buffer)
+    return policyError(path, "cannot read it (" + buffer.getError().message() + ")");
+  return parsePolicyFile((*buffer)->getBuffer(), path);
+}
+
+std::string formatPolicyFile(const PolicyFile &policy) {
+  llvm::json::Object root;
+  root["default"] = policy.defaultPrecision;
+  auto map = [](const std::map<std::string, std::string> &m) {
+    llvm::json::Object o;
+    for (const auto &[name, precision] : m)
+      o[name] = precision;
+    return o;
+  };
+  if (!policy.groups.empty())
+    root["groups"] = map(policy.groups);
+  if (!policy.ops.empty())
+    root["ops"] = map(policy.ops);
+  if (policy.lossScaling)
+    root["loss_scaling"] = *policy.lossScaling;
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << llvm::formatv("{0:2}", llvm::json::Value(std::move(root))) << "\n";
+  return text;
+}
+
+std::vector<OpGroup> listOpGroups(func::FuncOp forward) {
+  std::vector<OpGroup> groups;
+  llvm::DenseMap<Value, size_t> groupOf; // the group whose op defined the value
+  unsigned index = 0;
+  for (Operation &op : forward.getBody().getOps()) {
+    unsigned position = index++;
+    auto precisionOp = dyn_cast<graph::PrecisionOp>(&op);
+    if (!precisionOp)
+      continue; // return
+    if (precisionOp.getPrecisionCategory() == graph::PrecisionCategory::Fixed) {
+      // Inputs, parameters and constants start no group; a cast passes its
+      // operand's group on.
+      if (auto cast = dyn_cast<graph::CastOp>(&op)) {
+        auto it = groupOf.find(cast.getInput());
+        if (it != groupOf.end())
+          groupOf[cast.getResult()] = it->second;
+      }
+      continue;
+    }
+    std::string name;
+    if (auto attr = op.getAttrOfType<StringAttr>("graph.name"))
+      name = attr.getValue().str();
+    else
+      name = op.getName().getStringRef().str() + "#" + std::to_string(position);
+
+    size_t group;
+    if (precisionOp.getPrecisionCategory() == graph::PrecisionCategory::Lower) {
+      group = groups.size();
+      groups.push_back({name, op.getName().getStringRef().str(), {}, {}});
+    } else {
+      group = groups.size();
+      for (Value operand : op.getOperands()) {
+        auto it = groupOf.find(operand);
+        if (it != groupOf.end()) {
+          group = it->second;
+          break;
+        }
+      }
+      if (group == groups.size())
+        groups.push_back({"elementwise@" + name, "", {}, {}});
+    }
+    groups[group].members.push_back(&op);
+    groups[group].memberNames.push_back(name);
+    for (Value result : op.getResults())
+      groupOf[result] = group;
+  }
+  return groups;
+}
+
+} // namespace mantissa

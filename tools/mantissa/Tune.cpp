@@ -1,0 +1,872 @@
+//===- Tune.cpp - mantissa tune: the precision auto-tuner -----------------===//
+//
+// Searches which op groups (compiler/PrecisionPolicy.h) run in fp32, bf16 or fp16,
+// with the loss scaling that goes with them, for the cheapest placement whose
+// held-out metric stays within --max-metric-gap of fp32's:
+//
+//  1. Baseline: fp32 trained K steps on the CPU backend (exact fp16/bf16 emulation),
+//     and the uniform fp16 (autocast default) and bf16 policies as references.
+//  2. Sensitivity: each group demoted alone, to fp16 and to bf16, trained from the
+//     same initialisation and data order; its divergence is the mean relative
+//     distance of its loss trajectory from fp32's, its saving the modelled cost
+//     (runtime/cost) it removes.
+//  3. Greedy with bisection: the demotions that passed alone, ordered by saving
+//     over divergence, are verified together; a failing set is split in halves and
+//     each half verified on top of what was kept (as Polygraphy's debug precision
+//     bisects for inference), down to single demotions.
+//  4. Loss scaling off, if fp16 remains and the budget allows.
+// Every training run counts against --budget and is reported; the chosen policy
+// is the cheapest candidate within the bound, on the Pareto front of modelled
+// cost against metric gap, and a final, longer validation run compares it with
+// fp32 on held-out data.
+//===----------------------------------------------------------------------===//
+#include "tools/mantissa/Tune.h"
+
+#include "common/Error.h"
+#include "compiler/PrecisionPolicy.h"
+#include "mantissa/Graph/GraphOps.h"
+#include "runtime/cost/CostModel.h"
+#include "runtime/io/MiniJson.h"
+#include "runtime/train/Numerics.h"
+#include "runtime/train/Trainer.h"
+#include "tools/mantissa/Compile.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/Parser/Parser.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <map>
+#include <sstream>
+
+using namespace mlir;
+
+namespace mantissa {
+namespace {
+
+const char *kTuneUsage =
+    "usage: mantissa tune MODEL.mlir -o POLICY.json [options]\n"
+    "       mantissa tune MODEL.mlir --list-groups   print the op groups (the search space)\n"
+    "  --objective time|energy      what to minimise (modelled per training step; default time)\n"
+    "  --max-metric-gap G           allowed held-out metric loss against fp32 (default 0.01):\n"
+    "                               classification: accuracy points (0.01 = 1%); regression:\n"
+    "                               relative MSE increase (0.01 = 1%)\n"
+    "  --budget N                   training runs the search may use (default 40)\n"
+    "  --device h100|h200|FILE.json device description of the cost model (default h100)\n"
+    "  --cost-batch N               cost the plans at batch N (default: the training batch);\n"
+    "                               train small on the CPU, price the size that runs on the GPU\n"
+    "  --cost-model FULL.mlir       cost the plans of this model instead (the same op groups at\n"
+    "                               another size, e.g. unet w32 at 384x384 for a w4 CPU proxy)\n"
+    "  --data digits|nowcast|X.npy,Y.npy   training data (default: by task)\n"
+    "  --steps K                    steps per candidate (default 100)\n"
+    "  --final-steps M              steps of the final validation runs (default 2K)\n"
+    "  --plot FRONT.svg             write the Pareto front as an SVG plot\n"
+    "  --emit-candidates DIR        keep every candidate's policy and plan in DIR with a\n"
+    "                               manifest.json (for mantissa-run measure)\n"
+    "  --select RESULTS.json        finish a search from measured costs (mantissa-run measure\n"
+    "                               --json) and DIR/manifest.json; no training\n"
+    "  --optimizer, --lr, --momentum, --weight-decay, --batch, --seed   as for compile\n"
+    "  --threads N --train-samples N --held-out-samples N            as for train\n";
+
+struct TuneOptions {
+  CompileOptions compile;
+  std::string output, objective = "time", device = "h100", data, plot, emitDir, select, costModel;
+  double maxGap = 0.01;
+  bool listGroups = false;
+  int64_t budget = 40, steps = 100, finalSteps = 0, threads = 0, costBatch = 0;
+  int64_t trainSamples = 1024, heldOutSamples = 256;
+};
+
+TuneOptions parseTuneOptions(int argc, char **argv) {
+  TuneOptions o;
+  o.compile.optimizer = "sgd";
+  for (int i = 0; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.empty() || arg[0] != '-') {
+      if (!o.compile.model.empty())
+        throw Error("tune takes one model, got '" + o.compile.model + "' and '" + arg + "'");
+      o.compile.model = arg;
+      continue;
+    }
+    if (arg == "--list-groups") {
+      o.listGroups = true;
+      continue;
+    }
+    if (i + 1 >= argc)
+      throw Error("option '" + arg + "' needs a value");
+    std::string value = argv[++i];
+    auto number = [&](double lo) {
+      double v;
+      if (!parseDouble(value, v) || !(v >= lo))
+        throw Error("option '" + arg + "' needs a number >= " + std::to_string(lo) + ", got '" +
+                    value + "'");
+      return v;
+    };
+    auto integer = [&](int64_t lo) {
+      int64_t v;
+      if (!parseInt(value, v) || v < lo)
+        throw Error("option '" + arg + "' needs an integer >= " + std::to_string(lo) + ", got '" +
+                    value + "'");
+      return v;
+    };
+    if (arg == "-o" || arg == "--output")
+      o.output = value;
+    else if (arg == "--objective") {
+      if (value != "time" && value != "energy")
+        throw Error("--objective must be time or energy, got '" + value + "'");
+      o.objective = value;
+    } else if (arg == "--max-metric-gap")
+      o.maxGap = number(0);
+    else if (arg == "--budget")
+      o.budget = integer(1);
+    else if (arg == "--device")
+      o.device = value;
+    else if (arg == "--cost-batch")
+      o.costBatch = integer(1);
+    else if (arg == "--cost-model")
+      o.costModel = value;
+    else if (arg == "--data")
+      o.data = value;
+    else if (arg == "--steps")
+      o.steps = integer(1);
+    else if (arg == "--final-steps")
+      o.finalSteps = integer(1);
+    else if (arg == "--plot")
+      o.plot = value;
+    else if (arg == "--emit-candidates")
+      o.emitDir = value;
+    else if (arg == "--select")
+      o.select = value;
+    else if (arg == "--optimizer")
+      o.compile.optimizer = value;
+    else if (arg == "--lr")
+      o.compile.lr = number(0);
+    else if (arg == "--momentum")
+      o.compile.momentum = number(0);
+    else if (arg == "--weight-decay")
+      o.compile.weightDecay = number(0);
+    else if (arg == "--batch")
+      o.compile.batch = integer(1);
+    else if (arg == "--seed")
+      o.compile.seed = uint64_t(integer(0));
+    else if (arg == "--threads")
+      o.threads = integer(0);
+    else if (arg == "--train-samples")
+      o.trainSamples = integer(1);
+    else if (arg == "--held-out-samples")
+      o.heldOutSamples = integer(1);
+    else
+      throw Error("unknown tune option '" + arg + "' (mantissa tune --help)");
+  }
+  if (o.output.empty() && !o.listGroups)
+    throw Error("tune needs -o POLICY.json");
+  if (o.select.empty() && o.compile.model.empty())
+    throw Error("tune needs a model (MODEL.mlir), or --select RESULTS.json");
+  if (o.finalSteps == 0)
+    o.finalSteps = 2 * o.steps;
+  return o;
+}
+
+/// One trained (or, with --select, measured) policy.
+struct Candidate {
+  std::string label;
+  PolicyFile policy;
+  std::string policyPath, planPath; // planPath: the plan trained on the CPU
+  std::string costPlanPath;          // the plan priced (and measured): --cost-batch's, else planPath
+  double seconds = 0, joules = 0; // per training step: modelled, or measured with --select
+  bool measured = false;
+  double metric = NAN, gap = INFINITY, divergence = INFINITY;
+  std::map<std::string, std::vector<float>> outputs; // anchor outputs after step 1
+  int64_t skippedSteps = 0;
+  std::string failure; // why training failed (non-finite loss, ...)
+  bool passes = false;
+};
+
+/// A set of demotions: group name -> fp16 | bf16.
+using Demotions = std::map<std::string, std::string>;
+
+std::string describe(const Demotions &d) {
+  std::string s;
+  for (const auto &[group, precision] : d)
+    s += (s.empty() ? "" : " ") + group + ":" + (precision == "fp16" ? "h" : "b");
+  return s.empty() ? "fp32" : s;
+}
+
+class Tuner {
+public:
+  Tuner(const TuneOptions &o, ModuleOp module, ModuleOp costModule, std::vector<std::string> groups,
+        const std::string &workDir)
+      : o_(o), module_(module), costModule_(costModule ? costModule : module),
+        groups_(std::move(groups)), workDir_(workDir),
+        device_(loadDeviceSpec(o.device)) {
+    if (!o.select.empty())
+      device_.name = "the measuring device";
+  }
+
+  int run();
+  /// --select: the manifest's candidates with measured costs; no training.
+  int select(const std::string &resultsPath);
+
+private:
+  bool canTrain() const { return trained_ < o_.budget; }
+  double objective(const Candidate &c) const { return o_.objective == "time" ? c.seconds : c.joules; }
+
+  PolicyFile policyOf(const Demotions &d, std::optional<std::string> lossScaling = {}) const {
+    PolicyFile p;
+    p.groups = d;
+    p.lossScaling = lossScaling ? *lossScaling : p.usesFp16() ? "dynamic" : "none";
+    return p;
+  }
+
+  /// Compiles `policy` for `module` to a plan and returns the plan's path.
+  std::string compile(ModuleOp module, const PolicyFile &policy, const std::string &stem,
+                      int64_t batch = 0) {
+    std::string policyPath = workDir_ + "/" + stem + ".json", planPath = workDir_ + "/" + stem + ".plan";
+    std::ofstream(policyPath) << formatPolicyFile(policy);
+    CompileOptions c = o_.compile;
+    if (batch)
+      c.batch = batch;
+    c.precision = policyPath;
+    c.output = planPath;
+    // Candidates train on the CPU: no NVRTC here. An emitted candidate measured on a
+    // GPU has its kernels compiled there at startup (or recompile it with --arch).
+    c.arch = "none";
+    OwningOpRef<ModuleOp> clone = module.clone();
+    if (failed(runCompilePipeline(*clone, c)))
+      throw Error("compiling candidate policy " + policyPath + " failed (see above)");
+    return planPath;
+  }
+
+  TrainSummary train(const std::string &planPath, int64_t steps,
+                     std::function<void(Executor &)> afterTraining = {},
+                     std::function<void(int64_t, Executor &)> afterStep = {}) {
+    TrainOptions t;
+    t.afterTraining = std::move(afterTraining);
+    t.afterStep = std::move(afterStep);
+    t.plan = planPath;
+    t.data = o_.data;
+    t.steps = steps;
+    t.seed = o_.compile.seed; // the same data order for every candidate
+    t.threads = int(o_.threads);
+    t.trainSamples = o_.trainSamples;
+    t.heldOutSamples = o_.heldOutSamples;
+    t.quiet = true;
+    t.recordLosses = true;
+    return mantissa::train(t);
+  }
+
+  double metricOf(const TrainSummary &s) const {
+    return s.eval.accuracy >= 0 ? s.eval.accuracy : s.eval.mse;
+  }
+  /// How much worse than fp32 a metric is (positive: worse).
+  double gapOf(double metric) const {
+    if (classification_)
+      return baselineMetric_ - metric;
+    return (metric - baselineMetric_) / baselineMetric_;
+  }
+
+  /// Mean |L - L0| over the steps, relative to fp32's mean loss; non-finite (skipped) steps count as diverged.
+  double divergence(const std::vector<double> &losses) const {
+    if (baselineLosses_.empty() || losses.size() != baselineLosses_.size())
+      return INFINITY;
+    double diff = 0, scale = 0;
+    for (size_t i = 0; i < losses.size(); ++i) {
+      if (!std::isfinite(losses[i]))
+        return INFINITY;
+      diff += std::fabs(losses[i] - baselineLosses_[i]);
+      scale += std::fabs(baselineLosses_[i]);
+    }
+    return scale > 0 ? diff / scale : 0;
+  }
+
+  /// Compiles, costs and trains one policy; counts it against the budget. A
+  /// policy trained before is not trained again (nor counted).
+  const Candidate &evaluate(const PolicyFile &policy, const std::string &label) {
+    std::string key = formatPolicyFile(policy);
+    for (const Candidate &seen : candidates_)
+      if (formatPolicyFile(seen.policy) == key)
+        return seen;
+    Candidate c;
+    c.label = label;
+    c.policy = policy;
+    std::string stem = "candidate-" + std::to_string(candidates_.size());
+    c.planPath = compile(module_, policy, stem);
+    c.policyPath = workDir_ + "/" + stem + ".json";
+    bool separate = o_.costBatch || costModule_ != module_;
+    c.costPlanPath = separate ? compile(costModule_, policy, stem + "-cost", o_.costBatch) : c.planPath;
+    PlanCost cost = costPlan(LoadedPlan::load(c.costPlanPath), device_);
+    c.seconds = cost.seconds;
+    c.joules = cost.joules;
+    ++trained_;
+    try {
+      // The fp32 baseline's activations tell which anchors fp16 cannot carry.
+      std::function<void(Executor &)> hook;
+      if (candidates_.empty())
+        hook = [&](Executor &exec) {
+          for (const TensorNumerics &n : planNumerics(exec, 1.0))
+            if (n.region == TensorRegion::Forward)
+              fp32Range_[n.step] = n.stats;
+        };
+      // After the first step (same initialisation, same batch), each group anchor's
+      // output against fp32's: the error a demotion adds before training amplifies it.
+      auto firstStep = [&](int64_t step, Executor &exec) {
+        if (step != 0)
+          return;
+        for (const auto &[name, id] : anchorOutputs(exec.plan())) {
+          std::vector<float> &v = candidates_.empty() ? fp32Outputs_[name] : c.outputs[name];
+          v.resize(size_t(exec.plan().numElements(id)));
+          exec.read(id, v.data(), v.size());
+        }
+      };
+      TrainSummary s = train(c.planPath, o_.steps, hook, firstStep);
+      c.metric = metricOf(s);
+      c.skippedSteps = s.skippedSteps;
+      if (candidates_.empty()) { // the fp32 baseline
+        classification_ = s.eval.accuracy >= 0;
+        baselineMetric_ = c.metric;
+        baselineLosses_ = s.losses;
+      }
+      c.gap = gapOf(c.metric);
+      c.divergence = divergence(s.losses);
+      if (!std::isfinite(c.metric))
+        c.failure = "non-finite held-out metric";
+    } catch (const Error &e) {
+      c.failure = e.what();
+    }
+    c.passes = c.failure.empty() && c.gap <= o_.maxGap;
+    std::fprintf(stderr, "tune: [%lld/%lld] %-40s %s %.4f  gap %+.4f  %s %.4g\n",
+                 (long long)trained_, (long long)o_.budget, label.c_str(),
+                 classification_ ? "accuracy" : "mse", c.metric, c.gap,
+                 o_.objective == "time" ? "ms/step" : "mJ/step", objective(c) * 1e3);
+    candidates_.push_back(std::move(c));
+    return candidates_.back();
+  }
+
+  /// Verifies the demotions `s` on top of the kept set `base`; bisects on failure.
+  Demotions accept(const std::vector<std::pair<std::string, std::string>> &s, Demotions base) {
+    if (s.empty())
+      return base;
+    if (!canTrain()) {
+      for (const auto &[group, precision] : s)
+        unverified_.push_back(group + ":" + precision);
+      return base;
+    }
+    Demotions trial = base;
+    for (const auto &[group, precision] : s)
+      trial[group] = precision;
+    const Candidate &c = evaluate(policyOf(trial), describe(trial));
+    if (c.passes)
+      return trial;
+    if (s.size() == 1)
+      return base;
+    size_t half = s.size() / 2;
+    base = accept({s.begin(), s.begin() + long(half)}, base);
+    return accept({s.begin() + long(half), s.end()}, base);
+  }
+
+  std::vector<size_t> paretoFront() const;
+  /// The cheapest candidate within the bound (the fp32 baseline, first, always is).
+  size_t cheapestWithinBound() const {
+    size_t chosen = 0;
+    for (size_t i = 0; i < candidates_.size(); ++i)
+      if (candidates_[i].passes && objective(candidates_[i]) < objective(candidates_[chosen]))
+        chosen = i;
+    return chosen;
+  }
+  void printTable(const std::vector<size_t> &front, size_t chosen) const;
+  void writePlot(const std::vector<size_t> &front, size_t chosen) const;
+  void writeManifest() const;
+  void report(size_t chosen);
+
+  const TuneOptions &o_;
+  ModuleOp module_;
+  ModuleOp costModule_; // the model priced (--cost-model), else module_
+  std::vector<std::string> groups_;
+  std::string workDir_;
+  DeviceSpec device_;
+  std::vector<Candidate> candidates_;
+  int64_t trained_ = 0;
+  bool classification_ = true;
+  double baselineMetric_ = 0;
+  std::vector<double> baselineLosses_;
+  std::vector<std::string> unverified_;
+  std::map<std::string, RangeStats> fp32Range_; // forward outputs of the fp32 baseline, by step
+  std::map<std::string, std::vector<float>> fp32Outputs_; // anchor outputs after fp32's step 1
+
+  /// The output tensor of each group anchor's forward step (steps carry the op's graph.name).
+  std::vector<std::pair<std::string, int>> anchorOutputs(const LoadedPlan &plan) const {
+    std::vector<std::pair<std::string, int>> out;
+    const plan::Function *fn = plan.findFunction("train_step");
+    for (const plan::Step *step : *fn->steps()) {
+      std::string name = step->name() ? step->name()->str() : "";
+      if (std::find(groups_.begin(), groups_.end(), name) == groups_.end())
+        continue;
+      if (step->kernel_type() == plan::Kernel::Gemm)
+        out.push_back({name, step->kernel_as_Gemm()->c()});
+      else if (step->kernel_type() == plan::Kernel::Conv2d)
+        out.push_back({name, step->kernel_as_Conv2d()->out()});
+    }
+    return out;
+  }
+
+  /// Relative L2 distance of a candidate's anchor output from fp32's after step 1.
+  double outputError(const Candidate &c, const std::string &group) const {
+    auto a = c.outputs.find(group), b = fp32Outputs_.find(group);
+    if (a == c.outputs.end() || b == fp32Outputs_.end() || a->second.size() != b->second.size())
+      return NAN;
+    double diff = 0, norm = 0;
+    for (size_t i = 0; i < a->second.size(); ++i) {
+      diff += (double(a->second[i]) - b->second[i]) * (double(a->second[i]) - b->second[i]);
+      norm += double(b->second[i]) * b->second[i];
+    }
+    return norm > 0 ? std::sqrt(diff / norm) : NAN;
+  }
+  int64_t metricSteps_ = o_.steps; // the steps behind the metrics (the manifest's with --select)
+  double maxGap_ = o_.maxGap;       // the bound (the manifest's with --select)
+};
+
+int Tuner::run() {
+  std::fprintf(stderr, "tune: %zu op groups with a matmul or convolution; budget %lld training runs of %lld steps\n",
+               groups_.size(), (long long)o_.budget, (long long)o_.steps);
+  const Candidate &base = evaluate(policyOf({}), "fp32");
+  if (!base.failure.empty())
+    throw Error("the fp32 baseline does not train: " + base.failure);
+  if (canTrain()) {
+    PolicyFile fp16;
+    fp16.defaultPrecision = "fp16";
+    fp16.lossScaling = "dynamic";
+    evaluate(fp16, "uniform fp16 (autocast)");
+  }
+  if (canTrain()) {
+    PolicyFile bf16;
+    bf16.defaultPrecision = "bf16";
+    bf16.lossScaling = "none";
+    evaluate(bf16, "uniform bf16");
+  }
+
+  // Sensitivity: each group alone, each low precision.
+  struct Choice {
+    std::string group, precision;
+    double saving, divergence;
+  };
+  std::vector<Choice> choices;
+  for (const std::string &group : groups_) {
+    std::optional<Choice> best;
+    // An anchor whose fp32 outputs overflow fp16 gives an infinite forward pass in
+    // fp16, which no loss scale repairs: no need to train that.
+    auto range = fp32Range_.find(group);
+    double overflow = range == fp32Range_.end() ? 0 : range->second.share(range->second.fp16Overflow);
+    double underflow = range == fp32Range_.end() ? 0 : range->second.share(range->second.fp16Underflow);
+    std::fprintf(stderr, "tune: %s: its fp32 outputs after %lld steps: %.3f%% overflow, %.3f%% underflow fp16\n",
+                 group.c_str(), (long long)o_.steps, 100 * overflow, 100 * underflow);
+    for (const char *precision : {"fp16", "bf16"}) {
+      if (!std::strcmp(precision, "fp16") && overflow > 0) {
+        std::fprintf(stderr, "tune: %s=fp16 not trained: %.3f%% of its outputs overflow fp16\n",
+                     group.c_str(), 100 * overflow);
+        continue;
+      }
+      if (!canTrain()) {
+        unverified_.push_back(group + ":" + precision + " (no sensitivity run)");
+        continue;
+      }
+      const Candidate &c = evaluate(policyOf({{group, precision}}), group + "=" + precision);
+      double saving = objective(candidates_[0]) - objective(c);
+      std::fprintf(stderr, "tune:   %s=%s: loss divergence %.4g, output error after step 1 %.3g, saving %.4g %s\n",
+                   group.c_str(), precision, c.divergence, outputError(c, group), saving * 1e3,
+                   o_.objective == "time" ? "ms/step" : "mJ/step");
+      if (!c.passes || saving <= 0)
+        continue;
+      // Equal savings (the model prices fp16 and bf16 alike) go to the smaller divergence.
+      bool better = !best || saving > best->saving * (1 + 1e-9) ||
+                    (saving >= best->saving * (1 - 1e-9) && c.divergence < best->divergence);
+      if (better)
+        best = Choice{group, precision, saving, c.divergence};
+    }
+    if (best)
+      choices.push_back(*best);
+  }
+  std::stable_sort(choices.begin(), choices.end(), [](const Choice &a, const Choice &b) {
+    return a.saving / (a.divergence + 1e-3) > b.saving / (b.divergence + 1e-3);
+  });
+  std::fprintf(stderr, "tune: %zu of %zu groups pass alone; verifying them together\n",
+               choices.size(), groups_.size());
+  std::vector<std::pair<std::string, std::string>> order;
+  for (const Choice &c : choices)
+    order.push_back({c.group, c.precision});
+  Demotions kept = accept(order, {});
+
+  // Loss scaling costs kernels; without fp16 it is off already.
+  PolicyFile keptPolicy = policyOf(kept);
+  if (keptPolicy.usesFp16() && canTrain())
+    evaluate(policyOf(kept, "none"), describe(kept) + " no loss scaling");
+
+  size_t chosen = cheapestWithinBound();
+  printTable(paretoFront(), chosen);
+  if (!unverified_.empty()) {
+    std::printf("budget exhausted: %zu demotion(s) not verified:", unverified_.size());
+    for (const std::string &d : unverified_)
+      std::printf(" %s", d.c_str());
+    std::printf("\n");
+  }
+
+  // Final validation, longer, on held-out data.
+  const Candidate &pick = candidates_[chosen];
+  TrainSummary ref = train(candidates_[0].planPath, o_.finalSteps);
+  TrainSummary fin = train(pick.planPath, o_.finalSteps);
+  double refMetric = metricOf(ref), finMetric = metricOf(fin);
+  double finGap = classification_ ? refMetric - finMetric : (finMetric - refMetric) / refMetric;
+  const char *metricName = classification_ ? "accuracy" : "MSE";
+  std::printf("final validation (%lld steps, held-out %s): fp32 %.4f, chosen %.4f, gap %+.4f "
+              "(bound %.4f): %s\n",
+              (long long)o_.finalSteps, metricName, refMetric, finMetric, finGap, o_.maxGap,
+              finGap <= o_.maxGap ? "within the bound" : "OUTSIDE the bound");
+  std::printf("candidates trained: %lld of budget %lld (+2 final validation runs)\n",
+              (long long)trained_, (long long)o_.budget);
+
+  report(chosen);
+  if (!o_.emitDir.empty())
+    writeManifest();
+  return 0;
+}
+
+/// The policy file and the plot of the chosen candidate.
+void Tuner::report(size_t chosen) {
+  const Candidate &pick = candidates_[chosen];
+  std::ofstream(o_.output) << formatPolicyFile(pick.policy);
+  std::printf("wrote %s (%s)\n", o_.output.c_str(), pick.label.c_str());
+  if (!o_.plot.empty())
+    writePlot(paretoFront(), chosen);
+}
+
+int Tuner::select(const std::string &resultsPath) {
+  auto read = [](const std::string &path) {
+    std::ifstream in(path);
+    if (!in)
+      throw Error("cannot read '" + path + "'");
+    std::stringstream text;
+    text << in.rdbuf();
+    return json::parse(text.str(), path);
+  };
+  auto field = [](const json::Value &v, const std::string &key) -> const json::Value * {
+    for (const auto &[name, value] : v.members)
+      if (name == key)
+        return &value;
+    return nullptr;
+  };
+  auto number = [&](const json::Value &v, const std::string &key, const std::string &where) {
+    const json::Value *x = field(v, key);
+    if (!x || x->kind != json::Value::Kind::Number)
+      throw Error(where + ": needs a number \"" + key + "\"");
+    return std::strtod(x->text.c_str(), nullptr);
+  };
+  auto string = [&](const json::Value &v, const std::string &key, const std::string &where) {
+    const json::Value *x = field(v, key);
+    if (!x || x->kind != json::Value::Kind::String)
+      throw Error(where + ": needs a string \"" + key + "\"");
+    return x->text;
+  };
+
+  // Measured seconds (and joules, where the GPU had a meter) per plan file name.
+  json::Value results = read(resultsPath);
+  const json::Value *plans = field(results, "plans");
+  if (!plans || plans->kind != json::Value::Kind::Array || plans->items.empty())
+    throw Error(resultsPath + ": needs \"plans\": [{\"plan\", \"ms_per_step\"}, ...] (mantissa-run measure --json)");
+  std::map<std::string, std::pair<double, double>> measured;
+  std::string dir;
+  if (const json::Value *device = field(results, "device"); device && device->kind == json::Value::Kind::String)
+    device_.name = device->text;
+  for (const json::Value &p : plans->items) {
+    std::filesystem::path plan = string(p, "plan", resultsPath);
+    const json::Value *j = field(p, "joules_per_step");
+    measured[plan.filename().string()] = {number(p, "ms_per_step", resultsPath) * 1e-3,
+                                          j && j->kind == json::Value::Kind::Number ? std::strtod(j->text.c_str(), nullptr) : NAN};
+    if (dir.empty())
+      dir = plan.parent_path().string();
+  }
+  if (!o_.emitDir.empty())
+    dir = o_.emitDir;
+  std::string manifestPath = (std::filesystem::path(dir.empty() ? "." : dir) / "manifest.json").string();
+  json::Value manifest = read(manifestPath);
+  classification_ = string(manifest, "metric", manifestPath) == "accuracy";
+  metricSteps_ = int64_t(number(manifest, "steps", manifestPath));
+  maxGap_ = number(manifest, "max_metric_gap", manifestPath);
+  const json::Value *list = field(manifest, "candidates");
+  if (!list || list->kind != json::Value::Kind::Array || list->items.empty())
+    throw Error(manifestPath + ": needs a non-empty \"candidates\" array");
+  for (const json::Value &m : list->items) {
+    Candidate c;
+    c.label = string(m, "label", manifestPath);
+    c.planPath = string(m, "plan", manifestPath);
+    c.policyPath = (std::filesystem::path(dir) / string(m, "policy", manifestPath)).string();
+    llvm::Expected<PolicyFile> policy = readPolicyFile(c.policyPath);
+    if (!policy)
+      throw Error(llvm::toString(policy.takeError()));
+    c.policy = *policy;
+    const json::Value *metric = field(m, "metric"), *gap = field(m, "gap"), *passes = field(m, "passes");
+    c.metric = metric && metric->kind == json::Value::Kind::Number ? std::strtod(metric->text.c_str(), nullptr) : NAN;
+    c.gap = gap && gap->kind == json::Value::Kind::Number ? std::strtod(gap->text.c_str(), nullptr) : INFINITY;
+    c.passes = passes && passes->boolean;
+    if (!std::isfinite(c.metric))
+      c.failure = "did not train";
+    // The priced plan (--cost-batch) is what a GPU measures; the trained one works too.
+    auto it = measured.find(c.planPath);
+    if (const json::Value *trainPlan = field(m, "train_plan");
+        it == measured.end() && trainPlan && trainPlan->kind == json::Value::Kind::String)
+      it = measured.find(trainPlan->text);
+    if (it == measured.end()) {
+      std::fprintf(stderr, "tune: %s (%s) was not measured; left out\n", c.planPath.c_str(), c.label.c_str());
+      continue;
+    }
+    c.seconds = it->second.first;
+    c.joules = it->second.second;
+    c.measured = true;
+    if (o_.objective == "energy" && !std::isfinite(c.joules))
+      throw Error(resultsPath + ": --objective energy needs joules_per_step for " + c.planPath);
+    candidates_.push_back(std::move(c));
+  }
+  if (candidates_.empty() || candidates_[0].label != "fp32")
+    throw Error(resultsPath + ": the fp32 baseline (" + manifestPath + "'s first candidate) was not measured");
+  size_t chosen = cheapestWithinBound();
+  printTable(paretoFront(), chosen);
+  report(chosen);
+  return 0;
+}
+
+/// Candidates no other candidate beats on both the objective and the gap.
+std::vector<size_t> Tuner::paretoFront() const {
+  std::vector<size_t> front;
+  for (size_t i = 0; i < candidates_.size(); ++i) {
+    const Candidate &a = candidates_[i];
+    if (!a.failure.empty())
+      continue;
+    bool dominated = false;
+    for (const Candidate &b : candidates_)
+      if (b.failure.empty() && objective(b) <= objective(a) && b.gap <= a.gap &&
+          (objective(b) < objective(a) || b.gap < a.gap))
+        dominated = true;
+    if (!dominated)
+      front.push_back(i);
+  }
+  std::sort(front.begin(), front.end(),
+            [&](size_t a, size_t b) { return objective(candidates_[a]) < objective(candidates_[b]); });
+  return front;
+}
+
+void Tuner::printTable(const std::vector<size_t> &front, size_t chosen) const {
+  // The front, then the references (fp32, the uniform policies) wherever they lie.
+  std::vector<size_t> rows = front;
+  for (size_t i = 0; i < std::min<size_t>(3, candidates_.size()); ++i)
+    if (!std::count(rows.begin(), rows.end(), i))
+      rows.push_back(i);
+  const char *unit = candidates_[0].measured ? "measured" : "modelled";
+  std::printf("Pareto front (%s %s on %s; metric on held-out data after %lld steps; bound %.4f)\n",
+              unit, o_.objective.c_str(), device_.name.c_str(), (long long)metricSteps_, maxGap_);
+  std::printf("%-4s %-5s %-44s %-8s %10s %10s %9s %9s %s\n", "#", "front", "policy", "loss-sc",
+              "ms/step", "mJ/step", classification_ ? "accuracy" : "mse", "gap", "");
+  for (size_t i : rows) {
+    const Candidate &c = candidates_[i];
+    std::string label = c.label.size() > 44 ? c.label.substr(0, 41) + "..." : c.label;
+    char joules[32] = "-";
+    if (std::isfinite(c.joules))
+      std::snprintf(joules, sizeof joules, "%.4f", c.joules * 1e3);
+    std::printf("%-4zu %-5s %-44s %-8s %10.4f %10s %9.4f %+9.4f %s%s\n", i + 1,
+                std::count(front.begin(), front.end(), i) ? "*" : "", label.c_str(),
+                c.policy.lossScaling.value_or("none").c_str(), c.seconds * 1e3, joules,
+                c.metric, c.gap, c.failure.empty() ? (c.passes ? "ok" : "over bound") : "failed",
+                i == chosen ? "  <- chosen" : "");
+  }
+}
+
+void Tuner::writePlot(const std::vector<size_t> &front, size_t chosen) const {
+  const double W = 640, H = 420, L = 80, R = 20, T = 30, B = 60;
+  double xmin = 0, xmax = maxGap_, ymin = INFINITY, ymax = 0;
+  for (const Candidate &c : candidates_) {
+    if (!c.failure.empty())
+      continue;
+    xmin = std::min(xmin, c.gap);
+    xmax = std::max(xmax, c.gap);
+    ymin = std::min(ymin, objective(c));
+    ymax = std::max(ymax, objective(c));
+  }
+  if (xmax <= xmin)
+    xmax = xmin + 1e-3;
+  if (ymax <= ymin)
+    ymax = ymin * 1.1 + 1e-12;
+  double padX = (xmax - xmin) * 0.05, padY = (ymax - ymin) * 0.05;
+  xmin -= padX, xmax += padX, ymin -= padY, ymax += padY;
+  auto px = [&](double x) { return L + (x - xmin) / (xmax - xmin) * (W - L - R); };
+  auto py = [&](double y) { return H - B - (y - ymin) / (ymax - ymin) * (H - T - B); };
+  double scale = 1e3; // ms or mJ
+  std::ofstream f(o_.plot);
+  f << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
+    << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  f << "<line x1=\"" << L << "\" y1=\"" << H - B << "\" x2=\"" << W - R << "\" y2=\"" << H - B
+    << "\" stroke=\"black\"/>\n<line x1=\"" << L << "\" y1=\"" << T << "\" x2=\"" << L << "\" y2=\""
+    << H - B << "\" stroke=\"black\"/>\n";
+  auto text = [&](double x, double y, const std::string &s, const char *anchor = "middle") {
+    f << "<text x=\"" << x << "\" y=\"" << y << "\" text-anchor=\"" << anchor << "\">" << s << "</text>\n";
+  };
+  char buf[64];
+  for (double t : {xmin, (xmin + xmax) / 2, xmax}) {
+    std::snprintf(buf, sizeof buf, "%.4f", t);
+    text(px(t), H - B + 16, buf);
+  }
+  for (double t : {ymin, (ymin + ymax) / 2, ymax}) {
+    std::snprintf(buf, sizeof buf, "%.4g", t * scale);
+    text(L - 6, py(t) + 4, buf, "end");
+  }
+  text((L + W - R) / 2, H - 20, std::string("metric gap against fp32 (held-out ") +
+                                    (classification_ ? "accuracy" : "relative MSE") + ")");
+  text(L, T - 10, std::string(o_.objective == "time" ? "ms/step" : "mJ/step") + " (" +
+                      (candidates_[0].measured ? "measured" : "modelled, " + device_.name) + ")", "start");
+  f << "<line x1=\"" << px(maxGap_) << "\" y1=\"" << T << "\" x2=\"" << px(maxGap_) << "\" y2=\""
+    << H - B << "\" stroke=\"gray\" stroke-dasharray=\"4 4\"/>\n";
+  for (const Candidate &c : candidates_)
+    if (c.failure.empty())
+      f << "<circle cx=\"" << px(c.gap) << "\" cy=\"" << py(objective(c)) << "\" r=\"3\" fill=\"#999\"/>\n";
+  f << "<polyline fill=\"none\" stroke=\"#c00\" points=\"";
+  for (size_t i : front)
+    f << px(candidates_[i].gap) << "," << py(objective(candidates_[i])) << " ";
+  f << "\"/>\n";
+  for (size_t i : front)
+    f << "<circle cx=\"" << px(candidates_[i].gap) << "\" cy=\"" << py(objective(candidates_[i]))
+      << "\" r=\"4\" fill=\"#c00\"><title>" << candidates_[i].label << "</title></circle>\n";
+  f << "<circle cx=\"" << px(candidates_[chosen].gap) << "\" cy=\"" << py(objective(candidates_[chosen]))
+    << "\" r=\"7\" fill=\"none\" stroke=\"#080\" stroke-width=\"2\"/>\n</svg>\n";
+  std::printf("wrote %s\n", o_.plot.c_str());
+}
+
+/// DIR/manifest.json: every candidate with its policy, plan, modelled cost and
+/// metric, for `mantissa-run measure` and `tune --select`.
+void Tuner::writeManifest() const {
+  std::ofstream f(o_.emitDir + "/manifest.json");
+  auto num = [](double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.9g", v);
+    return std::isfinite(v) ? std::string(buf) : std::string("null");
+  };
+  f << "{\n  \"objective\": " << json::quote(o_.objective) << ",\n  \"max_metric_gap\": "
+    << num(o_.maxGap) << ",\n  \"device\": " << json::quote(device_.name)
+    << ",\n  \"metric\": " << json::quote(classification_ ? "accuracy" : "mse")
+    << ",\n  \"steps\": " << o_.steps << ",\n  \"candidates\": [\n";
+  for (size_t i = 0; i < candidates_.size(); ++i) {
+    const Candidate &c = candidates_[i];
+    f << "    {\"label\": " << json::quote(c.label)
+      << ", \"policy\": " << json::quote(std::filesystem::path(c.policyPath).filename().string())
+      << ", \"plan\": " << json::quote(std::filesystem::path(c.costPlanPath).filename().string())
+      << ", \"train_plan\": " << json::quote(std::filesystem::path(c.planPath).filename().string())
+      << ", \"modelled_seconds\": " << num(c.seconds) << ", \"modelled_joules\": " << num(c.joules)
+      << ", \"metric\": " << num(c.metric) << ", \"gap\": " << num(c.gap)
+      << ", \"passes\": " << (c.passes ? "true" : "false") << "}"
+      << (i + 1 < candidates_.size() ? "," : "") << "\n";
+  }
+  f << "  ]\n}\n";
+  std::printf("wrote %s/manifest.json (%zu candidates)\n", o_.emitDir.c_str(), candidates_.size());
+}
+
+} // namespace
+
+const char *tuneUsage() { return kTuneUsage; }
+
+int tuneMain(int argc, char **argv) {
+  for (int i = 0; i < argc; ++i)
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      llvm::outs() << kTuneUsage;
+      return 0;
+    }
+  try {
+    TuneOptions o = parseTuneOptions(argc, argv);
+    if (!o.select.empty())
+      return Tuner(o, ModuleOp(), ModuleOp(), {}, o.emitDir).select(o.select);
+
+    DialectRegistry registry;
+    registry.insert<graph::GraphDialect, func::FuncDialect>();
+    MLIRContext context(registry);
+    context.loadAllAvailableDialects();
+    context.disableMultithreading();
+    context.printOpOnDiagnostic(false);
+    auto file = llvm::MemoryBuffer::getFile(o.compile.model);
+    if (!file)
+      throw Error("cannot open '" + o.compile.model + "': " + file.getError().message());
+    llvm::SourceMgr sourceMgr;
+    sourceMgr.AddNewSourceBuffer(std::move(*file), llvm::SMLoc());
+    SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
+    OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(sourceMgr, &context);
+    if (!module)
+      return 1;
+    OwningOpRef<ModuleOp> costModule;
+    llvm::SourceMgr costSourceMgr;
+    if (!o.costModel.empty()) {
+      auto costFile = llvm::MemoryBuffer::getFile(o.costModel);
+      if (!costFile)
+        throw Error("--cost-model: cannot open '" + o.costModel + "': " + costFile.getError().message());
+      costSourceMgr.AddNewSourceBuffer(std::move(*costFile), llvm::SMLoc());
+      costModule = parseSourceFile<ModuleOp>(costSourceMgr, &context);
+      if (!costModule)
+        return 1;
+    }
+    auto forward = module->lookupSymbol<func::FuncOp>("forward");
+    if (!forward)
+      throw Error(o.compile.model + ": the model has no @forward function");
+    std::vector<std::string> groups;
+    for (const OpGroup &g : listOpGroups(forward)) {
+      if (g.hasAnchor())
+        groups.push_back(g.name);
+      if (o.listGroups) {
+        std::printf("%s (%s):", g.name.c_str(), g.hasAnchor() ? g.anchorKind.c_str() : "follows its inputs");
+        for (const std::string &m : g.memberNames)
+          std::printf(" %s", m.c_str());
+        std::printf("\n");
+      }
+    }
+    if (o.listGroups)
+      return 0;
+    if (groups.empty())
+      throw Error(o.compile.model + ": no matmul, linear or convolution to tune");
+
+    std::string workDir = o.emitDir;
+    bool temporary = workDir.empty();
+    if (temporary) {
+      char tmpl[] = "/tmp/mantissa-tune-XXXXXX";
+      if (!mkdtemp(tmpl))
+        throw Error("cannot create a temporary directory in /tmp");
+      workDir = tmpl;
+    } else {
+      std::filesystem::create_directories(workDir);
+    }
+    struct RemoveOnExit {
+      std::string dir;
+      ~RemoveOnExit() {
+        if (!dir.empty())
+          std::filesystem::remove_all(dir);
+      }
+    } cleanup{temporary ? workDir : ""};
+    if (costModule) {
+      auto costForward = costModule->lookupSymbol<func::FuncOp>("forward");
+      std::vector<std::string> costGroups;
+      if (costForward)
+        for (const OpGroup &g : listOpGroups(costForward))
+          if (g.hasAnchor())
+            costGroups.push_back(g.name);
+      if (costGroups != groups)
+        throw Error("--cost-model " + o.costModel + " has other op groups than " + o.compile.model +
+                    " (it must be the same model at another size)");
+    }
+    return Tuner(o, *module, costModule ? *costModule : ModuleOp(), groups, workDir).run();
+  } catch (const Error &e) {
+    llvm::errs() << "error: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+} // namespace mantissa
