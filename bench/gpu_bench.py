@@ -10,6 +10,11 @@ run (start-up and warm-up cancel); PyTorch's is timed over steps after warm-up w
 the device synchronised. Prints one table: ms/step, peak GPU memory (PyTorch's
 allocator; Mantissa's from nvidia-smi's process memory), final loss, and Mantissa's
 ratio to torch.compile and to eager.
+
+The final losses are each side's own and not comparable across sides: PyTorch trains
+on one random batch (torch.randn, as shared/bench/pytorch_reference.py), Mantissa on
+its first batch of the data set (nowcast for unet); they only show that each side
+trained. (Feeding both the same .npy batch needs the data order to agree.)
 """
 import argparse, json, os, subprocess, sys, tempfile, threading, time
 import numpy as np
@@ -174,6 +179,7 @@ def main():
         for k in ("mantissa", "eager", "compile"):
             if k in r and "error" in r[k]:
                 print(f"   {k} error: {r[k]['error']}")
+    print("(loss: each side's own data, not comparable across sides; see the docstring)")
     if a.json:
         json.dump(rows, open(a.json, "w"), indent=1)
 
