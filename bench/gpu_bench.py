@@ -8,7 +8,8 @@ fp16 with dynamic loss scaling / GradScaler) on both sides; inputs stay on the d
 (Mantissa: --fixed-batch). Mantissa's ms/step is the slope between a short and a long
 run (start-up and warm-up cancel); PyTorch's is timed over steps after warm-up with
 the device synchronised. Prints one table: ms/step, peak GPU memory (PyTorch's
-allocator; Mantissa's from nvidia-smi's process memory), final loss, and Mantissa's
+allocator maximum; Mantissa's executor allocations, both without the CUDA context;
+nvidia-smi's process memory is in the JSON), final loss, and Mantissa's
 ratio to torch.compile and to eager.
 
 The final losses are each side's own and not comparable across sides: PyTorch trains
@@ -68,8 +69,12 @@ def mantissa(carry, model, prec, data_args, tmp):
         stop.set(); t.join()
     (a, b), (na, nb) = res, CFG[model]["steps"]
     ms = 1e3 * (b["wall_seconds"] - a["wall_seconds"]) / (nb - na)
-    return dict(ms_per_step=ms, final_loss=b["final_loss"], peak_mem_GiB=peak[0] / 1024 if peak[0] else None,
-                device=b.get("device"))
+    # Peak memory like PyTorch's max_memory_allocated: what the executor allocated
+    # (tensors, arena, scratch, cuBLAS workspace; not the CUDA context). nvidia-smi's
+    # process memory (context included) is kept apart.
+    held = b.get("device_bytes")
+    return dict(ms_per_step=ms, final_loss=b["final_loss"], peak_mem_GiB=held / 2**30 if held else None,
+                process_mem_GiB=peak[0] / 1024 if peak[0] else None, device=b.get("device"))
 
 
 def torch_step(model, prec, compile_):

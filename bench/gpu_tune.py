@@ -13,70 +13,53 @@
     python3 gpu_tune.py --carry .carry --out results-dir
 
 Time: Mantissa's ms/step from `mantissa-run measure` (warmup, then timed steps between device
-synchronisations); PyTorch's over timed steps after warm-up, synchronised. Energy: board power
-from `nvidia-smi --query-gpu=power.draw` sampled every 50 ms; J/step is the slope of energy
-between a short and a long run (Mantissa) or power integrated over the timed loop (PyTorch).
-nvidia-smi's power reading is averaged by the driver, so J/step is approximate (+-5-10%).
+synchronisations); PyTorch's over timed steps after warm-up, synchronised. Energy: NVML's
+total-energy counter (bench/nvml_energy.py, the meter of issue 4). Mantissa's J/step is the
+slope of the counter between a short and a long `measure` run (start-up cancels; the counter
+moves every ~100 ms, so +-1 tick per end over the 80 extra steps); PyTorch's is counted over
+>= 1 s windows between counter changes, as gpu_bench.py's pytorch_energy does. (An earlier
+version integrated nvidia-smi's power reading: two runs of one policy differed by 27 %.)
 """
-import argparse, json, os, re, statistics, subprocess, sys, tempfile, threading, time
+import argparse, json, os, re, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 
-class PowerSampler:
-    """Samples board power (W) with timestamps in a thread; integrates over a window."""
-    def __init__(s):
-        s.samples, s.stop = [], threading.Event()
-        s.t = threading.Thread(target=s.run, daemon=True)
-
-    def run(s):
-        while not s.stop.is_set():
-            try:
-                out = subprocess.run(["nvidia-smi", "--query-gpu=power.draw", "--format=csv,noheader,nounits", "-i", "0"],
-                                     capture_output=True, text=True, timeout=5).stdout.strip()
-                s.samples.append((time.time(), float(out.split()[0])))
-            except Exception:
-                pass
-            time.sleep(0.05)
-
-    def __enter__(s):
-        s.t.start(); return s
-
-    def __exit__(s, *a):
-        s.stop.set(); s.t.join()
-
-    def joules(s, t0, t1):
-        pts = [(t, p) for t, p in s.samples if t0 <= t <= t1]
-        if len(pts) < 2:
-            return None
-        return sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in zip(pts, pts[1:])) * (t1 - t0) / (pts[-1][0] - pts[0][0])
-
-
-def measure_mantissa(carry, plan, tmp, short=10, long=40):
-    """ms/step from `measure`, J/step from the energy slope between a short and a long run."""
+def measure_mantissa(carry, plan, tmp, short=20, long=100):
+    """ms/step from `measure`, J/step from the NVML counter's slope between a short and a long run."""
+    import nvml_energy
     run = os.path.join(carry, "bin", "mantissa-run")
     data = ["--data", "nowcast"]
     res = {}
-    with PowerSampler() as ps:
+    with nvml_energy.Sampler() as ps:
         for n in (short, long):
             out = os.path.join(tmp, f"m-{n}.json")
-            t0 = time.time()
+            t0 = time.monotonic()
             p = subprocess.run([run, "measure", plan, "--json", out, "--backend", "cuda", "--steps", str(n),
                                 "--warmup", "3", *data], capture_output=True, text=True)
-            t1 = time.time()
+            time.sleep(0.25)  # the counter's next update after the run's end
+            t1 = time.monotonic()
             if p.returncode:
                 return dict(error=p.stderr.strip()[-300:])
             r = json.load(open(out))
             if r["backend"] != "cuda":
                 return dict(error=f"measured on {r['backend']} ({r['device']}), not on the GPU: " + p.stderr.strip()[-200:])
-            res[n] = (r["plans"][0]["ms_per_step"], ps.joules(t0, t1))
+            res[n] = (r["plans"][0]["ms_per_step"], ps.joules_at(t1) - ps.joules_at(t0))
     ms = res[long][0]
     e = (res[long][1] - res[short][1]) / (long - short) if res[long][1] and res[short][1] else None
     return dict(ms_per_step=ms, j_per_step=e)
 
 
 def measure_torch(prec):
+    """ms/step over timed steps; J/step by gpu_bench.pytorch_energy (NVML windows, same step)."""
+    import gpu_bench
+    ms = measure_torch_time(prec)
+    e = gpu_bench.pytorch_energy("unet", prec, False, seconds=6.0)
+    return dict(ms_per_step=ms, j_per_step=e.get("joules_per_step"), windows=e.get("windows"))
+
+
+def measure_torch_time(prec):
     import torch, torch.nn.functional as F
     import torch_models
     torch.manual_seed(0)
@@ -100,17 +83,14 @@ def measure_torch(prec):
         step()
     torch.cuda.synchronize()
     n = 40
-    with PowerSampler() as ps:
-        time.sleep(0.3)
-        t0 = time.time()
-        for _ in range(n):
-            step()
-        torch.cuda.synchronize()
-        t1 = time.time()
-    e = ps.joules(t0, t1)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step()
+    torch.cuda.synchronize()
+    t1 = time.perf_counter()
     del net, opt, x, y
     torch.cuda.empty_cache()
-    return dict(ms_per_step=1e3 * (t1 - t0) / n, j_per_step=e / n if e else None)
+    return 1e3 * (t1 - t0) / n
 
 
 PROFILE = re.compile(r"^\s+([0-9.]+) ms/run\s+[0-9.]+%\s+(step (\d+) '.*' \(\w+\))$")

@@ -41,6 +41,10 @@ public:
   virtual std::string backendName() const = 0;
   /// A line describing the device (CPU threads; GPU name and memory).
   virtual std::string deviceDescription() const = 0;
+  /// Bytes this executor holds on a device (tensors, the temp arena, scratch and
+  /// library workspaces, all allocated up front; not the CUDA context): what compares
+  /// with PyTorch's torch.cuda.max_memory_allocated(). 0 for the CPU.
+  virtual int64_t deviceBytes() const { return 0; }
   /// Copies `n` values (the tensor's element count) into a floating-point tensor,
   /// rounding to its dtype.
   virtual void write(int id, const float *values, size_t n) = 0;

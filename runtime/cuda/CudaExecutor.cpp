@@ -163,6 +163,7 @@ public:
   const LoadedPlan &plan() const override { return plan_; }
   std::string backendName() const override { return "cuda"; }
   std::string deviceDescription() const override { return description_; }
+  int64_t deviceBytes() const override { return allocatedBytes_; }
   void write(int id, const float *values, size_t n) override;
   void writeIndices(int id, const int32_t *values, size_t n) override;
   void read(int id, float *values, size_t n) override;
@@ -281,6 +282,7 @@ private:
   bool syncEachStep_ = false;
   bool profile_ = false;
   size_t convBudget_ = size_t(256) << 20;
+  int64_t allocatedBytes_ = 0; // every cudaMalloc of ours (deviceBytes())
   bool convGemm_ = true; // fp16/bf16 convolutions as implicit GEMMs (else im2col + cuBLAS)
   std::map<std::string, cudaKernel_t> convKernels_;
 
@@ -399,6 +401,7 @@ void CudaExecutor::initDevice() {
   // An explicit workspace: cuBLAS then allocates nothing itself, which graph capture needs.
   const size_t blasWorkspaceBytes = size_t(32) << 20;
   checkCuda(cudaMalloc(&blasWorkspace_, blasWorkspaceBytes), "cudaMalloc (cuBLAS workspace)");
+  allocatedBytes_ += int64_t(blasWorkspaceBytes);
   checkBlas(cublasSetWorkspace(blas_, blasWorkspace_, blasWorkspaceBytes), "cublasSetWorkspace");
   // fp32 GEMMs use no TF32 unless the plan asks (then per call, with COMPUTE_32F_FAST_TF32);
   // fp16/bf16 GEMMs reduce in fp32 (no reduced-precision split-K reductions).
@@ -437,6 +440,7 @@ void CudaExecutor::allocateTensors() {
       throw Error("out of GPU memory allocating the temp arena of " + bytesText(arenaBytes) + ": " +
                   cudaGetErrorString(e));
     }
+    allocatedBytes_ += int64_t(arenaBytes);
     checkCuda(cudaMemset(arena_, 0, arenaBytes), "cudaMemset (arena)");
   }
   for (flatbuffers::uoffset_t id = 0; id < tensors.size(); ++id) {
@@ -463,6 +467,7 @@ void CudaExecutor::allocateTensors() {
                   d.name + "' (tensor " + std::to_string(id) + "; " + bytesText(freeBytes) +
                   " free of " + bytesText(totalBytes) + "): " + cudaGetErrorString(e));
     }
+    allocatedBytes_ += int64_t(d.bytes);
     // Initial values exactly as the CPU executor takes them (stored, seeded uniform or
     // fill; LoadedPlan::initialValues is linked into the plugin), rounded to the dtype
     // with the same conversions.
@@ -659,6 +664,7 @@ void CudaExecutor::prepareFunctions() {
                   " bytes of scratch space (convolution workspace: set "
                   "MANTISSA_CUDA_CONV_WORKSPACE_MB lower): " + cudaGetErrorString(e));
     }
+    allocatedBytes_ += int64_t(maxScratch);
     scratchBytes_ = maxScratch;
   }
 }

@@ -212,6 +212,7 @@ void writeJson(const std::string &path, const TrainOptions &o, const TrainSummar
     << "  \"data\": " << jsonString(s.data) << ",\n"
     << "  \"backend\": " << jsonString(s.backend) << ",\n"
     << "  \"device\": " << jsonString(s.device) << ",\n"
+    << "  \"device_bytes\": " << s.deviceBytes << ",\n"
     << "  \"batch\": " << s.batch << ",\n"
     << "  \"steps\": " << s.steps << ",\n"
     << "  \"start_step\": " << s.startStep << ",\n"
@@ -309,6 +310,7 @@ TrainSummary train(const TrainOptions &o) {
   Executor &exec = *execPtr;
   s.backend = exec.backendName();
   s.device = exec.deviceDescription();
+  s.deviceBytes = exec.deviceBytes();
   auto scalar = [&](int id) {
     float v = 0;
     exec.read(id, &v, 1);

@@ -61,6 +61,7 @@ struct EvalResult {
 
 struct TrainSummary {
   std::string model, precision, lossScaling, optimizer, data, backend, device;
+  int64_t deviceBytes = 0; // Executor::deviceBytes(): what the backend holds on a GPU
   int64_t steps = 0, startStep = 0, stepsPerEpoch = 0, skippedSteps = 0, batch = 0;
   double finalLoss = 0, lossScale = 0, wallSeconds = 0, samplesPerSecond = 0;
   EvalResult eval;
