@@ -114,7 +114,10 @@ int compileMain(int argc, char **argv) {
     auto take = [&]() -> bool {
       if (hasInline)
         return true;
-      if (i + 1 >= argc)
+      // The next option is not this one's value (`--arch -o x.plan` lacks the arch).
+      if (i + 1 >= argc || std::strncmp(argv[i + 1], "--", 2) == 0 ||
+          !std::strcmp(argv[i + 1], "-o") || !std::strcmp(argv[i + 1], "-v") ||
+          !std::strcmp(argv[i + 1], "-h"))
         return false;
       value = argv[++i];
       return true;

@@ -14,6 +14,7 @@
 // RUN: not mantissa compile %models/mlp_digits.mlir -o %t/x.plan --batch -3 2>&1 | FileCheck %s --check-prefix=BADBATCH
 // RUN: not mantissa compile %models/mlp_digits.mlir 2>&1 | FileCheck %s --check-prefix=NOOUT
 // RUN: not mantissa compile %models/mlp_digits.mlir -o %t/x.plan --frobnicate 2>&1 | FileCheck %s --check-prefix=OPTION
+// RUN: not mantissa compile %models/mlp_digits.mlir --arch -o %t/x.plan 2>&1 | FileCheck %s --check-prefix=NOARCH
 // RUN: not mantissa frobnicate 2>&1 | FileCheck %s --check-prefix=COMMAND
 // RUN: not mantissa 2>&1 | FileCheck %s --check-prefix=NOCOMMAND
 // RUN: not mantissa inspect %t/syntax.mlir 2>&1 | FileCheck %s --check-prefix=NOTPLAN
@@ -30,6 +31,7 @@
 // NOOUT: error: compile needs -o OUT.plan
 // NOOUT-NEXT: usage: mantissa <command> ...
 // OPTION: error: unknown option '--frobnicate'
+// NOARCH: error: option '--arch' needs a list of architectures like sm_90,sm_80, or none
 // OPTION-NEXT: usage: mantissa <command> ...
 // COMMAND: error: unknown command 'frobnicate'
 // COMMAND-NEXT: usage: mantissa <command> ...
