@@ -761,6 +761,33 @@ std::vector<uint8_t> convPlan(plan::DType dt, ConvShape shape = {}) {
   return pm.finish();
 }
 
+// Which convolutions take the implicit-GEMM kernels, and with which instantiation
+// (no GPU needed): fp16/bf16 operands of one type, the column tile from the GEMM's
+// column count (K, or C for the input gradient), kernel size and stride as compiled.
+TEST(CudaCodegen, ConvolutionKernelChoice) {
+  auto config = [](const std::vector<uint8_t> &bytes, const char *step) {
+    const plan::Plan &p = *plan::GetPlan(bytes.data());
+    return cuda::convGemmConfigFor(p, *findStep(p, step)->kernel_as_Conv2d());
+  };
+  EXPECT_FALSE(config(convPlan(plan::DType::F32), "fwd")) << "fp32 stays on im2col + cuBLAS";
+  const auto f16 = convPlan(plan::DType::F16, {2, 40, 13, 11, 70, 3, 3, 1, 1, 1, 1});
+  auto fwd = config(f16, "fwd");
+  ASSERT_TRUE(fwd);
+  EXPECT_EQ(fwd->kernelName(), "mt_conv_fwd_f16_n64_r3s3_u1x1"); // K = 70 > 32
+  auto bwdIn = config(f16, "bwd_in");
+  ASSERT_TRUE(bwdIn);
+  EXPECT_EQ(bwdIn->kernelName(), "mt_conv_bwdin_f16_n64_r3s3_u1x1"); // C = 40 > 32
+  // The weight gradient accumulated into fp32 from fp16 operands still qualifies.
+  auto bwdW = config(f16, "bwd_w_acc");
+  ASSERT_TRUE(bwdW);
+  EXPECT_EQ(bwdW->mode, cuda::ConvGemmMode::BackwardWeight);
+  const auto up = convPlan(plan::DType::BF16, {3, 48, 16, 10, 20, 2, 2, 2, 2, 0, 0});
+  EXPECT_EQ(config(up, "bwd_in")->kernelName(), "mt_conv_bwdin_bf16_n64_r2s2_u2x2"); // C = 48
+  EXPECT_EQ(config(up, "fwd")->kernelName(), "mt_conv_fwd_bf16_n32_r2s2_u2x2");      // K = 20
+  // Past the index tables' range (H + 2 pad >= 16384) it falls back.
+  EXPECT_FALSE(config(convPlan(plan::DType::F16, {1, 1, 16384, 3, 1, 3, 3, 1, 1, 1, 1}), "fwd"));
+}
+
 TEST(CudaExecutor, ConvMatchesCpu) {
   compareWithCpu(convPlan(plan::DType::F32), "conv32.plan", 1, 1e-5, 1e-5);
   compareWithCpu(convPlan(plan::DType::F16), "conv16.plan", 1, 1e-5, 4e-3);
