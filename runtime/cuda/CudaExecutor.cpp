@@ -27,6 +27,7 @@
 #include "plan/DType.h"
 #include "runtime/backend/Executor.h"
 #include "runtime/cuda/ConvKernels.h"
+#include "runtime/kernels/IterationSpace.h"
 #include "runtime/cuda/CudaKernelSource.h"
 #include "runtime/cuda/CudaStepTimer.h"
 #include "runtime/cuda/ElementwiseCodegen.h"
@@ -1305,43 +1306,25 @@ CudaExecutor::Launch CudaExecutor::prepareBatchNormBackward(const plan::BatchNor
 }
 
 CudaExecutor::Launch CudaExecutor::prepareReduce(const plan::Reduce &k, ScratchLayout &sl) {
-  // Collapse to kept and reduced dimensions (innermost first) exactly as the CPU does.
+  // Kept and reduced dimensions (innermost first), collapsed as the CPU does.
   std::vector<int64_t> inShape(k.in_shape()->begin(), k.in_shape()->end());
   std::vector<int64_t> outShape(k.out_shape()->begin(), k.out_shape()->end());
+  const kernels::ReductionSpace space = kernels::collapseReduction(inShape, outShape);
+  const auto &kept = space.kept, &reduced = space.reduced;
+  const int64_t reducedCount = space.reducedCount, outCount = space.outCount;
   ReduceGeometry g{};
-  std::vector<std::pair<int64_t, int64_t>> kept, reduced;
-  int64_t stride = 1, reducedCount = 1, outCount = 1;
-  bool havePrev = false, prevReduced = false;
-  for (size_t d = inShape.size(); d-- > 0;) {
-    int64_t size = inShape[d];
-    bool isReduced = outShape[d] == 1 && size != 1;
-    if (isReduced)
-      reducedCount *= size;
-    else
-      outCount *= size;
-    if (size != 1) {
-      auto &list = isReduced ? reduced : kept;
-      if (havePrev && prevReduced == isReduced)
-        list.back().first *= size;
-      else
-        list.push_back({size, stride});
-      havePrev = true;
-      prevReduced = isReduced;
-    }
-    stride *= size;
-  }
   if (kept.size() > size_t(kMaxRank) || reduced.size() > size_t(kMaxRank))
     throw Error("reduce: more than " + std::to_string(kMaxRank) +
                 " alternating kept/reduced dimensions");
   g.numKept = int32_t(kept.size());
   g.numReduced = int32_t(reduced.size());
   for (size_t i = 0; i < kept.size(); ++i) {
-    g.keptSize[i] = kept[i].first;
-    g.keptStride[i] = kept[i].second;
+    g.keptSize[i] = kept[i].size;
+    g.keptStride[i] = kept[i].stride;
   }
   for (size_t i = 0; i < reduced.size(); ++i) {
-    g.reducedSize[i] = reduced[i].first;
-    g.reducedStride[i] = reduced[i].second;
+    g.reducedSize[i] = reduced[i].size;
+    g.reducedStride[i] = reduced[i].stride;
   }
   const double scale = k.mean() ? 1.0 / double(reducedCount) : 1.0;
   void *in = ptr(k.input()), *out = ptr(k.output());

@@ -1,5 +1,6 @@
 //===- Kernels.cpp - pooling, batch norm, losses, data movement -----------===//
 #include "runtime/kernels/Kernels.h"
+#include "runtime/kernels/IterationSpace.h"
 
 #include "common/Error.h"
 #include "runtime/kernels/Parallel.h"
@@ -281,36 +282,11 @@ template <class T> void mseLossBackward(int64_t count, const T *a, const T *b, T
 template <class T>
 void reduce(const std::vector<int64_t> &inShape, const std::vector<int64_t> &outShape, bool mean,
             const T *in, T *out) {
-  if (inShape.size() != outShape.size())
-    throw Error("reduce: rank of in_shape and out_shape differ");
-  // Collapse to alternating kept / reduced dimensions with their input strides.
-  struct Dim {
-    int64_t size, stride;
-  };
-  std::vector<Dim> kept, reduced;
-  int64_t stride = 1, reducedCount = 1, outCount = 1;
-  std::vector<std::pair<int64_t, bool>> dims; // (size, reduced), innermost first
-  for (size_t d = inShape.size(); d-- > 0;) {
-    int64_t size = inShape[d];
-    if (outShape[d] != size && outShape[d] != 1)
-      throw Error("reduce: out dimension " + std::to_string(d) + " is " +
-                  std::to_string(outShape[d]) + ", expected 1 or " + std::to_string(size));
-    bool isReduced = outShape[d] == 1 && size != 1;
-    if (isReduced)
-      reducedCount *= size;
-    else
-      outCount *= size;
-    if (size != 1) {
-      std::vector<Dim> &list = isReduced ? reduced : kept;
-      // Merge with the previous (inner) dimension of the same kind when adjacent.
-      if (!dims.empty() && dims.back().second == isReduced)
-        list.back().size *= size;
-      else
-        list.push_back({size, stride});
-      dims.push_back({size, isReduced});
-    }
-    stride *= size;
-  }
+  // Alternating kept / reduced dimensions with their input strides.
+  const ReductionSpace space = collapseReduction(inShape, outShape);
+  using Dim = ReductionSpace::Dim;
+  const std::vector<Dim> &kept = space.kept, &reduced = space.reduced;
+  const int64_t outCount = space.outCount, reducedCount = space.reducedCount;
   if (outCount == 0)
     return;
   // kept/reduced are innermost first; offsets of a kept index are computed per output.
