@@ -251,6 +251,9 @@ private:
   void synchronize(const std::string &what);
   void checkStatus();
   Staging &staging(std::unordered_map<int, Staging> &map, int id, size_t bytes);
+  /// A write's staging buffer, once its previous upload is done; then the upload.
+  Staging &beginWrite(int id, const DeviceTensor &t);
+  void finishWrite(const DeviceTensor &t, Staging &s);
   const DeviceTensor &checkedTensor(int id, size_t n, bool wantIndices) const;
 
   // Launch helpers.
@@ -1578,15 +1581,27 @@ CudaExecutor::Staging &CudaExecutor::staging(std::unordered_map<int, Staging> &m
   return s;
 }
 
-void CudaExecutor::write(int id, const float *values, size_t n) {
-  const DeviceTensor &t = checkedTensor(id, n, false);
-  if (t.bytes == 0)
-    return;
+CudaExecutor::Staging &CudaExecutor::beginWrite(int id, const DeviceTensor &t) {
   Staging &s = staging(writeStaging_, id, t.bytes);
   // The previous copy out of this buffer must be done before it is overwritten; the
   // host may otherwise run ahead of the GPU by up to a step.
   if (s.pending)
     checkCuda(cudaEventSynchronize(s.done), "cudaEventSynchronize");
+  return s;
+}
+
+void CudaExecutor::finishWrite(const DeviceTensor &t, Staging &s) {
+  checkCuda(cudaMemcpyAsync(t.ptr, s.host, t.bytes, cudaMemcpyHostToDevice, stream_),
+            "cudaMemcpyAsync (write '" + t.name + "')");
+  checkCuda(cudaEventRecord(s.done, stream_), "cudaEventRecord");
+  s.pending = true;
+}
+
+void CudaExecutor::write(int id, const float *values, size_t n) {
+  const DeviceTensor &t = checkedTensor(id, n, false);
+  if (t.bytes == 0)
+    return;
+  Staging &s = beginWrite(id, t);
   switch (t.dtype) {
   case DType::F16: {
     uint16_t *h = static_cast<uint16_t *>(s.host);
@@ -1603,24 +1618,16 @@ void CudaExecutor::write(int id, const float *values, size_t n) {
   default:
     std::memcpy(s.host, values, n * sizeof(float));
   }
-  checkCuda(cudaMemcpyAsync(t.ptr, s.host, t.bytes, cudaMemcpyHostToDevice, stream_),
-            "cudaMemcpyAsync (write '" + t.name + "')");
-  checkCuda(cudaEventRecord(s.done, stream_), "cudaEventRecord");
-  s.pending = true;
+  finishWrite(t, s);
 }
 
 void CudaExecutor::writeIndices(int id, const int32_t *values, size_t n) {
   const DeviceTensor &t = checkedTensor(id, n, true);
   if (t.bytes == 0)
     return;
-  Staging &s = staging(writeStaging_, id, t.bytes);
-  if (s.pending)
-    checkCuda(cudaEventSynchronize(s.done), "cudaEventSynchronize");
+  Staging &s = beginWrite(id, t);
   std::memcpy(s.host, values, t.bytes);
-  checkCuda(cudaMemcpyAsync(t.ptr, s.host, t.bytes, cudaMemcpyHostToDevice, stream_),
-            "cudaMemcpyAsync (write '" + t.name + "')");
-  checkCuda(cudaEventRecord(s.done, stream_), "cudaEventRecord");
-  s.pending = true;
+  finishWrite(t, s);
 }
 
 void CudaExecutor::read(int id, float *values, size_t n) {
