@@ -1043,6 +1043,17 @@ CudaExecutor::Launch CudaExecutor::prepareConv(const plan::Conv2d &k, ScratchLay
                   std::to_string(CRS * PQ) + ")");
     return g;
   };
+  // im2col of samples [n0, n0 + g) of x into col; `small`: every index fits 32 bits.
+  // layout 0: [g][C R S][P Q] (forward), 1: [C R S][g P Q] (weight gradient).
+  auto im2col = [=](bool small, const void *x, DType xt, void *col, DType ct, long long n0,
+                    long long g, int layout) {
+    if (small)
+      launch(fixed_.mt_im2col_i32, blocksFor(g * C * PQ), 256, x, code(xt), col, code(ct), n0, g, C,
+             H, W, R, S, P, Q, sh, sw, ph, pw, layout);
+    else
+      launch(fixed_.mt_im2col_i64, blocksFor(g * C * PQ), 256, x, code(xt), col, code(ct), n0, g, C,
+             H, W, R, S, P, Q, sh, sw, ph, pw, layout);
+  };
 
   switch (k.kind()) {
   case plan::ConvKind::Forward: {
@@ -1058,12 +1069,7 @@ CudaExecutor::Launch CudaExecutor::prepareConv(const plan::Conv2d &k, ScratchLay
       for (long long n0 = 0; n0 < N; n0 += G) {
         const long long g = std::min(G, N - n0);
         void *col = scratch(colOff);
-        if (small)
-          launch(fixed_.mt_im2col_i32, blocksFor(g * C * PQ), 256, x, code(xt), col, code(ct), n0, g, C,
-                 H, W, R, S, P, Q, sh, sw, ph, pw, 0);
-        else
-          launch(fixed_.mt_im2col_i64, blocksFor(g * C * PQ), 256, x, code(xt), col, code(ct), n0, g, C,
-                 H, W, R, S, P, Q, sh, sw, ph, pw, 0);
+        im2col(small, x, xt, col, ct, n0, g, 0);
         GemmCall c;
         c.m = K;
         c.n = PQ;
@@ -1150,12 +1156,7 @@ CudaExecutor::Launch CudaExecutor::prepareConv(const plan::Conv2d &k, ScratchLay
       for (long long n0 = 0; n0 < N; n0 += G) {
         const long long g = std::min(G, N - n0);
         void *col = scratch(colOff), *dyG = scratch(dyOff);
-        if (small)
-          launch(fixed_.mt_im2col_i32, blocksFor(g * C * PQ), 256, x, code(xt), col, code(ct), n0, g, C,
-                 H, W, R, S, P, Q, sh, sw, ph, pw, 1);
-        else
-          launch(fixed_.mt_im2col_i64, blocksFor(g * C * PQ), 256, x, code(xt), col, code(ct), n0, g, C,
-                 H, W, R, S, P, Q, sh, sw, ph, pw, 1);
+        im2col(small, x, xt, col, ct, n0, g, 1);
         launch(fixed_.mt_gather_groups, blocksFor(K * g * PQ), 256, dy, code(dyt), dyG, code(ct),
                n0, g, K, PQ);
         GemmCall c;
