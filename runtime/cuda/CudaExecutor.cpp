@@ -827,6 +827,7 @@ CudaExecutor::Launch CudaExecutor::prepareStep(const plan::Step &step, int site,
       std::string name;
       std::vector<void *> pointers;
       long long n;
+      int vector;
       std::vector<long long> geometry;
       std::vector<size_t> sizes;
     };
@@ -838,6 +839,7 @@ CudaExecutor::Launch CudaExecutor::prepareStep(const plan::Step &step, int site,
     for (int id : ek.outputs)
       args->pointers.push_back(ptr(id));
     args->n = ek.total;
+    args->vector = ek.vector;
     args->geometry.assign(ek.geometry.begin(), ek.geometry.end());
     args->sizes.assign(args->pointers.size(), sizeof(void *));
     args->sizes.push_back(sizeof(long long));
@@ -853,7 +855,7 @@ CudaExecutor::Launch CudaExecutor::prepareStep(const plan::Step &step, int site,
       if (!args->geometry.empty())
         params.push_back(args->geometry.data());
       verifyParams(args->fn, args->name.c_str(), args->sizes.data(), args->sizes.size());
-      checkCuda(cudaLaunchKernel(reinterpret_cast<const void *>(args->fn), dim3(blocksFor(args->n)),
+      checkCuda(cudaLaunchKernel(reinterpret_cast<const void *>(args->fn), dim3(blocksFor((args->n + args->vector - 1) / args->vector)),
                                  dim3(256), params.data(), 0, stream_),
                 "cudaLaunchKernel(" + args->name + ")");
     };

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <sstream>
 
 namespace mantissa {
@@ -22,9 +23,8 @@ void replaceAll(std::string &s, const std::string &from, const std::string &to) 
     s.replace(pos, from.size(), to);
 }
 
-/// The load of element `index` of input `j` as a float.
-std::string loadExpr(plan::DType dtype, int j, const std::string &index) {
-  std::string ref = "in" + std::to_string(j) + "[" + index + "]";
+/// The load of element reference `ref` (e.g. "in0[i]") as a float.
+std::string loadExpr(plan::DType dtype, const std::string &ref) {
   switch (dtype) {
   case plan::DType::F16:
     return "__half2float(" + ref + ")";
@@ -35,17 +35,20 @@ std::string loadExpr(plan::DType dtype, int j, const std::string &index) {
   }
 }
 
-/// The rounding store of `value` into output `o`.
-std::string storeStmt(plan::DType dtype, int o, const std::string &value) {
-  std::string ref = "out" + std::to_string(o) + "[i]";
+/// The float `value` converted (rounded to nearest even) to a `dtype` element.
+std::string storeValue(plan::DType dtype, const std::string &value) {
   switch (dtype) {
   case plan::DType::F16:
-    return ref + " = __float2half_rn(" + value + ");";
+    return "__float2half_rn(" + value + ")";
   case plan::DType::BF16:
-    return ref + " = __float2bfloat16_rn(" + value + ");";
+    return "__float2bfloat16_rn(" + value + ")";
   default:
-    return ref + " = " + value + ";";
+    return value;
   }
+}
+
+size_t dtypeBytes(plan::DType dtype) {
+  return dtype == plan::DType::F16 || dtype == plan::DType::BF16 ? 2 : 4;
 }
 
 } // namespace
@@ -152,9 +155,113 @@ ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elemen
     src << ", @NAME@_geo g";
   src << ") {\n";
   src << "  typedef " << ix << " ix;\n";
-  src << "  const ix n = (ix)n_;\n";
-  src << "  for (ix i = (ix)blockIdx.x * (ix)blockDim.x + (ix)threadIdx.x; i < n;"
-         " i += (ix)gridDim.x * (ix)blockDim.x) {\n";
+  src << "  const ix n = (ix)n_, stride = (ix)gridDim.x * (ix)blockDim.x;\n";
+  src << "  ix i = (ix)blockIdx.x * (ix)blockDim.x + (ix)threadIdx.x;\n";
+
+  // The program, one register per instruction; `load(j)` and `store(o, value)` give
+  // the element access of the loop being printed.
+  const auto &program = *k.program();
+  auto emitProgram = [&](const std::string &indent,
+                         const std::function<std::string(int)> &load,
+                         const std::function<std::string(int, const std::string &)> &store) {
+    for (flatbuffers::uoffset_t r = 0; r < program.size(); ++r) {
+      const plan::Instr *in = program.Get(r);
+      ScalarOp op = ScalarOp(in->op());
+      std::string expr;
+      if (op == ScalarOp::Load) {
+        expr = load(int(in->imm()));
+      } else if (op == ScalarOp::Const) {
+        expr = cudaFloatLiteral(in->imm());
+      } else {
+        expr = scalarOpCuda(op);
+        replaceAll(expr, "{0}", "r" + std::to_string(in->a()));
+        replaceAll(expr, "{1}", "r" + std::to_string(in->b()));
+        replaceAll(expr, "{2}", "r" + std::to_string(in->c()));
+        replaceAll(expr, "{imm}", cudaFloatLiteral(in->imm()));
+      }
+      src << indent << "const float r" << r << " = " << expr << ";";
+      if (op == ScalarOp::Const && std::isfinite(in->imm())) {
+        char buf[48];
+        std::snprintf(buf, sizeof buf, " // %.9g", double(in->imm()));
+        src << buf;
+      } else if (op != ScalarOp::Load) {
+        src << " // " << scalarOpName(op);
+      }
+      src << "\n";
+    }
+    for (size_t o = 0; o < numOut; ++o) {
+      plan::DType dt = tensors.Get(k.outputs()->Get(o))->dtype();
+      src << indent << store(int(o), storeValue(dt, "r" + std::to_string(k.output_regs()->Get(o))))
+          << "\n";
+    }
+  };
+  auto inDtype = [&](int j) { return tensors.Get(k.inputs()->Get(j)->tensor())->dtype(); };
+  auto outDtype = [&](int o) { return tensors.Get(k.outputs()->Get(o))->dtype(); };
+
+  // Vector path: when nothing is indexed through the multi-index, each thread takes
+  // V consecutive elements and every non-scalar tensor moves them with 16-byte
+  // accesses (V = 16 bytes of the narrowest such tensor; wider ones take two). Taken
+  // when every such pointer is 16-byte aligned (checked in the kernel: uniform); the
+  // tail, and unaligned tensors, take the scalar loop below.
+  if (!anyGeneral) {
+    size_t narrowest = 4;
+    std::vector<int> vecIn;
+    for (size_t j = 0; j < numIn; ++j)
+      if (access[j] == Access::Linear) {
+        vecIn.push_back(int(j));
+        narrowest = std::min(narrowest, dtypeBytes(inDtype(int(j))));
+      }
+    for (size_t o = 0; o < numOut; ++o)
+      narrowest = std::min(narrowest, dtypeBytes(outDtype(int(o))));
+    const size_t V = 16 / narrowest;
+    out.vector = int(V);
+    src << "  if (((";
+    for (int j : vecIn)
+      src << "(unsigned long long)in" << j << " | ";
+    for (size_t o = 0; o < numOut; ++o)
+      src << "(unsigned long long)out" << o << (o + 1 < numOut ? " | " : "");
+    src << ") & 15ull) == 0) { // " << V << " elements per thread, 16-byte accesses\n";
+    src << "    const ix nv = n / " << V << ";\n";
+    src << "    for (ix v = i; v < nv; v += stride) {\n";
+    src << "      const ix i0 = v * " << V << ";\n";
+    auto declare = [&](const std::string &var, plan::DType dt) {
+      const size_t q = V * dtypeBytes(dt) / 16;
+      src << "      union { mt_u4 q[" << q << "]; " << cudaTypeName(dt) << " e[" << V << "]; } "
+          << var << ";\n";
+      return q;
+    };
+    for (int j : vecIn) {
+      const std::string var = "a" + std::to_string(j);
+      const size_t q = declare(var, inDtype(j));
+      for (size_t c = 0; c < q; ++c)
+        src << "      " << var << ".q[" << c << "] = ((const mt_u4 *)(in" << j << " + i0))[" << c
+            << "];\n";
+    }
+    std::vector<size_t> outQ;
+    for (size_t o = 0; o < numOut; ++o)
+      outQ.push_back(declare("b" + std::to_string(o), outDtype(int(o))));
+    src << "#pragma unroll\n      for (int u = 0; u < " << V << "; ++u) {\n";
+    emitProgram(
+        "        ",
+        [&](int j) {
+          if (access[size_t(j)] == Access::Scalar)
+            return loadExpr(inDtype(j), "in" + std::to_string(j) + "[0]");
+          return loadExpr(inDtype(j), "a" + std::to_string(j) + ".e[u]");
+        },
+        [&](int o, const std::string &value) {
+          return "b" + std::to_string(o) + ".e[u] = " + value + ";";
+        });
+    src << "      }\n";
+    for (size_t o = 0; o < numOut; ++o)
+      for (size_t c = 0; c < outQ[o]; ++c)
+        src << "      ((mt_u4 *)(out" << o << " + i0))[" << c << "] = b" << o << ".q[" << c
+            << "];\n";
+    src << "    }\n";
+    src << "    i += nv * " << V << "; // the tail\n";
+    src << "  }\n";
+  }
+
+  src << "  for (; i < n; i += stride) {\n";
   if (anyGeneral) {
     // Multi-index from the linear index, innermost dimension first; offsets of the
     // strided inputs accumulate as the coordinates come out.
@@ -173,43 +280,17 @@ ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elemen
     }
     src << "    }\n";
   }
-
-  // The program, one register per instruction.
-  const auto &program = *k.program();
-  for (flatbuffers::uoffset_t r = 0; r < program.size(); ++r) {
-    const plan::Instr *in = program.Get(r);
-    ScalarOp op = ScalarOp(in->op());
-    std::string expr;
-    if (op == ScalarOp::Load) {
-      int j = int(in->imm());
-      plan::DType dt = tensors.Get(k.inputs()->Get(j)->tensor())->dtype();
-      std::string index = access[j] == Access::Scalar   ? "0"
-                          : access[j] == Access::Linear ? "i"
-                                                        : "off" + std::to_string(j);
-      expr = loadExpr(dt, j, index);
-    } else if (op == ScalarOp::Const) {
-      expr = cudaFloatLiteral(in->imm());
-    } else {
-      expr = scalarOpCuda(op);
-      replaceAll(expr, "{0}", "r" + std::to_string(in->a()));
-      replaceAll(expr, "{1}", "r" + std::to_string(in->b()));
-      replaceAll(expr, "{2}", "r" + std::to_string(in->c()));
-      replaceAll(expr, "{imm}", cudaFloatLiteral(in->imm()));
-    }
-    src << "    const float r" << r << " = " << expr << ";";
-    if (op == ScalarOp::Const && std::isfinite(in->imm())) {
-      char buf[48];
-      std::snprintf(buf, sizeof buf, " // %.9g", double(in->imm()));
-      src << buf;
-    } else if (op != ScalarOp::Load) {
-      src << " // " << scalarOpName(op);
-    }
-    src << "\n";
-  }
-  for (size_t o = 0; o < numOut; ++o) {
-    plan::DType dt = tensors.Get(k.outputs()->Get(o))->dtype();
-    src << "    " << storeStmt(dt, int(o), "r" + std::to_string(k.output_regs()->Get(o))) << "\n";
-  }
+  emitProgram(
+      "    ",
+      [&](int j) {
+        std::string index = access[size_t(j)] == Access::Scalar   ? "0"
+                            : access[size_t(j)] == Access::Linear ? "i"
+                                                                  : "off" + std::to_string(j);
+        return loadExpr(inDtype(j), "in" + std::to_string(j) + "[" + index + "]");
+      },
+      [&](int o, const std::string &value) {
+        return "out" + std::to_string(o) + "[i] = " + value + ";";
+      });
   src << "  }\n}\n";
 
   std::string text = src.str();

@@ -7,7 +7,11 @@
 // the CPU interpreter collapses it (size-1 dimensions dropped, neighbours merged where
 // every input walks them contiguously); when every input is then contiguous or a
 // scalar, the kernel indexes with the linear index only, otherwise it rebuilds the
-// multi-index for the inputs that need it, from a geometry parameter.
+// multi-index for the inputs that need it, from a geometry parameter. On the linear
+// path each thread takes `vector` consecutive elements with 16-byte loads and stores
+// when every non-scalar pointer is 16-byte aligned (the arena and cudaMalloc align to
+// 256); the tail and unaligned tensors take the scalar loop. Either way every element
+// is computed by the same program, so the result does not depend on the path.
 //
 // The kernel's name is a hash of its text, so steps with the same program, dtypes and
 // indexing pattern share one compiled kernel; the sizes and strides are parameters.
@@ -31,6 +35,9 @@ struct ElementwiseKernel {
   /// Values of the kernel's geometry parameter (collapsed shape, then the strides of
   /// each input that is indexed through the multi-index); empty on the linear path.
   std::vector<int64_t> geometry;
+  /// Elements per thread on the kernel's 16-byte vector path (1: it has none); the
+  /// launch sizes its grid by total / vector.
+  int vector = 1;
 };
 
 /// Generates the kernel of one Elementwise step of a verified plan.

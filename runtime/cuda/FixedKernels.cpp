@@ -21,14 +21,36 @@ const char *cudaPrelude() {
 // ---- Mantissa CUDA prelude: fp16/bf16 without cuda_fp16.h (NVRTC needs no -I) ----
 struct __align__(2) __half { unsigned short x; };
 struct __align__(2) __nv_bfloat16 { unsigned short x; };
+// 16 bytes moved by one vector access (ld/st.global.v4.u32).
+struct __align__(16) mt_u4 { unsigned x, y, z, w; };
+// MT_HOST_EMULATION: the kernels compiled by a host C++ compiler, for tests that run
+// them on the CPU (test/unit/cuda/HostKernels.h); NVRTC never defines it.
 static __device__ __forceinline__ __half __float2half_rn(float f) {
-  __half h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.x) : "f"(f)); return h;
+  __half h;
+#ifndef MT_HOST_EMULATION
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.x) : "f"(f));
+#else
+  h.x = mt_host_float_to_half(f);
+#endif
+  return h;
 }
 static __device__ __forceinline__ float __half2float(__half h) {
-  float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h.x)); return f;
+  float f;
+#ifndef MT_HOST_EMULATION
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h.x));
+#else
+  f = mt_host_half_to_float(h.x);
+#endif
+  return f;
 }
 static __device__ __forceinline__ __nv_bfloat16 __float2bfloat16_rn(float f) {
-  __nv_bfloat16 h; asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h.x) : "f"(f)); return h;
+  __nv_bfloat16 h;
+#ifndef MT_HOST_EMULATION
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h.x) : "f"(f));
+#else
+  h.x = mt_host_float_to_bf16(f);
+#endif
+  return h;
 }
 static __device__ __forceinline__ float __bfloat162float(__nv_bfloat16 h) {
   return __uint_as_float(((unsigned)h.x) << 16);

@@ -15,6 +15,8 @@
 #include "runtime/cuda/KernelImage.h"
 #include "runtime/cuda/ElementwiseCodegen.h"
 #include "runtime/cuda/Nvrtc.h"
+#include "common/Float16.h"
+#include "HostKernels.h"
 
 #include <gtest/gtest.h>
 
@@ -126,9 +128,8 @@ std::vector<int64_t> contiguousStrides(const std::vector<int64_t> &shape) {
 
 /// Plan exercising every scalar op (inputs kept inside every op's domain), strided
 /// and broadcast reads, every dtype combination, and an in-place update.
-std::vector<uint8_t> elementwisePlan() {
+std::vector<uint8_t> elementwisePlan(std::vector<int64_t> shape = {4, 5, 6}) {
   PlanMaker pm;
-  const std::vector<int64_t> shape = {4, 5, 6};
   const auto cs = contiguousStrides(shape);
   int x = pm.tensor("x", plan::DType::F32, shape, plan::Role::Param, 0.5f, 2.0f);
   int y = pm.tensor("y", plan::DType::F16, shape, plan::Role::Param, -2.0f, 2.0f);
@@ -658,6 +659,132 @@ void compareWithCpu(const std::vector<uint8_t> &bytes, const std::string &name, 
 TEST(CudaExecutor, ElementwiseMatchesCpu) {
   // fp32 transcendental functions differ by a few ulps; fp16/bf16 outputs by one ulp.
   compareWithCpu(elementwisePlan(), "ew.plan", 3, 2e-6, 8e-3);
+}
+
+//===--- kernels run on the CPU (HostKernels.h): CI checks what they compute --------===//
+
+/// The plan's tensors as device-format bytes on the host, each at `misalign` bytes
+/// past a 64-byte boundary (4 keeps every element naturally aligned but no tensor
+/// 16-byte aligned: the kernels' scalar paths).
+class HostTensors {
+public:
+  HostTensors(const LoadedPlan &lp, const CpuExecutor<float> &cpu, size_t misalign) : lp_(lp) {
+    for (flatbuffers::uoffset_t id = 0; id < lp->tensors()->size(); ++id) {
+      const size_t n = size_t(lp.numElements(int(id)));
+      storage_.emplace_back((n + 1) * 4 + 64 + misalign, 0);
+      uint8_t *base = storage_.back().data();
+      base += (64 - reinterpret_cast<uintptr_t>(base) % 64) % 64 + misalign;
+      ptrs_.push_back(base);
+      set(int(id), cpu.tensor(int(id)));
+    }
+  }
+  void *ptr(int id) { return id < 0 ? nullptr : ptrs_[size_t(id)]; }
+  plan::DType dtype(int id) const { return lp_->tensors()->Get(uint32_t(id))->dtype(); }
+  void set(int id, const std::vector<float> &v) {
+    for (size_t i = 0; i < v.size(); ++i)
+      switch (dtype(id)) {
+      case plan::DType::F16:
+        reinterpret_cast<uint16_t *>(ptrs_[size_t(id)])[i] = floatToHalfBits(v[i]);
+        break;
+      case plan::DType::BF16:
+        reinterpret_cast<uint16_t *>(ptrs_[size_t(id)])[i] = floatToBF16Bits(v[i]);
+        break;
+      case plan::DType::I32:
+        reinterpret_cast<int32_t *>(ptrs_[size_t(id)])[i] = int32_t(v[i]);
+        break;
+      default:
+        reinterpret_cast<float *>(ptrs_[size_t(id)])[i] = v[i];
+      }
+  }
+  std::vector<float> get(int id) const {
+    std::vector<float> v(size_t(lp_.numElements(id)));
+    for (size_t i = 0; i < v.size(); ++i)
+      switch (dtype(id)) {
+      case plan::DType::F16:
+        v[i] = halfBitsToFloat(reinterpret_cast<const uint16_t *>(ptrs_[size_t(id)])[i]);
+        break;
+      case plan::DType::BF16:
+        v[i] = bf16BitsToFloat(reinterpret_cast<const uint16_t *>(ptrs_[size_t(id)])[i]);
+        break;
+      case plan::DType::I32:
+        v[i] = float(reinterpret_cast<const int32_t *>(ptrs_[size_t(id)])[i]);
+        break;
+      default:
+        v[i] = reinterpret_cast<const float *>(ptrs_[size_t(id)])[i];
+      }
+    return v;
+  }
+
+private:
+  const LoadedPlan &lp_;
+  std::vector<std::vector<uint8_t>> storage_;
+  std::vector<uint8_t *> ptrs_;
+};
+
+/// Runs train_step's elementwise steps with the generated kernels on the CPU
+/// (HostKernels.h), from the plan's initial values, and expects every tensor to equal
+/// the CPU executor's bit for bit (the same program, the same float operations, the
+/// same rounding): once with 16-byte-aligned tensors (the vector path) and once
+/// misaligned (the scalar path). A small grid, so that the grid-stride loops turn.
+void expectHostElementwiseMatchesCpu(const std::vector<uint8_t> &bytes, const std::string &name) {
+  LoadedPlan lp = LoadedPlan::fromBytes(bytes, name);
+  const plan::Function *fn = nullptr;
+  for (const plan::Function *f : *lp->functions())
+    if (f->name()->str() == "train_step")
+      fn = f;
+  ASSERT_NE(fn, nullptr);
+  std::map<std::string, std::string> bodies;
+  std::vector<cuda::ElementwiseKernel> kernels;
+  for (const plan::Step *step : *fn->steps()) {
+    ASSERT_EQ(step->kernel_type(), plan::Kernel::Elementwise) << "elementwise steps only";
+    kernels.push_back(cuda::generateElementwise(lp.plan(), *step->kernel_as_Elementwise()));
+    bodies.emplace(kernels.back().name, kernels.back().source);
+  }
+  std::string source = cuda::cudaPrelude();
+  std::vector<std::string> names;
+  for (const auto &[n, body] : bodies) {
+    source += body;
+    names.push_back(n);
+  }
+  test::HostKernels hk(source, names);
+  for (size_t misalign : {size_t(0), size_t(4)}) {
+    CpuExecutor<float> cpu(lp, 1);
+    HostTensors ht(lp, cpu, misalign);
+    cpu.run("train_step");
+    for (cuda::ElementwiseKernel &k : kernels) {
+      std::vector<void *> ptrs;
+      for (int id : k.inputs)
+        ptrs.push_back(ht.ptr(id));
+      for (int id : k.outputs)
+        ptrs.push_back(ht.ptr(id));
+      long long n = k.total;
+      std::vector<void *> params;
+      for (void *&p : ptrs)
+        params.push_back(&p);
+      params.push_back(&n);
+      if (!k.geometry.empty())
+        params.push_back(k.geometry.data());
+      hk.launch(k.name, 2, 1, 1, 32, params.data());
+    }
+    for (flatbuffers::uoffset_t id = 0; id < lp->tensors()->size(); ++id) {
+      const std::vector<float> h = ht.get(int(id)), &c = cpu.tensor(int(id));
+      size_t bad = 0, first = 0;
+      for (size_t i = 0; i < h.size(); ++i)
+        if (std::memcmp(&h[i], &c[i], 4) != 0 && !(h[i] != h[i] && c[i] != c[i]) && bad++ == 0)
+          first = i;
+      EXPECT_EQ(bad, 0u) << name << " misaligned by " << misalign << ": tensor '"
+                         << lp->tensors()->Get(id)->name()->str() << "': " << bad
+                         << " elements differ, the first at " << first << " (host "
+                         << (bad ? h[first] : 0) << ", CPU " << (bad ? c[first] : 0) << ")";
+    }
+  }
+}
+
+TEST(CudaHostEmulation, ElementwiseKernelsMatchTheCpuBitForBit) {
+  // 740 elements: 92 vectors of 8 and a tail of 4.
+  expectHostElementwiseMatchesCpu(elementwisePlan({4, 5, 37}), "ew-host.plan");
+  // Fewer elements than one vector: the tail only.
+  expectHostElementwiseMatchesCpu(elementwisePlan({1, 5, 1}), "ew-host-small.plan");
 }
 
 // Kernels compiled ahead of time (Plan.cuda): CUBIN of the device's architecture,
