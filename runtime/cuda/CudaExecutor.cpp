@@ -20,7 +20,8 @@
 // (write the generated CUDA sources and the step-to-kernel map there),
 // MANTISSA_CUDA_DEVICE=n (which GPU), MANTISSA_CUDA_CONV=im2col (fp16/bf16 convolutions
 // through im2col + cuBLAS instead of the implicit-GEMM kernels of ConvKernels.h),
-// MANTISSA_CUDA_CONV_WORKSPACE_MB (im2col budget),
+// MANTISSA_CUDA_CONV_WORKSPACE_MB (im2col budget), MANTISSA_CUDA_VECTOR=0 (batch norm and
+// reduce without their 16-byte kernels, FixedLaunch.h),
 // MANTISSA_CUDA_PROFILE=1 (time every step with events, no graphs; a table on stderr
 // when the executor is destroyed), MANTISSA_VERBOSE=1 (say once how kernels were loaded).
 //===----------------------------------------------------------------------===//
@@ -31,6 +32,7 @@
 #include "runtime/cuda/CudaKernelSource.h"
 #include "runtime/cuda/CudaStepTimer.h"
 #include "runtime/cuda/ElementwiseCodegen.h"
+#include "runtime/cuda/FixedLaunch.h"
 #include "runtime/cuda/KernelLoader.h"
 #include "runtime/cuda/Nvrtc.h"
 
@@ -102,10 +104,7 @@ struct ScratchLayout {
 };
 
 /// A loaded kernel with the host-side types of its parameters.
-template <class... P> struct KernelRef {
-  cudaKernel_t fn = nullptr;
-  const char *name = "";
-};
+template <class... P> using KernelRef = TypedKernel<cudaKernel_t, P...>;
 
 /// A GEMM's conversions, decided once from the operand dtypes (cuBLAS takes A and B
 /// of one type; C may be that type or fp32).
@@ -222,10 +221,7 @@ private:
     std::string where;
     int64_t classes = 0;
   };
-  struct FixedKernels {
-#define MANTISSA_FIXED_KERNEL(name, ...) KernelRef<__VA_ARGS__> name;
-#include "runtime/cuda/FixedKernels.def"
-  };
+  using FixedKernels = FixedKernelTable<cudaKernel_t>;
 
   // Setup.
   void initDevice();
@@ -264,6 +260,16 @@ private:
                    std::index_sequence<I...>);
   void verifyParams(cudaKernel_t fn, const char *name, const size_t *sizes, size_t count);
   unsigned blocksFor(int64_t n) const;
+  /// FixedLaunch.h's view of the tensors: device pointer and dtype code by id.
+  auto tensorRefs() const {
+    return [this](int id) { return TensorRef{ptr(id), dcode(id)}; };
+  }
+  /// FixedLaunch.h's launcher: launch(kernel, Grid, threads, arguments...).
+  auto fixedLauncher() {
+    return [this](const auto &kernel, Grid g, unsigned threads, auto &&...args) {
+      launch(kernel, dim3(g.x, g.y, g.z), dim3(threads), std::forward<decltype(args)>(args)...);
+    };
+  }
   void convert(const void *in, DType it, void *out, DType ot, int64_t n);
   GemmPlan planGemm(DType at, DType bt, DType ct, int64_t maxA, int64_t maxB, int64_t maxC,
                     ScratchLayout &sl) const;
@@ -288,6 +294,7 @@ private:
   size_t convBudget_ = size_t(256) << 20;
   int64_t allocatedBytes_ = 0; // every cudaMalloc of ours (deviceBytes())
   bool convGemm_ = true; // fp16/bf16 convolutions as implicit GEMMs (else im2col + cuBLAS)
+  bool vectorKernels_ = true; // batch norm and reduce with 16-byte loads where they apply
   std::map<std::string, cudaKernel_t> convKernels_;
 
   std::vector<DeviceTensor> tensors_;
@@ -372,6 +379,7 @@ void CudaExecutor::init() {
     useGraphs_ = false;
   dumpDir_ = envOr("MANTISSA_CUDA_DUMP", "");
   convGemm_ = std::string(envOr("MANTISSA_CUDA_CONV", "gemm")) != "im2col";
+  vectorKernels_ = std::string(envOr("MANTISSA_CUDA_VECTOR", "1")) != "0";
   if (const char *mb = std::getenv("MANTISSA_CUDA_CONV_WORKSPACE_MB"))
     convBudget_ = size_t(std::max(1.0, std::atof(mb) * double(1 << 20)));
   tf32_ = plan_->precision() && plan_->precision()->tf32();
@@ -1237,121 +1245,46 @@ CudaExecutor::Launch CudaExecutor::prepareConvGemm(const plan::Conv2d &k, const 
 }
 
 CudaExecutor::Launch CudaExecutor::prepareBatchNorm(const plan::BatchNorm &k, ScratchLayout &sl) {
-  const long long n = k.n(), c = k.c(), hw = k.hw(), m = n * hw, total = n * c * hw;
-  const long long chunk = 2048, chunks = std::max(1LL, (m + chunk - 1) / chunk);
-  const size_t meanOff = sl.take(size_t(c) * 8), invOff = sl.take(size_t(c) * 8);
-  void *x = ptr(k.x()), *y = ptr(k.y()), *gamma = ptr(k.gamma()), *beta = ptr(k.beta());
-  const int xt = dcode(k.x()), yt = dcode(k.y()), gt = dcode(k.gamma()), bt = dcode(k.beta());
-  void *rm = ptr(k.running_mean()), *rv = ptr(k.running_var());
-  const int rmt = dcode(k.running_mean()), rvt = dcode(k.running_var());
-  const double eps = double(k.eps()), momentum = double(k.momentum());
-  const unsigned gridY = unsigned(std::min<long long>(std::max(1LL, c), 65535));
-  if (!k.training()) {
-    return [=] {
-      if (c == 0)
-        return;
-      double *mean = reinterpret_cast<double *>(scratch(meanOff));
-      double *inv = reinterpret_cast<double *>(scratch(invOff));
-      launch(fixed_.mt_bn_eval_params, blocksFor(c), 256, rm, rmt, rv, rvt, c, eps, mean, inv);
-      if (total > 0)
-        launch(fixed_.mt_bn_apply, blocksFor(total), 256, x, xt, y, yt, n, c, hw, mean, inv, gamma,
-               gt, beta, bt);
-    };
-  }
-  const size_t partOff = sl.take(size_t(c * chunks) * 8), batchMeanOff = sl.take(size_t(c) * 8);
-  void *sm = ptr(k.saved_mean()), *si = ptr(k.saved_invstd());
-  const int smt = dcode(k.saved_mean()), sit = dcode(k.saved_invstd());
+  const BatchNormArgs a = batchNormArgs(k, tensorRefs());
+  const ChannelSplit split = channelSplit(a.n, a.hw, vectorKernels_ && batchNormVectorOk(a));
+  const size_t partOff = sl.take(batchNormPartialBytes(split, a.c, false));
+  const size_t batchMeanOff = sl.take(size_t(a.c) * 8), meanOff = sl.take(size_t(a.c) * 8),
+               invOff = sl.take(size_t(a.c) * 8);
   return [=] {
-    if (c == 0)
-      return;
-    double *part = reinterpret_cast<double *>(scratch(partOff));
-    double *batchMean = reinterpret_cast<double *>(scratch(batchMeanOff));
-    double *mean = reinterpret_cast<double *>(scratch(meanOff));
-    double *inv = reinterpret_cast<double *>(scratch(invOff));
-    const double *noMean = nullptr;
-    launch(fixed_.mt_bn_partial, dim3(unsigned(chunks), gridY), 256, x, xt, n, c, hw, chunk, chunks,
-           noMean, part);
-    launch(fixed_.mt_bn_mean, blocksFor(c), 256, part, chunks, c, m, batchMean);
-    launch(fixed_.mt_bn_partial, dim3(unsigned(chunks), gridY), 256, x, xt, n, c, hw, chunk, chunks,
-           batchMean, part);
-    launch(fixed_.mt_bn_finalize, blocksFor(c), 256, part, chunks, c, m, eps, momentum, batchMean,
-           sm, smt, si, sit, rm, rmt, rv, rvt, mean, inv);
-    launch(fixed_.mt_bn_apply, blocksFor(total), 256, x, xt, y, yt, n, c, hw, mean, inv, gamma, gt,
-           beta, bt);
+    BatchNormScratch w;
+    w.part = reinterpret_cast<double *>(scratch(partOff));
+    w.batchMean = reinterpret_cast<double *>(scratch(batchMeanOff));
+    w.mean = reinterpret_cast<double *>(scratch(meanOff));
+    w.invstd = reinterpret_cast<double *>(scratch(invOff));
+    launchBatchNorm(fixed_, fixedLauncher(), [this](long long n) { return blocksFor(n); }, a, split,
+                    w);
   };
 }
 
 CudaExecutor::Launch CudaExecutor::prepareBatchNormBackward(const plan::BatchNormBackward &k,
                                                             ScratchLayout &sl) {
-  const long long n = k.n(), c = k.c(), hw = k.hw(), m = n * hw, total = n * c * hw;
-  const long long chunk = 2048, chunks = (m + chunk - 1) / chunk; // 0 when m == 0
-  const size_t partOff = sl.take(size_t(c * std::max(1LL, chunks)) * 16);
-  const size_t meanDyOff = sl.take(size_t(c) * 8), meanDyXhatOff = sl.take(size_t(c) * 8);
-  void *dy = ptr(k.dy()), *x = ptr(k.x()), *gamma = ptr(k.gamma()), *sm = ptr(k.saved_mean()),
-       *si = ptr(k.saved_invstd()), *dx = ptr(k.dx()), *dgamma = ptr(k.dgamma()),
-       *dbeta = ptr(k.dbeta());
-  const int dyt = dcode(k.dy()), xt = dcode(k.x()), gt = dcode(k.gamma()),
-            smt = dcode(k.saved_mean()), sit = dcode(k.saved_invstd()), dxt = dcode(k.dx()),
-            dgt = dcode(k.dgamma()), dbt = dcode(k.dbeta());
-  const unsigned gridY = unsigned(std::min<long long>(std::max(1LL, c), 65535));
+  const BatchNormBackwardArgs a = batchNormBackwardArgs(k, tensorRefs());
+  const ChannelSplit split = channelSplit(a.n, a.hw, vectorKernels_ && batchNormVectorOk(a));
+  const size_t partOff = sl.take(batchNormPartialBytes(split, a.c, true));
+  const size_t meanDyOff = sl.take(size_t(a.c) * 8), meanDyXhatOff = sl.take(size_t(a.c) * 8);
   return [=] {
-    if (c == 0)
-      return;
-    double *part = reinterpret_cast<double *>(scratch(partOff));
-    double *meanDy = reinterpret_cast<double *>(scratch(meanDyOff));
-    double *meanDyXhat = reinterpret_cast<double *>(scratch(meanDyXhatOff));
-    if (chunks > 0)
-      launch(fixed_.mt_bnb_partial, dim3(unsigned(chunks), gridY), 256, dy, dyt, x, xt, n, c, hw,
-             chunk, chunks, sm, smt, si, sit, part);
-    launch(fixed_.mt_bnb_finalize, blocksFor(c), 256, part, chunks, c, m, dgamma, dgt, dbeta, dbt,
-           meanDy, meanDyXhat);
-    if (dx && total > 0)
-      launch(fixed_.mt_bnb_dx, blocksFor(total), 256, dy, dyt, x, xt, gamma, gt, sm, smt, si, sit,
-             meanDy, meanDyXhat, dx, dxt, n, c, hw);
+    BatchNormBackwardScratch w;
+    w.part = reinterpret_cast<double *>(scratch(partOff));
+    w.meanDy = reinterpret_cast<double *>(scratch(meanDyOff));
+    w.meanDyXhat = reinterpret_cast<double *>(scratch(meanDyXhatOff));
+    launchBatchNormBackward(fixed_, fixedLauncher(), [this](long long n) { return blocksFor(n); },
+                            a, split, w);
   };
 }
 
 CudaExecutor::Launch CudaExecutor::prepareReduce(const plan::Reduce &k, ScratchLayout &sl) {
-  // Kept and reduced dimensions (innermost first), collapsed as the CPU does.
-  std::vector<int64_t> inShape(k.in_shape()->begin(), k.in_shape()->end());
-  std::vector<int64_t> outShape(k.out_shape()->begin(), k.out_shape()->end());
-  const kernels::ReductionSpace space = kernels::collapseReduction(inShape, outShape);
-  const auto &kept = space.kept, &reduced = space.reduced;
-  const int64_t reducedCount = space.reducedCount, outCount = space.outCount;
-  ReduceGeometry g{};
-  if (kept.size() > size_t(kMaxRank) || reduced.size() > size_t(kMaxRank))
-    throw Error("reduce: more than " + std::to_string(kMaxRank) +
-                " alternating kept/reduced dimensions");
-  g.numKept = int32_t(kept.size());
-  g.numReduced = int32_t(reduced.size());
-  for (size_t i = 0; i < kept.size(); ++i) {
-    g.keptSize[i] = kept[i].size;
-    g.keptStride[i] = kept[i].stride;
-  }
-  for (size_t i = 0; i < reduced.size(); ++i) {
-    g.reducedSize[i] = reduced[i].size;
-    g.reducedStride[i] = reduced[i].stride;
-  }
-  const double scale = k.mean() ? 1.0 / double(reducedCount) : 1.0;
-  void *in = ptr(k.input()), *out = ptr(k.output());
-  const int it = dcode(k.input()), ot = dcode(k.output());
-  const long long outN = outCount, rcount = reducedCount;
-  const long long chunk = 2048;
-  if (rcount <= chunk) {
-    return [=] {
-      if (outN > 0)
-        launch(fixed_.mt_reduce_small, blocksFor(outN), 256, in, it, out, ot, outN, rcount, g, scale);
-    };
-  }
-  const long long chunks = (rcount + chunk - 1) / chunk;
-  const size_t partOff = sl.take(size_t(outN * chunks) * 8);
+  const ReduceArgs a = reduceArgs(k, tensorRefs());
+  const ReduceSplit split = reduceSplit(a.g, a.rcount, a.it, a.in, vectorKernels_);
+  const size_t partOff = split.small ? 0 : sl.take(size_t(a.outCount * split.chunks) * 8);
   return [=] {
-    if (outN == 0)
-      return;
-    double *part = reinterpret_cast<double *>(scratch(partOff));
-    const unsigned blocks = unsigned(std::min<long long>(outN * chunks, 1LL << 20));
-    launch(fixed_.mt_reduce_partial, blocks, 256, in, it, outN, rcount, chunk, chunks, g, part);
-    launch(fixed_.mt_reduce_finalize, blocksFor(outN), 256, part, outN, chunks, scale, out, ot);
+    double *part = split.small ? nullptr : reinterpret_cast<double *>(scratch(partOff));
+    launchReduce(fixed_, fixedLauncher(), [this](long long n) { return blocksFor(n); }, a, split,
+                 part);
   };
 }
 

@@ -316,6 +316,26 @@ extern "C" __global__ void mt_bn_mean(const double *partial, long long chunks, l
 
 // Saved statistics, running statistics (unbiased variance, PyTorch's momentum), and the
 // (float-rounded) mean and invstd that normalisation uses, as the CPU does.
+static __device__ void mt_bn_finish(long long ch, long long m, double mean, double var,
+                                    double eps, double momentum, void *savedMean, int smt,
+                                    void *savedInvstd, int sit, void *runningMean, int rmt,
+                                    void *runningVar, int rvt, double *applyMean,
+                                    double *applyInvstd) {
+  const float meanF = (float)mean;
+  const float invstdF = (float)(1.0 / sqrt(var + eps));
+  if (savedMean) mt_store(savedMean, smt, ch, meanF);
+  if (savedInvstd) mt_store(savedInvstd, sit, ch, invstdF);
+  applyMean[ch] = (double)meanF;
+  applyInvstd[ch] = (double)invstdF;
+  const double unbiased = var * (double)m / (double)(m - 1);
+  if (runningMean)
+    mt_store(runningMean, rmt, ch,
+             (float)((1.0 - momentum) * (double)mt_load(runningMean, rmt, ch) + momentum * mean));
+  if (runningVar)
+    mt_store(runningVar, rvt, ch,
+             (float)((1.0 - momentum) * (double)mt_load(runningVar, rvt, ch) + momentum * unbiased));
+}
+
 extern "C" __global__ void mt_bn_finalize(const double *partialSq, long long chunks, long long c,
                                           long long m, double eps, double momentum,
                                           const double *mean, void *savedMean, int smt,
@@ -325,20 +345,8 @@ extern "C" __global__ void mt_bn_finalize(const double *partialSq, long long chu
   MT_GRID_STRIDE(ch, c) {
     double sq = 0.0;
     for (long long b = 0; b < chunks; ++b) sq += partialSq[ch * chunks + b];
-    const double var = sq / (double)m;
-    const float meanF = (float)mean[ch];
-    const float invstdF = (float)(1.0 / sqrt(var + eps));
-    if (savedMean) mt_store(savedMean, smt, ch, meanF);
-    if (savedInvstd) mt_store(savedInvstd, sit, ch, invstdF);
-    applyMean[ch] = (double)meanF;
-    applyInvstd[ch] = (double)invstdF;
-    const double unbiased = var * (double)m / (double)(m - 1);
-    if (runningMean)
-      mt_store(runningMean, rmt, ch,
-               (float)((1.0 - momentum) * (double)mt_load(runningMean, rmt, ch) + momentum * mean[ch]));
-    if (runningVar)
-      mt_store(runningVar, rvt, ch,
-               (float)((1.0 - momentum) * (double)mt_load(runningVar, rvt, ch) + momentum * unbiased));
+    mt_bn_finish(ch, m, mean[ch], sq / (double)m, eps, momentum, savedMean, smt, savedInvstd,
+                 sit, runningMean, rmt, runningVar, rvt, applyMean, applyInvstd);
   }
 }
 
@@ -422,6 +430,186 @@ extern "C" __global__ void mt_bnb_dx(const void *dy, int dyt, const void *x, int
     const double xhat = ((double)mt_load(x, xt, e) - mean) * invstd;
     const double d = scale * ((double)mt_load(dy, dyt, e) - meanDy[ch] - xhat * meanDyXhat[ch]);
     mt_store(dx, dxt, e, (float)d);
+  }
+}
+
+// ---- batch norm, 16-byte path (hw % 8 == 0, every activation 16-byte aligned) ----
+//
+// Eight consecutive elements of one (sample, channel) plane per access. Statistics in
+// one pass: sums of d = x - shift and d * d in double, shift = the channel's first
+// element (so that the variance E[d^2] - E[d]^2 does not cancel); the normalisation
+// and the gradient use the same double expressions as the kernels above.
+
+// Eight elements of a float, half or bfloat16 tensor from element i (a multiple of 8).
+static __device__ __forceinline__ void mt_load8(const void *p, int t, long long i, float *v) {
+  if (t == MT_F32) {
+    const mt_u4 a = ((const mt_u4 *)((const float *)p + i))[0];
+    const mt_u4 b = ((const mt_u4 *)((const float *)p + i))[1];
+    const unsigned w[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+    for (int u = 0; u < 8; ++u) v[u] = __uint_as_float(w[u]);
+    return;
+  }
+  const mt_u4 a = *(const mt_u4 *)((const unsigned short *)p + i);
+  const unsigned w[4] = {a.x, a.y, a.z, a.w};
+  for (int u = 0; u < 4; ++u) {
+    const unsigned short lo = (unsigned short)(w[u] & 0xffffu), hi = (unsigned short)(w[u] >> 16);
+    if (t == MT_F16) {
+      __half h;
+      h.x = lo;
+      v[2 * u] = __half2float(h);
+      h.x = hi;
+      v[2 * u + 1] = __half2float(h);
+    } else {
+      v[2 * u] = __uint_as_float((unsigned)lo << 16);
+      v[2 * u + 1] = __uint_as_float((unsigned)hi << 16);
+    }
+  }
+}
+
+static __device__ __forceinline__ void mt_store8(void *p, int t, long long i, const float *v) {
+  if (t == MT_F32) {
+    mt_u4 a, b;
+    a.x = __float_as_uint(v[0]); a.y = __float_as_uint(v[1]);
+    a.z = __float_as_uint(v[2]); a.w = __float_as_uint(v[3]);
+    b.x = __float_as_uint(v[4]); b.y = __float_as_uint(v[5]);
+    b.z = __float_as_uint(v[6]); b.w = __float_as_uint(v[7]);
+    ((mt_u4 *)((float *)p + i))[0] = a;
+    ((mt_u4 *)((float *)p + i))[1] = b;
+    return;
+  }
+  unsigned w[4];
+  for (int u = 0; u < 4; ++u) {
+    unsigned lo, hi;
+    if (t == MT_F16) {
+      lo = __float2half_rn(v[2 * u]).x;
+      hi = __float2half_rn(v[2 * u + 1]).x;
+    } else {
+      lo = __float2bfloat16_rn(v[2 * u]).x;
+      hi = __float2bfloat16_rn(v[2 * u + 1]).x;
+    }
+    w[u] = lo | (hi << 16);
+  }
+  mt_u4 a;
+  a.x = w[0]; a.y = w[1]; a.z = w[2]; a.w = w[3];
+  *(mt_u4 *)((unsigned short *)p + i) = a;
+}
+
+// Block (b, ch): the channel's values j in [b * chunk, min(m, (b + 1) * chunk)) with
+// j = sample * hw + pixel; chunk is a multiple of 8 * blockDim.x. partial[ch][b] =
+// {sum d, sum d^2}.
+extern "C" __global__ void mt_bn_stats8(const void *x, int xt, long long n, long long c,
+                                        long long hw, long long chunk, long long chunks,
+                                        double *partial) {
+  const long long m = n * hw;
+  for (long long ch = blockIdx.y; ch < c; ch += gridDim.y) {
+    const long long b = blockIdx.x;
+    const long long j1 = min(m, (b + 1) * chunk);
+    const double shift = (double)mt_load(x, xt, ch * hw);
+    double s1 = 0.0, s2 = 0.0;
+    for (long long j = b * chunk + 8 * (long long)threadIdx.x; j < j1; j += 8 * (long long)blockDim.x) {
+      const long long i = mt_div(j, hw);
+      float v[8];
+      mt_load8(x, xt, (i * c + ch) * hw + (j - i * hw), v);
+      for (int u = 0; u < 8; ++u) {
+        const double d = (double)v[u] - shift;
+        s1 += d;
+        s2 += d * d;
+      }
+    }
+    s1 = mt_block_sum(s1);
+    s2 = mt_block_sum(s2);
+    if (threadIdx.x == 0) {
+      partial[2 * (ch * chunks + b)] = s1;
+      partial[2 * (ch * chunks + b) + 1] = s2;
+    }
+  }
+}
+
+extern "C" __global__ void mt_bn_finalize8(const double *partial, long long chunks, long long c,
+                                           long long m, long long hw, const void *x, int xt,
+                                           double eps, double momentum, void *savedMean, int smt,
+                                           void *savedInvstd, int sit, void *runningMean, int rmt,
+                                           void *runningVar, int rvt, double *applyMean,
+                                           double *applyInvstd) {
+  MT_GRID_STRIDE(ch, c) {
+    double s1 = 0.0, s2 = 0.0;
+    for (long long b = 0; b < chunks; ++b) {
+      s1 += partial[2 * (ch * chunks + b)];
+      s2 += partial[2 * (ch * chunks + b) + 1];
+    }
+    const double md = s1 / (double)m, var = s2 / (double)m - md * md;
+    mt_bn_finish(ch, m, (double)mt_load(x, xt, ch * hw) + md, var > 0.0 ? var : 0.0, eps,
+                 momentum, savedMean, smt, savedInvstd, sit, runningMean, rmt, runningVar, rvt,
+                 applyMean, applyInvstd);
+  }
+}
+
+extern "C" __global__ void mt_bn_apply8(const void *x, int xt, void *y, int yt, long long n,
+                                        long long c, long long hw, const double *mean,
+                                        const double *invstd, const void *gamma, int gt,
+                                        const void *beta, int bt) {
+  MT_GRID_STRIDE(v, n * c * hw / 8) {
+    const long long e = 8 * v, ch = mt_mod(mt_div(e, hw), c);
+    const double g = gamma ? (double)mt_load(gamma, gt, ch) : 1.0;
+    const double b = beta ? (double)mt_load(beta, bt, ch) : 0.0;
+    const double mu = mean[ch], is = invstd[ch];
+    float in[8], out[8];
+    mt_load8(x, xt, e, in);
+    for (int u = 0; u < 8; ++u) out[u] = (float)(((double)in[u] - mu) * is * g + b);
+    mt_store8(y, yt, e, out);
+  }
+}
+
+// partial[ch][b] = {sum dy, sum dy * (x - mean) * invstd} over the block's values.
+extern "C" __global__ void mt_bnb_partial8(const void *dy, int dyt, const void *x, int xt,
+                                           long long n, long long c, long long hw, long long chunk,
+                                           long long chunks, const void *savedMean, int smt,
+                                           const void *savedInvstd, int sit, double *partial) {
+  const long long m = n * hw;
+  for (long long ch = blockIdx.y; ch < c; ch += gridDim.y) {
+    const long long b = blockIdx.x;
+    const long long j1 = min(m, (b + 1) * chunk);
+    const double mean = (double)mt_load(savedMean, smt, ch);
+    const double invstd = (double)mt_load(savedInvstd, sit, ch);
+    double s1 = 0.0, s2 = 0.0;
+    for (long long j = b * chunk + 8 * (long long)threadIdx.x; j < j1; j += 8 * (long long)blockDim.x) {
+      const long long i = mt_div(j, hw), idx = (i * c + ch) * hw + (j - i * hw);
+      float g[8], xv[8];
+      mt_load8(dy, dyt, idx, g);
+      mt_load8(x, xt, idx, xv);
+      for (int u = 0; u < 8; ++u) {
+        s1 += (double)g[u];
+        s2 += (double)g[u] * ((double)xv[u] - mean) * invstd;
+      }
+    }
+    s1 = mt_block_sum(s1);
+    s2 = mt_block_sum(s2);
+    if (threadIdx.x == 0) {
+      partial[2 * (ch * chunks + b)] = s1;
+      partial[2 * (ch * chunks + b) + 1] = s2;
+    }
+  }
+}
+
+extern "C" __global__ void mt_bnb_dx8(const void *dy, int dyt, const void *x, int xt,
+                                      const void *gamma, int gt, const void *savedMean, int smt,
+                                      const void *savedInvstd, int sit, const double *meanDy,
+                                      const double *meanDyXhat, void *dx, int dxt, long long n,
+                                      long long c, long long hw) {
+  MT_GRID_STRIDE(v, n * c * hw / 8) {
+    const long long e = 8 * v, ch = mt_mod(mt_div(e, hw), c);
+    const double mean = (double)mt_load(savedMean, smt, ch);
+    const double invstd = (double)mt_load(savedInvstd, sit, ch);
+    const double scale = (gamma ? (double)mt_load(gamma, gt, ch) : 1.0) * invstd;
+    const double md = meanDy[ch], mdx = meanDyXhat[ch];
+    float g[8], xv[8], out[8];
+    mt_load8(dy, dyt, e, g);
+    mt_load8(x, xt, e, xv);
+    for (int u = 0; u < 8; ++u) {
+      const double xhat = ((double)xv[u] - mean) * invstd;
+      out[u] = (float)(scale * ((double)g[u] - md - xhat * mdx));
+    }
+    mt_store8(dx, dxt, e, out);
   }
 }
 
@@ -575,6 +763,26 @@ extern "C" __global__ void mt_reduce_partial(const void *in, int it, long long o
     double s = 0.0;
     for (long long r = r0 + threadIdx.x; r < r1; r += blockDim.x)
       s += (double)mt_load(in, it, base + mt_reduced_offset(g, r));
+    s = mt_block_sum(s);
+    if (threadIdx.x == 0) partial[b] = s;
+  }
+}
+
+// mt_reduce_partial with 8 values per load: the innermost reduced dimension is
+// contiguous and its size and every other stride are multiples of 8 (FixedLaunch.h).
+extern "C" __global__ void mt_reduce_partial8(const void *in, int it, long long outCount,
+                                              long long rcount, long long chunk, long long chunks,
+                                              MtReduceGeo g, double *partial) {
+  for (long long b = blockIdx.x; b < outCount * chunks; b += gridDim.x) {
+    const long long o = mt_div(b, chunks), k = b - o * chunks;
+    const long long base = mt_kept_base(g, o);
+    const long long r1 = min(rcount, (k + 1) * chunk);
+    double s = 0.0;
+    for (long long r = k * chunk + 8 * (long long)threadIdx.x; r < r1; r += 8 * (long long)blockDim.x) {
+      float v[8];
+      mt_load8(in, it, base + mt_reduced_offset(g, r), v);
+      for (int u = 0; u < 8; ++u) s += (double)v[u];
+    }
     s = mt_block_sum(s);
     if (threadIdx.x == 0) partial[b] = s;
   }

@@ -17,10 +17,12 @@
 #include "runtime/cuda/Nvrtc.h"
 #include "common/Float16.h"
 #include "HostKernels.h"
+#include "runtime/cuda/FixedLaunch.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <sstream>
 #include <cstdlib>
@@ -785,6 +787,148 @@ TEST(CudaHostEmulation, ElementwiseKernelsMatchTheCpuBitForBit) {
   expectHostElementwiseMatchesCpu(elementwisePlan({4, 5, 37}), "ew-host.plan");
   // Fewer elements than one vector: the tail only.
   expectHostElementwiseMatchesCpu(elementwisePlan({1, 5, 1}), "ew-host-small.plan");
+}
+
+/// FixedLaunch.h's launcher over HostKernels: each argument converted to exactly the
+/// kernel's parameter type, as the executor's launcher does.
+struct HostLauncher {
+  test::HostKernels &hk;
+  template <class H, class... P, class... A>
+  void operator()(const cuda::TypedKernel<H, P...> &k, cuda::Grid g, unsigned threads,
+                  A &&...args) const {
+    static_assert(sizeof...(P) == sizeof...(A), "wrong number of kernel arguments");
+    std::tuple<P...> values{static_cast<P>(std::forward<A>(args))...};
+    std::array<void *, sizeof...(P)> params{};
+    std::apply([&](auto &...v) {
+      size_t i = 0;
+      ((params[i++] = static_cast<void *>(&v)), ...);
+    }, values);
+    hk.launch(k.name, g.x, g.y, g.z, threads, params.data());
+  }
+};
+
+cuda::FixedKernelTable<int> fixedHostTable(std::vector<std::string> &names) {
+  cuda::FixedKernelTable<int> t;
+#define MANTISSA_FIXED_KERNEL(kernel, ...) \
+  t.kernel.name = #kernel;                 \
+  names.push_back(#kernel);
+#include "runtime/cuda/FixedKernels.def"
+  return t;
+}
+
+/// Batch norm (training and eval), its gradient and reductions, on the 16-byte
+/// path (hw % 8 == 0) and past one chunk (2 x 16384 values per channel).
+std::vector<uint8_t> normReducePlan(int64_t N, int64_t C, int64_t H, int64_t W) {
+  PlanMaker pm;
+  auto &b = pm.builder();
+  const int64_t hw = H * W;
+  int x = pm.tensor("x", plan::DType::F16, {N, C, H, W}, plan::Role::Param, -1.0f, 3.0f);
+  int gamma = pm.tensor("gamma", plan::DType::F32, {C}, plan::Role::Param, 0.5f, 1.5f);
+  int beta = pm.tensor("beta", plan::DType::F32, {C});
+  int y = pm.tensor("bn_y", plan::DType::F16, {N, C, H, W}, plan::Role::Temp);
+  int sm = pm.tensor("saved_mean", plan::DType::F32, {C}, plan::Role::Temp);
+  int si = pm.tensor("saved_invstd", plan::DType::F32, {C}, plan::Role::Temp);
+  int rm = pm.tensor("running_mean", plan::DType::F32, {C}, plan::Role::Buffer, 0.0f, 0.1f);
+  int rv = pm.tensor("running_var", plan::DType::F32, {C}, plan::Role::Buffer, 0.9f, 1.1f);
+  pm.step("bn", plan::Kernel::BatchNorm,
+          plan::CreateBatchNorm(b, x, gamma, beta, y, sm, si, rm, rv, N, C, hw, 1e-5f, 0.1f, true).Union());
+  int yEval = pm.tensor("bn_y_eval", plan::DType::F32, {N, C, H, W}, plan::Role::Temp);
+  pm.step("bn_eval", plan::Kernel::BatchNorm,
+          plan::CreateBatchNorm(b, x, gamma, beta, yEval, -1, -1, rm, rv, N, C, hw, 1e-5f, 0.1f, false).Union());
+  int dy = pm.tensor("bn_dy", plan::DType::BF16, {N, C, H, W});
+  int dx = pm.tensor("bn_dx", plan::DType::F16, {N, C, H, W}, plan::Role::Temp);
+  int dg = pm.tensor("dgamma", plan::DType::F32, {C}, plan::Role::Temp);
+  int db = pm.tensor("dbeta", plan::DType::F32, {C}, plan::Role::Temp);
+  pm.step("bn_bwd", plan::Kernel::BatchNormBackward,
+          plan::CreateBatchNormBackward(b, dy, x, gamma, sm, si, dx, dg, db, N, C, hw).Union());
+  auto reduce = [&](const std::string &name, int in, std::vector<int64_t> inShape,
+                    std::vector<int64_t> outShape, bool mean) {
+    int out = pm.tensor(name, plan::DType::F32, outShape, plan::Role::Temp);
+    pm.step(name, plan::Kernel::Reduce,
+            plan::CreateReduceDirect(b, in, out, &inShape, &outShape, mean).Union());
+  };
+  // A bias gradient (sum over N, H, W), a mean over the pixels, and one whose inner
+  // reduced dimension is strided (the scalar kernels).
+  reduce("bias_grad", dy, {N, C, H, W}, {1, C, 1, 1}, false);
+  reduce("pixel_mean", x, {N, C, H, W}, {N, C, 1, 1}, true);
+  reduce("rows", x, {N * C * H, W}, {1, W}, false);
+  return pm.finish();
+}
+
+/// Runs the plan's batch-norm and reduce steps with FixedLaunch.h's sequences and the
+/// fixed kernels compiled for the CPU; compares every tensor with the CPU executor.
+/// Returns how many steps took a 16-byte kernel.
+int expectHostNormReduceMatchesCpu(const std::vector<uint8_t> &bytes, size_t misalign,
+                                   bool vectorAllowed, test::HostKernels &hk,
+                                   const cuda::FixedKernelTable<int> &table) {
+  LoadedPlan lp = LoadedPlan::fromBytes(bytes, "normreduce.plan");
+  CpuExecutor<float> cpu(lp, 1);
+  HostTensors ht(lp, cpu, misalign);
+  cpu.run("train_step");
+  auto ref = [&](int id) {
+    return cuda::TensorRef{ht.ptr(id), id < 0 ? cuda::kF32 : int(ht.dtype(id))};
+  };
+  HostLauncher launch{hk};
+  auto blocks = [](long long n) { return unsigned(std::clamp((n + 255) / 256, 1LL, 2LL)); };
+  int vectorSteps = 0;
+  for (const plan::Function *fn : *lp->functions()) {
+    if (fn->name()->str() != "train_step")
+      continue;
+    for (const plan::Step *step : *fn->steps()) {
+      if (step->kernel_type() == plan::Kernel::BatchNorm) {
+        const cuda::BatchNormArgs a = cuda::batchNormArgs(*step->kernel_as_BatchNorm(), ref);
+        const cuda::ChannelSplit s =
+            cuda::channelSplit(a.n, a.hw, vectorAllowed && cuda::batchNormVectorOk(a));
+        std::vector<double> part(cuda::batchNormPartialBytes(s, a.c, false) / 8), bm(size_t(a.c)),
+            mean(size_t(a.c)), inv(size_t(a.c));
+        cuda::launchBatchNorm(table, launch, blocks, a, s,
+                              cuda::BatchNormScratch{part.data(), bm.data(), mean.data(), inv.data()});
+        vectorSteps += s.vector;
+      } else if (step->kernel_type() == plan::Kernel::BatchNormBackward) {
+        const cuda::BatchNormBackwardArgs a =
+            cuda::batchNormBackwardArgs(*step->kernel_as_BatchNormBackward(), ref);
+        const cuda::ChannelSplit s =
+            cuda::channelSplit(a.n, a.hw, vectorAllowed && cuda::batchNormVectorOk(a));
+        std::vector<double> part(cuda::batchNormPartialBytes(s, a.c, true) / 8), m1(size_t(a.c)),
+            m2(size_t(a.c));
+        cuda::launchBatchNormBackward(table, launch, blocks, a, s,
+                                      cuda::BatchNormBackwardScratch{part.data(), m1.data(), m2.data()});
+        vectorSteps += s.vector;
+      } else if (step->kernel_type() == plan::Kernel::Reduce) {
+        const cuda::ReduceArgs a = cuda::reduceArgs(*step->kernel_as_Reduce(), ref);
+        const cuda::ReduceSplit s = cuda::reduceSplit(a.g, a.rcount, a.it, a.in, vectorAllowed);
+        std::vector<double> part(size_t(std::max(1LL, a.outCount * s.chunks)));
+        cuda::launchReduce(table, launch, blocks, a, s, part.data());
+        vectorSteps += s.vector;
+      } else {
+        ADD_FAILURE() << "unexpected step kind";
+      }
+    }
+  }
+  for (flatbuffers::uoffset_t id = 0; id < lp->tensors()->size(); ++id) {
+    const plan::Tensor *t = lp->tensors()->Get(id);
+    std::string why;
+    const double err = relativeError(ht.get(int(id)), cpu.tensor(int(id)), why);
+    EXPECT_LE(err, t->dtype() == plan::DType::F32 ? 2e-6 : 2e-3)
+        << "misaligned by " << misalign << ", vector kernels " << (vectorAllowed ? "on" : "off")
+        << ": tensor '" << t->name()->str() << "' " << why;
+  }
+  return vectorSteps;
+}
+
+TEST(CudaHostEmulation, BatchNormAndReduceKernelsMatchTheCpu) {
+  std::vector<std::string> names;
+  const cuda::FixedKernelTable<int> table = fixedHostTable(names);
+  test::HostKernels hk(std::string(cuda::cudaPrelude()) + cuda::fixedKernelSource(), names);
+  const std::vector<uint8_t> bytes = normReducePlan(3, 2, 64, 96);
+  // Aligned: the 16-byte kernels for bn, bn_eval, bn_bwd and bias_grad (pixel_mean
+  // has 6144 values per output: also one; rows is strided).
+  EXPECT_EQ(expectHostNormReduceMatchesCpu(bytes, 0, true, hk, table), 5);
+  // The scalar kernels: turned off, and for tensors that are not 16-byte aligned.
+  EXPECT_EQ(expectHostNormReduceMatchesCpu(bytes, 0, false, hk, table), 0);
+  EXPECT_EQ(expectHostNormReduceMatchesCpu(bytes, 4, true, hk, table), 0);
+  // hw not a multiple of 8: scalar batch norm even when aligned.
+  EXPECT_EQ(expectHostNormReduceMatchesCpu(normReducePlan(2, 3, 5, 7), 0, true, hk, table), 0);
 }
 
 // Kernels compiled ahead of time (Plan.cuda): CUBIN of the device's architecture,

@@ -48,9 +48,11 @@ static inline unsigned short mt_host_float_to_bf16(float f) { return mantissa::f
 static inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
 static inline float __int_as_float(int u) { float f; std::memcpy(&f, &u, 4); return f; }
 static inline int __float_as_int(float f) { int u; std::memcpy(&u, &f, 4); return u; }
+static inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
 static inline double __longlong_as_double(long long v) { double d; std::memcpy(&d, &v, 8); return d; }
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 using std::isfinite;
+using std::isnan;
 template <class T> static inline T min(T a, T b) { return b < a ? b : a; }
 template <class T> static inline T max(T a, T b) { return a < b ? b : a; }
 
@@ -100,25 +102,28 @@ extern "C" void mt_host_run(void (*launch)(void **), void **params, unsigned gx,
                             unsigned gz, unsigned bx) {
   gridDim = {gx, gy, gz};
   blockDim = {bx, 1, 1};
-  for (unsigned z = 0; z < gz; ++z)
-    for (unsigned y = 0; y < gy; ++y)
-      for (unsigned x = 0; x < gx; ++x) {
-        std::barrier<> block((std::ptrdiff_t)bx);
-        std::vector<std::barrier<> *> warps;
-        for (unsigned w = 0; w * 32 < bx; ++w)
-          warps.push_back(new std::barrier<>((std::ptrdiff_t)std::min(32u, bx - 32 * w)));
-        mt_block_barrier = &block;
-        for (size_t w = 0; w < warps.size(); ++w) mt_warp_barrier[w] = warps[w];
-        std::vector<std::thread> threads;
-        for (unsigned t = 0; t < bx; ++t)
-          threads.emplace_back([=] {
-            threadIdx = {t, 0, 0};
+  // One host thread per CUDA thread, reused for every block: the blocks run in order,
+  // all threads finishing one before any starts the next.
+  std::barrier<> block((std::ptrdiff_t)bx), boundary((std::ptrdiff_t)bx);
+  std::vector<std::barrier<> *> warps;
+  for (unsigned w = 0; w * 32 < bx; ++w)
+    warps.push_back(new std::barrier<>((std::ptrdiff_t)std::min(32u, bx - 32 * w)));
+  mt_block_barrier = &block;
+  for (size_t w = 0; w < warps.size(); ++w) mt_warp_barrier[w] = warps[w];
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < bx; ++t)
+    threads.emplace_back([&, t] {
+      threadIdx = {t, 0, 0};
+      for (unsigned z = 0; z < gz; ++z)
+        for (unsigned y = 0; y < gy; ++y)
+          for (unsigned x = 0; x < gx; ++x) {
             blockIdx = {x, y, z};
             launch(params);
-          });
-        for (std::thread &t : threads) t.join();
-        for (auto *w : warps) delete w;
-      }
+            boundary.arrive_and_wait();
+          }
+    });
+  for (std::thread &t : threads) t.join();
+  for (auto *w : warps) delete w;
 }
 )SHIM";
 

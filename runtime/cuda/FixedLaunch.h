@@ -1,0 +1,314 @@
+//===- FixedLaunch.h - how the fixed kernels of a step are launched --------===//
+//
+// The launch sequences of the multi-kernel steps (batch norm, its gradient, reduce):
+// which kernels, in which order, on which grid, with which arguments. They are
+// templates over the launcher so that one definition serves the CUDA executor
+// (cudaLaunchKernel) and the tests that run the same sequence with the kernels
+// compiled for the CPU (test/unit/cuda/HostKernels.h); a wrong argument order or
+// grid is then caught without a GPU.
+//
+// A launcher is called as launch(kernel, Grid, threads, arguments...), where
+// `kernel` is a TypedKernel of the table below: the launcher converts each argument
+// to exactly the kernel's parameter type. `blocks(n)` gives the grid of a
+// grid-stride kernel over n items.
+//===----------------------------------------------------------------------===//
+#pragma once
+
+#include "common/Error.h"
+#include "plan/mantissa_plan_generated.h"
+#include "runtime/cuda/CudaKernelSource.h"
+#include "runtime/kernels/IterationSpace.h"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mantissa {
+namespace cuda {
+
+/// A fixed kernel with its parameter types (FixedKernels.def); `fn` is the launcher's
+/// handle to it (cudaKernel_t in the executor).
+template <class Handle, class... P> struct TypedKernel {
+  Handle fn{};
+  const char *name = "";
+};
+
+/// Every fixed kernel, by name.
+template <class Handle> struct FixedKernelTable {
+#define MANTISSA_FIXED_KERNEL(name, ...) TypedKernel<Handle, __VA_ARGS__> name;
+#include "runtime/cuda/FixedKernels.def"
+};
+
+struct Grid {
+  unsigned x = 1, y = 1, z = 1;
+};
+
+/// Whether p is 16-byte aligned (the kernels' vector accesses).
+inline bool aligned16(const void *p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+/// The per-channel reductions of a batch norm over m = n * hw values, in blocks of
+/// `chunk` values. The 16-byte kernels (`vector`) take 8 values of one plane per
+/// access: they need hw % 8 == 0 and 16-byte-aligned activations.
+struct ChannelSplit {
+  long long chunk = 2048, chunks = 0;
+  bool vector = false;
+};
+
+inline ChannelSplit channelSplit(long long n, long long hw, bool vectorAllowed) {
+  ChannelSplit s;
+  const long long m = n * hw;
+  s.vector = vectorAllowed && n > 0 && hw > 0 && hw % 8 == 0;
+  s.chunk = s.vector ? 16384 : 2048; // a multiple of 8 values x 256 threads
+  s.chunks = (m + s.chunk - 1) / s.chunk;
+  return s;
+}
+
+/// Scratch of a batch norm's statistics: per (channel, chunk) partial sums.
+inline size_t batchNormPartialBytes(const ChannelSplit &s, long long c, bool backward) {
+  return size_t(c * std::max(1LL, s.chunks)) * (s.vector || backward ? 16 : 8);
+}
+
+/// A tensor as the kernels see it: its data and dtype code (null and kF32 for id -1).
+struct TensorRef {
+  void *data = nullptr;
+  int dtype = kF32;
+};
+
+struct BatchNormArgs {
+  const void *x = nullptr;
+  int xt = 0;
+  void *y = nullptr;
+  int yt = 0;
+  const void *gamma = nullptr, *beta = nullptr;
+  int gt = 0, bt = 0;
+  void *savedMean = nullptr, *savedInvstd = nullptr, *runningMean = nullptr,
+       *runningVar = nullptr;
+  int smt = 0, sit = 0, rmt = 0, rvt = 0;
+  long long n = 0, c = 0, hw = 0;
+  double eps = 1e-5, momentum = 0.1;
+  bool training = true;
+};
+
+/// A BatchNorm step's arguments; `ref(id)` gives a TensorRef.
+template <class Ref> BatchNormArgs batchNormArgs(const plan::BatchNorm &k, Ref &&ref) {
+  BatchNormArgs a;
+  const TensorRef x = ref(k.x()), y = ref(k.y()), g = ref(k.gamma()), b = ref(k.beta());
+  const TensorRef sm = ref(k.saved_mean()), si = ref(k.saved_invstd());
+  const TensorRef rm = ref(k.running_mean()), rv = ref(k.running_var());
+  a.x = x.data, a.xt = x.dtype, a.y = y.data, a.yt = y.dtype;
+  a.gamma = g.data, a.gt = g.dtype, a.beta = b.data, a.bt = b.dtype;
+  a.savedMean = sm.data, a.smt = sm.dtype, a.savedInvstd = si.data, a.sit = si.dtype;
+  a.runningMean = rm.data, a.rmt = rm.dtype, a.runningVar = rv.data, a.rvt = rv.dtype;
+  a.n = k.n(), a.c = k.c(), a.hw = k.hw();
+  a.eps = double(k.eps()), a.momentum = double(k.momentum());
+  a.training = k.training();
+  return a;
+}
+
+/// Whether the activations allow the 16-byte kernels (with channelSplit's hw % 8).
+inline bool batchNormVectorOk(const BatchNormArgs &a) {
+  return aligned16(a.x) && aligned16(a.y) && a.xt != kI32 && a.yt != kI32;
+}
+
+/// Scratch of a batch norm: `part` (batchNormPartialBytes), and c doubles each for the
+/// batch mean (scalar path only) and the mean and invstd that normalisation applies.
+struct BatchNormScratch {
+  double *part = nullptr, *batchMean = nullptr, *mean = nullptr, *invstd = nullptr;
+};
+
+template <class Table, class Launch, class Blocks>
+void launchBatchNorm(const Table &k, Launch &&launch, Blocks &&blocks, const BatchNormArgs &a,
+                     const ChannelSplit &s, const BatchNormScratch &w) {
+  const long long m = a.n * a.hw, total = a.n * a.c * a.hw;
+  if (a.c == 0)
+    return;
+  const Grid perChannel{unsigned(std::max(1LL, s.chunks)),
+                        unsigned(std::min<long long>(a.c, 65535))};
+  if (!a.training) {
+    launch(k.mt_bn_eval_params, Grid{blocks(a.c)}, 256, a.runningMean, a.rmt, a.runningVar, a.rvt,
+           a.c, a.eps, w.mean, w.invstd);
+  } else if (s.vector) {
+    launch(k.mt_bn_stats8, perChannel, 256, a.x, a.xt, a.n, a.c, a.hw, s.chunk, s.chunks, w.part);
+    launch(k.mt_bn_finalize8, Grid{blocks(a.c)}, 256, w.part, s.chunks, a.c, m, a.hw, a.x, a.xt,
+           a.eps, a.momentum, a.savedMean, a.smt, a.savedInvstd, a.sit, a.runningMean, a.rmt,
+           a.runningVar, a.rvt, w.mean, w.invstd);
+  } else {
+    const long long chunks = std::max(1LL, s.chunks);
+    const double *noMean = nullptr;
+    launch(k.mt_bn_partial, perChannel, 256, a.x, a.xt, a.n, a.c, a.hw, s.chunk, chunks, noMean,
+           w.part);
+    launch(k.mt_bn_mean, Grid{blocks(a.c)}, 256, w.part, chunks, a.c, m, w.batchMean);
+    launch(k.mt_bn_partial, perChannel, 256, a.x, a.xt, a.n, a.c, a.hw, s.chunk, chunks,
+           w.batchMean, w.part);
+    launch(k.mt_bn_finalize, Grid{blocks(a.c)}, 256, w.part, chunks, a.c, m, a.eps, a.momentum,
+           w.batchMean, a.savedMean, a.smt, a.savedInvstd, a.sit, a.runningMean, a.rmt,
+           a.runningVar, a.rvt, w.mean, w.invstd);
+  }
+  if (total == 0)
+    return;
+  if (s.vector)
+    launch(k.mt_bn_apply8, Grid{blocks(total / 8)}, 256, a.x, a.xt, a.y, a.yt, a.n, a.c, a.hw,
+           w.mean, w.invstd, a.gamma, a.gt, a.beta, a.bt);
+  else
+    launch(k.mt_bn_apply, Grid{blocks(total)}, 256, a.x, a.xt, a.y, a.yt, a.n, a.c, a.hw, w.mean,
+           w.invstd, a.gamma, a.gt, a.beta, a.bt);
+}
+
+struct BatchNormBackwardArgs {
+  const void *dy = nullptr, *x = nullptr, *gamma = nullptr, *savedMean = nullptr,
+             *savedInvstd = nullptr;
+  int dyt = 0, xt = 0, gt = 0, smt = 0, sit = 0;
+  void *dx = nullptr, *dgamma = nullptr, *dbeta = nullptr;
+  int dxt = 0, dgt = 0, dbt = 0;
+  long long n = 0, c = 0, hw = 0;
+};
+
+template <class Ref>
+BatchNormBackwardArgs batchNormBackwardArgs(const plan::BatchNormBackward &k, Ref &&ref) {
+  BatchNormBackwardArgs a;
+  const TensorRef dy = ref(k.dy()), x = ref(k.x()), g = ref(k.gamma());
+  const TensorRef sm = ref(k.saved_mean()), si = ref(k.saved_invstd());
+  const TensorRef dx = ref(k.dx()), dg = ref(k.dgamma()), db = ref(k.dbeta());
+  a.dy = dy.data, a.dyt = dy.dtype, a.x = x.data, a.xt = x.dtype, a.gamma = g.data,
+  a.gt = g.dtype;
+  a.savedMean = sm.data, a.smt = sm.dtype, a.savedInvstd = si.data, a.sit = si.dtype;
+  a.dx = dx.data, a.dxt = dx.dtype, a.dgamma = dg.data, a.dgt = dg.dtype, a.dbeta = db.data,
+  a.dbt = db.dtype;
+  a.n = k.n(), a.c = k.c(), a.hw = k.hw();
+  return a;
+}
+
+inline bool batchNormVectorOk(const BatchNormBackwardArgs &a) {
+  return aligned16(a.dy) && aligned16(a.x) && (!a.dx || aligned16(a.dx)) && a.dyt != kI32 &&
+         a.xt != kI32 && a.dxt != kI32;
+}
+
+/// Scratch: `part` (batchNormPartialBytes(.., true)) and c doubles each for mean(dy) and
+/// mean(dy * xhat).
+struct BatchNormBackwardScratch {
+  double *part = nullptr, *meanDy = nullptr, *meanDyXhat = nullptr;
+};
+
+template <class Table, class Launch, class Blocks>
+void launchBatchNormBackward(const Table &k, Launch &&launch, Blocks &&blocks,
+                             const BatchNormBackwardArgs &a, const ChannelSplit &s,
+                             const BatchNormBackwardScratch &w) {
+  const long long m = a.n * a.hw, total = a.n * a.c * a.hw;
+  if (a.c == 0)
+    return;
+  const Grid perChannel{unsigned(std::max(1LL, s.chunks)),
+                        unsigned(std::min<long long>(a.c, 65535))};
+  if (s.chunks > 0) {
+    if (s.vector)
+      launch(k.mt_bnb_partial8, perChannel, 256, a.dy, a.dyt, a.x, a.xt, a.n, a.c, a.hw, s.chunk,
+             s.chunks, a.savedMean, a.smt, a.savedInvstd, a.sit, w.part);
+    else
+      launch(k.mt_bnb_partial, perChannel, 256, a.dy, a.dyt, a.x, a.xt, a.n, a.c, a.hw, s.chunk,
+             s.chunks, a.savedMean, a.smt, a.savedInvstd, a.sit, w.part);
+  }
+  launch(k.mt_bnb_finalize, Grid{blocks(a.c)}, 256, w.part, s.chunks, a.c, m, a.dgamma, a.dgt,
+         a.dbeta, a.dbt, w.meanDy, w.meanDyXhat);
+  if (!a.dx || total == 0)
+    return;
+  if (s.vector)
+    launch(k.mt_bnb_dx8, Grid{blocks(total / 8)}, 256, a.dy, a.dyt, a.x, a.xt, a.gamma, a.gt,
+           a.savedMean, a.smt, a.savedInvstd, a.sit, w.meanDy, w.meanDyXhat, a.dx, a.dxt, a.n,
+           a.c, a.hw);
+  else
+    launch(k.mt_bnb_dx, Grid{blocks(total)}, 256, a.dy, a.dyt, a.x, a.xt, a.gamma, a.gt,
+           a.savedMean, a.smt, a.savedInvstd, a.sit, w.meanDy, w.meanDyXhat, a.dx, a.dxt, a.n,
+           a.c, a.hw);
+}
+
+/// A reduction of rcount values into each of outCount outputs. Up to 2048 values an
+/// output is summed by one thread in the CPU's order; beyond, in chunks by blocks
+/// (partial sums), with 16-byte loads when the innermost reduced dimension is
+/// contiguous, every stride and that dimension's size are multiples of 8, and the
+/// input is aligned.
+struct ReduceSplit {
+  bool small = true, vector = false;
+  long long chunk = 2048, chunks = 0;
+};
+
+inline ReduceSplit reduceSplit(const ReduceGeometry &g, long long rcount, int inType,
+                               const void *in, bool vectorAllowed) {
+  ReduceSplit s;
+  s.small = rcount <= 2048;
+  if (s.small)
+    return s;
+  bool v = vectorAllowed && inType != kI32 && aligned16(in) && g.numReduced > 0 &&
+           g.reducedStride[0] == 1 && g.reducedSize[0] % 8 == 0;
+  for (int d = 0; v && d < g.numKept; ++d)
+    v = g.keptStride[d] % 8 == 0;
+  for (int d = 1; v && d < g.numReduced; ++d)
+    v = g.reducedStride[d] % 8 == 0;
+  s.vector = v;
+  s.chunk = v ? 16384 : 2048;
+  s.chunks = (rcount + s.chunk - 1) / s.chunk;
+  return s;
+}
+
+struct ReduceArgs {
+  const void *in = nullptr;
+  int it = 0;
+  void *out = nullptr;
+  int ot = 0;
+  long long outCount = 0, rcount = 0;
+  ReduceGeometry g{};
+  double scale = 1.0;
+};
+
+/// A Reduce step's arguments: kept and reduced dimensions (innermost first) collapsed
+/// as the CPU collapses them.
+template <class Ref> ReduceArgs reduceArgs(const plan::Reduce &k, Ref &&ref) {
+  std::vector<int64_t> inShape(k.in_shape()->begin(), k.in_shape()->end());
+  std::vector<int64_t> outShape(k.out_shape()->begin(), k.out_shape()->end());
+  const kernels::ReductionSpace space = kernels::collapseReduction(inShape, outShape);
+  if (space.kept.size() > size_t(kMaxRank) || space.reduced.size() > size_t(kMaxRank))
+    throw Error("reduce: more than " + std::to_string(kMaxRank) +
+                " alternating kept/reduced dimensions");
+  ReduceArgs a;
+  a.g.numKept = int32_t(space.kept.size());
+  a.g.numReduced = int32_t(space.reduced.size());
+  for (size_t i = 0; i < space.kept.size(); ++i) {
+    a.g.keptSize[i] = space.kept[i].size;
+    a.g.keptStride[i] = space.kept[i].stride;
+  }
+  for (size_t i = 0; i < space.reduced.size(); ++i) {
+    a.g.reducedSize[i] = space.reduced[i].size;
+    a.g.reducedStride[i] = space.reduced[i].stride;
+  }
+  a.scale = k.mean() ? 1.0 / double(space.reducedCount) : 1.0;
+  const TensorRef in = ref(k.input()), out = ref(k.output());
+  a.in = in.data, a.it = in.dtype, a.out = out.data, a.ot = out.dtype;
+  a.outCount = space.outCount;
+  a.rcount = space.reducedCount;
+  return a;
+}
+
+/// Scratch: outCount * chunks doubles (none on the small path).
+template <class Table, class Launch, class Blocks>
+void launchReduce(const Table &k, Launch &&launch, Blocks &&blocks, const ReduceArgs &a,
+                  const ReduceSplit &s, double *part) {
+  if (a.outCount == 0)
+    return;
+  if (s.small) {
+    launch(k.mt_reduce_small, Grid{blocks(a.outCount)}, 256, a.in, a.it, a.out, a.ot, a.outCount,
+           a.rcount, a.g, a.scale);
+    return;
+  }
+  const Grid grid{unsigned(std::min<long long>(a.outCount * s.chunks, 1LL << 20))};
+  if (s.vector)
+    launch(k.mt_reduce_partial8, grid, 256, a.in, a.it, a.outCount, a.rcount, s.chunk, s.chunks,
+           a.g, part);
+  else
+    launch(k.mt_reduce_partial, grid, 256, a.in, a.it, a.outCount, a.rcount, s.chunk, s.chunks,
+           a.g, part);
+  launch(k.mt_reduce_finalize, Grid{blocks(a.outCount)}, 256, part, a.outCount, s.chunks, a.scale,
+         a.out, a.ot);
+}
+
+} // namespace cuda
+} // namespace mantissa
