@@ -1128,6 +1128,12 @@ std::vector<uint8_t> poolNormPlan() {
   return pm.finish();
 }
 
+TEST(CudaExecutor, VectorBatchNormAndReduceMatchCpu) {
+  // normReducePlan: the 16-byte kernels past one chunk, and the scalar ones.
+  compareWithCpu(normReducePlan(3, 2, 64, 96), "normreduce.plan", 2, 2e-6, 2e-3);
+  compareWithCpu(normReducePlan(2, 3, 5, 7), "normreduce-odd.plan", 2, 2e-6, 2e-3);
+}
+
 TEST(CudaExecutor, PoolingAndBatchNormMatchCpu) {
   compareWithCpu(poolNormPlan(), "poolnorm.plan", 3, 2e-6, 2e-3);
 }
