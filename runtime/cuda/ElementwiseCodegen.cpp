@@ -198,12 +198,35 @@ ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elemen
   auto inDtype = [&](int j) { return tensors.Get(k.inputs()->Get(j)->tensor())->dtype(); };
   auto outDtype = [&](int o) { return tensors.Get(k.outputs()->Get(o))->dtype(); };
 
-  // Vector path: when nothing is indexed through the multi-index, each thread takes
-  // V consecutive elements and every non-scalar tensor moves them with 16-byte
-  // accesses (V = 16 bytes of the narrowest such tensor; wider ones take two). Taken
-  // when every such pointer is 16-byte aligned (checked in the kernel: uniform); the
-  // tail, and unaligned tensors, take the scalar loop below.
-  if (!anyGeneral) {
+  // Multi-index of linear index `index`, innermost dimension first; the offsets of the
+  // strided inputs accumulate as the coordinates come out.
+  auto emitOffsets = [&](const std::string &indent, const std::string &index) {
+    for (size_t j = 0; j < numIn; ++j)
+      if (access[j] == Access::General)
+        src << indent << "ix off" << j << " = 0;\n";
+    src << indent << "{\n" << indent << "  ix rem = " << index << ", c;\n";
+    for (size_t d = rank; d-- > 0;) {
+      if (d > 0)
+        src << indent << "  c = rem % (ix)g.v[" << d << "]; rem /= (ix)g.v[" << d << "];\n";
+      else
+        src << indent << "  c = rem;\n";
+      for (size_t j = 0; j < numIn; ++j)
+        if (access[j] == Access::General)
+          src << indent << "  off" << j << " += c * (ix)g.v[" << geoBase[j] + int(d) << "];\n";
+    }
+    src << indent << "}\n";
+  };
+
+  // Vector path: each thread takes V consecutive elements and every contiguous tensor
+  // moves them with 16-byte accesses (V = 16 bytes of the narrowest such tensor; wider
+  // ones take two). Inputs read through the multi-index (broadcasts, transposes) get
+  // their offsets once per vector, which stays in one row of the innermost dimension
+  // when its size is a multiple of V; they are then read element by element (a
+  // broadcast along that dimension reads one element). Taken when the contiguous
+  // pointers are 16-byte aligned and, with multi-index inputs, the innermost size is a
+  // multiple of V (both checked in the kernel: uniform); the tail, and everything
+  // else, take the scalar loop below.
+  {
     size_t narrowest = 4;
     std::vector<int> vecIn;
     for (size_t j = 0; j < numIn; ++j)
@@ -220,7 +243,10 @@ ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elemen
       src << "(unsigned long long)in" << j << " | ";
     for (size_t o = 0; o < numOut; ++o)
       src << "(unsigned long long)out" << o << (o + 1 < numOut ? " | " : "");
-    src << ") & 15ull) == 0) { // " << V << " elements per thread, 16-byte accesses\n";
+    src << ") & 15ull) == 0";
+    if (anyGeneral)
+      src << " && g.v[" << rank - 1 << "] % " << V << " == 0";
+    src << ") { // " << V << " elements per thread, 16-byte accesses\n";
     src << "    const ix nv = n / " << V << ";\n";
     src << "    for (ix v = i; v < nv; v += stride) {\n";
     src << "      const ix i0 = v * " << V << ";\n";
@@ -237,6 +263,8 @@ ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elemen
         src << "      " << var << ".q[" << c << "] = ((const mt_u4 *)(in" << j << " + i0))[" << c
             << "];\n";
     }
+    if (anyGeneral)
+      emitOffsets("      ", "i0");
     std::vector<size_t> outQ;
     for (size_t o = 0; o < numOut; ++o)
       outQ.push_back(declare("b" + std::to_string(o), outDtype(int(o))));
@@ -244,8 +272,13 @@ ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elemen
     emitProgram(
         "        ",
         [&](int j) {
+          const std::string in = "in" + std::to_string(j);
           if (access[size_t(j)] == Access::Scalar)
-            return loadExpr(inDtype(j), "in" + std::to_string(j) + "[0]");
+            return loadExpr(inDtype(j), in + "[0]");
+          if (access[size_t(j)] == Access::General)
+            return loadExpr(inDtype(j), in + "[off" + std::to_string(j) + " + (ix)u * (ix)g.v[" +
+                                            std::to_string(geoBase[size_t(j)] + int(rank) - 1) +
+                                            "]]");
           return loadExpr(inDtype(j), "a" + std::to_string(j) + ".e[u]");
         },
         [&](int o, const std::string &value) {
@@ -262,24 +295,8 @@ ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elemen
   }
 
   src << "  for (; i < n; i += stride) {\n";
-  if (anyGeneral) {
-    // Multi-index from the linear index, innermost dimension first; offsets of the
-    // strided inputs accumulate as the coordinates come out.
-    for (size_t j = 0; j < numIn; ++j)
-      if (access[j] == Access::General)
-        src << "    ix off" << j << " = 0;\n";
-    src << "    {\n      ix rem = i, c;\n";
-    for (size_t d = rank; d-- > 0;) {
-      if (d > 0)
-        src << "      c = rem % (ix)g.v[" << d << "]; rem /= (ix)g.v[" << d << "];\n";
-      else
-        src << "      c = rem;\n";
-      for (size_t j = 0; j < numIn; ++j)
-        if (access[j] == Access::General)
-          src << "      off" << j << " += c * (ix)g.v[" << geoBase[j] + int(d) << "];\n";
-    }
-    src << "    }\n";
-  }
+  if (anyGeneral)
+    emitOffsets("    ", "i");
   emitProgram(
       "    ",
       [&](int j) {

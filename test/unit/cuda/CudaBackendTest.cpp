@@ -163,6 +163,12 @@ std::vector<uint8_t> elementwisePlan(std::vector<int64_t> shape = {4, 5, 6}) {
   int tr = pm.tensor("transposed", plan::DType::BF16, {6, 6}, plan::Role::Temp);
   pm.elementwise("transposed_read", {6, 6}, {{sq, {1, 6}}, {sq, {6, 1}}},
                  {load(0), load(1), op(ScalarOp::Sub, 0, 1)}, {tr}, {2});
+  // Rows of 8 read down the columns of an 8 x 8 matrix: a strided read on the vector
+  // path (the innermost size is a multiple of the vector).
+  int sq8 = pm.tensor("square8", plan::DType::F16, {8, 8}, plan::Role::Param);
+  int tr8 = pm.tensor("transposed8", plan::DType::F32, {8, 8}, plan::Role::Temp);
+  pm.elementwise("transposed_read8", {8, 8}, {{sq8, {1, 8}}, {x, {0, 0}}},
+                 {load(0), op(ScalarOp::Exp, 0)}, {tr8}, {1});
   // In place: x = x * 0.5 + 1 (read and written contiguously).
   pm.elementwise("in_place", shape, {{x, cs}},
                  {load(0), konst(0.5f), op(ScalarOp::Mul, 0, 1), konst(1.0f),
@@ -785,6 +791,8 @@ void expectHostElementwiseMatchesCpu(const std::vector<uint8_t> &bytes, const st
 TEST(CudaHostEmulation, ElementwiseKernelsMatchTheCpuBitForBit) {
   // 740 elements: 92 vectors of 8 and a tail of 4.
   expectHostElementwiseMatchesCpu(elementwisePlan({4, 5, 37}), "ew-host.plan");
+  // Rows of 16: the broadcast of `bias` along the rows also takes the vector path.
+  expectHostElementwiseMatchesCpu(elementwisePlan({3, 5, 16}), "ew-host-rows.plan");
   // Fewer elements than one vector: the tail only.
   expectHostElementwiseMatchesCpu(elementwisePlan({1, 5, 1}), "ew-host-small.plan");
 }
