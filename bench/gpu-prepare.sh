@@ -55,7 +55,12 @@ m tune $c/unet_tune_proxy.mlir --cost-model $c/unet.mlir --device h100 --objecti
   --optimizer adam --lr 0.003 -o $c/tune/unet-policy.json --plot $c/tune/unet-front.svg \
   --emit-candidates $c/tune/candidates > $c/tune/tune.txt
 cp $c/tune/candidates/manifest.json $c/tune/manifest.json
-rm -f $c/tune/candidates/*.plan  # the manifest and policies suffice; the plans are rebuilt below
+# Every candidate's full-size plan (--arch none: NVRTC there, ~0.2 MB each) goes to the GPU
+# to be measured (gpu_tune.py: `mantissa-run measure`, then `mantissa tune --select` here);
+# the proxy plans the tuner trained stay behind.
+mkdir -p $c/plans/tune-candidates
+mv $c/tune/candidates/*-cost.plan $c/plans/tune-candidates/
+rm -f $c/tune/candidates/*.plan
 for p in tuned fp16 bf16 fp32; do
   prec=$([ $p = tuned ] && echo $c/tune/unet-policy.json || echo $p)
   m compile --arch sm_90 $c/unet.mlir --precision $prec --optimizer sgd --lr 0.001 --momentum 0.9 -o $c/plans/tune-unet-$p.plan

@@ -5,6 +5,11 @@
      fp16 and bf16 policies (and fp32) and PyTorch AMP (fp16 + GradScaler, bf16) in one run;
      the tuned policy must be at least as good on its objective (time) as the best uniform
      policy that met the same metric bound in the tuner's CPU emulation (.carry/tune/manifest.json).
+  3b. Every candidate the tuner emitted, at full size, measured on the GPU in one
+     `mantissa-run measure` run (tune-measured.json): the measured ranking of the candidates that
+     met the bound, beside the modelled one. Finish the search from these measurements on the
+     build machine (the compiler does not run on the GPU machine):
+       mantissa tune --select RESULTS/tune-measured.json --emit-candidates .carry/tune/candidates
   4. The cost model against measurement: per kernel, MANTISSA_CUDA_PROFILE's CUDA-event time of
      every train_step step (eager mode, averaged over the runs after the first) against
      `mantissa-run inspect --cost` for the same plan; the median absolute error (us) and the
@@ -49,6 +54,52 @@ def measure_mantissa(carry, plan, tmp, short=20, long=100):
     ms = res[long][0]
     e = (res[long][1] - res[short][1]) / (long - short) if res[long][1] and res[short][1] else None
     return dict(ms_per_step=ms, j_per_step=e)
+
+
+def measure_candidates(carry, out):
+    """All candidate plans in one `measure` run; returns rows in the manifest's order."""
+    manifest = json.load(open(os.path.join(carry, "tune", "manifest.json")))
+    folder = os.path.join(carry, "plans", "tune-candidates")
+    plans = [os.path.join(folder, m["plan"]) for m in manifest["candidates"]]
+    missing = [p for p in plans if not os.path.exists(p)]
+    if missing:
+        return dict(error=f"{len(missing)} candidate plans missing, e.g. {missing[0]}")
+    results = os.path.join(out, "tune-measured.json")
+    t0 = time.monotonic()
+    p = subprocess.run([os.path.join(carry, "bin", "mantissa-run"), "measure", *plans, "--json", results,
+                        "--backend", "cuda", "--steps", "10", "--warmup", "2", "--data", "nowcast"],
+                       capture_output=True, text=True)
+    if p.returncode:
+        return dict(error=p.stderr.strip()[-400:])
+    measured = {os.path.basename(r["plan"]): r for r in json.load(open(results))["plans"]}
+    rows = []
+    for m in manifest["candidates"]:
+        r = measured.get(m["plan"], {})
+        rows.append(dict(label=m["label"], passes=m["passes"], gap=m["gap"],
+                         modelled_ms=m["modelled_seconds"] * 1e3 if m["modelled_seconds"] else None,
+                         ms_per_step=r.get("ms_per_step")))
+    return dict(rows=rows, seconds=time.monotonic() - t0, results=results)
+
+
+def print_candidates(c):
+    if "error" in c:
+        print(f"candidates: error: {c['error']}")
+        return 0
+    ok = [r for r in c["rows"] if r["passes"] and r["ms_per_step"]]
+    ok.sort(key=lambda r: r["ms_per_step"])
+    print(f"\n{len(c['rows'])} candidates measured in {c['seconds']:.0f} s ({c['results']}); "
+          "those within the bound, fastest first:")
+    print(f"{'#':>3} {'measured ms':>11} {'modelled ms':>11} {'gap':>8}  policy")
+    for i, r in enumerate(ok[:12]):
+        print(f"{i:>3} {r['ms_per_step']:>11.2f} {r['modelled_ms'] or float('nan'):>11.2f} {r['gap']:>8.4f}  {r['label']}")
+    uni = {r["label"]: r["ms_per_step"] for r in c["rows"] if r["label"].startswith("uniform") and r["passes"]}
+    if ok and uni:
+        best_u = min(uni.values())
+        print(f"fastest measured candidate within the bound: {ok[0]['ms_per_step']:.2f} ms/step "
+              f"({ok[0]['label']}); best uniform within the bound: {best_u:.2f} ms/step")
+    print("finish the search here: mantissa tune --select <results>/tune-measured.json "
+          "--emit-candidates .carry/tune/candidates")
+    return 0
 
 
 def measure_torch(prec):
@@ -129,6 +180,7 @@ def main():
     ap.add_argument("--carry", default=".carry")
     ap.add_argument("--out", default="gpu-results")
     ap.add_argument("--no-pytorch", action="store_true")
+    ap.add_argument("--no-candidates", action="store_true", help="skip measuring every candidate (3b)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     name = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
@@ -171,7 +223,12 @@ def main():
         fail |= not ok
     else:
         print("FAIL could not compare the tuned policy with a uniform one"); fail = 1
-    json.dump(dict(gpu=name, rows=rows), open(os.path.join(a.out, "gpu_tune.json"), "w"), indent=1)
+    candidates = None
+    if not a.no_candidates:
+        candidates = measure_candidates(a.carry, a.out)
+        print_candidates(candidates)
+    json.dump(dict(gpu=name, rows=rows, candidates=candidates), open(os.path.join(a.out, "gpu_tune.json"), "w"),
+              indent=1)
     sys.exit(fail)
 
 
