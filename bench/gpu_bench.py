@@ -49,7 +49,7 @@ def mantissa_data(tmp):
             "unet": ["--data", "nowcast", "--train-samples", "16", "--held-out-samples", "16"]}
 
 
-def mantissa(carry, model, prec, data_args, tmp):
+def mantissa(carry, model, prec, data_args, tmp, env=None):
     if not os.path.isdir(os.path.join(carry, "bin")):  # packed by gpu-prepare.sh
         subprocess.run(["tar", "xzf", os.path.join(carry, "payload.tgz"), "-C", carry], check=True)
     plan = os.path.join(carry, "plans", f"bench-{model}-{prec}.plan")
@@ -61,7 +61,7 @@ def mantissa(carry, model, prec, data_args, tmp):
             out = os.path.join(tmp, f"{model}-{prec}-{n}.json")
             p = subprocess.run([os.path.join(carry, "bin", "mantissa-run"), "train", plan, "--backend", "cuda",
                                 "--fixed-batch", "--steps", str(n), "--quiet", "--json", out, *data_args],
-                               capture_output=True, text=True)
+                               capture_output=True, text=True, env=dict(os.environ, **(env or {})))
             if p.returncode:
                 return dict(error=p.stderr.strip()[-300:])
             res.append(json.load(open(out)))
@@ -151,7 +151,11 @@ def main():
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--no-pytorch", action="store_true")
     p.add_argument("--json")
+    p.add_argument("--ab-env", action="append", default=[], metavar="KEY=VALUE",
+                   help="also run Mantissa with this environment (e.g. MANTISSA_CUDA_VECTOR=0, "
+                        "MANTISSA_CUDA_CONV=im2col) and report its ms/step against the default's")
     a = p.parse_args()
+    ab = dict(kv.split("=", 1) for kv in a.ab_env)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = mantissa_data(tmp)
@@ -159,6 +163,9 @@ def main():
             for prec in a.precisions:
                 r = dict(model=model, precision=prec, batch=CFG[model]["batch"])
                 r["mantissa"] = mantissa(a.carry, model, prec, data[model], tmp)
+                if ab:
+                    r["mantissa_ab"] = mantissa(a.carry, model, prec, data[model], tmp, env=ab)
+                    r["mantissa_ab"]["env"] = ab
                 if not a.no_pytorch:
                     r["eager"] = pytorch(model, prec, False)
                     if not a.no_compile:
@@ -185,6 +192,12 @@ def main():
             if k in r and "error" in r[k]:
                 print(f"   {k} error: {r[k]['error']}")
     print("(loss: each side's own data, not comparable across sides; see the docstring)")
+    if ab:
+        print(f"\nwith {' '.join(a.ab_env)}: ms/step, and its ratio to the default's")
+        for r in rows:
+            m, x = r["mantissa"].get("ms_per_step"), r.get("mantissa_ab", {}).get("ms_per_step")
+            print(f"{r['model']:<5} {r['precision']:<5} | {f(x):>9} ms vs {f(m):>9} ms | "
+                  f"{f(x / m if x and m else None)} x")
     if a.json:
         json.dump(rows, open(a.json, "w"), indent=1)
 
