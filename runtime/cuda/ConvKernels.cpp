@@ -72,6 +72,9 @@ const char *kConvTemplate = R"MTSRC(
 // c[0..1] = C[g][2t..2t+1], c[2..3] = C[g+8][2t..2t+1].
 template <int DT>
 static __device__ __forceinline__ void mt_mma16816(float *c, const unsigned *a, const unsigned *b) {
+#ifdef MT_HOST_EMULATION // test/unit/cuda/HostKernels.h
+  mt_host_mma16816(c, a, b, DT == MT_BF16);
+#else
   if (DT == MT_F16)
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
                  "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
@@ -82,6 +85,7 @@ static __device__ __forceinline__ void mt_mma16816(float *c, const unsigned *a, 
                  "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
                  : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 
 // Block tile: BM = 128 GEMM rows x BN columns x BK = 32 of the reduction, 8 warps in a

@@ -1194,54 +1194,17 @@ CudaExecutor::Launch CudaExecutor::prepareConv(const plan::Conv2d &k, ScratchLay
 
 CudaExecutor::Launch CudaExecutor::prepareConvGemm(const plan::Conv2d &k, const ConvGemmConfig &cfg,
                                                    ScratchLayout &sl) {
-  const int N = int(k.n()), C = int(k.c()), H = int(k.h()), W = int(k.w()), K = int(k.k());
-  const int R = int(k.r()), S = int(k.s()), ph = int(k.pad_h()), pw = int(k.pad_w());
-  const int P = (H + 2 * ph - R) / int(k.stride_h()) + 1, Q = (W + 2 * pw - S) / int(k.stride_w()) + 1;
-  const int accumulate = k.accumulate() ? 1 : 0;
-  using Ref = KernelRef<const void *, const void *, void *, int, int, int, int, int, int, int, int,
-                        int, int, int, int>;
   auto found = convKernels_.find(cfg.kernelName());
   if (found == convKernels_.end())
     throw Error("internal error: convolution kernel " + cfg.kernelName() + " was not compiled");
-  const Ref ref{found->second, found->first.c_str()};
-  const void *a = ptr(k.in0()), *b = ptr(k.in1());
-  void *y = ptr(k.out());
-  const int yt = dcode(k.out());
-  auto tiles = [](long long n, long long t) { return unsigned((n + t - 1) / t); };
-  switch (cfg.mode) {
-  case ConvGemmMode::Forward:
-  case ConvGemmMode::BackwardInput: {
-    const bool fwd = cfg.mode == ConvGemmMode::Forward;
-    const dim3 grid(tiles(fwd ? (long long)N * P * Q : (long long)N * H * W, kConvTileM),
-                    tiles(fwd ? K : C, cfg.bn));
-    return [=] {
-      launch(ref, grid, kConvThreads, a, b, y, yt, accumulate, N, C, H, W, K, P, Q, ph, pw, 0);
-    };
-  }
-  case ConvGemmMode::BackwardWeight: {
-    // Split the reduction over pixels so that the grid fills the device: a 3x3
-    // convolution of 32 channels has only 3 x 1 output tiles but millions of pixels.
-    const long long M = (long long)C * R * S, numK = tiles((long long)N * P * Q, kConvTileK);
-    const long long outTiles = (long long)tiles(M, kConvTileM) * tiles(K, cfg.bn);
-    const long long target = 4LL * props_.multiProcessorCount;
-    long long splits = std::max(1LL, std::min(numK, (target + outTiles - 1) / outTiles));
-    const long long perSplitBytes = (long long)K * M * 4;
-    splits = std::max(1LL, std::min(splits, (long long)convBudget_ / std::max(1LL, perSplitBytes)));
-    splits = std::min(splits, 65535LL);
-    const int kPer = int((numK + splits - 1) / splits);
-    splits = (numK + kPer - 1) / kPer;
-    const size_t wsOff = sl.take(size_t(splits * perSplitBytes));
-    const dim3 grid(tiles(M, kConvTileM), tiles(K, cfg.bn), unsigned(splits));
-    const int nSplits = int(splits);
-    const long long count = (long long)K * M;
-    return [=] {
-      void *ws = scratch(wsOff);
-      launch(ref, grid, kConvThreads, a, b, ws, code(DType::F32), 0, N, C, H, W, K, P, Q, ph, pw, kPer);
-      launch(fixed_.mt_conv_wsum, blocksFor(count), 256, ws, nSplits, count, y, yt, accumulate);
-    };
-  }
-  }
-  throw Error("unknown convolution kind");
+  const ConvGemmKernel<cudaKernel_t> kernel{found->second, found->first.c_str()};
+  const ConvGemmArgs a = convGemmArgs(k, cfg, tensorRefs());
+  const ConvGemmSplit split = convGemmSplit(a, cfg.bn, props_.multiProcessorCount, convBudget_);
+  const size_t wsOff = split.workspaceBytes ? sl.take(split.workspaceBytes) : 0;
+  return [=] {
+    launchConvGemm(fixed_, kernel, fixedLauncher(), [this](long long n) { return blocksFor(n); }, a,
+                   split, split.workspaceBytes ? scratch(wsOff) : nullptr);
+  };
 }
 
 CudaExecutor::Launch CudaExecutor::prepareBatchNorm(const plan::BatchNorm &k, ScratchLayout &sl) {

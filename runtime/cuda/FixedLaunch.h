@@ -16,6 +16,7 @@
 
 #include "common/Error.h"
 #include "plan/mantissa_plan_generated.h"
+#include "runtime/cuda/ConvKernels.h"
 #include "runtime/cuda/CudaKernelSource.h"
 #include "runtime/kernels/IterationSpace.h"
 
@@ -308,6 +309,89 @@ void launchReduce(const Table &k, Launch &&launch, Blocks &&blocks, const Reduce
            a.g, part);
   launch(k.mt_reduce_finalize, Grid{blocks(a.outCount)}, 256, part, a.outCount, s.chunks, a.scale,
          a.out, a.ot);
+}
+
+
+/// An implicit-GEMM convolution kernel (ConvKernels.h): all share one signature.
+template <class Handle>
+using ConvGemmKernel = TypedKernel<Handle, const void *, const void *, void *, int, int, int, int,
+                                   int, int, int, int, int, int, int, int>;
+
+struct ConvGemmArgs {
+  ConvGemmMode mode = ConvGemmMode::Forward;
+  const void *in0 = nullptr, *in1 = nullptr;
+  void *out = nullptr;
+  int outType = kF32, accumulate = 0;
+  int n = 0, c = 0, h = 0, w = 0, k = 0, r = 0, s = 0, sh = 1, sw = 1, ph = 0, pw = 0, p = 0,
+      q = 0;
+};
+
+template <class Ref>
+ConvGemmArgs convGemmArgs(const plan::Conv2d &k, const ConvGemmConfig &cfg, Ref &&ref) {
+  ConvGemmArgs a;
+  a.mode = cfg.mode;
+  const TensorRef x = ref(k.in0()), w = ref(k.in1()), y = ref(k.out());
+  a.in0 = x.data, a.in1 = w.data, a.out = y.data, a.outType = y.dtype;
+  a.accumulate = k.accumulate() ? 1 : 0;
+  a.n = int(k.n()), a.c = int(k.c()), a.h = int(k.h()), a.w = int(k.w()), a.k = int(k.k());
+  a.r = int(k.r()), a.s = int(k.s()), a.sh = int(k.stride_h()), a.sw = int(k.stride_w());
+  a.ph = int(k.pad_h()), a.pw = int(k.pad_w());
+  a.p = (a.h + 2 * a.ph - a.r) / a.sh + 1;
+  a.q = (a.w + 2 * a.pw - a.s) / a.sw + 1;
+  return a;
+}
+
+/// The grid, and for the weight gradient the split of the reduction over pixels into
+/// fp32 partials (`workspaceBytes` of scratch) so that the grid fills `sms`
+/// multiprocessors: a 3x3 convolution of 32 channels has only 3 x 1 output tiles but
+/// millions of pixels.
+struct ConvGemmSplit {
+  Grid grid;
+  int splits = 1, kTilesPerSplit = 0;
+  size_t workspaceBytes = 0;
+};
+
+inline ConvGemmSplit convGemmSplit(const ConvGemmArgs &a, int bn, int sms, size_t budget) {
+  auto tiles = [](long long n, long long t) { return unsigned((n + t - 1) / t); };
+  ConvGemmSplit s;
+  if (a.mode != ConvGemmMode::BackwardWeight) {
+    const bool fwd = a.mode == ConvGemmMode::Forward;
+    s.grid = Grid{tiles(fwd ? (long long)a.n * a.p * a.q : (long long)a.n * a.h * a.w, kConvTileM),
+                  tiles(fwd ? a.k : a.c, bn)};
+    return s;
+  }
+  const long long M = (long long)a.c * a.r * a.s,
+                  numK = tiles((long long)a.n * a.p * a.q, kConvTileK);
+  const long long outTiles = (long long)tiles(M, kConvTileM) * tiles(a.k, bn);
+  const long long target = 4LL * sms;
+  long long splits = std::max(1LL, std::min(numK, (target + outTiles - 1) / outTiles));
+  const long long perSplitBytes = (long long)a.k * M * 4;
+  splits = std::max(1LL, std::min(splits, (long long)budget / std::max(1LL, perSplitBytes)));
+  splits = std::min(splits, 65535LL);
+  const int kPer = int((numK + splits - 1) / splits);
+  splits = (numK + kPer - 1) / kPer;
+  s.splits = int(splits);
+  s.kTilesPerSplit = kPer;
+  s.workspaceBytes = size_t(splits * perSplitBytes);
+  s.grid = Grid{tiles(M, kConvTileM), tiles(a.k, bn), unsigned(splits)};
+  return s;
+}
+
+/// `workspace`: ConvGemmSplit::workspaceBytes of scratch (the weight gradient's partials).
+template <class Table, class Handle, class Launch, class Blocks>
+void launchConvGemm(const Table &fixed, const ConvGemmKernel<Handle> &kernel, Launch &&launch,
+                    Blocks &&blocks, const ConvGemmArgs &a, const ConvGemmSplit &s,
+                    void *workspace) {
+  if (a.mode != ConvGemmMode::BackwardWeight) {
+    launch(kernel, s.grid, kConvThreads, a.in0, a.in1, a.out, a.outType, a.accumulate, a.n, a.c,
+           a.h, a.w, a.k, a.p, a.q, a.ph, a.pw, 0);
+    return;
+  }
+  const long long count = (long long)a.k * a.c * a.r * a.s;
+  launch(kernel, s.grid, kConvThreads, a.in0, a.in1, workspace, int(kF32), 0, a.n, a.c, a.h, a.w,
+         a.k, a.p, a.q, a.ph, a.pw, s.kTilesPerSplit);
+  launch(fixed.mt_conv_wsum, Grid{blocks(count)}, 256, workspace, s.splits, count, a.out,
+         a.outType, a.accumulate);
 }
 
 } // namespace cuda

@@ -1087,6 +1087,67 @@ TEST(CudaExecutor, ConvImplicitGemmMatchesCpu) {
                  "conv_igemm_bf16_1x1.plan", 1, 1e-5, 1.6e-2);
 }
 
+/// The implicit-GEMM convolutions of a plan's Conv2d steps (all of them must take
+/// one) run on the CPU (HostKernels.h emulates mma.sync) through the executor's launch
+/// sequence, against the CPU executor. `sms`: the multiprocessors the weight gradient's
+/// split aims to fill.
+void expectHostConvMatchesCpu(const std::vector<uint8_t> &bytes, const std::string &name,
+                              double tolLow) {
+  LoadedPlan lp = LoadedPlan::fromBytes(bytes, name);
+  std::vector<std::string> names;
+  const cuda::FixedKernelTable<int> table = fixedHostTable(names);
+  std::map<std::string, cuda::ConvGemmConfig> configs;
+  std::vector<std::pair<const plan::Conv2d *, cuda::ConvGemmConfig>> steps;
+  for (const plan::Function *fn : *lp->functions())
+    if (fn->name()->str() == "train_step")
+      for (const plan::Step *step : *fn->steps()) {
+        ASSERT_EQ(step->kernel_type(), plan::Kernel::Conv2d);
+        auto cfg = cuda::convGemmConfigFor(lp.plan(), *step->kernel_as_Conv2d());
+        ASSERT_TRUE(cfg.has_value()) << "a convolution without an implicit-GEMM kernel";
+        configs.emplace(cfg->kernelName(), *cfg);
+        steps.emplace_back(step->kernel_as_Conv2d(), *cfg);
+      }
+  std::vector<cuda::ConvGemmConfig> list;
+  for (const auto &[n, c] : configs) {
+    list.push_back(c);
+    names.push_back(n);
+  }
+  test::HostKernels hk(std::string(cuda::cudaPrelude()) + cuda::fixedKernelSource() +
+                           cuda::convGemmSource(list),
+                       names);
+  CpuExecutor<float> cpu(lp, 1);
+  HostTensors ht(lp, cpu, 0);
+  cpu.run("train_step");
+  auto ref = [&](int id) {
+    return cuda::TensorRef{ht.ptr(id), id < 0 ? cuda::kF32 : int(ht.dtype(id))};
+  };
+  HostLauncher launch{hk};
+  auto blocks = [](long long n) { return unsigned(std::clamp((n + 255) / 256, 1LL, 2LL)); };
+  for (const auto &[k, cfg] : steps) {
+    const cuda::ConvGemmArgs a = cuda::convGemmArgs(*k, cfg, ref);
+    const cuda::ConvGemmSplit split = cuda::convGemmSplit(a, cfg.bn, 2, size_t(1) << 20);
+    std::vector<float> ws(split.workspaceBytes / 4 + 1);
+    const std::string kernelName = cfg.kernelName();
+    cuda::launchConvGemm(table, cuda::ConvGemmKernel<int>{0, kernelName.c_str()}, launch, blocks,
+                         a, split, ws.data());
+  }
+  for (flatbuffers::uoffset_t id = 0; id < lp->tensors()->size(); ++id) {
+    const plan::Tensor *t = lp->tensors()->Get(id);
+    std::string why;
+    const double err = relativeError(ht.get(int(id)), cpu.tensor(int(id)), why);
+    EXPECT_LE(err, t->dtype() == plan::DType::F32 ? 1e-5 : tolLow)
+        << name << ": tensor '" << t->name()->str() << "' " << why;
+  }
+}
+
+TEST(CudaHostEmulation, ImplicitGemmConvolutionsMatchTheCpu) {
+  // Past one tile with ragged edges (a split weight gradient), and 2 x 2 stride 2.
+  expectHostConvMatchesCpu(convPlan(plan::DType::F16, {2, 40, 13, 11, 70, 3, 3, 1, 1, 1, 1}),
+                           "conv_igemm_f16.plan", 4e-3);
+  expectHostConvMatchesCpu(convPlan(plan::DType::BF16, {3, 48, 16, 10, 20, 2, 2, 2, 2, 0, 0}),
+                           "conv_igemm_bf16_s2.plan", 1.6e-2);
+}
+
 TEST(CudaExecutor, ConvInSmallGroupsMatchesCpu) {
   // A workspace of a few bytes forces one sample per group.
   setenv("MANTISSA_CUDA_CONV_WORKSPACE_MB", "0.000001", 1);

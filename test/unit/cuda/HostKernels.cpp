@@ -40,8 +40,10 @@ static mt_dim3 blockDim, gridDim;
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __shared__ static
-#define __align__(n) alignas(n)
+#define __align__(n) __attribute__((aligned(n)))
 
+struct __attribute__((aligned(8))) int2 { int x, y; };
+static inline int2 make_int2(int x, int y) { return int2{x, y}; }
 static inline unsigned short mt_host_float_to_half(float f) { return mantissa::floatToHalfBits(f); }
 static inline float mt_host_half_to_float(unsigned short h) { return mantissa::halfBitsToFloat(h); }
 static inline unsigned short mt_host_float_to_bf16(float f) { return mantissa::floatToBF16Bits(f); }
@@ -88,6 +90,42 @@ template <class T> static inline T atomicAdd(T *p, T v) {
   const T old = *p;
   *p = old + v;
   return old;
+}
+
+// mma.sync.m16n8k16 (row-major A, column-major B, fp32 accumulation) of one warp: each
+// lane publishes its fragments (the layout in ConvKernels.cpp), then computes its own
+// four results from the whole warp's A (16 x 16) and B (16 x 8), in double, rounded to
+// float once (the tensor core's internal order is not specified).
+static unsigned mt_mma_slot[32][32][6];
+static float mt_host_mma_half(unsigned bits, bool bf16) {
+  return bf16 ? __uint_as_float(bits << 16) : mantissa::halfBitsToFloat((unsigned short)bits);
+}
+static void mt_host_mma16816(float *c, const unsigned *a, const unsigned *b, bool bf16) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int i = 0; i < 4; ++i) mt_mma_slot[warp][lane][i] = a[i];
+  mt_mma_slot[warp][lane][4] = b[0];
+  mt_mma_slot[warp][lane][5] = b[1];
+  mt_warp_barrier[warp]->arrive_and_wait();
+  auto A = [&](int r, int k) { // element (r, k) of the warp's A
+    const int l = (r % 8) * 4 + (k % 8) / 2, reg = (r >= 8) + 2 * (k >= 8);
+    const unsigned w = mt_mma_slot[warp][l][reg];
+    return mt_host_mma_half(k % 2 ? w >> 16 : w & 0xffffu, bf16);
+  };
+  auto B = [&](int k, int n) {
+    const int l = n * 4 + (k % 8) / 2;
+    const unsigned w = mt_mma_slot[warp][l][4 + (k >= 8)];
+    return mt_host_mma_half(k % 2 ? w >> 16 : w & 0xffffu, bf16);
+  };
+  const int g = lane >> 2, t = lane & 3;
+  float r[4];
+  for (int e = 0; e < 4; ++e) {
+    const int row = g + 8 * (e / 2), col = 2 * t + e % 2;
+    double s = c[e];
+    for (int k = 0; k < 16; ++k) s += (double)A(row, k) * (double)B(k, col);
+    r[e] = (float)s;
+  }
+  mt_warp_barrier[warp]->arrive_and_wait();
+  for (int e = 0; e < 4; ++e) c[e] = r[e];
 }
 
 template <class... A, size_t... I>
