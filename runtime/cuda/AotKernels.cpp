@@ -51,13 +51,12 @@ std::vector<ModuleSource> planModules(const plan::Plan &plan) {
         for (const plan::Step *step : *fn->steps()) {
           if (step->kernel_type() == plan::Kernel::Conv2d) {
             // fp16/bf16 convolutions: one module per implicit-GEMM configuration.
-            std::optional<ConvGemmConfig> c = convGemmConfigFor(plan, *step->kernel_as_Conv2d());
-            if (!c)
-              continue;
-            const std::string name = c->kernelName();
-            if (byName.emplace(name, modules.size()).second)
-              modules.push_back({name, {name}, {step->op() ? step->op()->str() : "graph.conv2d"},
-                                 c->dtype, convGemmSource({*c})});
+            for (const ConvGemmConfig &c : convGemmConfigsFor(plan, *step->kernel_as_Conv2d())) {
+              const std::string name = c.kernelName();
+              if (byName.emplace(name, modules.size()).second)
+                modules.push_back({name, {name}, {step->op() ? step->op()->str() : "graph.conv2d"},
+                                   c.dtype, convGemmSource({c})});
+            }
             continue;
           }
           if (step->kernel_type() != plan::Kernel::Elementwise)

@@ -9,7 +9,7 @@ namespace cuda {
 
 std::string ConvGemmConfig::kernelName() const {
   static const char *modes[] = {"fwd", "bwdin", "bwdw"};
-  return std::string("mt_conv_") + modes[int(mode)] + (dtype == plan::DType::BF16 ? "_bf16" : "_f16") +
+  return std::string("mt_conv_") + (nhwc ? "nhwc" : modes[int(mode)]) + (dtype == plan::DType::BF16 ? "_bf16" : "_f16") +
          "_n" + std::to_string(bn) + "_r" + std::to_string(r) + "s" + std::to_string(s) + "_u" +
          std::to_string(sh) + "x" + std::to_string(sw);
 }
@@ -60,6 +60,31 @@ std::optional<ConvGemmConfig> convGemmConfigFor(const plan::Plan &plan, const pl
   c.sh = int(sh);
   c.sw = int(sw);
   return c;
+}
+
+std::optional<ConvGemmConfig> convNhwcConfigFor(const plan::Plan &plan, const plan::Conv2d &k) {
+  std::optional<ConvGemmConfig> c = convGemmConfigFor(plan, k);
+  if (!c || c->mode == ConvGemmMode::BackwardWeight)
+    return std::nullopt;
+  // The reduction runs over (r, s, channel) with 32 channels of one (r, s) per tile.
+  const int64_t channels = c->mode == ConvGemmMode::Forward ? k.c() : k.k();
+  if (channels % 32 != 0)
+    return std::nullopt;
+  if (c->mode == ConvGemmMode::BackwardInput &&
+      (c->sh != 1 || c->sw != 1 || k.pad_h() > k.r() - 1 || k.pad_w() > k.s() - 1))
+    return std::nullopt;
+  c->nhwc = true;
+  c->bn = (c->mode == ConvGemmMode::Forward ? k.k() : k.c()) <= 32 ? 32 : 64;
+  return c;
+}
+
+std::vector<ConvGemmConfig> convGemmConfigsFor(const plan::Plan &plan, const plan::Conv2d &k) {
+  std::vector<ConvGemmConfig> out;
+  if (auto c = convGemmConfigFor(plan, k))
+    out.push_back(*c);
+  if (auto c = convNhwcConfigFor(plan, k))
+    out.push_back(*c);
+  return out;
 }
 
 namespace {
@@ -358,6 +383,161 @@ static __device__ __forceinline__ void mt_conv_gemm(
   }
 }
 
+// ---- the NHWC kernel (ConvGemmConfig::nhwc) ----
+// 16 bytes from global to shared memory without passing through registers; src-size 0
+// writes zeros (the halo of the padding, rows past the end).
+static __device__ __forceinline__ void mt_cp_async16(void *smem, const void *gmem, bool valid) {
+#ifdef MT_HOST_EMULATION
+  if (valid) memcpy(smem, gmem, 16); else memset(smem, 0, 16);
+#else
+  unsigned addr;
+  asm volatile("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(addr) : "l"(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" :: "r"(addr), "l"(gmem), "r"(valid ? 16 : 0));
+#endif
+}
+static __device__ __forceinline__ void mt_cp_async_commit() {
+#ifndef MT_HOST_EMULATION
+  asm volatile("cp.async.commit_group;" ::);
+#endif
+}
+template <int N> static __device__ __forceinline__ void mt_cp_async_wait() {
+#ifndef MT_HOST_EMULATION
+  asm volatile("cp.async.wait_group %0;" :: "n"(N));
+#endif
+}
+
+// A forward convolution of x [N][H][W][C] (NHWC) with w [K][R][S][C] into out, NCHW
+// [N][K][P][Q] (accumulating when asked): C a multiple of 32, so that each BK = 32
+// slice of the reduction (r, s, c) is 32 channels of one (r, s), 64 contiguous bytes
+// per pixel. Tiles as mt_conv_gemm's (BM = 128 pixels, BN output channels, the same
+// fragments and epilogue); each arrives as 16-byte cp.async copies into one of three
+// shared-memory stages, two tiles ahead of the tensor cores.
+template <int DT, int BN, int R, int S, int SH, int SW>
+static __device__ __forceinline__ void mt_conv_nhwc(
+    const unsigned short *__restrict__ x, const unsigned short *__restrict__ w, void *out,
+    int outType, int accumulate, int N, int C, int H, int W, int K, int P, int Q, int ph, int pw) {
+  constexpr int BM = 128, BK = 32, LDS = BK + 8, LDC = BM + 4, STAGES = 3;
+  constexpr int WN = BN / 2, NI = WN / 8;
+  constexpr int STAGE = (BM + BN) * LDS; // halves
+  constexpr int SMEM_AB = STAGES * STAGE / 2, SMEM_C = BN * LDC;
+  __shared__ __align__(16) float smem[SMEM_AB > SMEM_C ? SMEM_AB : SMEM_C];
+  unsigned short *stages = (unsigned short *)smem; // per stage: A [BM][LDS], then B [BN][LDS]
+  float *Cs = smem;
+
+  const int PQ = P * Q, M = N * PQ, KD = R * S * C, numK = KD / BK;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+
+  // This thread's copies: A rows tid/4 and tid/4 + 64 (16 bytes = 8 channels each, at
+  // chunk tid % 4 of the row's 64 bytes); B row tid/4 when tid < 4 * BN.
+  const int chunk = tid & 3;
+  int aPix[2], aY[2], aX[2];
+  bool aValid[2];
+  for (int i = 0; i < 2; ++i) {
+    const int gm = m0 + (tid >> 2) + 64 * i;
+    aValid[i] = gm < M;
+    const int n = aValid[i] ? gm / PQ : 0, pq = gm - n * PQ, p = pq / Q, q = pq - p * Q;
+    aY[i] = p * SH - ph;
+    aX[i] = q * SW - pw;
+    aPix[i] = n * H * W;
+  }
+  const int bRow = tid >> 2, bCol = n0 + bRow;
+  const bool bValid = tid < 4 * BN && bCol < K;
+
+  auto load = [&](int kt, int stage) {
+    const int k0 = kt * BK, rs = k0 / C, c0 = k0 - rs * C + 8 * chunk;
+    const int r = rs / S, s = rs - r * S;
+    unsigned short *As = stages + stage * STAGE, *Bs = As + BM * LDS;
+    for (int i = 0; i < 2; ++i) {
+      const int y = aY[i] + r, xx = aX[i] + s;
+      const bool ok = aValid[i] && (unsigned)y < (unsigned)H && (unsigned)xx < (unsigned)W;
+      const unsigned short *src = ok ? x + ((long long)(aPix[i] + y * W + xx) * C + c0) : x;
+      mt_cp_async16(As + ((tid >> 2) + 64 * i) * LDS + 8 * chunk, src, ok);
+    }
+    if (tid < 4 * BN)
+      mt_cp_async16(Bs + bRow * LDS + 8 * chunk,
+                    bValid ? w + ((long long)bCol * KD + k0 + 8 * chunk) : w, bValid);
+  };
+
+  const int wm = warp & 3, wn = warp >> 2, g = lane >> 2, t = lane & 3;
+  float acc[2][NI][4];
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        acc[mi][ni][e] = 0.0f;
+
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (st < numK)
+      load(st, st);
+    mt_cp_async_commit();
+  }
+  for (int kt = 0; kt < numK; ++kt) {
+    mt_cp_async_wait<STAGES - 2>(); // this thread's copies of tile kt have landed
+    __syncthreads();                // everyone's; and tile kt - 1 is no longer read
+    if (kt + STAGES - 1 < numK)
+      load(kt + STAGES - 1, (kt + STAGES - 1) % STAGES);
+    mt_cp_async_commit();
+    const unsigned short *As = stages + (kt % STAGES) * STAGE, *Bs = As + BM * LDS;
+#pragma unroll
+    for (int ks = 0; ks < BK; ks += 16) {
+      unsigned a[2][4], b[NI][2];
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+        const unsigned short *pa = As + (wm * 32 + mi * 16 + g) * LDS + ks + 2 * t;
+        a[mi][0] = *(const unsigned *)pa;
+        a[mi][1] = *(const unsigned *)(pa + 8 * LDS);
+        a[mi][2] = *(const unsigned *)(pa + 8);
+        a[mi][3] = *(const unsigned *)(pa + 8 * LDS + 8);
+      }
+#pragma unroll
+      for (int ni = 0; ni < NI; ++ni) {
+        const unsigned short *pb = Bs + (wn * WN + ni * 8 + g) * LDS + ks + 2 * t;
+        b[ni][0] = *(const unsigned *)pb;
+        b[ni][1] = *(const unsigned *)(pb + 8);
+      }
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+          mt_mma16816<DT>(acc[mi][ni], a[mi], b[ni]);
+    }
+  }
+  mt_cp_async_wait<0>();
+  __syncthreads(); // the stages become the result tile
+
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < NI; ++ni) {
+      const int row = wm * 32 + mi * 16 + g, col = wn * WN + ni * 8 + 2 * t;
+      Cs[col * LDC + row] = acc[mi][ni][0];
+      Cs[(col + 1) * LDC + row] = acc[mi][ni][1];
+      Cs[col * LDC + row + 8] = acc[mi][ni][2];
+      Cs[(col + 1) * LDC + row + 8] = acc[mi][ni][3];
+    }
+  __syncthreads();
+  // Each thread keeps one row (pixel) and walks the columns: one division per thread.
+  const int row = tid & (BM - 1), gm = m0 + row;
+  if (gm >= M)
+    return;
+  const int n = gm / PQ;
+  const long long base = (long long)n * K * PQ + (gm - n * PQ);
+  for (int col = tid >> 7; col < BN; col += 2) {
+    const int gn = n0 + col;
+    if (gn >= K)
+      break;
+    const long long o = base + (long long)gn * PQ;
+    float v = Cs[col * LDC + row];
+    if (accumulate)
+      v += mt_load(out, outType, o);
+    mt_store(out, outType, o, v);
+  }
+}
+
 )MTSRC";
 
 } // namespace
@@ -370,11 +550,20 @@ std::string convGemmSource(const std::vector<ConvGemmConfig> &configs) {
                              std::to_string(c.bn) + ", " + std::to_string(c.r) + ", " +
                              std::to_string(c.s) + ", " + std::to_string(c.sh) + ", " +
                              std::to_string(c.sw);
+    const std::string nhwcArgs = std::string(c.dtype == plan::DType::BF16 ? "MT_BF16" : "MT_F16") +
+                                 ", " + std::to_string(c.bn) + ", " + std::to_string(c.r) + ", " +
+                                 std::to_string(c.s) + ", " + std::to_string(c.sh) + ", " +
+                                 std::to_string(c.sw);
     src += "extern \"C\" __global__ void __launch_bounds__(256) " + c.kernelName() +
            "(const void *in0, const void *in1, void *out, int outType, int accumulate, int n, "
-           "int c, int h, int w, int k, int p, int q, int padH, int padW, int kTilesPerSplit) {\n"
-           "  mt_conv_gemm<" + args + ">((const unsigned short *)in0, (const unsigned short *)in1, "
-           "out, outType, accumulate, n, c, h, w, k, p, q, padH, padW, kTilesPerSplit);\n}\n";
+           "int c, int h, int w, int k, int p, int q, int padH, int padW, int kTilesPerSplit) {\n";
+    if (c.nhwc)
+      src += "  (void)kTilesPerSplit;\n  mt_conv_nhwc<" + nhwcArgs +
+             ">((const unsigned short *)in0, (const unsigned short *)in1, out, outType, "
+             "accumulate, n, c, h, w, k, p, q, padH, padW);\n}\n";
+    else
+      src += "  mt_conv_gemm<" + args + ">((const unsigned short *)in0, (const unsigned short *)in1, "
+             "out, outType, accumulate, n, c, h, w, k, p, q, padH, padW, kTilesPerSplit);\n}\n";
   }
   return src;
 }

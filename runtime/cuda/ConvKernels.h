@@ -41,6 +41,12 @@ struct ConvGemmConfig {
   plan::DType dtype = plan::DType::F16; // both operands
   int bn = 64;                          // output-channel tile (32 or 64)
   int r = 3, s = 3, sh = 1, sw = 1;
+  /// The NHWC kernel (opt-in, MANTISSA_CUDA_CONV=nhwc): the activations transposed to
+  /// NHWC and the weights to [k][r][s][c] (for the input gradient, flipped to
+  /// [c][r][s][k]) first, then a forward convolution whose operand tiles arrive by
+  /// 16-byte cp.async through a three-stage shared-memory pipeline. Needs the
+  /// reduction's channels in multiples of 32 and, for the input gradient, stride 1.
+  bool nhwc = false;
   std::string kernelName() const;
   bool operator<(const ConvGemmConfig &o) const { return kernelName() < o.kernelName(); }
 };
@@ -48,6 +54,12 @@ struct ConvGemmConfig {
 /// The instantiation a convolution step uses, or nothing when it stays on the im2col +
 /// cuBLAS path: fp32 operands, mixed operand types, or sizes past 32-bit indexing.
 std::optional<ConvGemmConfig> convGemmConfigFor(const plan::Plan &plan, const plan::Conv2d &conv);
+
+/// The NHWC kernel for this convolution, where it applies (see ConvGemmConfig::nhwc).
+std::optional<ConvGemmConfig> convNhwcConfigFor(const plan::Plan &plan, const plan::Conv2d &conv);
+
+/// Every implicit-GEMM kernel this convolution may run (compiled into the plan).
+std::vector<ConvGemmConfig> convGemmConfigsFor(const plan::Plan &plan, const plan::Conv2d &conv);
 
 /// CUDA C++ (after cudaPrelude()) defining the kernels of `configs` (the partial sums
 /// of the backward weight are added by the fixed kernel mt_conv_wsum). Parameters:

@@ -19,7 +19,8 @@
 // after each step, to attribute an asynchronous fault to its step), MANTISSA_CUDA_DUMP=dir
 // (write the generated CUDA sources and the step-to-kernel map there),
 // MANTISSA_CUDA_DEVICE=n (which GPU), MANTISSA_CUDA_CONV=im2col (fp16/bf16 convolutions
-// through im2col + cuBLAS instead of the implicit-GEMM kernels of ConvKernels.h),
+// through im2col + cuBLAS instead of the implicit-GEMM kernels of ConvKernels.h) or
+// =nhwc (the NHWC cp.async kernel where it applies, ConvGemmConfig::nhwc),
 // MANTISSA_CUDA_CONV_WORKSPACE_MB (im2col budget), MANTISSA_CUDA_VECTOR=0 (batch norm and
 // reduce without their 16-byte kernels, FixedLaunch.h),
 // MANTISSA_CUDA_PROFILE=1 (time every step with events, no graphs; a table on stderr
@@ -294,6 +295,7 @@ private:
   size_t convBudget_ = size_t(256) << 20;
   int64_t allocatedBytes_ = 0; // every cudaMalloc of ours (deviceBytes())
   bool convGemm_ = true; // fp16/bf16 convolutions as implicit GEMMs (else im2col + cuBLAS)
+  bool convNhwc_ = false; // ... the NHWC kernel where it applies (MANTISSA_CUDA_CONV=nhwc)
   bool vectorKernels_ = true; // batch norm and reduce with 16-byte loads where they apply
   std::map<std::string, cudaKernel_t> convKernels_;
 
@@ -379,6 +381,7 @@ void CudaExecutor::init() {
     useGraphs_ = false;
   dumpDir_ = envOr("MANTISSA_CUDA_DUMP", "");
   convGemm_ = std::string(envOr("MANTISSA_CUDA_CONV", "gemm")) != "im2col";
+  convNhwc_ = std::string(envOr("MANTISSA_CUDA_CONV", "gemm")) == "nhwc";
   vectorKernels_ = std::string(envOr("MANTISSA_CUDA_VECTOR", "1")) != "0";
   if (const char *mb = std::getenv("MANTISSA_CUDA_CONV_WORKSPACE_MB"))
     convBudget_ = size_t(std::max(1.0, std::atof(mb) * double(1 << 20)));
@@ -549,8 +552,8 @@ void CudaExecutor::compileKernels() {
       if (fn->steps())
         for (const plan::Step *step : *fn->steps())
           if (step->kernel_type() == Kernel::Conv2d)
-            if (auto c = convGemmConfigFor(plan_.plan(), *step->kernel_as_Conv2d()))
-              convConfigs.emplace(c->kernelName(), *c);
+            for (const ConvGemmConfig &c : convGemmConfigsFor(plan_.plan(), *step->kernel_as_Conv2d()))
+              convConfigs.emplace(c.kernelName(), c);
   if (!convConfigs.empty()) {
     std::vector<ConvGemmConfig> list;
     std::vector<std::string> names;
@@ -1038,6 +1041,9 @@ CudaExecutor::Launch CudaExecutor::prepareConv(const plan::Conv2d &k, ScratchLay
   const long long PQ = P * Q, CRS = C * R * S;
   const bool accumulate = k.accumulate();
   const int in0 = k.in0(), in1 = k.in1(), out = k.out();
+  if (convNhwc_)
+    if (auto cfg = convNhwcConfigFor(plan_.plan(), k))
+      return prepareConvGemm(k, *cfg, sl);
   if (convGemm_)
     if (auto cfg = convGemmConfigFor(plan_.plan(), k))
       return prepareConvGemm(k, *cfg, sl);
@@ -1199,6 +1205,15 @@ CudaExecutor::Launch CudaExecutor::prepareConvGemm(const plan::Conv2d &k, const 
     throw Error("internal error: convolution kernel " + cfg.kernelName() + " was not compiled");
   const ConvGemmKernel<cudaKernel_t> kernel{found->second, found->first.c_str()};
   const ConvGemmArgs a = convGemmArgs(k, cfg, tensorRefs());
+  if (cfg.nhwc) {
+    const ConvNhwcScratch need = convNhwcScratch(a);
+    const size_t actOff = sl.take(need.activationBytes), wOff = sl.take(need.weightBytes);
+    const int bn = cfg.bn;
+    return [=] {
+      launchConvNhwc(fixed_, kernel, fixedLauncher(), [this](long long n) { return blocksFor(n); },
+                     a, bn, scratch(actOff), scratch(wOff));
+    };
+  }
   const ConvGemmSplit split = convGemmSplit(a, cfg.bn, props_.multiProcessorCount, convBudget_);
   const size_t wsOff = split.workspaceBytes ? sl.take(split.workspaceBytes) : 0;
   return [=] {

@@ -834,6 +834,52 @@ extern "C" __global__ void mt_allfinite_out(const int *flag, void *out, int ot) 
   if (blockIdx.x == 0 && threadIdx.x == 0) mt_store(out, ot, 0, *flag ? 0.0f : 1.0f);
 }
 
+// ---- layouts for the NHWC convolution (ConvGemmConfig::nhwc), 16-bit elements ----
+
+// out[i][p][c] = in[i][c][p] for i < n, c < c, p < hw: 32 x 32 tiles through shared
+// memory, so that both the reads (along p) and the writes (along c) are coalesced.
+// Grid (tiles of hw, tiles of c, n), 256 threads.
+extern "C" __global__ void mt_nchw_to_nhwc16(const unsigned short *in, unsigned short *out,
+                                             long long n, long long c, long long hw) {
+  __shared__ unsigned short tile[32][33];
+  const long long p0 = (long long)blockIdx.x * 32, c0 = (long long)blockIdx.y * 32;
+  const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
+  for (long long i = blockIdx.z; i < n; i += gridDim.z) {
+    for (int k = ty; k < 32; k += 8) {
+      const long long ch = c0 + k, p = p0 + tx;
+      if (ch < c && p < hw) tile[k][tx] = in[(i * c + ch) * hw + p];
+    }
+    __syncthreads();
+    for (int k = ty; k < 32; k += 8) {
+      const long long p = p0 + k, ch = c0 + tx;
+      if (ch < c && p < hw) out[(i * hw + p) * c + ch] = tile[tx][k];
+    }
+    __syncthreads();
+  }
+}
+
+// w [k][c][rs] -> out [k][rs][c].
+extern "C" __global__ void mt_weight_krsc16(const unsigned short *w, unsigned short *out,
+                                            long long k, long long c, long long rs) {
+  MT_GRID_STRIDE(o, k * c * rs) {
+    const long long ch = mt_mod(o, c), t = mt_div(o, c), r = mt_mod(t, rs), kk = mt_div(t, rs);
+    out[o] = w[(kk * c + ch) * rs + r];
+  }
+}
+
+// The input gradient's weights: w [k][c][r][s] -> out [c][r'][s'][k] with r' = R-1-r,
+// s' = S-1-s (the convolution of dy with them is the input gradient, stride 1).
+extern "C" __global__ void mt_weight_flip16(const unsigned short *w, unsigned short *out,
+                                            long long k, long long c, long long r, long long s) {
+  MT_GRID_STRIDE(o, k * c * r * s) {
+    long long t = o;
+    const long long kk = mt_mod(t, k); t = mt_div(t, k);
+    const long long ss = mt_mod(t, s); t = mt_div(t, s);
+    const long long rr = mt_mod(t, r), ch = mt_div(t, r);
+    out[o] = w[((kk * c + ch) * r + (r - 1 - rr)) * s + (s - 1 - ss)];
+  }
+}
+
 // The implicit-GEMM backward-weight convolution's reduction (ConvKernels.h):
 // dw = (accumulate ? dw : 0) + the splits' fp32 partials, added in split order.
 extern "C" __global__ void mt_conv_wsum(const float *partials, int splits, long long count,

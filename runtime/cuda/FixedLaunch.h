@@ -394,5 +394,47 @@ void launchConvGemm(const Table &fixed, const ConvGemmKernel<Handle> &kernel, La
          a.outType, a.accumulate);
 }
 
+/// The NHWC convolution's scratch: the activations in NHWC and the rearranged weights.
+struct ConvNhwcScratch {
+  size_t activationBytes = 0, weightBytes = 0;
+};
+
+inline ConvNhwcScratch convNhwcScratch(const ConvGemmArgs &a) {
+  ConvNhwcScratch s;
+  const bool fwd = a.mode == ConvGemmMode::Forward;
+  s.activationBytes = size_t(a.n) * (fwd ? size_t(a.c) * a.h * a.w : size_t(a.k) * a.p * a.q) * 2;
+  s.weightBytes = size_t(a.k) * a.c * a.r * a.s * 2;
+  return s;
+}
+
+/// ConvGemmConfig::nhwc: transpose the activations (x, or dy for the input gradient)
+/// to NHWC and rearrange the weights, then one forward convolution: of x with
+/// w[k][r][s][c], or of dy (stride 1) with the flipped w[c][r'][s'][k] and padding
+/// R-1-pad, which is the input gradient.
+template <class Table, class Handle, class Launch, class Blocks>
+void launchConvNhwc(const Table &fixed, const ConvGemmKernel<Handle> &kernel, Launch &&launch,
+                    Blocks &&blocks, const ConvGemmArgs &a, int bn, void *activations,
+                    void *weights) {
+  auto tiles = [](long long n, long long t) { return unsigned((n + t - 1) / t); };
+  const bool fwd = a.mode == ConvGemmMode::Forward;
+  // The forward convolution that runs: input [n][ci][hi][wi] -> output [n][co][ho][wo].
+  const int ci = fwd ? a.c : a.k, hi = fwd ? a.h : a.p, wi = fwd ? a.w : a.q;
+  const int co = fwd ? a.k : a.c, ho = fwd ? a.p : a.h, wo = fwd ? a.q : a.w;
+  const int ph = fwd ? a.ph : a.r - 1 - a.ph, pw = fwd ? a.pw : a.s - 1 - a.pw;
+  const long long hw = (long long)hi * wi;
+  launch(fixed.mt_nchw_to_nhwc16, Grid{tiles(hw, 32), tiles(ci, 32), unsigned(std::min(a.n, 65535))},
+         256, a.in0, activations, (long long)a.n, (long long)ci, hw);
+  const long long count = (long long)a.k * a.c * a.r * a.s;
+  if (fwd)
+    launch(fixed.mt_weight_krsc16, Grid{blocks(count)}, 256, a.in1, weights, (long long)a.k,
+           (long long)a.c, (long long)a.r * a.s);
+  else
+    launch(fixed.mt_weight_flip16, Grid{blocks(count)}, 256, a.in1, weights, (long long)a.k,
+           (long long)a.c, (long long)a.r, (long long)a.s);
+  launch(kernel, Grid{tiles((long long)a.n * ho * wo, kConvTileM), tiles(co, bn)}, kConvThreads,
+         activations, weights, a.out, a.outType, a.accumulate, a.n, ci, hi, wi, co, ho, wo, ph, pw,
+         0);
+}
+
 } // namespace cuda
 } // namespace mantissa

@@ -351,6 +351,10 @@ TEST(CudaNvrtc, CompilesEveryConvolutionConfiguration) {
           c.r = c.s = rs;
           c.sh = c.sw = rs == 2 ? 2 : 1;
           configs.push_back(c);
+          if (mode == cuda::ConvGemmMode::Forward) {
+            c.nhwc = true;
+            configs.push_back(c);
+          }
         }
   const cuda::CompileUnit unit{"conv.cu", std::string(cuda::cudaPrelude()) + cuda::convGemmSource(configs)};
   for (int arch : {90, 80}) {
@@ -1092,7 +1096,7 @@ TEST(CudaExecutor, ConvImplicitGemmMatchesCpu) {
 /// sequence, against the CPU executor. `sms`: the multiprocessors the weight gradient's
 /// split aims to fill.
 void expectHostConvMatchesCpu(const std::vector<uint8_t> &bytes, const std::string &name,
-                              double tolLow) {
+                              double tolLow, bool nhwc = false) {
   LoadedPlan lp = LoadedPlan::fromBytes(bytes, name);
   std::vector<std::string> names;
   const cuda::FixedKernelTable<int> table = fixedHostTable(names);
@@ -1104,6 +1108,9 @@ void expectHostConvMatchesCpu(const std::vector<uint8_t> &bytes, const std::stri
         ASSERT_EQ(step->kernel_type(), plan::Kernel::Conv2d);
         auto cfg = cuda::convGemmConfigFor(lp.plan(), *step->kernel_as_Conv2d());
         ASSERT_TRUE(cfg.has_value()) << "a convolution without an implicit-GEMM kernel";
+        if (nhwc)
+          if (auto n = cuda::convNhwcConfigFor(lp.plan(), *step->kernel_as_Conv2d()))
+            cfg = n;
         configs.emplace(cfg->kernelName(), *cfg);
         steps.emplace_back(step->kernel_as_Conv2d(), *cfg);
       }
@@ -1123,11 +1130,20 @@ void expectHostConvMatchesCpu(const std::vector<uint8_t> &bytes, const std::stri
   };
   HostLauncher launch{hk};
   auto blocks = [](long long n) { return unsigned(std::clamp((n + 255) / 256, 1LL, 2LL)); };
+  int nhwcSteps = 0;
   for (const auto &[k, cfg] : steps) {
     const cuda::ConvGemmArgs a = cuda::convGemmArgs(*k, cfg, ref);
+    const std::string kernelName = cfg.kernelName();
+    if (cfg.nhwc) {
+      const cuda::ConvNhwcScratch need = cuda::convNhwcScratch(a);
+      std::vector<uint8_t> act(need.activationBytes + 16), wts(need.weightBytes + 16);
+      cuda::launchConvNhwc(table, cuda::ConvGemmKernel<int>{0, kernelName.c_str()}, launch, blocks,
+                           a, cfg.bn, act.data(), wts.data());
+      ++nhwcSteps;
+      continue;
+    }
     const cuda::ConvGemmSplit split = cuda::convGemmSplit(a, cfg.bn, 2, size_t(1) << 20);
     std::vector<float> ws(split.workspaceBytes / 4 + 1);
-    const std::string kernelName = cfg.kernelName();
     cuda::launchConvGemm(table, cuda::ConvGemmKernel<int>{0, kernelName.c_str()}, launch, blocks,
                          a, split, ws.data());
   }
@@ -1138,6 +1154,8 @@ void expectHostConvMatchesCpu(const std::vector<uint8_t> &bytes, const std::stri
     EXPECT_LE(err, t->dtype() == plan::DType::F32 ? 1e-5 : tolLow)
         << name << ": tensor '" << t->name()->str() << "' " << why;
   }
+  if (nhwc)
+    EXPECT_GT(nhwcSteps, 0) << name << ": no convolution took the NHWC kernel";
 }
 
 TEST(CudaHostEmulation, ImplicitGemmConvolutionsMatchTheCpu) {
@@ -1146,6 +1164,27 @@ TEST(CudaHostEmulation, ImplicitGemmConvolutionsMatchTheCpu) {
                            "conv_igemm_f16.plan", 4e-3);
   expectHostConvMatchesCpu(convPlan(plan::DType::BF16, {3, 48, 16, 10, 20, 2, 2, 2, 2, 0, 0}),
                            "conv_igemm_bf16_s2.plan", 1.6e-2);
+}
+
+TEST(CudaHostEmulation, NhwcConvolutionsMatchTheCpu) {
+  // Forward (C = 64: 18 tiles through the three stages) and the input gradient
+  // (K = 32, stride 1), ragged pixel tiles; the weight gradient stays on its kernel.
+  expectHostConvMatchesCpu(convPlan(plan::DType::F16, {2, 64, 13, 11, 32, 3, 3, 1, 1, 1, 1}),
+                           "conv_nhwc_f16.plan", 4e-3, true);
+  // Stride 2 forward (its input gradient is not NHWC), two column tiles (96 = 64 + 32).
+  expectHostConvMatchesCpu(convPlan(plan::DType::BF16, {1, 32, 9, 20, 96, 3, 3, 2, 2, 1, 1}),
+                           "conv_nhwc_bf16_s2.plan", 1.6e-2, true);
+}
+
+TEST(CudaExecutor, ConvNhwcMatchesCpu) {
+  setenv("MANTISSA_CUDA_CONV", "nhwc", 1);
+  compareWithCpu(convPlan(plan::DType::F16, {2, 64, 13, 11, 32, 3, 3, 1, 1, 1, 1}),
+                 "conv_nhwc_f16.plan", 1, 1e-5, 4e-3);
+  compareWithCpu(convPlan(plan::DType::BF16, {1, 32, 9, 20, 96, 3, 3, 2, 2, 1, 1}),
+                 "conv_nhwc_bf16_s2.plan", 1, 1e-5, 1.6e-2);
+  compareWithCpu(convPlan(plan::DType::F16, {4, 32, 64, 48, 32, 3, 3, 1, 1, 1, 1}),
+                 "conv_nhwc_f16_large.plan", 1, 1e-5, 4e-3);
+  unsetenv("MANTISSA_CUDA_CONV");
 }
 
 TEST(CudaExecutor, ConvInSmallGroupsMatchesCpu) {
