@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Where unet's step time goes on a GPU, with the .carry folder of bench/gpu-prepare.sh:
 #   1. MANTISSA_CUDA_PROFILE=1: CUDA-event time of every plan step (eager, after the
-#      first run), unet w32 L4 b16 384^2 fp16, with and without the 16-byte batch-norm and
-#      reduce kernels (MANTISSA_CUDA_VECTOR=0);
+#      first run), unet w32 L4 b16 384^2 fp16: as built, without the 16-byte batch-norm
+#      and reduce kernels (MANTISSA_CUDA_VECTOR=0), and with the opt-in NHWC
+#      convolutions (MANTISSA_CUDA_CONV=nhwc);
 #   2. Nsight Compute (ncu, --clock-control none as the device notes ask) on the largest
 #      convolution of each kind and on the batch-norm kernels: throughput against the
 #      roofline, occupancy, and why warps stall.
@@ -15,11 +16,11 @@ export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 run="$c/bin/mantissa-run"; plan="$c/plans/bench-unet-fp16.plan"
 data=(--data nowcast --train-samples 16 --held-out-samples 16 --fixed-batch --quiet)
 
-for v in 1 0; do
-  echo "== 1. per-step times, MANTISSA_CUDA_VECTOR=$v"
-  MANTISSA_CUDA_VECTOR=$v MANTISSA_CUDA_PROFILE=1 "$run" train "$plan" --backend cuda --steps 4 \
-    "${data[@]}" 2>"$out/profile-vector$v.txt" >/dev/null
-  grep -A25 "train_step" "$out/profile-vector$v.txt" | head -30
+for env in MANTISSA_CUDA_VECTOR=1 MANTISSA_CUDA_VECTOR=0 MANTISSA_CUDA_CONV=nhwc; do
+  echo "== 1. per-step times, $env"
+  env "$env" MANTISSA_CUDA_PROFILE=1 "$run" train "$plan" --backend cuda --steps 4 \
+    "${data[@]}" 2>"$out/profile-$env.txt" >/dev/null
+  grep -A25 "train_step" "$out/profile-$env.txt" | head -30
 done
 
 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
@@ -29,9 +30,10 @@ if [ -z "$ncu" ]; then
 fi
 echo "== 2. ncu ($ncu)"
 # Without graphs each kernel is its own launch; one training step after the first.
-for k in 'regex:mt_conv_fwd' 'regex:mt_conv_bwdin' 'regex:mt_conv_bwdw' 'regex:mt_bn_(stats8|apply8)' 'regex:mt_bnb_(partial8|dx8)'; do
+for k in 'regex:mt_conv_nhwc' 'regex:mt_conv_fwd' 'regex:mt_conv_bwdin' 'regex:mt_conv_bwdw' 'regex:mt_bn_(stats8|apply8)' 'regex:mt_bnb_(partial8|dx8)'; do
   name=$(echo "$k" | tr -c 'a-z0-9_\n' '_')
-  MANTISSA_CUDA_GRAPH=0 timeout 240 "$ncu" --clock-control none -k "$k" --launch-skip 2 --launch-count 2 \
+  conv=gemm; [ "$k" = 'regex:mt_conv_nhwc' ] && conv=nhwc
+  MANTISSA_CUDA_CONV=$conv MANTISSA_CUDA_GRAPH=0 timeout 240 "$ncu" --clock-control none -k "$k" --launch-skip 2 --launch-count 2 \
     --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
     --section MemoryWorkloadAnalysis \
     "$run" train "$plan" --backend cuda --steps 2 "${data[@]}" >"$out/ncu-$name.txt" 2>&1
