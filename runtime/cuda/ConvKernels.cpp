@@ -9,7 +9,8 @@ namespace cuda {
 
 std::string ConvGemmConfig::kernelName() const {
   static const char *modes[] = {"fwd", "bwdin", "bwdw"};
-  return std::string("mt_conv_") + (nhwc ? "nhwc" : modes[int(mode)]) + (dtype == plan::DType::BF16 ? "_bf16" : "_f16") +
+  const char *kind = !nhwc ? modes[int(mode)] : mode == ConvGemmMode::BackwardWeight ? "nhwcw" : "nhwc";
+  return std::string("mt_conv_") + kind + (dtype == plan::DType::BF16 ? "_bf16" : "_f16") +
          "_n" + std::to_string(bn) + "_r" + std::to_string(r) + "s" + std::to_string(s) + "_u" +
          std::to_string(sh) + "x" + std::to_string(sw);
 }
@@ -64,8 +65,15 @@ std::optional<ConvGemmConfig> convGemmConfigFor(const plan::Plan &plan, const pl
 
 std::optional<ConvGemmConfig> convNhwcConfigFor(const plan::Plan &plan, const plan::Conv2d &k) {
   std::optional<ConvGemmConfig> c = convGemmConfigFor(plan, k);
-  if (!c || c->mode == ConvGemmMode::BackwardWeight)
+  if (!c)
     return std::nullopt;
+  if (c->mode == ConvGemmMode::BackwardWeight) {
+    // 16-byte chunks of 8 channels of x and of dy.
+    if (k.c() % 8 != 0 || k.k() % 8 != 0)
+      return std::nullopt;
+    c->nhwc = true;
+    return c;
+  }
   // The reduction runs over (r, s, channel) with 32 channels of one (r, s) per tile.
   const int64_t channels = c->mode == ConvGemmMode::Forward ? k.c() : k.k();
   if (channels % 32 != 0)
@@ -538,6 +546,137 @@ static __device__ __forceinline__ void mt_conv_nhwc(
   }
 }
 
+
+// The weight gradient from NHWC x [N][H][W][C] and dy [N][P][Q][K]: the GEMM of
+// mt_conv_gemm's mode 2 (rows m = (r, s, c), here with c fastest; columns k; the
+// reduction over the pixels n p q, split over blockIdx.z into fp32 partials
+// [split][k][r s c] that mt_conv_wsum_rsc adds up). Both operands arrive with the
+// reduction as their rows (pixel-major), by 16-byte cp.async (8 channels of one
+// (r, s), or 8 output channels) through three stages; the fragments are then read
+// across those rows, two 16-bit values at a time. C and K multiples of 8.
+template <int DT, int BN, int R, int S, int SH, int SW>
+static __device__ __forceinline__ void mt_conv_nhwcw(
+    const unsigned short *__restrict__ x, const unsigned short *__restrict__ dy, float *partial,
+    int N, int C, int H, int W, int K, int P, int Q, int ph, int pw, int kTilesPerSplit) {
+  constexpr int BM = 128, BK = 32, LDA = BM + 8, LDB = BN + 8, LDC = BM + 4, STAGES = 3;
+  constexpr int WN = BN / 2, NI = WN / 8, BCHUNKS = BN / 8;
+  constexpr int STAGE = BK * (LDA + LDB); // halves
+  constexpr int SMEM_AB = STAGES * STAGE / 2, SMEM_C = BN * LDC;
+  __shared__ __align__(16) float smem[SMEM_AB > SMEM_C ? SMEM_AB : SMEM_C];
+  unsigned short *stages = (unsigned short *)smem; // per stage: A [BK][LDA], then B [BK][LDB]
+  float *Cs = smem;
+
+  const int PQ = P * Q, NPQ = N * PQ, M = R * S * C, numK = (NPQ + BK - 1) / BK;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+  const int kt0 = blockIdx.z * kTilesPerSplit, kt1 = min(numK, kt0 + kTilesPerSplit);
+
+  // A: this thread's chunk of 8 rows m (fixed for the block) in reduction rows
+  // tid / 16 and tid / 16 + 16; B: chunk tid % BCHUNKS of reduction row tid / BCHUNKS.
+  const int am = m0 + 8 * (tid & 15);
+  const bool amValid = am < M;
+  const int ars = amValid ? am / C : 0, ac = am - ars * C, ar = ars / S, as = ars - ar * S;
+  const int bRow = tid / BCHUNKS, bChunk = tid % BCHUNKS, bCol = n0 + 8 * bChunk;
+  const bool bThread = tid < BK * BCHUNKS, bColValid = bCol < K;
+
+  auto load = [&](int kt, int stage) {
+    unsigned short *As = stages + stage * STAGE, *Bs = As + BK * LDA;
+    for (int i = 0; i < 2; ++i) {
+      const int row = (tid >> 4) + 16 * i, npq = kt * BK + row;
+      bool ok = amValid && npq < NPQ;
+      const unsigned short *src = x;
+      if (ok) {
+        const int n = npq / PQ, pq = npq - n * PQ, p = pq / Q, q = pq - p * Q;
+        const int y = p * SH - ph + ar, xx = q * SW - pw + as;
+        ok = (unsigned)y < (unsigned)H && (unsigned)xx < (unsigned)W;
+        if (ok)
+          src = x + ((long long)(n * H + y) * W + xx) * C + ac;
+      }
+      mt_cp_async16(As + row * LDA + 8 * (tid & 15), src, ok);
+    }
+    if (bThread) {
+      const int npq = kt * BK + bRow;
+      const bool ok = bColValid && npq < NPQ;
+      mt_cp_async16(Bs + bRow * LDB + 8 * bChunk, ok ? dy + ((long long)npq * K + bCol) : dy, ok);
+    }
+  };
+  auto pack = [](unsigned short lo, unsigned short hi) { return (unsigned)lo | ((unsigned)hi << 16); };
+
+  const int wm = warp & 3, wn = warp >> 2, g = lane >> 2, t = lane & 3;
+  float acc[2][NI][4];
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        acc[mi][ni][e] = 0.0f;
+
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (kt0 + st < kt1)
+      load(kt0 + st, st);
+    mt_cp_async_commit();
+  }
+  for (int kt = kt0; kt < kt1; ++kt) {
+    const int i = kt - kt0;
+    mt_cp_async_wait<STAGES - 2>();
+    __syncthreads();
+    if (kt + STAGES - 1 < kt1)
+      load(kt + STAGES - 1, (i + STAGES - 1) % STAGES);
+    mt_cp_async_commit();
+    const unsigned short *As = stages + (i % STAGES) * STAGE, *Bs = As + BK * LDA;
+#pragma unroll
+    for (int ks = 0; ks < BK; ks += 16) {
+      unsigned a[2][4], b[NI][2];
+      const unsigned short *r0 = As + (ks + 2 * t) * LDA, *r8 = r0 + 8 * LDA;
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi) {
+        const int m = wm * 32 + mi * 16 + g;
+        a[mi][0] = pack(r0[m], r0[LDA + m]);
+        a[mi][1] = pack(r0[m + 8], r0[LDA + m + 8]);
+        a[mi][2] = pack(r8[m], r8[LDA + m]);
+        a[mi][3] = pack(r8[m + 8], r8[LDA + m + 8]);
+      }
+      const unsigned short *b0 = Bs + (ks + 2 * t) * LDB, *b8 = b0 + 8 * LDB;
+#pragma unroll
+      for (int ni = 0; ni < NI; ++ni) {
+        const int n = wn * WN + ni * 8 + g;
+        b[ni][0] = pack(b0[n], b0[LDB + n]);
+        b[ni][1] = pack(b8[n], b8[LDB + n]);
+      }
+#pragma unroll
+      for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+          mt_mma16816<DT>(acc[mi][ni], a[mi], b[ni]);
+    }
+  }
+  mt_cp_async_wait<0>();
+  __syncthreads();
+
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < NI; ++ni) {
+      const int row = wm * 32 + mi * 16 + g, col = wn * WN + ni * 8 + 2 * t;
+      Cs[col * LDC + row] = acc[mi][ni][0];
+      Cs[(col + 1) * LDC + row] = acc[mi][ni][1];
+      Cs[col * LDC + row + 8] = acc[mi][ni][2];
+      Cs[(col + 1) * LDC + row + 8] = acc[mi][ni][3];
+    }
+  __syncthreads();
+  const int row = tid & (BM - 1), gm = m0 + row;
+  if (gm >= M)
+    return;
+  for (int col = tid >> 7; col < BN; col += 2) {
+    const int gn = n0 + col;
+    if (gn >= K)
+      break;
+    partial[((long long)blockIdx.z * K + gn) * M + gm] = Cs[col * LDC + row];
+  }
+}
+
 )MTSRC";
 
 } // namespace
@@ -557,7 +696,11 @@ std::string convGemmSource(const std::vector<ConvGemmConfig> &configs) {
     src += "extern \"C\" __global__ void __launch_bounds__(256) " + c.kernelName() +
            "(const void *in0, const void *in1, void *out, int outType, int accumulate, int n, "
            "int c, int h, int w, int k, int p, int q, int padH, int padW, int kTilesPerSplit) {\n";
-    if (c.nhwc)
+    if (c.nhwc && c.mode == ConvGemmMode::BackwardWeight)
+      src += "  (void)outType; (void)accumulate;\n  mt_conv_nhwcw<" + nhwcArgs +
+             ">((const unsigned short *)in0, (const unsigned short *)in1, (float *)out, n, c, h, "
+             "w, k, p, q, padH, padW, kTilesPerSplit);\n}\n";
+    else if (c.nhwc)
       src += "  (void)kTilesPerSplit;\n  mt_conv_nhwc<" + nhwcArgs +
              ">((const unsigned short *)in0, (const unsigned short *)in1, out, outType, "
              "accumulate, n, c, h, w, k, p, q, padH, padW);\n}\n";

@@ -1206,12 +1206,15 @@ CudaExecutor::Launch CudaExecutor::prepareConvGemm(const plan::Conv2d &k, const 
   const ConvGemmKernel<cudaKernel_t> kernel{found->second, found->first.c_str()};
   const ConvGemmArgs a = convGemmArgs(k, cfg, tensorRefs());
   if (cfg.nhwc) {
-    const ConvNhwcScratch need = convNhwcScratch(a);
-    const size_t actOff = sl.take(need.activationBytes), wOff = sl.take(need.weightBytes);
+    const ConvNhwcScratch need =
+        convNhwcScratch(a, cfg.bn, props_.multiProcessorCount, convBudget_);
+    const size_t in0Off = sl.take(need.in0Bytes), in1Off = sl.take(need.in1Bytes);
+    const size_t wsOff = need.split.workspaceBytes ? sl.take(need.split.workspaceBytes) : 0;
     const int bn = cfg.bn;
     return [=] {
       launchConvNhwc(fixed_, kernel, fixedLauncher(), [this](long long n) { return blocksFor(n); },
-                     a, bn, scratch(actOff), scratch(wOff));
+                     a, bn, need, scratch(in0Off), scratch(in1Off),
+                     need.split.workspaceBytes ? scratch(wsOff) : nullptr);
     };
   }
   const ConvGemmSplit split = convGemmSplit(a, cfg.bn, props_.multiProcessorCount, convBudget_);

@@ -880,6 +880,23 @@ extern "C" __global__ void mt_weight_flip16(const unsigned short *w, unsigned sh
   }
 }
 
+// The NHWC weight gradient's reduction: dw [k][c][rs] = (accumulate ? dw : 0) + the
+// splits' fp32 partials [split][k][rs][c], added in split order.
+extern "C" __global__ void mt_conv_wsum_rsc(const float *partials, int splits, long long k,
+                                            long long c, long long rs, void *out, int outType,
+                                            int accumulate) {
+  MT_GRID_STRIDE(o, k * c * rs) {
+    const long long r = mt_mod(o, rs), t = mt_div(o, rs), ch = mt_mod(t, c), kk = mt_div(t, c);
+    const long long i = (kk * rs + r) * c + ch, count = k * c * rs;
+    float s = 0.0f;
+    for (int z = 0; z < splits; ++z)
+      s += partials[(long long)z * count + i];
+    if (accumulate)
+      s = mt_load(out, outType, o) + s;
+    mt_store(out, outType, o, s);
+  }
+}
+
 // The implicit-GEMM backward-weight convolution's reduction (ConvKernels.h):
 // dw = (accumulate ? dw : 0) + the splits' fp32 partials, added in split order.
 extern "C" __global__ void mt_conv_wsum(const float *partials, int splits, long long count,

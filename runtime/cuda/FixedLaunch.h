@@ -394,46 +394,74 @@ void launchConvGemm(const Table &fixed, const ConvGemmKernel<Handle> &kernel, La
          a.outType, a.accumulate);
 }
 
-/// The NHWC convolution's scratch: the activations in NHWC and the rearranged weights.
+/// The NHWC convolution's scratch: its two operands rearranged (forward and input
+/// gradient: the activations in NHWC and the weights; weight gradient: x and dy in
+/// NHWC) and the weight gradient's partials.
 struct ConvNhwcScratch {
-  size_t activationBytes = 0, weightBytes = 0;
+  size_t in0Bytes = 0, in1Bytes = 0;
+  ConvGemmSplit split; // the weight gradient's (workspaceBytes)
 };
 
-inline ConvNhwcScratch convNhwcScratch(const ConvGemmArgs &a) {
+inline ConvNhwcScratch convNhwcScratch(const ConvGemmArgs &a, int bn, int sms, size_t budget) {
   ConvNhwcScratch s;
-  const bool fwd = a.mode == ConvGemmMode::Forward;
-  s.activationBytes = size_t(a.n) * (fwd ? size_t(a.c) * a.h * a.w : size_t(a.k) * a.p * a.q) * 2;
-  s.weightBytes = size_t(a.k) * a.c * a.r * a.s * 2;
+  const size_t x = size_t(a.n) * a.c * a.h * a.w * 2, dy = size_t(a.n) * a.k * a.p * a.q * 2,
+               w = size_t(a.k) * a.c * a.r * a.s * 2;
+  switch (a.mode) {
+  case ConvGemmMode::Forward:
+    s.in0Bytes = x, s.in1Bytes = w;
+    break;
+  case ConvGemmMode::BackwardInput:
+    s.in0Bytes = dy, s.in1Bytes = w;
+    break;
+  case ConvGemmMode::BackwardWeight:
+    s.in0Bytes = x, s.in1Bytes = dy;
+    s.split = convGemmSplit(a, bn, sms, budget);
+    break;
+  }
   return s;
 }
 
-/// ConvGemmConfig::nhwc: transpose the activations (x, or dy for the input gradient)
-/// to NHWC and rearrange the weights, then one forward convolution: of x with
-/// w[k][r][s][c], or of dy (stride 1) with the flipped w[c][r'][s'][k] and padding
-/// R-1-pad, which is the input gradient.
+/// ConvGemmConfig::nhwc. Forward: x to NHWC, w to [k][r][s][c], one forward
+/// convolution. Input gradient (stride 1): dy to NHWC, w flipped to [c][r'][s'][k], the
+/// forward convolution of dy with it and padding R-1-pad. Weight gradient: x and dy to
+/// NHWC, the split GEMM into fp32 partials, then their sum into dw.
 template <class Table, class Handle, class Launch, class Blocks>
 void launchConvNhwc(const Table &fixed, const ConvGemmKernel<Handle> &kernel, Launch &&launch,
-                    Blocks &&blocks, const ConvGemmArgs &a, int bn, void *activations,
-                    void *weights) {
+                    Blocks &&blocks, const ConvGemmArgs &a, int bn, const ConvNhwcScratch &s,
+                    void *in0, void *in1, void *workspace) {
   auto tiles = [](long long n, long long t) { return unsigned((n + t - 1) / t); };
-  const bool fwd = a.mode == ConvGemmMode::Forward;
-  // The forward convolution that runs: input [n][ci][hi][wi] -> output [n][co][ho][wo].
-  const int ci = fwd ? a.c : a.k, hi = fwd ? a.h : a.p, wi = fwd ? a.w : a.q;
-  const int co = fwd ? a.k : a.c, ho = fwd ? a.p : a.h, wo = fwd ? a.q : a.w;
-  const int ph = fwd ? a.ph : a.r - 1 - a.ph, pw = fwd ? a.pw : a.s - 1 - a.pw;
-  const long long hw = (long long)hi * wi;
-  launch(fixed.mt_nchw_to_nhwc16, Grid{tiles(hw, 32), tiles(ci, 32), unsigned(std::min(a.n, 65535))},
-         256, a.in0, activations, (long long)a.n, (long long)ci, hw);
-  const long long count = (long long)a.k * a.c * a.r * a.s;
-  if (fwd)
-    launch(fixed.mt_weight_krsc16, Grid{blocks(count)}, 256, a.in1, weights, (long long)a.k,
+  auto toNhwc = [&](const void *from, void *to, int channels, long long hw) {
+    launch(fixed.mt_nchw_to_nhwc16, Grid{tiles(hw, 32), tiles(channels, 32), unsigned(std::min(a.n, 65535))},
+           256, from, to, (long long)a.n, (long long)channels, hw);
+  };
+  const long long wCount = (long long)a.k * a.c * a.r * a.s;
+  switch (a.mode) {
+  case ConvGemmMode::Forward:
+    toNhwc(a.in0, in0, a.c, (long long)a.h * a.w);
+    launch(fixed.mt_weight_krsc16, Grid{blocks(wCount)}, 256, a.in1, in1, (long long)a.k,
            (long long)a.c, (long long)a.r * a.s);
-  else
-    launch(fixed.mt_weight_flip16, Grid{blocks(count)}, 256, a.in1, weights, (long long)a.k,
+    launch(kernel, Grid{tiles((long long)a.n * a.p * a.q, kConvTileM), tiles(a.k, bn)},
+           kConvThreads, in0, in1, a.out, a.outType, a.accumulate, a.n, a.c, a.h, a.w, a.k, a.p,
+           a.q, a.ph, a.pw, 0);
+    return;
+  case ConvGemmMode::BackwardInput:
+    // dx = the forward convolution of dy [n][k][p][q] with the flipped weights.
+    toNhwc(a.in0, in0, a.k, (long long)a.p * a.q);
+    launch(fixed.mt_weight_flip16, Grid{blocks(wCount)}, 256, a.in1, in1, (long long)a.k,
            (long long)a.c, (long long)a.r, (long long)a.s);
-  launch(kernel, Grid{tiles((long long)a.n * ho * wo, kConvTileM), tiles(co, bn)}, kConvThreads,
-         activations, weights, a.out, a.outType, a.accumulate, a.n, ci, hi, wi, co, ho, wo, ph, pw,
-         0);
+    launch(kernel, Grid{tiles((long long)a.n * a.h * a.w, kConvTileM), tiles(a.c, bn)},
+           kConvThreads, in0, in1, a.out, a.outType, a.accumulate, a.n, a.k, a.p, a.q, a.c, a.h,
+           a.w, a.r - 1 - a.ph, a.s - 1 - a.pw, 0);
+    return;
+  case ConvGemmMode::BackwardWeight:
+    toNhwc(a.in0, in0, a.c, (long long)a.h * a.w);
+    toNhwc(a.in1, in1, a.k, (long long)a.p * a.q);
+    launch(kernel, s.split.grid, kConvThreads, in0, in1, workspace, int(kF32), 0, a.n, a.c, a.h,
+           a.w, a.k, a.p, a.q, a.ph, a.pw, s.split.kTilesPerSplit);
+    launch(fixed.mt_conv_wsum_rsc, Grid{blocks(wCount)}, 256, workspace, s.split.splits,
+           (long long)a.k, (long long)a.c, (long long)a.r * a.s, a.out, a.outType, a.accumulate);
+    return;
+  }
 }
 
 } // namespace cuda

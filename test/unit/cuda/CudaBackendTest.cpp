@@ -351,7 +351,7 @@ TEST(CudaNvrtc, CompilesEveryConvolutionConfiguration) {
           c.r = c.s = rs;
           c.sh = c.sw = rs == 2 ? 2 : 1;
           configs.push_back(c);
-          if (mode == cuda::ConvGemmMode::Forward) {
+          if (mode != cuda::ConvGemmMode::BackwardInput) {
             c.nhwc = true;
             configs.push_back(c);
           }
@@ -1091,6 +1091,10 @@ TEST(CudaExecutor, ConvImplicitGemmMatchesCpu) {
                  "conv_igemm_bf16_1x1.plan", 1, 1e-5, 1.6e-2);
 }
 
+struct alignas(16) mt_u4_host {
+  uint32_t v[4];
+};
+
 /// The implicit-GEMM convolutions of a plan's Conv2d steps (all of them must take
 /// one) run on the CPU (HostKernels.h emulates mma.sync) through the executor's launch
 /// sequence, against the CPU executor. `sms`: the multiprocessors the weight gradient's
@@ -1135,10 +1139,12 @@ void expectHostConvMatchesCpu(const std::vector<uint8_t> &bytes, const std::stri
     const cuda::ConvGemmArgs a = cuda::convGemmArgs(*k, cfg, ref);
     const std::string kernelName = cfg.kernelName();
     if (cfg.nhwc) {
-      const cuda::ConvNhwcScratch need = cuda::convNhwcScratch(a);
-      std::vector<uint8_t> act(need.activationBytes + 16), wts(need.weightBytes + 16);
+      const cuda::ConvNhwcScratch need = cuda::convNhwcScratch(a, cfg.bn, 2, size_t(1) << 20);
+      // 16-byte aligned, as the executor's scratch is (256).
+      std::vector<mt_u4_host> in0(need.in0Bytes / 16 + 1), in1(need.in1Bytes / 16 + 1),
+          ws(need.split.workspaceBytes / 16 + 1);
       cuda::launchConvNhwc(table, cuda::ConvGemmKernel<int>{0, kernelName.c_str()}, launch, blocks,
-                           a, cfg.bn, act.data(), wts.data());
+                           a, cfg.bn, need, in0.data(), in1.data(), ws.data());
       ++nhwcSteps;
       continue;
     }
@@ -1167,11 +1173,13 @@ TEST(CudaHostEmulation, ImplicitGemmConvolutionsMatchTheCpu) {
 }
 
 TEST(CudaHostEmulation, NhwcConvolutionsMatchTheCpu) {
-  // Forward (C = 64: 18 tiles through the three stages) and the input gradient
-  // (K = 32, stride 1), ragged pixel tiles; the weight gradient stays on its kernel.
+  // Forward (C = 64: 18 tiles through the three stages), the input gradient (K = 32,
+  // stride 1) and the weight gradient (rows (r, s, c) across (r, s) boundaries, a
+  // ragged last pixel tile, split in two), ragged pixel tiles.
   expectHostConvMatchesCpu(convPlan(plan::DType::F16, {2, 64, 13, 11, 32, 3, 3, 1, 1, 1, 1}),
                            "conv_nhwc_f16.plan", 4e-3, true);
-  // Stride 2 forward (its input gradient is not NHWC), two column tiles (96 = 64 + 32).
+  // Stride 2 forward and weight gradient (its input gradient is not NHWC), two column
+  // tiles (96 = 64 + 32).
   expectHostConvMatchesCpu(convPlan(plan::DType::BF16, {1, 32, 9, 20, 96, 3, 3, 2, 2, 1, 1}),
                            "conv_nhwc_bf16_s2.plan", 1.6e-2, true);
 }
