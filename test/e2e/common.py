@@ -78,3 +78,25 @@ def tune_table(stdout):
         elif inside:
             inside = False
     return rows
+
+
+def sensitivity_table(stdout):
+    """Rows of the sensitivity table `mantissa tune` prints (whitespace-separated columns up to the gap,
+    then the verdict; "-" where the demotion was not trained; "@N" marks the step an error was taken at)."""
+    rows, header = [], None
+    def number(text):
+        return None if text == "-" else float(text.split("@")[0])
+    for line in stdout.splitlines():
+        if line.startswith("group ") and " prec " in line and "grad@1" in line:
+            header = line.split()[:11]
+            continue
+        if header is None:
+            continue
+        fields = line.split()
+        if len(fields) < 12 or fields[1] not in ("fp16", "bf16"):
+            break
+        row = {"group": fields[0], "precision": fields[1], "verdict": " ".join(fields[11:])}
+        for name, text in zip(header[2:], fields[2:11]):
+            row[name] = number(text.rstrip("%"))
+        rows.append(row)
+    return rows
