@@ -8,13 +8,18 @@
 //     and the uniform fp16 (autocast default) and bf16 policies as references.
 //  2. Sensitivity: each group demoted alone, to fp16 and to bf16, trained from the
 //     same initialisation and data order; its divergence is the mean relative
-//     distance of its loss trajectory from fp32's, its saving the modelled cost
-//     (runtime/cost) it removes.
+//     distance of its loss trajectory from fp32's; its gradient error the relative
+//     L2 distance of its parameters' gradients from fp32's (at the first step, and
+//     the mean over sampled steps), and of those of the groups its input depends on;
+//     its saving the modelled cost (runtime/cost) it removes. A demotion passes
+//     when the held-out gap is within --max-metric-gap and the first-step gradient
+//     error within --max-grad-error.
 //  3. Greedy with bisection: the demotions that passed alone, ordered by saving
-//     over divergence, are verified together; a failing set is split in halves and
+//     over sensitivity (divergence + mean gradient error), are verified together; a failing set is split in halves and
 //     each half verified on top of what was kept (as Polygraphy's debug precision
 //     bisects for inference), down to single demotions.
-//  4. Loss scaling off, if fp16 remains and the budget allows.
+//  4. Loss scaling off, if fp16 remains and the budget allows (and --loss-scaling
+//     none did not already turn it off for every candidate).
 // Every training run counts against --budget and is reported; the chosen policy
 // is the cheapest candidate within the bound, on the Pareto front of modelled
 // cost against metric gap, and a final, longer validation run compares it with
