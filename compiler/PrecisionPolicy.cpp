@@ -22,8 +22,7 @@ bool isPrecisionName(llvm::StringRef name) {
 namespace {
 
 /// The names of the ops in `Ops` (without "graph.") whose category is not Fixed.
-template <typename... Ops>
-std::vector<std::string> kindsOf() {
+template <typename... Ops> std::vector<std::string> kindsOf() {
   std::vector<std::string> kinds;
   auto add = [&](llvm::StringRef name, graph::PrecisionCategory category) {
     if (category != graph::PrecisionCategory::Fixed)
@@ -121,7 +120,8 @@ llvm::Expected<PolicyFile> parsePolicyFile(llvm::StringRef text, llvm::StringRef
       std::string list;
       for (const std::string &k : known)
         list += (list.empty() ? "" : ", ") + k;
-      std::string hint = llvm::StringRef(kind).starts_with("graph.") ? " (drop the \"graph.\" prefix)" : "";
+      std::string hint =
+          llvm::StringRef(kind).starts_with("graph.") ? " (drop the \"graph.\" prefix)" : "";
       return policyError(where, "\"kinds\": unknown op kind \"" + kind + "\"" + hint +
                                     "; the kinds are: " + list);
     }

@@ -214,7 +214,8 @@ std::vector<ParameterGradient> parameterGradients(const LoadedPlan &plan) {
         grad = earlier;
         w = writerBefore(grad, size_t(w));
       }
-      out.push_back({p->name()->str(), param, grad, w >= 0 && scaleId >= 0 && scaleReads[size_t(w)] == 1});
+      out.push_back(
+          {p->name()->str(), param, grad, w >= 0 && scaleId >= 0 && scaleReads[size_t(w)] == 1});
     }
   }
   return out;

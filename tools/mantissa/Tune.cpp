@@ -15,9 +15,10 @@
 //     when the held-out gap is within --max-metric-gap and the first-step gradient
 //     error within --max-grad-error.
 //  3. Greedy with bisection: the demotions that passed alone, ordered by saving
-//     over sensitivity (divergence + mean gradient error), are verified together; a failing set is split in halves and
-//     each half verified on top of what was kept (as Polygraphy's debug precision
-//     bisects for inference), down to single demotions.
+//     over sensitivity (divergence + mean gradient error), are verified together;
+//     a failing set is split in halves and each half verified on top of what was
+//     kept (as Polygraphy's debug precision bisects for inference), down to single
+//     demotions.
 //  4. Loss scaling off, if fp16 remains and the budget allows (and --loss-scaling
 //     none did not already turn it off for every candidate).
 // Every training run counts against --budget and is reported; the chosen policy
@@ -148,8 +149,7 @@ TuneOptions parseTuneOptions(int argc, char **argv) {
       if (value != "dynamic" && value != "none")
         throw Error("--loss-scaling must be dynamic or none, got '" + value + "'");
       o.lossScaling = value;
-    }
-    else if (arg == "--device")
+    } else if (arg == "--device")
       o.device = value;
     else if (arg == "--cost-batch")
       o.costBatch = integer(1);
@@ -208,7 +208,6 @@ struct GradientError {
   int64_t steps = 0, nonFinite = 0;
   double sum = 0;
 };
-
 
 /// One trained (or, with --select, measured) policy.
 struct Candidate {
@@ -414,10 +413,10 @@ private:
                     c.gradErrors[c.gradFailure].first, o_.maxGradError);
       gradNote = buf;
     }
-    std::fprintf(stderr, "tune: [%lld/%lld] %-40s %s %.4f  gap %+.4f  %s %.4g%s\n",
-                 (long long)trained_, (long long)o_.budget, label.c_str(),
-                 classification_ ? "accuracy" : "mse", c.metric, c.gap,
-                 o_.objective == "time" ? "ms/step" : "mJ/step", objective(c) * 1e3, gradNote.c_str());
+    std::fprintf(
+        stderr, "tune: [%lld/%lld] %-40s %s %.4f  gap %+.4f  %s %.4g%s\n", (long long)trained_,
+        (long long)o_.budget, label.c_str(), classification_ ? "accuracy" : "mse", c.metric, c.gap,
+        o_.objective == "time" ? "ms/step" : "mJ/step", objective(c) * 1e3, gradNote.c_str());
     candidates_.push_back(std::move(c));
     return candidates_.back();
   }
@@ -438,7 +437,9 @@ private:
   /// keep K copies of the fp32 gradients; the first four (the first step the loss
   /// scaler lets through) and about 16 more spread over the run are enough for a
   /// mean, within 1 GiB of fp32 gradients.
-  bool gradientStep(int64_t step) const { return step < gradFirstSteps_ || step % gradStride_ == 0; }
+  bool gradientStep(int64_t step) const {
+    return step < gradFirstSteps_ || step % gradStride_ == 0;
+  }
 
   /// Reads the parameter gradients after each compared step: the fp32 baseline's
   /// are kept, a candidate's are compared with them per op group and over all
@@ -446,7 +447,8 @@ private:
   /// that step ran at (the scale after the previous step; the initial scale first).
   class GradientReader {
   public:
-    GradientReader(Tuner &tuner, Candidate &c, bool baseline) : t_(tuner), c_(c), baseline_(baseline) {}
+    GradientReader(Tuner &tuner, Candidate &c, bool baseline)
+        : t_(tuner), c_(c), baseline_(baseline) {}
 
     void afterStep(int64_t step, Executor &exec) {
       const LoadedPlan &plan = exec.plan();
@@ -462,7 +464,8 @@ private:
           int64_t elements = 0;
           for (const ParameterGradient &g : grads_)
             elements += plan.numElements(g.gradId);
-          int64_t fit = std::clamp<int64_t>((int64_t(1) << 30) / std::max<int64_t>(4 * elements, 1), 1, 20);
+          int64_t fit =
+              std::clamp<int64_t>((int64_t(1) << 30) / std::max<int64_t>(4 * elements, 1), 1, 20);
           t_.gradFirstSteps_ = std::min<int64_t>(4, fit);
           t_.gradStride_ = fit > 4 ? std::max<int64_t>(1, (t_.o_.steps + fit - 5) / (fit - 4))
                                    : std::numeric_limits<int64_t>::max();
@@ -601,7 +604,8 @@ private:
   std::map<std::string, RangeStats> fp32Range_; // forward outputs of the fp32 baseline, by step
   std::map<std::string, std::vector<float>> fp32Outputs_; // anchor outputs after fp32's step 1
   std::map<std::string, std::vector<std::string>> groupParams_; // op group -> its parameters
-  std::map<std::string, std::vector<std::string>> upstreamParams_; // op group -> its inputs' groups' parameters
+  /// Op group -> the parameters of the groups its input depends on.
+  std::map<std::string, std::vector<std::string>> upstreamParams_;
   std::map<int64_t, std::map<std::string, std::vector<float>>> fp32Grads_; // by step, by parameter
   int64_t gradFirstSteps_ = 4, gradStride_ = 1; // gradientStep(); set by the fp32 run
 
@@ -668,7 +672,8 @@ int Tuner::run() {
     // fp16, which no loss scale repairs: no need to train that.
     auto range = fp32Range_.find(group);
     double overflow = range == fp32Range_.end() ? 0 : range->second.share(range->second.fp16Overflow);
-    double underflow = range == fp32Range_.end() ? 0 : range->second.share(range->second.fp16Underflow);
+    double underflow =
+        range == fp32Range_.end() ? 0 : range->second.share(range->second.fp16Underflow);
     for (const char *precision : {"fp16", "bf16"}) {
       SensitivityRow row{group, precision, overflow, underflow};
       if (!std::strcmp(precision, "fp16") && overflow > 0) {
@@ -685,11 +690,11 @@ int Tuner::run() {
       const Candidate &c = evaluate(policyOf({{group, precision}}), group + "=" + precision);
       row.candidate = int64_t(&c - candidates_.data());
       double saving = objective(candidates_[0]) - objective(c);
-      row.verdict = !c.failure.empty()        ? "failed: " + c.failure
-                    : c.gap > o_.maxGap       ? "metric over bound"
-                    : !c.gradFailure.empty()  ? "gradient error over bound"
-                    : saving <= 0             ? "passes, saves nothing"
-                                              : "passes";
+      row.verdict = !c.failure.empty()       ? "failed: " + c.failure
+                    : c.gap > o_.maxGap      ? "metric over bound"
+                    : !c.gradFailure.empty() ? "gradient error over bound"
+                    : saving <= 0            ? "passes, saves nothing"
+                                             : "passes";
       sensitivity_.push_back(row);
       if (!c.passes || saving <= 0)
         continue;
@@ -698,7 +703,8 @@ int Tuner::run() {
       // (the mean, not the max: late steps near a minimum have small gradients whose
       // relative error is large without mattering).
       auto grad = c.gradErrors.find(group);
-      double gradMean = grad != c.gradErrors.end() && std::isfinite(grad->second.mean) ? grad->second.mean : 0;
+      double gradMean =
+          grad != c.gradErrors.end() && std::isfinite(grad->second.mean) ? grad->second.mean : 0;
       double sensitivity = c.divergence + gradMean;
       // Equal savings (the model prices fp16 and bf16 alike) go to the smaller sensitivity.
       bool better = !best || saving > best->saving * (1 + 1e-9) ||
@@ -901,9 +907,12 @@ void Tuner::printTable(const std::vector<size_t> &front, size_t chosen) const {
       std::snprintf(joules, sizeof joules, "%.4f", c.joules * 1e3);
     std::printf("%-4zu %-5s %-44s %-8s %10.4f %10s %9.4f %+9.4f %s%s\n", i + 1,
                 std::count(front.begin(), front.end(), i) ? "*" : "", label.c_str(),
-                c.policy.lossScaling.value_or("none").c_str(), c.seconds * 1e3, joules,
-                c.metric, c.gap,
-                !c.failure.empty() ? "failed" : c.passes ? "ok" : c.gap > maxGap_ ? "over bound" : "grad error",
+                c.policy.lossScaling.value_or("none").c_str(), c.seconds * 1e3, joules, c.metric,
+                c.gap,
+                !c.failure.empty() ? "failed"
+                : c.passes         ? "ok"
+                : c.gap > maxGap_  ? "over bound"
+                                   : "grad error",
                 i == chosen ? "  <- chosen" : "");
   }
 }
@@ -913,11 +922,11 @@ void Tuner::printSensitivity() const {
   size_t width = 5;
   for (const SensitivityRow &r : sensitivity_)
     width = std::max(width, r.group.size());
-  std::printf("Sensitivity (each group alone against fp32: same initial state and batches, %lld steps; "
-              "relative L2 errors; grad: its parameters' gradients; in: the parameter gradients of the groups its input depends on)\n",
+  std::printf("Sensitivity: each group alone against fp32 (same initial state and batches, %lld "
+              "steps)\n",
               (long long)o_.steps);
-  std::printf("%-*s %-4s %9s %9s %9s %9s %10s %10s %10s %10s %9s  %s\n", int(width), "group", "prec",
-              "fp16-ovf", "fp16-unf", "loss-div", "out@1", "grad@1", "grad-mean", "in@1",
+  std::printf("%-*s %-4s %9s %9s %9s %9s %10s %10s %10s %10s %9s  %s\n", int(width), "group",
+              "prec", "fp16-ovf", "fp16-unf", "loss-div", "out@1", "grad@1", "grad-mean", "in@1",
               o_.objective == "time" ? "saving-ms" : "saving-mJ", "gap", "verdict");
   auto number = [](double v, int64_t step = 0) {
     char buf[32];
@@ -925,7 +934,7 @@ void Tuner::printSensitivity() const {
     return std::string(buf);
   };
   for (const SensitivityRow &r : sensitivity_) {
-    std::string div = "-", out = "-", grad = "-", mean = "-", all = "-", saving = "-", gap = "-";
+    std::string div = "-", out = "-", grad = "-", mean = "-", in = "-", saving = "-", gap = "-";
     if (r.candidate >= 0) {
       const Candidate &c = candidates_[size_t(r.candidate)];
       div = number(c.divergence);
@@ -935,18 +944,24 @@ void Tuner::printSensitivity() const {
         mean = number(it->second.mean);
       }
       if (auto it = c.inputGradErrors.find(r.group); it != c.inputGradErrors.end())
-        all = number(it->second.first, it->second.firstStep);
+        in = number(it->second.first, it->second.firstStep);
       saving = number((objective(candidates_[0]) - objective(c)) * 1e3);
       char buf[32];
       std::snprintf(buf, sizeof buf, "%+.4f", c.gap);
       gap = buf;
     }
-    std::printf("%-*s %-4s %8.3f%% %8.3f%% %9s %9s %10s %10s %10s %10s %9s  %s\n", int(width), r.group.c_str(),
-                r.precision.c_str(), 100 * r.overflow, 100 * r.underflow, div.c_str(), out.c_str(), grad.c_str(),
-                mean.c_str(), all.c_str(), saving.c_str(), gap.c_str(), r.verdict.c_str());
+    std::printf("%-*s %-4s %8.3f%% %8.3f%% %9s %9s %10s %10s %10s %10s %9s  %s\n", int(width),
+                r.group.c_str(), r.precision.c_str(), 100 * r.overflow, 100 * r.underflow,
+                div.c_str(), out.c_str(), grad.c_str(), mean.c_str(), in.c_str(), saving.c_str(),
+                gap.c_str(), r.verdict.c_str());
   }
-  std::printf("(grad@1, in@1: at the first step, or @N the first whose gradients were finite; a demoted\n"
-              " group fails when its grad@1 exceeds --max-grad-error %.3g)\n\n", o_.maxGradError);
+  std::printf(
+      "(fp16-ovf/unf: share of its fp32 outputs out of fp16's range; loss-div: of the loss\n"
+      " trajectory; relative L2 errors: out@1 of its output, grad@1 of its parameters' gradients\n"
+      " after the first step (@N: the first with finite gradients), grad-mean their mean over\n"
+      " the run, in@1 of the gradients of the groups its input depends on; a demotion fails\n"
+      " when grad@1 > --max-grad-error %.3g)\n\n",
+      o_.maxGradError);
 }
 
 void Tuner::writePlot(const std::vector<size_t> &front, size_t chosen) const {
@@ -1053,7 +1068,8 @@ void Tuner::writeManifest() const {
   f << "  ],\n  \"max_grad_error\": " << num(o_.maxGradError) << ",\n  \"sensitivity\": [\n";
   for (size_t i = 0; i < sensitivity_.size(); ++i) {
     const SensitivityRow &r = sensitivity_[i];
-    f << "    {\"group\": " << json::quote(r.group) << ", \"precision\": " << json::quote(r.precision)
+    f << "    {\"group\": " << json::quote(r.group)
+      << ", \"precision\": " << json::quote(r.precision)
       << ", \"fp16_overflow\": " << num(r.overflow) << ", \"fp16_underflow\": " << num(r.underflow);
     if (r.candidate >= 0) {
       const Candidate &c = candidates_[size_t(r.candidate)];
@@ -1062,10 +1078,13 @@ void Tuner::writeManifest() const {
         << ", \"output_error_step1\": " << num(outputError(c, r.group))
         << ", \"grad_error_first\": " << num(grad != c.gradErrors.end() ? grad->second.first : NAN)
         << ", \"grad_error_mean\": " << num(grad != c.gradErrors.end() ? grad->second.mean : NAN)
-        << ", \"input_grad_error_first\": " << num(in != c.inputGradErrors.end() ? in->second.first : NAN)
-        << ", \"saving\": " << num(objective(candidates_[0]) - objective(c)) << ", \"gap\": " << num(c.gap);
+        << ", \"input_grad_error_first\": "
+        << num(in != c.inputGradErrors.end() ? in->second.first : NAN)
+        << ", \"saving\": " << num(objective(candidates_[0]) - objective(c))
+        << ", \"gap\": " << num(c.gap);
     }
-    f << ", \"verdict\": " << json::quote(r.verdict) << "}" << (i + 1 < sensitivity_.size() ? "," : "") << "\n";
+    f << ", \"verdict\": " << json::quote(r.verdict) << "}"
+      << (i + 1 < sensitivity_.size() ? "," : "") << "\n";
   }
   f << "  ]\n}\n";
   std::printf("wrote %s/manifest.json (%zu candidates)\n", o_.emitDir.c_str(), candidates_.size());
@@ -1124,18 +1143,19 @@ int tuneMain(int argc, char **argv) {
     for (const OpGroup &g : opGroups)
       if (g.hasAnchor())
         anchored.insert(g.members.begin(), g.members.end());
-    std::function<void(Value, std::vector<std::string> &)> collectParams = [&](Value v, std::vector<std::string> &out) {
-      Operation *def = v.getDefiningOp();
-      if (!def || anchored.contains(def))
-        return;
-      if (auto param = dyn_cast<graph::ParamOp>(def)) {
-        if (!llvm::is_contained(out, param.getName().str()))
-          out.push_back(param.getName().str());
-        return;
-      }
-      for (Value operand : def->getOperands())
-        collectParams(operand, out);
-    };
+    std::function<void(Value, std::vector<std::string> &)> collectParams =
+        [&](Value v, std::vector<std::string> &out) {
+          Operation *def = v.getDefiningOp();
+          if (!def || anchored.contains(def))
+            return;
+          if (auto param = dyn_cast<graph::ParamOp>(def)) {
+            if (!llvm::is_contained(out, param.getName().str()))
+              out.push_back(param.getName().str());
+            return;
+          }
+          for (Value operand : def->getOperands())
+            collectParams(operand, out);
+        };
     llvm::DenseMap<Operation *, std::string> groupOf;
     for (const OpGroup &g : opGroups) {
       if (g.hasAnchor()) {

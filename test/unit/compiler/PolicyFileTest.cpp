@@ -57,7 +57,8 @@ TEST(PolicyFile, TheTunersPolicyRoundTrips) {
   EXPECT_EQ(text.find("kinds"), std::string::npos) << text;
   expectSame(tuned, parse(text));
 
-  PolicyFile edited = parse(R"({"default": "fp32", "kinds": {"linear": "fp16"}, "groups": {"fc2": "bf16"}})");
+  PolicyFile edited =
+      parse(R"({"default": "fp32", "kinds": {"linear": "fp16"}, "groups": {"fc2": "bf16"}})");
   EXPECT_EQ(edited.kinds.at("linear"), "fp16");
   EXPECT_TRUE(edited.usesFp16()); // through its kinds alone
   expectSame(edited, parse(formatPolicyFile(edited)));
@@ -66,11 +67,12 @@ TEST(PolicyFile, TheTunersPolicyRoundTrips) {
 TEST(PolicyFile, KindsAreTheDialectsOpsWithAPrecisionChoice) {
   const std::vector<std::string> &kinds = policyOpKinds();
   EXPECT_TRUE(std::is_sorted(kinds.begin(), kinds.end()));
-  for (const char *k : {"conv2d", "conv_transpose2d", "linear", "matmul", "batch_norm", "relu", "add",
-                        "softmax_cross_entropy"})
+  for (const char *k : {"conv2d", "conv_transpose2d", "linear", "matmul", "batch_norm", "relu",
+                        "add", "softmax_cross_entropy"})
     EXPECT_TRUE(std::binary_search(kinds.begin(), kinds.end(), k)) << k;
   // Fixed ops keep their types; no policy can move them.
-  for (const char *k : {"param", "input", "buffer", "constant", "cast", "sgd_update", "adam_update", "fused"})
+  for (const char *k :
+       {"param", "input", "buffer", "constant", "cast", "sgd_update", "adam_update", "fused"})
     EXPECT_FALSE(std::binary_search(kinds.begin(), kinds.end(), k)) << k;
 }
 
@@ -85,7 +87,8 @@ TEST(PolicyFile, AnUnknownKindNamesTheKindTheFileAndTheValidKinds) {
   e = parseError(R"({"default": "fp32", "kinds": {"cast": "fp16"}})");
   EXPECT_NE(e.find("unknown op kind \"cast\""), std::string::npos) << e;
   e = parseError(R"({"default": "fp32", "kinds": {"conv2d": "fp8"}})");
-  EXPECT_NE(e.find("\"kinds\": \"conv2d\" needs \"fp32\", \"fp16\" or \"bf16\""), std::string::npos) << e;
+  EXPECT_NE(e.find("\"kinds\": \"conv2d\" needs \"fp32\", \"fp16\" or \"bf16\""), std::string::npos)
+      << e;
   e = parseError(R"({"default": "fp32", "kinds": ["conv2d"]})");
   EXPECT_NE(e.find("\"kinds\" must be an object"), std::string::npos) << e;
 }
