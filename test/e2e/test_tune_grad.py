@@ -3,7 +3,8 @@
 whose layer "fc1" has weight gradients of about 1e-8 (its input is scaled by 1e-5): below fp16's
 smallest subnormal unless the loss is scaled. With --loss-scaling none, demoting fc1 alone to fp16
 loses most of its weight gradient (large relative error against fp32 from the same state and batches),
-while fc1 in bf16 and fc2 and head in either precision stay close to fp32; the short run's metric
+while fc1 in bf16 and fc2 and head in either precision stay close to fp32 (and the fp32 run's own gradients
+show the cause: most of fc1's underflow fp16 at scale 1); the short run's metric
 alone does not reject fc1=fp16, the gradient bound does, and the written policy keeps fc1 out of fp16.
 With dynamic loss scaling (the default) the same demotion's gradient error is small: the error was
 the underflow. The printed table and the manifest's JSON agree."""
@@ -34,6 +35,12 @@ fc1 = rows.get(("fc1", "fp16"), {})
 c.check((fc1.get("grad@1") or 0) > 0.5,
         f"fc1=fp16 without loss scaling loses most of its weight gradient: error {fc1.get('grad@1')} > 0.5")
 c.check((fc1.get("grad-mean") or 0) > 0.3, f"... and over the run: mean error {fc1.get('grad-mean')} > 0.3")
+# The cause, from the fp32 run's gradients alone (common/Float16.h's rounding): most of fc1's weight
+# gradient is below fp16's range at scale 1, almost none of fc2's and head's.
+c.check((fc1.get("grad-unf") or 0) > 50, f"{fc1.get('grad-unf')}% of fc1's fp32 weight gradient underflows fp16 (> 50%)")
+for g in ("fc2", "head"):
+    u = rows.get((g, "fp16"), {}).get("grad-unf")
+    c.check(u is not None and u < 1, f"{u}% of {g}'s fp32 parameter gradients underflow fp16 (< 1%)")
 for key in [("fc1", "bf16"), ("fc2", "fp16"), ("fc2", "bf16"), ("head", "fp16"), ("head", "bf16")]:
     r = rows.get(key, {})
     # in@1: the gradients of the groups before it (fc1 has none), which its input's gradient feeds.
@@ -62,4 +69,6 @@ rows, _, _ = tune("dynamic")
 fc1 = rows.get(("fc1", "fp16"), {})
 c.check(fc1.get("grad@1") is not None and fc1["grad@1"] < GRAD_BOUND,
         f"fc1=fp16 with dynamic loss scaling: gradient error {fc1.get('grad@1')} < {GRAD_BOUND}")
+c.check(fc1.get("grad-unf") is not None and fc1["grad-unf"] < 1,
+        f"at the initial loss scale 65536, {fc1.get('grad-unf')}% of fc1's fp32 weight gradient underflows (< 1%)")
 c.done()

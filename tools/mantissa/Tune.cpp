@@ -61,6 +61,9 @@ using namespace mlir;
 namespace mantissa {
 namespace {
 
+/// The scale dynamic loss scaling starts at (insert-loss-scaling's default, GradScaler's).
+constexpr double kInitialLossScale = 65536.0;
+
 const char *kTuneUsage =
     "usage: mantissa tune MODEL.mlir -o POLICY.json [options]\n"
     "       mantissa tune MODEL.mlir --list-groups   print the op groups (the search space)\n"
@@ -357,9 +360,14 @@ private:
       std::function<void(Executor &)> hook;
       if (candidates_.empty())
         hook = [&](Executor &exec) {
+          // By anchor, of its output with the bias (which may be added in place, so
+          // that the tensor is listed under the bias add's step).
+          std::vector<std::pair<std::string, int>> anchors = anchorOutputs(exec.plan());
           for (const TensorNumerics &n : planNumerics(exec, 1.0))
             if (n.region == TensorRegion::Forward)
-              fp32Range_[n.step] = n.stats;
+              for (const auto &[name, id] : anchors)
+                if (n.id == id)
+                  fp32Range_[name] = n.stats;
         };
       // After the first step (same initialisation, same batch), each group anchor's
       // output against fp32's: the error a demotion adds before training amplifies it.
@@ -597,11 +605,13 @@ private:
   struct SensitivityRow {
     std::string group, precision;
     double overflow = 0, underflow = 0; // fp16 shares of the fp32 anchor outputs
-    int64_t candidate = -1;             // its run in candidates_, -1: not trained
+    double gradUnderflow = NAN; // of the group's fp32 parameter gradients after step 1, at the
+                                // loss scale fp16 candidates start with
+    int64_t candidate = -1;     // its run in candidates_, -1: not trained
     std::string verdict;
   };
   std::vector<SensitivityRow> sensitivity_;
-  std::map<std::string, RangeStats> fp32Range_; // forward outputs of the fp32 baseline, by step
+  std::map<std::string, RangeStats> fp32Range_; // anchor outputs of the fp32 baseline, by group
   std::map<std::string, std::vector<float>> fp32Outputs_; // anchor outputs after fp32's step 1
   std::map<std::string, std::vector<std::string>> groupParams_; // op group -> its parameters
   /// Op group -> the parameters of the groups its input depends on.
@@ -609,18 +619,41 @@ private:
   std::map<int64_t, std::map<std::string, std::vector<float>>> fp32Grads_; // by step, by parameter
   int64_t gradFirstSteps_ = 4, gradStride_ = 1; // gradientStep(); set by the fp32 run
 
-  /// The output tensor of each group anchor's forward step (steps carry the op's graph.name).
+  /// The output tensor of each group anchor's forward step, with its bias added if it
+  /// has one (steps carry the op's graph.name).
   std::vector<std::pair<std::string, int>> anchorOutputs(const LoadedPlan &plan) const {
     std::vector<std::pair<std::string, int>> out;
     const plan::Function *fn = plan.findFunction("train_step");
-    for (const plan::Step *step : *fn->steps()) {
-      std::string name = step->name() ? step->name()->str() : "";
+    std::vector<const plan::Step *> steps(fn->steps()->begin(), fn->steps()->end());
+    for (size_t i = 0; i < steps.size(); ++i) {
+      std::string name = steps[i]->name() ? steps[i]->name()->str() : "";
       if (std::find(groups_.begin(), groups_.end(), name) == groups_.end())
         continue;
-      if (step->kernel_type() == plan::Kernel::Gemm)
-        out.push_back({name, step->kernel_as_Gemm()->c()});
-      else if (step->kernel_type() == plan::Kernel::Conv2d)
-        out.push_back({name, step->kernel_as_Conv2d()->out()});
+      int id = -1;
+      if (steps[i]->kernel_type() == plan::Kernel::Gemm)
+        id = steps[i]->kernel_as_Gemm()->c();
+      else if (steps[i]->kernel_type() == plan::Kernel::Conv2d)
+        id = steps[i]->kernel_as_Conv2d()->out();
+      if (id < 0)
+        continue;
+      // The output with its bias: the bias add (`NAME.bias_add`, or a fused step
+      // that starts with it, `NAME+...`) writes it in place in some plans and to a
+      // new tensor (its first output) in others, where fusion takes a cast along.
+      for (size_t j = i + 1; j < steps.size(); ++j) {
+        std::string next = steps[j]->name() ? steps[j]->name()->str() : "";
+        bool biasAdd = next == name + ".bias_add" || next.rfind(name + ".bias_add+", 0) == 0 ||
+                       next.rfind(name + "+", 0) == 0;
+        if (!biasAdd || steps[j]->kernel_type() != plan::Kernel::Elementwise)
+          continue;
+        const plan::Elementwise *ew = steps[j]->kernel_as_Elementwise();
+        bool reads = std::any_of(ew->inputs()->begin(), ew->inputs()->end(),
+                                 [&](const plan::Operand *in) { return in->tensor() == id; });
+        int first = ew->outputs()->size() ? ew->outputs()->Get(0) : -1;
+        if (reads && first >= 0 && plan.numElements(first) == plan.numElements(id))
+          id = first;
+        break;
+      }
+      out.push_back({name, id});
     }
     return out;
   }
@@ -674,8 +707,23 @@ int Tuner::run() {
     double overflow = range == fp32Range_.end() ? 0 : range->second.share(range->second.fp16Overflow);
     double underflow =
         range == fp32Range_.end() ? 0 : range->second.share(range->second.fp16Underflow);
+    // The share of its fp32 parameter gradients (as their kernels write them) after the
+    // first step that fp16 rounds to zero at the scale an fp16 candidate starts with.
+    double gradUnderflow = NAN;
+    if (auto first = fp32Grads_.find(0); first != fp32Grads_.end()) {
+      double scale = o_.lossScaling == "dynamic" ? kInitialLossScale : 1.0;
+      int64_t lost = 0, count = 0;
+      for (const std::string &param : groupParams_[group])
+        if (auto v = first->second.find(param); v != first->second.end()) {
+          RangeStats r = rangeStats(v->second.data(), v->second.size(), scale);
+          lost += r.fp16Underflow;
+          count += r.count;
+        }
+      if (count)
+        gradUnderflow = double(lost) / double(count);
+    }
     for (const char *precision : {"fp16", "bf16"}) {
-      SensitivityRow row{group, precision, overflow, underflow};
+      SensitivityRow row{group, precision, overflow, underflow, gradUnderflow};
       if (!std::strcmp(precision, "fp16") && overflow > 0) {
         row.verdict = "not trained: outputs overflow fp16";
         sensitivity_.push_back(row);
@@ -925,9 +973,10 @@ void Tuner::printSensitivity() const {
   std::printf("Sensitivity: each group alone against fp32 (same initial state and batches, %lld "
               "steps)\n",
               (long long)o_.steps);
-  std::printf("%-*s %-4s %9s %9s %9s %9s %10s %10s %10s %10s %9s  %s\n", int(width), "group",
-              "prec", "fp16-ovf", "fp16-unf", "loss-div", "out@1", "grad@1", "grad-mean", "in@1",
-              o_.objective == "time" ? "saving-ms" : "saving-mJ", "gap", "verdict");
+  std::printf("%-*s %-4s %9s %9s %9s %9s %9s %10s %10s %10s %10s %9s  %s\n", int(width), "group",
+              "prec", "fp16-ovf", "fp16-unf", "grad-unf", "loss-div", "out@1", "grad@1",
+              "grad-mean", "in@1", o_.objective == "time" ? "saving-ms" : "saving-mJ", "gap",
+              "verdict");
   auto number = [](double v, int64_t step = 0) {
     char buf[32];
     std::snprintf(buf, sizeof buf, step > 0 ? "%.3g@%lld" : "%.3g", v, (long long)step);
@@ -950,17 +999,19 @@ void Tuner::printSensitivity() const {
       std::snprintf(buf, sizeof buf, "%+.4f", c.gap);
       gap = buf;
     }
-    std::printf("%-*s %-4s %8.3f%% %8.3f%% %9s %9s %10s %10s %10s %10s %9s  %s\n", int(width),
-                r.group.c_str(), r.precision.c_str(), 100 * r.overflow, 100 * r.underflow,
-                div.c_str(), out.c_str(), grad.c_str(), mean.c_str(), in.c_str(), saving.c_str(),
-                gap.c_str(), r.verdict.c_str());
+    std::printf("%-*s %-4s %8.3f%% %8.3f%% %8.3f%% %9s %9s %10s %10s %10s %10s %9s  %s\n",
+                int(width), r.group.c_str(), r.precision.c_str(), 100 * r.overflow,
+                100 * r.underflow, 100 * r.gradUnderflow, div.c_str(), out.c_str(), grad.c_str(),
+                mean.c_str(), in.c_str(), saving.c_str(), gap.c_str(), r.verdict.c_str());
   }
   std::printf(
-      "(fp16-ovf/unf: share of its fp32 outputs out of fp16's range; loss-div: of the loss\n"
-      " trajectory; relative L2 errors: out@1 of its output, grad@1 of its parameters' gradients\n"
-      " after the first step (@N: the first with finite gradients), grad-mean their mean over\n"
-      " the run, in@1 of the gradients of the groups its input depends on; a demotion fails\n"
-      " when grad@1 > --max-grad-error %.3g)\n\n",
+      "(fp16-ovf/unf: share of its fp32 outputs out of fp16's range; grad-unf: share of its\n"
+      " fp32 parameter gradients after step 1 that fp16 rounds to zero at the loss scale fp16\n"
+      " candidates start at; loss-div: divergence of the loss trajectory; relative L2 errors:\n"
+      " out@1 of its output, grad@1 of its parameters' gradients after the first step (@N: the\n"
+      " first with finite gradients), grad-mean their mean over the run, in@1 of the gradients\n"
+      " of the groups its input depends on; a demotion fails when grad@1 > --max-grad-error\n"
+      " %.3g)\n\n",
       o_.maxGradError);
 }
 
@@ -1070,7 +1121,8 @@ void Tuner::writeManifest() const {
     const SensitivityRow &r = sensitivity_[i];
     f << "    {\"group\": " << json::quote(r.group)
       << ", \"precision\": " << json::quote(r.precision)
-      << ", \"fp16_overflow\": " << num(r.overflow) << ", \"fp16_underflow\": " << num(r.underflow);
+      << ", \"fp16_overflow\": " << num(r.overflow) << ", \"fp16_underflow\": " << num(r.underflow)
+      << ", \"grad_fp16_underflow\": " << num(r.gradUnderflow);
     if (r.candidate >= 0) {
       const Candidate &c = candidates_[size_t(r.candidate)];
       auto grad = c.gradErrors.find(r.group), in = c.inputGradErrors.find(r.group);
