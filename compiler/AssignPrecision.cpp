@@ -41,11 +41,13 @@ Type parsePrecision(MLIRContext *ctx, StringRef name) {
 }
 
 /// What the `policy` option says: the precision of `Lower` ops, and overrides per
-/// op group and per op by `graph.name` (from a policy file, PrecisionPolicy.h).
+/// op kind, per op group and per op by `graph.name` (from a policy file,
+/// PrecisionPolicy.h).
 struct Policy {
   Type lowType;
   llvm::StringMap<Type> byName;
   llvm::StringMap<Type> byGroup;
+  llvm::StringMap<Type> byKind; // "conv2d", without the dialect prefix
   std::string file; // empty unless read from a file
 };
 
@@ -67,6 +69,8 @@ FailureOr<Policy> readPolicy(ModuleOp module, StringRef option) {
     policy.byName[name] = parsePrecision(ctx, precision);
   for (const auto &[name, precision] : file->groups)
     policy.byGroup[name] = parsePrecision(ctx, precision);
+  for (const auto &[kind, precision] : file->kinds)
+    policy.byKind[kind] = parsePrecision(ctx, precision);
   return policy;
 }
 
@@ -168,8 +172,8 @@ private:
     return success();
   }
 
-  /// The precision an override asks of `op` (policy file: op, then op group; then
-  /// the `graph.precision` attribute), a null type if none, or failure.
+  /// The precision an override asks of `op` (policy file: op, then op group, then
+  /// op kind; then the `graph.precision` attribute), a null type if none, or failure.
   FailureOr<Type> overrideFor(Operation *op, const Policy &policy,
                               const llvm::DenseMap<Operation *, Type> &byGroup) {
     if (auto name = op->getAttrOfType<StringAttr>("graph.name")) {
@@ -179,6 +183,11 @@ private:
     }
     if (auto it = byGroup.find(op); it != byGroup.end())
       return it->second;
+    if (!policy.byKind.empty()) {
+      auto it = policy.byKind.find(op->getName().stripDialect());
+      if (it != policy.byKind.end())
+        return it->second;
+    }
     Attribute attr = op->getAttr("graph.precision");
     if (!attr)
       return Type();

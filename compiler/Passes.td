@@ -57,10 +57,13 @@ def AssignPrecision : Pass<"assign-precision", "mlir::ModuleOp"> {
     ("fp32", "fp16", "bf16") overrides its category; a policy file overrides by
     op name (the `graph.name` attribute) and names that match no op are an error.
 
-    Policy file (compiler/PrecisionPolicy.h): `{"default": "fp32", "groups":
-    {"conv2": "bf16"}, "ops": {"fc3": "fp32"}, "loss_scaling": "dynamic"}`. A
-    group (named by its anchor: a matmul, linear or convolution) sets the anchor
-    and the group's `Follow` members; an `ops` entry wins over its group.
+    Policy file (compiler/PrecisionPolicy.h): `{"default": "fp32", "kinds":
+    {"batch_norm": "fp32"}, "groups": {"conv2": "bf16"}, "ops": {"fc3": "fp32"},
+    "loss_scaling": "dynamic"}`. A kind (a graph op name without `graph.`) sets
+    every op of that kind; a group (named by its anchor: a matmul, linear or
+    convolution) sets the anchor and the group's `Follow` members. The most
+    specific entry wins: ops > groups > kinds > default. An unknown kind is an
+    error that lists the valid ones.
 
     Before (`--assign-precision=policy=fp16`):
     ```mlir

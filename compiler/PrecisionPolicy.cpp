@@ -8,6 +8,7 @@
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
 #include <cstdlib>
 
 using namespace mlir;
@@ -18,10 +19,35 @@ bool isPrecisionName(llvm::StringRef name) {
   return name == "fp32" || name == "fp16" || name == "bf16";
 }
 
+namespace {
+
+/// The names of the ops in `Ops` (without "graph.") whose category is not Fixed.
+template <typename... Ops> std::vector<std::string> kindsOf() {
+  std::vector<std::string> kinds;
+  auto add = [&](llvm::StringRef name, graph::PrecisionCategory category) {
+    if (category != graph::PrecisionCategory::Fixed)
+      kinds.push_back(name.drop_front(llvm::StringRef("graph.").size()).str());
+  };
+  (add(Ops::getOperationName(), Ops::getPrecisionCategory()), ...);
+  std::sort(kinds.begin(), kinds.end());
+  return kinds;
+}
+
+} // namespace
+
+const std::vector<std::string> &policyOpKinds() {
+  // The dialect's op list (ODS), so a new op is a valid kind without a second list.
+  static const std::vector<std::string> kinds = kindsOf<
+#define GET_OP_LIST
+#include "mantissa/Graph/GraphOps.cpp.inc"
+      >();
+  return kinds;
+}
+
 bool PolicyFile::usesFp16() const {
   if (defaultPrecision == "fp16")
     return true;
-  for (const auto *map : {&groups, &ops})
+  for (const auto *map : {&kinds, &groups, &ops})
     for (const auto &[name, precision] : *map)
       if (precision == "fp16")
         return true;
@@ -73,18 +99,32 @@ llvm::Expected<PolicyFile> parsePolicyFile(llvm::StringRef text, llvm::StringRef
                                        llvm::toString(json.takeError()));
   const llvm::json::Object *root = json->getAsObject();
   if (!root)
-    return policyError(where, "must hold an object {\"default\": ..., \"groups\": {...}, "
-                              "\"ops\": {...}, \"loss_scaling\": ...}");
+    return policyError(where, "must hold an object {\"default\": ..., \"kinds\": {...}, "
+                              "\"groups\": {...}, \"ops\": {...}, \"loss_scaling\": ...}");
   for (const auto &entry : *root)
-    if (entry.first != "default" && entry.first != "groups" && entry.first != "ops" &&
-        entry.first != "loss_scaling")
+    if (entry.first != "default" && entry.first != "kinds" && entry.first != "groups" &&
+        entry.first != "ops" && entry.first != "loss_scaling")
       return policyError(where, "unknown key \"" + llvm::StringRef(entry.first) +
-                                    "\" (expected \"default\", \"groups\", \"ops\", \"loss_scaling\")");
+                                    "\" (expected \"default\", \"kinds\", \"groups\", \"ops\", "
+                                    "\"loss_scaling\")");
   PolicyFile policy;
   std::optional<llvm::StringRef> def = root->getString("default");
   if (!def || !isPrecisionName(*def))
     return policyError(where, "needs \"default\": \"fp32\", \"fp16\" or \"bf16\"");
   policy.defaultPrecision = def->str();
+  if (llvm::Error e = readPrecisionMap(*root, "kinds", where, policy.kinds))
+    return std::move(e);
+  const std::vector<std::string> &known = policyOpKinds();
+  for (const auto &[kind, precision] : policy.kinds)
+    if (!std::binary_search(known.begin(), known.end(), kind)) {
+      std::string list;
+      for (const std::string &k : known)
+        list += (list.empty() ? "" : ", ") + k;
+      std::string hint =
+          llvm::StringRef(kind).starts_with("graph.") ? " (drop the \"graph.\" prefix)" : "";
+      return policyError(where, "\"kinds\": unknown op kind \"" + kind + "\"" + hint +
+                                    "; the kinds are: " + list);
+    }
   if (llvm::Error e = readPrecisionMap(*root, "groups", where, policy.groups))
     return std::move(e);
   if (llvm::Error e = readPrecisionMap(*root, "ops", where, policy.ops))
@@ -120,6 +160,8 @@ std::string formatPolicyFile(const PolicyFile &policy) {
       o[name] = precision;
     return o;
   };
+  if (!policy.kinds.empty())
+    root["kinds"] = map(policy.kinds);
   if (!policy.groups.empty())
     root["groups"] = map(policy.groups);
   if (!policy.ops.empty())

@@ -4,10 +4,18 @@
 //
 //   {
 //     "default": "fp32",                       // the precision of `Lower` ops
+//     "kinds": {"batch_norm": "fp32"},           // every op of a kind (graph op name, no "graph.")
 //     "groups": {"conv2": "bf16", "fc": "fp16"}, // an op group, by its anchor's graph.name
-//     "ops": {"loss": "fp32"},                   // one op, by graph.name (wins over groups)
+//     "ops": {"loss": "fp32"},                   // one op, by graph.name
 //     "loss_scaling": "dynamic"                  // dynamic | none | a static scale
 //   }
+//
+// The most specific entry wins: ops > groups > kinds > default (then an op's own
+// graph.precision attribute, then its precision category). A group sets its anchor
+// and its members that follow their inputs (not its Fp32 members: losses, exp, log);
+// a kind sets the ops of that kind only. The valid kinds are the graph ops whose
+// precision category is not Fixed (policyOpKinds()); a kind the model does not use
+// is allowed (one file can serve several models), an unknown kind is an error.
 //
 // Only "default" is required. `assign-precision` reads the precisions, `mantissa
 // compile` the loss scaling, and `mantissa tune` writes such files. Reading and
@@ -33,6 +41,7 @@ namespace mantissa {
 
 struct PolicyFile {
   std::string defaultPrecision = "fp32";
+  std::map<std::string, std::string> kinds;  // op kind ("conv2d") -> precision
   std::map<std::string, std::string> groups; // anchor graph.name -> precision
   std::map<std::string, std::string> ops;    // op graph.name -> precision
   std::optional<std::string> lossScaling;    // "dynamic", "none" or a positive number
@@ -43,6 +52,10 @@ struct PolicyFile {
 
 /// Whether `name` is one of fp32, fp16, bf16.
 bool isPrecisionName(llvm::StringRef name);
+
+/// The op kinds a policy's "kinds" may name: the graph dialect's ops, without the
+/// "graph." prefix, whose precision category is not Fixed; sorted.
+const std::vector<std::string> &policyOpKinds();
 
 /// Parses a policy file's text; errors name `where` and the offending key.
 llvm::Expected<PolicyFile> parsePolicyFile(llvm::StringRef text, llvm::StringRef where);

@@ -154,6 +154,73 @@ std::vector<TensorNumerics> planNumerics(Executor &exec, double assumedScale) {
   return out;
 }
 
+std::vector<ParameterGradient> parameterGradients(const LoadedPlan &plan) {
+  const plan::Function *fn = plan.findFunction("train_step");
+  if (!fn)
+    throw Error(plan.name() + ": the plan has no train_step");
+  const plan::LossScaling *ls = plan->loss_scaling();
+  int scaleId = ls && ls->mode() != plan::LossScaleMode::None ? ls->scale() : -1;
+  std::vector<const plan::Step *> steps(fn->steps()->begin(), fn->steps()->end());
+  // Per step, how many steps up to it read the scale: the loss scale is on from
+  // the first (the scaled seed) to the next (the unscale), as in planNumerics.
+  std::vector<int> scaleReads(steps.size(), 0);
+  std::vector<std::vector<size_t>> writers(plan->tensors()->size());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    scaleReads[i] = (i ? scaleReads[i - 1] : 0) + (scaleId >= 0 && readsTensor(*steps[i], scaleId));
+    for (int id : stepOutputs(*steps[i]))
+      writers[size_t(id)].push_back(i);
+  }
+  auto writerBefore = [&](int id, size_t before) -> long {
+    for (auto it = writers[size_t(id)].rbegin(); it != writers[size_t(id)].rend(); ++it)
+      if (*it < before)
+        return long(*it);
+    return -1;
+  };
+  // The one Temp floating-point input of elementwise step `i`, other than `except`,
+  // with `n` elements; -1 if none or several.
+  auto sameSizeInput = [&](size_t i, int except, int64_t n) {
+    int found = -1, count = 0;
+    for (const plan::Operand *in : *steps[i]->kernel_as_Elementwise()->inputs()) {
+      const plan::Tensor *t = plan->tensors()->Get(in->tensor());
+      if (in->tensor() != except && in->tensor() != found && t->role() == plan::Role::Temp &&
+          t->dtype() != plan::DType::I32 && plan.numElements(in->tensor()) == n) {
+        found = in->tensor();
+        ++count;
+      }
+    }
+    return count == 1 ? found : -1;
+  };
+
+  std::vector<ParameterGradient> out;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    if (steps[i]->kernel_type() != plan::Kernel::Elementwise)
+      continue;
+    for (int param : *steps[i]->kernel_as_Elementwise()->outputs()) {
+      const plan::Tensor *p = plan->tensors()->Get(param);
+      if (p->role() != plan::Role::Param)
+        continue;
+      int64_t n = plan.numElements(param);
+      int grad = sameSizeInput(i, param, n);
+      if (grad < 0)
+        continue;
+      // Back through elementwise steps (casts, constant factors, the unscale, which
+      // fusion may or may not fold into the update) to the kernel that computed it,
+      // so that plans of any precision and loss scaling give the same quantity.
+      long w = writerBefore(grad, i);
+      while (w >= 0 && steps[size_t(w)]->kernel_type() == plan::Kernel::Elementwise) {
+        int earlier = sameSizeInput(size_t(w), grad, n);
+        if (earlier < 0)
+          break;
+        grad = earlier;
+        w = writerBefore(grad, size_t(w));
+      }
+      out.push_back(
+          {p->name()->str(), param, grad, w >= 0 && scaleId >= 0 && scaleReads[size_t(w)] == 1});
+    }
+  }
+  return out;
+}
+
 namespace {
 
 /// 10 levels of a count against the largest bucket, as one character.

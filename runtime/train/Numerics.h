@@ -53,6 +53,22 @@ struct TensorNumerics {
 /// without loss scaling.
 std::vector<TensorNumerics> planNumerics(Executor &exec, double assumedScale);
 
+/// The gradient the optimizer applies to one parameter, as a tensor of train_step.
+struct ParameterGradient {
+  std::string param; // the parameter's name ("fc2.weight")
+  int paramId = -1, gradId = -1;
+  bool carriesScale = false; // written while the loss scale is applied (divide by it)
+};
+
+/// Every parameter's gradient in train_step, as the kernel that computed it wrote
+/// it: the one tensor of the parameter's size that the step updating it (the
+/// elementwise step writing the parameter) reads besides the parameter, followed
+/// back through elementwise steps with one such input (casts, constant factors,
+/// the unscale). Plans of any precision, loss scaling and fusion so give the same
+/// quantity, up to the loss scale (`carriesScale`, as planNumerics judges it). A
+/// parameter whose update reads several such tensors (or none) is left out.
+std::vector<ParameterGradient> parameterGradients(const LoadedPlan &plan);
+
 /// The `inspect --numerics` command (argv after `inspect`). Returns the exit code.
 int numericsMain(int argc, char **argv);
 

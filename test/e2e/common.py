@@ -78,3 +78,25 @@ def tune_table(stdout):
         elif inside:
             inside = False
     return rows
+
+
+def sensitivity_table(stdout):
+    """Rows of the sensitivity table `mantissa tune` prints: group, precision, the numeric columns its
+    header names ("-" where the demotion was not trained, None here; "@N", the step an error was taken
+    at, and "%" dropped), then the verdict."""
+    rows, columns = [], None
+    def number(text):
+        return None if text == "-" else float(text.split("@")[0].rstrip("%"))
+    for line in stdout.splitlines():
+        if line.startswith("group ") and " prec " in line and line.rstrip().endswith("verdict"):
+            columns = line.split()[2:-1]
+            continue
+        if columns is None:
+            continue
+        fields = line.split()
+        if len(fields) <= 2 + len(columns) or fields[1] not in ("fp16", "bf16"):
+            break
+        row = {"group": fields[0], "precision": fields[1], "verdict": " ".join(fields[2 + len(columns):])}
+        row.update({name: number(text) for name, text in zip(columns, fields[2:])})
+        rows.append(row)
+    return rows

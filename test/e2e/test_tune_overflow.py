@@ -33,4 +33,21 @@ listing = run([tool("mantissa"), "inspect", plan]).stdout
 want = {"fp32": "f32", "bf16": "bf16"}[big]
 gemms = re.findall(r"^\s*\d+ big graph.linear Gemm (\S+)", listing, re.M)
 c.check(gemms != [] and all(g == want for g in gemms), f"the compiled plan's GEMMs of 'big' run in {want}: {gemms}")
+
+# The tuner's policy edited by hand with "kinds" and "ops" still reads back, with the most specific
+# entry winning (ops > groups > kinds > default): with fc2 taken out of "groups", it follows the kind
+# (fp16, over the default), big keeps its group's precision, and "ops" puts head in fp32.
+tuned = json.load(open(policy))
+groups = {g: p for g, p in tuned.get("groups", {}).items() if g != "fc2"}
+edited = dict(tuned, groups=groups, kinds={"linear": "fp16"}, ops={"head": "fp32"})
+edited_path = os.path.join(d, "edited.json")
+json.dump(edited, open(edited_path, "w"))
+plan = os.path.join(d, "edited.plan")
+run([tool("mantissa"), "compile", model, "--precision", edited_path, "-o", plan])
+listing = run([tool("mantissa"), "inspect", plan]).stdout
+dtype = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
+for g in ("big", "fc2", "head"):
+    expect = dtype[edited["ops"].get(g) or groups.get(g) or "fp16"]
+    got = re.findall(rf"^\s*\d+ {g} graph.linear Gemm (\S+)", listing, re.M)
+    c.check(got != [] and all(x == expect for x in got), f"hand-edited policy: {g}'s GEMMs run in {expect}: {got}")
 c.done()

@@ -8,13 +8,19 @@
 //     and the uniform fp16 (autocast default) and bf16 policies as references.
 //  2. Sensitivity: each group demoted alone, to fp16 and to bf16, trained from the
 //     same initialisation and data order; its divergence is the mean relative
-//     distance of its loss trajectory from fp32's, its saving the modelled cost
-//     (runtime/cost) it removes.
+//     distance of its loss trajectory from fp32's; its gradient error the relative
+//     L2 distance of its parameters' gradients from fp32's (at the first step, and
+//     the mean over sampled steps), and of those of the groups its input depends on;
+//     its saving the modelled cost (runtime/cost) it removes. A demotion passes
+//     when the held-out gap is within --max-metric-gap and the first-step gradient
+//     error within --max-grad-error.
 //  3. Greedy with bisection: the demotions that passed alone, ordered by saving
-//     over divergence, are verified together; a failing set is split in halves and
-//     each half verified on top of what was kept (as Polygraphy's debug precision
-//     bisects for inference), down to single demotions.
-//  4. Loss scaling off, if fp16 remains and the budget allows.
+//     over sensitivity (divergence + mean gradient error), are verified together;
+//     a failing set is split in halves and each half verified on top of what was
+//     kept (as Polygraphy's debug precision bisects for inference), down to single
+//     demotions.
+//  4. Loss scaling off, if fp16 remains and the budget allows (and --loss-scaling
+//     none did not already turn it off for every candidate).
 // Every training run counts against --budget and is reported; the chosen policy
 // is the cheapest candidate within the bound, on the Pareto front of modelled
 // cost against metric gap, and a final, longer validation run compares it with
@@ -34,6 +40,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Parser/Parser.h"
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/raw_ostream.h"
@@ -54,6 +61,9 @@ using namespace mlir;
 namespace mantissa {
 namespace {
 
+/// The scale dynamic loss scaling starts at (insert-loss-scaling's default, GradScaler's).
+constexpr double kInitialLossScale = 65536.0;
+
 const char *kTuneUsage =
     "usage: mantissa tune MODEL.mlir -o POLICY.json [options]\n"
     "       mantissa tune MODEL.mlir --list-groups   print the op groups (the search space)\n"
@@ -62,6 +72,12 @@ const char *kTuneUsage =
     "                               classification: accuracy points (0.01 = 1%); regression:\n"
     "                               relative MSE increase (0.01 = 1%)\n"
     "  --budget N                   training runs the search may use (default 40)\n"
+    "  --max-grad-error E           a demoted group fails when the relative error of its\n"
+    "                               parameter gradients against fp32's, at the first step\n"
+    "                               with finite gradients, exceeds E (default 0.3)\n"
+    "  --loss-scaling dynamic|none  loss scaling of the candidates with fp16 (default dynamic,\n"
+    "                               then the kept set is tried without; none: for training\n"
+    "                               that runs without a loss scaler)\n"
     "  --device h100|h200|FILE.json device description of the cost model (default h100)\n"
     "  --cost-batch N               cost the plans at batch N (default: the training batch);\n"
     "                               train small on the CPU, price the size that runs on the GPU\n"
@@ -81,7 +97,8 @@ const char *kTuneUsage =
 struct TuneOptions {
   CompileOptions compile;
   std::string output, objective = "time", device = "h100", data, plot, emitDir, select, costModel;
-  double maxGap = 0.01;
+  std::string lossScaling = "dynamic";
+  double maxGap = 0.01, maxGradError = 0.3;
   bool listGroups = false;
   int64_t budget = 40, steps = 100, finalSteps = 0, threads = 0, costBatch = 0;
   int64_t trainSamples = 1024, heldOutSamples = 256;
@@ -129,7 +146,13 @@ TuneOptions parseTuneOptions(int argc, char **argv) {
       o.maxGap = number(0);
     else if (arg == "--budget")
       o.budget = integer(1);
-    else if (arg == "--device")
+    else if (arg == "--max-grad-error")
+      o.maxGradError = number(0);
+    else if (arg == "--loss-scaling") {
+      if (value != "dynamic" && value != "none")
+        throw Error("--loss-scaling must be dynamic or none, got '" + value + "'");
+      o.lossScaling = value;
+    } else if (arg == "--device")
       o.device = value;
     else if (arg == "--cost-batch")
       o.costBatch = integer(1);
@@ -177,6 +200,18 @@ TuneOptions parseTuneOptions(int argc, char **argv) {
   return o;
 }
 
+/// The relative L2 (normwise) error ||g - g32|| / ||g32|| of a set of parameter
+/// gradients, taken together, against the fp32 run's from the same initial state
+/// and batches. (Per parameter it would be noise-dominated: a convolution's bias
+/// before a batch norm has a gradient of zero up to fp32 rounding.)
+struct GradientError {
+  double first = NAN;     // at the first compared step whose gradients are finite
+  int64_t firstStep = -1; // that step (0 unless the loss scaler skipped steps)
+  double mean = NAN;      // over the compared steps with finite gradients
+  int64_t steps = 0, nonFinite = 0;
+  double sum = 0;
+};
+
 /// One trained (or, with --select, measured) policy.
 struct Candidate {
   std::string label;
@@ -187,8 +222,13 @@ struct Candidate {
   bool measured = false;
   double metric = NAN, gap = INFINITY, divergence = INFINITY;
   std::map<std::string, std::vector<float>> outputs; // anchor outputs after step 1
+  std::map<std::string, GradientError> gradErrors;   // of each op group's parameters
+  /// Of the parameters of the groups each group's input depends on: the error the
+  /// group adds to the gradient flowing out of its input, as those parameters see it.
+  std::map<std::string, GradientError> inputGradErrors;
   int64_t skippedSteps = 0;
   std::string failure; // why training failed (non-finite loss, ...)
+  std::string gradFailure; // the demoted group whose gradient error exceeds the bound
   bool passes = false;
 };
 
@@ -214,6 +254,13 @@ public:
   }
 
   int run();
+  /// The parameters (graph.param names) each op group's members use, and those of
+  /// the groups each group's input depends on.
+  void setGroupParams(std::map<std::string, std::vector<std::string>> groupParams,
+                      std::map<std::string, std::vector<std::string>> upstreamParams) {
+    groupParams_ = std::move(groupParams);
+    upstreamParams_ = std::move(upstreamParams);
+  }
   /// --select: the manifest's candidates with measured costs; no training.
   int select(const std::string &resultsPath);
 
@@ -224,7 +271,7 @@ private:
   PolicyFile policyOf(const Demotions &d, std::optional<std::string> lossScaling = {}) const {
     PolicyFile p;
     p.groups = d;
-    p.lossScaling = lossScaling ? *lossScaling : p.usesFp16() ? "dynamic" : "none";
+    p.lossScaling = lossScaling ? *lossScaling : p.usesFp16() ? o_.lossScaling : "none";
     return p;
   }
 
@@ -313,13 +360,21 @@ private:
       std::function<void(Executor &)> hook;
       if (candidates_.empty())
         hook = [&](Executor &exec) {
+          // By anchor, of its output with the bias (which may be added in place, so
+          // that the tensor is listed under the bias add's step).
+          std::vector<std::pair<std::string, int>> anchors = anchorOutputs(exec.plan());
           for (const TensorNumerics &n : planNumerics(exec, 1.0))
             if (n.region == TensorRegion::Forward)
-              fp32Range_[n.step] = n.stats;
+              for (const auto &[name, id] : anchors)
+                if (n.id == id)
+                  fp32Range_[name] = n.stats;
         };
       // After the first step (same initialisation, same batch), each group anchor's
       // output against fp32's: the error a demotion adds before training amplifies it.
-      auto firstStep = [&](int64_t step, Executor &exec) {
+      // After each sampled step, the parameter gradients against fp32's.
+      GradientReader grads(*this, c, candidates_.empty());
+      auto afterStep = [&](int64_t step, Executor &exec) {
+        grads.afterStep(step, exec);
         if (step != 0)
           return;
         for (const auto &[name, id] : anchorOutputs(exec.plan())) {
@@ -328,7 +383,10 @@ private:
           exec.read(id, v.data(), v.size());
         }
       };
-      TrainSummary s = train(c.planPath, o_.steps, hook, firstStep);
+      TrainSummary s = train(c.planPath, o_.steps, hook, afterStep);
+      for (auto *errors : {&c.gradErrors, &c.inputGradErrors})
+        for (auto &[group, e] : *errors)
+          e.mean = e.steps ? e.sum / double(e.steps) : NAN;
       c.metric = metricOf(s);
       c.skippedSteps = s.skippedSteps;
       if (candidates_.empty()) { // the fp32 baseline
@@ -343,14 +401,156 @@ private:
     } catch (const Error &e) {
       c.failure = e.what();
     }
-    c.passes = c.failure.empty() && c.gap <= o_.maxGap;
-    std::fprintf(stderr, "tune: [%lld/%lld] %-40s %s %.4f  gap %+.4f  %s %.4g\n",
-                 (long long)trained_, (long long)o_.budget, label.c_str(),
-                 classification_ ? "accuracy" : "mse", c.metric, c.gap,
-                 o_.objective == "time" ? "ms/step" : "mJ/step", objective(c) * 1e3);
+    // A demoted group whose gradients are far from fp32's at the first step (same
+    // parameters, same batch: no trajectory drift yet) fails even when the short
+    // run's metric hides it. Rounding alone gives a few percent (fp16, bf16 GEMMs;
+    // up to about 20% for bf16 through batch norm's backward, which cancels: unet);
+    // values lost to underflow give errors near 1. --max-grad-error (0.3) sits between.
+    for (const std::string &group : demotedGroups(c.policy)) {
+      auto it = c.gradErrors.find(group);
+      if (it != c.gradErrors.end() && it->second.first > o_.maxGradError) {
+        c.gradFailure = group;
+        break;
+      }
+    }
+    c.passes = c.failure.empty() && c.gap <= o_.maxGap && c.gradFailure.empty();
+    std::string gradNote;
+    if (!c.gradFailure.empty()) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "  %s's gradient error %.3g > %.3g", c.gradFailure.c_str(),
+                    c.gradErrors[c.gradFailure].first, o_.maxGradError);
+      gradNote = buf;
+    }
+    std::fprintf(
+        stderr, "tune: [%lld/%lld] %-40s %s %.4f  gap %+.4f  %s %.4g%s\n", (long long)trained_,
+        (long long)o_.budget, label.c_str(), classification_ ? "accuracy" : "mse", c.metric, c.gap,
+        o_.objective == "time" ? "ms/step" : "mJ/step", objective(c) * 1e3, gradNote.c_str());
     candidates_.push_back(std::move(c));
     return candidates_.back();
   }
+
+  /// The op groups a tuner policy computes below fp32 (it writes groups and a
+  /// default only; an anchor takes its group's precision, else the default).
+  std::vector<std::string> demotedGroups(const PolicyFile &policy) const {
+    std::vector<std::string> out;
+    for (const std::string &group : groups_) {
+      auto it = policy.groups.find(group);
+      if ((it != policy.groups.end() ? it->second : policy.defaultPrecision) != "fp32")
+        out.push_back(group);
+    }
+    return out;
+  }
+
+  /// Whether the gradients of `step` are compared with fp32's. Every step would
+  /// keep K copies of the fp32 gradients; the first four (the first step the loss
+  /// scaler lets through) and about 16 more spread over the run are enough for a
+  /// mean, within 1 GiB of fp32 gradients.
+  bool gradientStep(int64_t step) const {
+    return step < gradFirstSteps_ || step % gradStride_ == 0;
+  }
+
+  /// Reads the parameter gradients after each compared step: the fp32 baseline's
+  /// are kept, a candidate's are compared with them per op group and over all
+  /// parameters. Gradients computed under loss scaling are divided by the scale
+  /// that step ran at (the scale after the previous step; the initial scale first).
+  class GradientReader {
+  public:
+    GradientReader(Tuner &tuner, Candidate &c, bool baseline)
+        : t_(tuner), c_(c), baseline_(baseline) {}
+
+    void afterStep(int64_t step, Executor &exec) {
+      const LoadedPlan &plan = exec.plan();
+      if (!started_) {
+        started_ = true;
+        grads_ = parameterGradients(plan);
+        const plan::LossScaling *ls = plan->loss_scaling();
+        if (ls && ls->mode() != plan::LossScaleMode::None && ls->scale() >= 0) {
+          scaleId_ = ls->scale();
+          scale_ = ls->init_scale();
+        }
+        if (baseline_) {
+          int64_t elements = 0;
+          for (const ParameterGradient &g : grads_)
+            elements += plan.numElements(g.gradId);
+          int64_t fit =
+              std::clamp<int64_t>((int64_t(1) << 30) / std::max<int64_t>(4 * elements, 1), 1, 20);
+          t_.gradFirstSteps_ = std::min<int64_t>(4, fit);
+          t_.gradStride_ = fit > 4 ? std::max<int64_t>(1, (t_.o_.steps + fit - 5) / (fit - 4))
+                                   : std::numeric_limits<int64_t>::max();
+        }
+      }
+      double scale = scale_;
+      if (scaleId_ >= 0) {
+        float v = 0;
+        exec.read(scaleId_, &v, 1);
+        scale_ = v;
+      }
+      if (!t_.gradientStep(step))
+        return;
+      std::map<std::string, std::vector<float>> values;
+      for (const ParameterGradient &g : grads_) {
+        std::vector<float> &v = values[g.param];
+        v.resize(size_t(plan.numElements(g.gradId)));
+        exec.read(g.gradId, v.data(), v.size());
+        if (g.carriesScale)
+          for (float &x : v)
+            x = float(double(x) / scale);
+      }
+      if (baseline_) {
+        t_.fp32Grads_[step] = std::move(values);
+        return;
+      }
+      auto ref = t_.fp32Grads_.find(step);
+      if (ref == t_.fp32Grads_.end())
+        return;
+      auto compare = [&](std::map<std::string, GradientError> &into, const std::string &key,
+                         const std::vector<std::string> &params) {
+        double diff = 0, norm = 0;
+        bool finite = true, any = false;
+        for (const std::string &param : params) {
+          auto v = values.find(param);
+          auto r = ref->second.find(param);
+          if (v == values.end() || r == ref->second.end() || r->second.size() != v->second.size())
+            continue;
+          any = true;
+          for (size_t i = 0; i < v->second.size(); ++i) {
+            finite = finite && std::isfinite(v->second[i]);
+            double d = double(v->second[i]) - r->second[i];
+            diff += d * d;
+            norm += double(r->second[i]) * r->second[i];
+          }
+        }
+        if (!any)
+          return;
+        GradientError &e = into[key];
+        if (!finite) {
+          ++e.nonFinite;
+          return;
+        }
+        if (!(norm > 0))
+          return; // zero gradients in fp32
+        double error = std::sqrt(diff / norm);
+        if (e.firstStep < 0) {
+          e.first = error;
+          e.firstStep = step;
+        }
+        e.sum += error;
+        ++e.steps;
+      };
+      for (const auto &[group, params] : t_.groupParams_)
+        compare(c_.gradErrors, group, params);
+      for (const auto &[group, params] : t_.upstreamParams_)
+        compare(c_.inputGradErrors, group, params);
+    }
+
+  private:
+    Tuner &t_;
+    Candidate &c_;
+    bool baseline_, started_ = false;
+    std::vector<ParameterGradient> grads_;
+    int scaleId_ = -1;
+    double scale_ = 1;
+  };
 
   /// Verifies the demotions `s` on top of the kept set `base`; bisects on failure.
   Demotions accept(const std::vector<std::pair<std::string, std::string>> &s, Demotions base) {
@@ -384,6 +584,7 @@ private:
     return chosen;
   }
   void printTable(const std::vector<size_t> &front, size_t chosen) const;
+  void printSensitivity() const;
   void writePlot(const std::vector<size_t> &front, size_t chosen) const;
   void writeManifest() const;
   void report(size_t chosen);
@@ -400,21 +601,59 @@ private:
   double baselineMetric_ = 0;
   std::vector<double> baselineLosses_;
   std::vector<std::string> unverified_;
-  std::map<std::string, RangeStats> fp32Range_; // forward outputs of the fp32 baseline, by step
+  /// One single-group demotion of the sensitivity analysis.
+  struct SensitivityRow {
+    std::string group, precision;
+    double overflow = 0, underflow = 0; // fp16 shares of the fp32 anchor outputs
+    double gradUnderflow = NAN; // of the group's fp32 parameter gradients after step 1, at the
+                                // loss scale fp16 candidates start with
+    int64_t candidate = -1;     // its run in candidates_, -1: not trained
+    std::string verdict;
+  };
+  std::vector<SensitivityRow> sensitivity_;
+  std::map<std::string, RangeStats> fp32Range_; // anchor outputs of the fp32 baseline, by group
   std::map<std::string, std::vector<float>> fp32Outputs_; // anchor outputs after fp32's step 1
+  std::map<std::string, std::vector<std::string>> groupParams_; // op group -> its parameters
+  /// Op group -> the parameters of the groups its input depends on.
+  std::map<std::string, std::vector<std::string>> upstreamParams_;
+  std::map<int64_t, std::map<std::string, std::vector<float>>> fp32Grads_; // by step, by parameter
+  int64_t gradFirstSteps_ = 4, gradStride_ = 1; // gradientStep(); set by the fp32 run
 
-  /// The output tensor of each group anchor's forward step (steps carry the op's graph.name).
+  /// The output tensor of each group anchor's forward step, with its bias added if it
+  /// has one (steps carry the op's graph.name).
   std::vector<std::pair<std::string, int>> anchorOutputs(const LoadedPlan &plan) const {
     std::vector<std::pair<std::string, int>> out;
     const plan::Function *fn = plan.findFunction("train_step");
-    for (const plan::Step *step : *fn->steps()) {
-      std::string name = step->name() ? step->name()->str() : "";
+    std::vector<const plan::Step *> steps(fn->steps()->begin(), fn->steps()->end());
+    for (size_t i = 0; i < steps.size(); ++i) {
+      std::string name = steps[i]->name() ? steps[i]->name()->str() : "";
       if (std::find(groups_.begin(), groups_.end(), name) == groups_.end())
         continue;
-      if (step->kernel_type() == plan::Kernel::Gemm)
-        out.push_back({name, step->kernel_as_Gemm()->c()});
-      else if (step->kernel_type() == plan::Kernel::Conv2d)
-        out.push_back({name, step->kernel_as_Conv2d()->out()});
+      int id = -1;
+      if (steps[i]->kernel_type() == plan::Kernel::Gemm)
+        id = steps[i]->kernel_as_Gemm()->c();
+      else if (steps[i]->kernel_type() == plan::Kernel::Conv2d)
+        id = steps[i]->kernel_as_Conv2d()->out();
+      if (id < 0)
+        continue;
+      // The output with its bias: the bias add (`NAME.bias_add`, or a fused step
+      // that starts with it, `NAME+...`) writes it in place in some plans and to a
+      // new tensor (its first output) in others, where fusion takes a cast along.
+      for (size_t j = i + 1; j < steps.size(); ++j) {
+        std::string next = steps[j]->name() ? steps[j]->name()->str() : "";
+        bool biasAdd = next == name + ".bias_add" || next.rfind(name + ".bias_add+", 0) == 0 ||
+                       next.rfind(name + "+", 0) == 0;
+        if (!biasAdd || steps[j]->kernel_type() != plan::Kernel::Elementwise)
+          continue;
+        const plan::Elementwise *ew = steps[j]->kernel_as_Elementwise();
+        bool reads = std::any_of(ew->inputs()->begin(), ew->inputs()->end(),
+                                 [&](const plan::Operand *in) { return in->tensor() == id; });
+        int first = ew->outputs()->size() ? ew->outputs()->Get(0) : -1;
+        if (reads && first >= 0 && plan.numElements(first) == plan.numElements(id))
+          id = first;
+        break;
+      }
+      out.push_back({name, id});
     }
     return out;
   }
@@ -457,7 +696,7 @@ int Tuner::run() {
   // Sensitivity: each group alone, each low precision.
   struct Choice {
     std::string group, precision;
-    double saving, divergence;
+    double saving, sensitivity;
   };
   std::vector<Choice> choices;
   for (const std::string &group : groups_) {
@@ -466,37 +705,67 @@ int Tuner::run() {
     // fp16, which no loss scale repairs: no need to train that.
     auto range = fp32Range_.find(group);
     double overflow = range == fp32Range_.end() ? 0 : range->second.share(range->second.fp16Overflow);
-    double underflow = range == fp32Range_.end() ? 0 : range->second.share(range->second.fp16Underflow);
-    std::fprintf(stderr, "tune: %s: its fp32 outputs after %lld steps: %.3f%% overflow, %.3f%% underflow fp16\n",
-                 group.c_str(), (long long)o_.steps, 100 * overflow, 100 * underflow);
+    double underflow =
+        range == fp32Range_.end() ? 0 : range->second.share(range->second.fp16Underflow);
+    // The share of its fp32 parameter gradients (as their kernels write them) after the
+    // first step that fp16 rounds to zero at the scale an fp16 candidate starts with.
+    double gradUnderflow = NAN;
+    if (auto first = fp32Grads_.find(0); first != fp32Grads_.end()) {
+      double scale = o_.lossScaling == "dynamic" ? kInitialLossScale : 1.0;
+      int64_t lost = 0, count = 0;
+      for (const std::string &param : groupParams_[group])
+        if (auto v = first->second.find(param); v != first->second.end()) {
+          RangeStats r = rangeStats(v->second.data(), v->second.size(), scale);
+          lost += r.fp16Underflow;
+          count += r.count;
+        }
+      if (count)
+        gradUnderflow = double(lost) / double(count);
+    }
     for (const char *precision : {"fp16", "bf16"}) {
+      SensitivityRow row{group, precision, overflow, underflow, gradUnderflow};
       if (!std::strcmp(precision, "fp16") && overflow > 0) {
-        std::fprintf(stderr, "tune: %s=fp16 not trained: %.3f%% of its outputs overflow fp16\n",
-                     group.c_str(), 100 * overflow);
+        row.verdict = "not trained: outputs overflow fp16";
+        sensitivity_.push_back(row);
         continue;
       }
       if (!canTrain()) {
         unverified_.push_back(group + ":" + precision + " (no sensitivity run)");
+        row.verdict = "not trained: budget";
+        sensitivity_.push_back(row);
         continue;
       }
       const Candidate &c = evaluate(policyOf({{group, precision}}), group + "=" + precision);
+      row.candidate = int64_t(&c - candidates_.data());
       double saving = objective(candidates_[0]) - objective(c);
-      std::fprintf(stderr, "tune:   %s=%s: loss divergence %.4g, output error after step 1 %.3g, saving %.4g %s\n",
-                   group.c_str(), precision, c.divergence, outputError(c, group), saving * 1e3,
-                   o_.objective == "time" ? "ms/step" : "mJ/step");
+      row.verdict = !c.failure.empty()       ? "failed: " + c.failure
+                    : c.gap > o_.maxGap      ? "metric over bound"
+                    : !c.gradFailure.empty() ? "gradient error over bound"
+                    : saving <= 0            ? "passes, saves nothing"
+                                             : "passes";
+      sensitivity_.push_back(row);
       if (!c.passes || saving <= 0)
         continue;
-      // Equal savings (the model prices fp16 and bf16 alike) go to the smaller divergence.
+      // How far from fp32 the demotion moves training: its loss trajectory's
+      // divergence plus the mean gradient error of its parameters over the run
+      // (the mean, not the max: late steps near a minimum have small gradients whose
+      // relative error is large without mattering).
+      auto grad = c.gradErrors.find(group);
+      double gradMean =
+          grad != c.gradErrors.end() && std::isfinite(grad->second.mean) ? grad->second.mean : 0;
+      double sensitivity = c.divergence + gradMean;
+      // Equal savings (the model prices fp16 and bf16 alike) go to the smaller sensitivity.
       bool better = !best || saving > best->saving * (1 + 1e-9) ||
-                    (saving >= best->saving * (1 - 1e-9) && c.divergence < best->divergence);
+                    (saving >= best->saving * (1 - 1e-9) && sensitivity < best->sensitivity);
       if (better)
-        best = Choice{group, precision, saving, c.divergence};
+        best = Choice{group, precision, saving, sensitivity};
     }
     if (best)
       choices.push_back(*best);
   }
+  printSensitivity();
   std::stable_sort(choices.begin(), choices.end(), [](const Choice &a, const Choice &b) {
-    return a.saving / (a.divergence + 1e-3) > b.saving / (b.divergence + 1e-3);
+    return a.saving / (a.sensitivity + 1e-3) > b.saving / (b.sensitivity + 1e-3);
   });
   std::fprintf(stderr, "tune: %zu of %zu groups pass alone; verifying them together\n",
                choices.size(), groups_.size());
@@ -507,7 +776,7 @@ int Tuner::run() {
 
   // Loss scaling costs kernels; without fp16 it is off already.
   PolicyFile keptPolicy = policyOf(kept);
-  if (keptPolicy.usesFp16() && canTrain())
+  if (keptPolicy.usesFp16() && o_.lossScaling != "none" && canTrain())
     evaluate(policyOf(kept, "none"), describe(kept) + " no loss scaling");
 
   size_t chosen = cheapestWithinBound();
@@ -642,16 +911,18 @@ int Tuner::select(const std::string &resultsPath) {
   return 0;
 }
 
-/// Candidates no other candidate beats on both the objective and the gap.
+/// Candidates no other candidate beats on both the objective and the gap (of those
+/// that trained and whose gradients stayed within --max-grad-error).
 std::vector<size_t> Tuner::paretoFront() const {
   std::vector<size_t> front;
+  auto eligible = [](const Candidate &c) { return c.failure.empty() && c.gradFailure.empty(); };
   for (size_t i = 0; i < candidates_.size(); ++i) {
     const Candidate &a = candidates_[i];
-    if (!a.failure.empty())
+    if (!eligible(a))
       continue;
     bool dominated = false;
     for (const Candidate &b : candidates_)
-      if (b.failure.empty() && objective(b) <= objective(a) && b.gap <= a.gap &&
+      if (eligible(b) && objective(b) <= objective(a) && b.gap <= a.gap &&
           (objective(b) < objective(a) || b.gap < a.gap))
         dominated = true;
     if (!dominated)
@@ -663,8 +934,11 @@ std::vector<size_t> Tuner::paretoFront() const {
 }
 
 void Tuner::printTable(const std::vector<size_t> &front, size_t chosen) const {
-  // The front, then the references (fp32, the uniform policies) wherever they lie.
+  // The front, the choice (always), then the references (fp32, the uniform policies)
+  // wherever they lie.
   std::vector<size_t> rows = front;
+  if (!std::count(rows.begin(), rows.end(), chosen))
+    rows.push_back(chosen);
   for (size_t i = 0; i < std::min<size_t>(3, candidates_.size()); ++i)
     if (!std::count(rows.begin(), rows.end(), i))
       rows.push_back(i);
@@ -681,10 +955,64 @@ void Tuner::printTable(const std::vector<size_t> &front, size_t chosen) const {
       std::snprintf(joules, sizeof joules, "%.4f", c.joules * 1e3);
     std::printf("%-4zu %-5s %-44s %-8s %10.4f %10s %9.4f %+9.4f %s%s\n", i + 1,
                 std::count(front.begin(), front.end(), i) ? "*" : "", label.c_str(),
-                c.policy.lossScaling.value_or("none").c_str(), c.seconds * 1e3, joules,
-                c.metric, c.gap, c.failure.empty() ? (c.passes ? "ok" : "over bound") : "failed",
+                c.policy.lossScaling.value_or("none").c_str(), c.seconds * 1e3, joules, c.metric,
+                c.gap,
+                !c.failure.empty() ? "failed"
+                : c.passes         ? "ok"
+                : c.gap > maxGap_  ? "over bound"
+                                   : "grad error",
                 i == chosen ? "  <- chosen" : "");
   }
+}
+
+/// The sensitivity analysis as a table: one row per group and precision tried.
+void Tuner::printSensitivity() const {
+  size_t width = 5;
+  for (const SensitivityRow &r : sensitivity_)
+    width = std::max(width, r.group.size());
+  std::printf("Sensitivity: each group alone against fp32 (same initial state and batches, %lld "
+              "steps)\n",
+              (long long)o_.steps);
+  std::printf("%-*s %-4s %9s %9s %9s %9s %9s %10s %10s %10s %10s %9s  %s\n", int(width), "group",
+              "prec", "fp16-ovf", "fp16-unf", "grad-unf", "loss-div", "out@1", "grad@1",
+              "grad-mean", "in@1", o_.objective == "time" ? "saving-ms" : "saving-mJ", "gap",
+              "verdict");
+  auto number = [](double v, int64_t step = 0) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, step > 0 ? "%.3g@%lld" : "%.3g", v, (long long)step);
+    return std::string(buf);
+  };
+  for (const SensitivityRow &r : sensitivity_) {
+    std::string div = "-", out = "-", grad = "-", mean = "-", in = "-", saving = "-", gap = "-";
+    if (r.candidate >= 0) {
+      const Candidate &c = candidates_[size_t(r.candidate)];
+      div = number(c.divergence);
+      out = number(outputError(c, r.group));
+      if (auto it = c.gradErrors.find(r.group); it != c.gradErrors.end()) {
+        grad = number(it->second.first, it->second.firstStep);
+        mean = number(it->second.mean);
+      }
+      if (auto it = c.inputGradErrors.find(r.group); it != c.inputGradErrors.end())
+        in = number(it->second.first, it->second.firstStep);
+      saving = number((objective(candidates_[0]) - objective(c)) * 1e3);
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%+.4f", c.gap);
+      gap = buf;
+    }
+    std::printf("%-*s %-4s %8.3f%% %8.3f%% %8.3f%% %9s %9s %10s %10s %10s %10s %9s  %s\n",
+                int(width), r.group.c_str(), r.precision.c_str(), 100 * r.overflow,
+                100 * r.underflow, 100 * r.gradUnderflow, div.c_str(), out.c_str(), grad.c_str(),
+                mean.c_str(), in.c_str(), saving.c_str(), gap.c_str(), r.verdict.c_str());
+  }
+  std::printf(
+      "(fp16-ovf/unf: share of its fp32 outputs out of fp16's range; grad-unf: share of its\n"
+      " fp32 parameter gradients after step 1 that fp16 rounds to zero at the loss scale fp16\n"
+      " candidates start at; loss-div: divergence of the loss trajectory; relative L2 errors:\n"
+      " out@1 of its output, grad@1 of its parameters' gradients after the first step (@N: the\n"
+      " first with finite gradients), grad-mean their mean over the run, in@1 of the gradients\n"
+      " of the groups its input depends on; a demotion fails when grad@1 > --max-grad-error\n"
+      " %.3g)\n\n",
+      o_.maxGradError);
 }
 
 void Tuner::writePlot(const std::vector<size_t> &front, size_t chosen) const {
@@ -767,8 +1095,48 @@ void Tuner::writeManifest() const {
       << ", \"train_plan\": " << json::quote(std::filesystem::path(c.planPath).filename().string())
       << ", \"modelled_seconds\": " << num(c.seconds) << ", \"modelled_joules\": " << num(c.joules)
       << ", \"metric\": " << num(c.metric) << ", \"gap\": " << num(c.gap)
-      << ", \"passes\": " << (c.passes ? "true" : "false") << "}"
-      << (i + 1 < candidates_.size() ? "," : "") << "\n";
+      << ", \"passes\": " << (c.passes ? "true" : "false");
+    if (!c.gradErrors.empty()) {
+      // Per op group: the relative L2 error of its parameters' gradients (and of
+      // those of the groups its input depends on) against fp32's at the first step
+      // with finite gradients, and the mean over the run.
+      auto errors = [&](const char *key, const std::map<std::string, GradientError> &m) {
+        f << ", \"" << key << "\": {";
+        bool first = true;
+        for (const auto &[group, e] : m) {
+          f << (first ? "" : ", ") << json::quote(group) << ": {\"first\": " << num(e.first)
+            << ", \"first_step\": " << e.firstStep << ", \"mean\": " << num(e.mean)
+            << ", \"steps\": " << e.steps << ", \"non_finite_steps\": " << e.nonFinite << "}";
+          first = false;
+        }
+        f << "}";
+      };
+      errors("grad_error", c.gradErrors);
+      errors("input_grad_error", c.inputGradErrors);
+    }
+    f << "}" << (i + 1 < candidates_.size() ? "," : "") << "\n";
+  }
+  f << "  ],\n  \"max_grad_error\": " << num(o_.maxGradError) << ",\n  \"sensitivity\": [\n";
+  for (size_t i = 0; i < sensitivity_.size(); ++i) {
+    const SensitivityRow &r = sensitivity_[i];
+    f << "    {\"group\": " << json::quote(r.group)
+      << ", \"precision\": " << json::quote(r.precision)
+      << ", \"fp16_overflow\": " << num(r.overflow) << ", \"fp16_underflow\": " << num(r.underflow)
+      << ", \"grad_fp16_underflow\": " << num(r.gradUnderflow);
+    if (r.candidate >= 0) {
+      const Candidate &c = candidates_[size_t(r.candidate)];
+      auto grad = c.gradErrors.find(r.group), in = c.inputGradErrors.find(r.group);
+      f << ", \"candidate\": " << r.candidate + 1 << ", \"loss_divergence\": " << num(c.divergence)
+        << ", \"output_error_step1\": " << num(outputError(c, r.group))
+        << ", \"grad_error_first\": " << num(grad != c.gradErrors.end() ? grad->second.first : NAN)
+        << ", \"grad_error_mean\": " << num(grad != c.gradErrors.end() ? grad->second.mean : NAN)
+        << ", \"input_grad_error_first\": "
+        << num(in != c.inputGradErrors.end() ? in->second.first : NAN)
+        << ", \"saving\": " << num(objective(candidates_[0]) - objective(c))
+        << ", \"gap\": " << num(c.gap);
+    }
+    f << ", \"verdict\": " << json::quote(r.verdict) << "}"
+      << (i + 1 < sensitivity_.size() ? "," : "") << "\n";
   }
   f << "  ]\n}\n";
   std::printf("wrote %s/manifest.json (%zu candidates)\n", o_.emitDir.c_str(), candidates_.size());
@@ -819,9 +1187,37 @@ int tuneMain(int argc, char **argv) {
     if (!forward)
       throw Error(o.compile.model + ": the model has no @forward function");
     std::vector<std::string> groups;
-    for (const OpGroup &g : listOpGroups(forward)) {
+    std::vector<OpGroup> opGroups = listOpGroups(forward);
+    // The parameters each anchored group reads, directly or through ops outside
+    // anchored groups (a weight scaled by a constant); one two groups share counts in both.
+    std::map<std::string, std::vector<std::string>> groupParams;
+    llvm::DenseSet<Operation *> anchored;
+    for (const OpGroup &g : opGroups)
       if (g.hasAnchor())
+        anchored.insert(g.members.begin(), g.members.end());
+    std::function<void(Value, std::vector<std::string> &)> collectParams =
+        [&](Value v, std::vector<std::string> &out) {
+          Operation *def = v.getDefiningOp();
+          if (!def || anchored.contains(def))
+            return;
+          if (auto param = dyn_cast<graph::ParamOp>(def)) {
+            if (!llvm::is_contained(out, param.getName().str()))
+              out.push_back(param.getName().str());
+            return;
+          }
+          for (Value operand : def->getOperands())
+            collectParams(operand, out);
+        };
+    llvm::DenseMap<Operation *, std::string> groupOf;
+    for (const OpGroup &g : opGroups) {
+      if (g.hasAnchor()) {
         groups.push_back(g.name);
+        for (Operation *member : g.members) {
+          groupOf[member] = g.name;
+          for (Value operand : member->getOperands())
+            collectParams(operand, groupParams[g.name]);
+        }
+      }
       if (o.listGroups) {
         std::printf("%s (%s):", g.name.c_str(), g.hasAnchor() ? g.anchorKind.c_str() : "follows its inputs");
         for (const std::string &m : g.memberNames)
@@ -862,7 +1258,34 @@ int tuneMain(int argc, char **argv) {
         throw Error("--cost-model " + o.costModel + " has other op groups than " + o.compile.model +
                     " (it must be the same model at another size)");
     }
-    return Tuner(o, *module, costModule ? *costModule : ModuleOp(), groups, workDir).run();
+    // The groups each group's input depends on (the ops its members' operands come from,
+    // transitively), whose parameter gradients the gradient out of its input feeds.
+    std::map<std::string, std::vector<std::string>> upstreamParams;
+    for (const OpGroup &g : opGroups) {
+      if (!g.hasAnchor())
+        continue;
+      llvm::DenseSet<Operation *> seen;
+      std::vector<Operation *> work(g.members.begin(), g.members.end());
+      std::vector<std::string> &params = upstreamParams[g.name];
+      while (!work.empty()) {
+        Operation *op = work.back();
+        work.pop_back();
+        for (Value operand : op->getOperands()) {
+          Operation *def = operand.getDefiningOp();
+          if (!def || !seen.insert(def).second)
+            continue;
+          auto it = groupOf.find(def);
+          if (it != groupOf.end() && it->second != g.name)
+            for (const std::string &p : groupParams[it->second])
+              if (!llvm::is_contained(params, p) && !llvm::is_contained(groupParams[g.name], p))
+                params.push_back(p);
+          work.push_back(def);
+        }
+      }
+    }
+    Tuner tuner(o, *module, costModule ? *costModule : ModuleOp(), groups, workDir);
+    tuner.setGroupParams(std::move(groupParams), std::move(upstreamParams));
+    return tuner.run();
   } catch (const Error &e) {
     llvm::errs() << "error: " << e.what() << "\n";
     return 1;
