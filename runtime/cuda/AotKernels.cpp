@@ -54,8 +54,11 @@ std::vector<ModuleSource> planModules(const plan::Plan &plan) {
             for (const ConvGemmConfig &c : convGemmConfigsFor(plan, *step->kernel_as_Conv2d())) {
               const std::string name = c.kernelName();
               if (byName.emplace(name, modules.size()).second)
-                modules.push_back({name, {name}, {step->op() ? step->op()->str() : "graph.conv2d"},
-                                   c.dtype, convGemmSource({c})});
+                modules.push_back({name,
+                                   {name},
+                                   {step->op() ? step->op()->str() : "graph.conv2d"},
+                                   c.dtype,
+                                   convGemmSource({c})});
             }
             continue;
           }

@@ -9,9 +9,11 @@ namespace cuda {
 
 std::string ConvGemmConfig::kernelName() const {
   static const char *modes[] = {"fwd", "bwdin", "bwdw"};
-  const char *kind = !nhwc ? modes[int(mode)] : mode == ConvGemmMode::BackwardWeight ? "nhwcw" : "nhwc";
-  return std::string("mt_conv_") + kind + (dtype == plan::DType::BF16 ? "_bf16" : "_f16") +
-         "_n" + std::to_string(bn) + "_r" + std::to_string(r) + "s" + std::to_string(s) + "_u" +
+  const char *kind = !nhwc                                  ? modes[int(mode)]
+                     : mode == ConvGemmMode::BackwardWeight ? "nhwcw"
+                                                            : "nhwc";
+  return std::string("mt_conv_") + kind + (dtype == plan::DType::BF16 ? "_bf16" : "_f16") + "_n" +
+         std::to_string(bn) + "_r" + std::to_string(r) + "s" + std::to_string(s) + "_u" +
          std::to_string(sh) + "x" + std::to_string(sw);
 }
 
@@ -705,7 +707,8 @@ std::string convGemmSource(const std::vector<ConvGemmConfig> &configs) {
              ">((const unsigned short *)in0, (const unsigned short *)in1, out, outType, "
              "accumulate, n, c, h, w, k, p, q, padH, padW);\n}\n";
     else
-      src += "  mt_conv_gemm<" + args + ">((const unsigned short *)in0, (const unsigned short *)in1, "
+      src += "  mt_conv_gemm<" + args +
+             ">((const unsigned short *)in0, (const unsigned short *)in1, "
              "out, outType, accumulate, n, c, h, w, k, p, q, padH, padW, kTilesPerSplit);\n}\n";
   }
   return src;

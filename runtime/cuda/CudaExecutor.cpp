@@ -29,13 +29,13 @@
 #include "plan/DType.h"
 #include "runtime/backend/Executor.h"
 #include "runtime/cuda/ConvKernels.h"
-#include "runtime/kernels/IterationSpace.h"
 #include "runtime/cuda/CudaKernelSource.h"
 #include "runtime/cuda/CudaStepTimer.h"
 #include "runtime/cuda/ElementwiseCodegen.h"
 #include "runtime/cuda/FixedLaunch.h"
 #include "runtime/cuda/KernelLoader.h"
 #include "runtime/cuda/Nvrtc.h"
+#include "runtime/kernels/IterationSpace.h"
 
 #include "common/Error.h"
 #include "common/Float16.h"
@@ -295,7 +295,7 @@ private:
   size_t convBudget_ = size_t(256) << 20;
   int64_t allocatedBytes_ = 0; // every cudaMalloc of ours (deviceBytes())
   bool convGemm_ = true; // fp16/bf16 convolutions as implicit GEMMs (else im2col + cuBLAS)
-  bool convNhwc_ = false; // ... the NHWC kernel where it applies (MANTISSA_CUDA_CONV=nhwc)
+  bool convNhwc_ = false;     // ... the NHWC kernel where it applies (MANTISSA_CUDA_CONV=nhwc)
   bool vectorKernels_ = true; // batch norm and reduce with 16-byte loads where they apply
   std::map<std::string, cudaKernel_t> convKernels_;
 
@@ -552,7 +552,8 @@ void CudaExecutor::compileKernels() {
       if (fn->steps())
         for (const plan::Step *step : *fn->steps())
           if (step->kernel_type() == Kernel::Conv2d)
-            for (const ConvGemmConfig &c : convGemmConfigsFor(plan_.plan(), *step->kernel_as_Conv2d()))
+            for (const ConvGemmConfig &c :
+                 convGemmConfigsFor(plan_.plan(), *step->kernel_as_Conv2d()))
               convConfigs.emplace(c.kernelName(), c);
   if (!convConfigs.empty()) {
     std::vector<ConvGemmConfig> list;
@@ -866,7 +867,8 @@ CudaExecutor::Launch CudaExecutor::prepareStep(const plan::Step &step, int site,
       if (!args->geometry.empty())
         params.push_back(args->geometry.data());
       verifyParams(args->fn, args->name.c_str(), args->sizes.data(), args->sizes.size());
-      checkCuda(cudaLaunchKernel(reinterpret_cast<const void *>(args->fn), dim3(blocksFor((args->n + args->vector - 1) / args->vector)),
+      checkCuda(cudaLaunchKernel(reinterpret_cast<const void *>(args->fn),
+                                 dim3(blocksFor((args->n + args->vector - 1) / args->vector)),
                                  dim3(256), params.data(), 0, stream_),
                 "cudaLaunchKernel(" + args->name + ")");
     };
@@ -1212,16 +1214,18 @@ CudaExecutor::Launch CudaExecutor::prepareConvGemm(const plan::Conv2d &k, const 
     const size_t wsOff = need.split.workspaceBytes ? sl.take(need.split.workspaceBytes) : 0;
     const int bn = cfg.bn;
     return [=] {
-      launchConvNhwc(fixed_, kernel, fixedLauncher(), [this](long long n) { return blocksFor(n); },
-                     a, bn, need, scratch(in0Off), scratch(in1Off),
-                     need.split.workspaceBytes ? scratch(wsOff) : nullptr);
+      launchConvNhwc(
+          fixed_, kernel, fixedLauncher(), [this](long long n) { return blocksFor(n); }, a, bn,
+          need, scratch(in0Off), scratch(in1Off),
+          need.split.workspaceBytes ? scratch(wsOff) : nullptr);
     };
   }
   const ConvGemmSplit split = convGemmSplit(a, cfg.bn, props_.multiProcessorCount, convBudget_);
   const size_t wsOff = split.workspaceBytes ? sl.take(split.workspaceBytes) : 0;
   return [=] {
-    launchConvGemm(fixed_, kernel, fixedLauncher(), [this](long long n) { return blocksFor(n); }, a,
-                   split, split.workspaceBytes ? scratch(wsOff) : nullptr);
+    launchConvGemm(
+        fixed_, kernel, fixedLauncher(), [this](long long n) { return blocksFor(n); }, a, split,
+        split.workspaceBytes ? scratch(wsOff) : nullptr);
   };
 }
 
@@ -1237,8 +1241,8 @@ CudaExecutor::Launch CudaExecutor::prepareBatchNorm(const plan::BatchNorm &k, Sc
     w.batchMean = reinterpret_cast<double *>(scratch(batchMeanOff));
     w.mean = reinterpret_cast<double *>(scratch(meanOff));
     w.invstd = reinterpret_cast<double *>(scratch(invOff));
-    launchBatchNorm(fixed_, fixedLauncher(), [this](long long n) { return blocksFor(n); }, a, split,
-                    w);
+    launchBatchNorm(
+        fixed_, fixedLauncher(), [this](long long n) { return blocksFor(n); }, a, split, w);
   };
 }
 
@@ -1253,8 +1257,8 @@ CudaExecutor::Launch CudaExecutor::prepareBatchNormBackward(const plan::BatchNor
     w.part = reinterpret_cast<double *>(scratch(partOff));
     w.meanDy = reinterpret_cast<double *>(scratch(meanDyOff));
     w.meanDyXhat = reinterpret_cast<double *>(scratch(meanDyXhatOff));
-    launchBatchNormBackward(fixed_, fixedLauncher(), [this](long long n) { return blocksFor(n); },
-                            a, split, w);
+    launchBatchNormBackward(
+        fixed_, fixedLauncher(), [this](long long n) { return blocksFor(n); }, a, split, w);
   };
 }
 
@@ -1264,8 +1268,8 @@ CudaExecutor::Launch CudaExecutor::prepareReduce(const plan::Reduce &k, ScratchL
   const size_t partOff = split.small ? 0 : sl.take(size_t(a.outCount * split.chunks) * 8);
   return [=] {
     double *part = split.small ? nullptr : reinterpret_cast<double *>(scratch(partOff));
-    launchReduce(fixed_, fixedLauncher(), [this](long long n) { return blocksFor(n); }, a, split,
-                 part);
+    launchReduce(
+        fixed_, fixedLauncher(), [this](long long n) { return blocksFor(n); }, a, split, part);
   };
 }
 

@@ -161,8 +161,7 @@ ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elemen
   // The program, one register per instruction; `load(j)` and `store(o, value)` give
   // the element access of the loop being printed.
   const auto &program = *k.program();
-  auto emitProgram = [&](const std::string &indent,
-                         const std::function<std::string(int)> &load,
+  auto emitProgram = [&](const std::string &indent, const std::function<std::string(int)> &load,
                          const std::function<std::string(int, const std::string &)> &store) {
     for (flatbuffers::uoffset_t r = 0; r < program.size(); ++r) {
       const plan::Instr *in = program.Get(r);

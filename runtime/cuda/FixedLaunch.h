@@ -84,8 +84,7 @@ struct BatchNormArgs {
   int yt = 0;
   const void *gamma = nullptr, *beta = nullptr;
   int gt = 0, bt = 0;
-  void *savedMean = nullptr, *savedInvstd = nullptr, *runningMean = nullptr,
-       *runningVar = nullptr;
+  void *savedMean = nullptr, *savedInvstd = nullptr, *runningMean = nullptr, *runningVar = nullptr;
   int smt = 0, sit = 0, rmt = 0, rvt = 0;
   long long n = 0, c = 0, hw = 0;
   double eps = 1e-5, momentum = 0.1;
@@ -172,8 +171,7 @@ BatchNormBackwardArgs batchNormBackwardArgs(const plan::BatchNormBackward &k, Re
   const TensorRef dy = ref(k.dy()), x = ref(k.x()), g = ref(k.gamma());
   const TensorRef sm = ref(k.saved_mean()), si = ref(k.saved_invstd());
   const TensorRef dx = ref(k.dx()), dg = ref(k.dgamma()), db = ref(k.dbeta());
-  a.dy = dy.data, a.dyt = dy.dtype, a.x = x.data, a.xt = x.dtype, a.gamma = g.data,
-  a.gt = g.dtype;
+  a.dy = dy.data, a.dyt = dy.dtype, a.x = x.data, a.xt = x.dtype, a.gamma = g.data, a.gt = g.dtype;
   a.savedMean = sm.data, a.smt = sm.dtype, a.savedInvstd = si.data, a.sit = si.dtype;
   a.dx = dx.data, a.dxt = dx.dtype, a.dgamma = dg.data, a.dgt = dg.dtype, a.dbeta = db.data,
   a.dbt = db.dtype;
@@ -215,12 +213,12 @@ void launchBatchNormBackward(const Table &k, Launch &&launch, Blocks &&blocks,
     return;
   if (s.vector)
     launch(k.mt_bnb_dx8, Grid{blocks(total / 8)}, 256, a.dy, a.dyt, a.x, a.xt, a.gamma, a.gt,
-           a.savedMean, a.smt, a.savedInvstd, a.sit, w.meanDy, w.meanDyXhat, a.dx, a.dxt, a.n,
-           a.c, a.hw);
+           a.savedMean, a.smt, a.savedInvstd, a.sit, w.meanDy, w.meanDyXhat, a.dx, a.dxt, a.n, a.c,
+           a.hw);
   else
     launch(k.mt_bnb_dx, Grid{blocks(total)}, 256, a.dy, a.dyt, a.x, a.xt, a.gamma, a.gt,
-           a.savedMean, a.smt, a.savedInvstd, a.sit, w.meanDy, w.meanDyXhat, a.dx, a.dxt, a.n,
-           a.c, a.hw);
+           a.savedMean, a.smt, a.savedInvstd, a.sit, w.meanDy, w.meanDyXhat, a.dx, a.dxt, a.n, a.c,
+           a.hw);
 }
 
 /// A reduction of rcount values into each of outCount outputs. Up to 2048 values an
@@ -305,12 +303,11 @@ void launchReduce(const Table &k, Launch &&launch, Blocks &&blocks, const Reduce
     launch(k.mt_reduce_partial8, grid, 256, a.in, a.it, a.outCount, a.rcount, s.chunk, s.chunks,
            a.g, part);
   else
-    launch(k.mt_reduce_partial, grid, 256, a.in, a.it, a.outCount, a.rcount, s.chunk, s.chunks,
-           a.g, part);
+    launch(k.mt_reduce_partial, grid, 256, a.in, a.it, a.outCount, a.rcount, s.chunk, s.chunks, a.g,
+           part);
   launch(k.mt_reduce_finalize, Grid{blocks(a.outCount)}, 256, part, a.outCount, s.chunks, a.scale,
          a.out, a.ot);
 }
-
 
 /// An implicit-GEMM convolution kernel (ConvKernels.h): all share one signature.
 template <class Handle>
@@ -322,8 +319,7 @@ struct ConvGemmArgs {
   const void *in0 = nullptr, *in1 = nullptr;
   void *out = nullptr;
   int outType = kF32, accumulate = 0;
-  int n = 0, c = 0, h = 0, w = 0, k = 0, r = 0, s = 0, sh = 1, sw = 1, ph = 0, pw = 0, p = 0,
-      q = 0;
+  int n = 0, c = 0, h = 0, w = 0, k = 0, r = 0, s = 0, sh = 1, sw = 1, ph = 0, pw = 0, p = 0, q = 0;
 };
 
 template <class Ref>
@@ -390,8 +386,8 @@ void launchConvGemm(const Table &fixed, const ConvGemmKernel<Handle> &kernel, La
   const long long count = (long long)a.k * a.c * a.r * a.s;
   launch(kernel, s.grid, kConvThreads, a.in0, a.in1, workspace, int(kF32), 0, a.n, a.c, a.h, a.w,
          a.k, a.p, a.q, a.ph, a.pw, s.kTilesPerSplit);
-  launch(fixed.mt_conv_wsum, Grid{blocks(count)}, 256, workspace, s.splits, count, a.out,
-         a.outType, a.accumulate);
+  launch(fixed.mt_conv_wsum, Grid{blocks(count)}, 256, workspace, s.splits, count, a.out, a.outType,
+         a.accumulate);
 }
 
 /// The NHWC convolution's scratch: its two operands rearranged (forward and input
@@ -431,8 +427,9 @@ void launchConvNhwc(const Table &fixed, const ConvGemmKernel<Handle> &kernel, La
                     void *in0, void *in1, void *workspace) {
   auto tiles = [](long long n, long long t) { return unsigned((n + t - 1) / t); };
   auto toNhwc = [&](const void *from, void *to, int channels, long long hw) {
-    launch(fixed.mt_nchw_to_nhwc16, Grid{tiles(hw, 32), tiles(channels, 32), unsigned(std::min(a.n, 65535))},
-           256, from, to, (long long)a.n, (long long)channels, hw);
+    launch(fixed.mt_nchw_to_nhwc16,
+           Grid{tiles(hw, 32), tiles(channels, 32), unsigned(std::min(a.n, 65535))}, 256, from, to,
+           (long long)a.n, (long long)channels, hw);
   };
   const long long wCount = (long long)a.k * a.c * a.r * a.s;
   switch (a.mode) {

@@ -3,28 +3,27 @@
 // sm_90 and sm_80 (NVRTC needs no driver), the host/device kernel signatures, and a
 // clear error from makeCudaExecutor. With a GPU: every kernel kind against the CPU
 // executor, the oracle (these skip with "no CUDA device" elsewhere).
+#include "HostKernels.h"
 #include "common/Error.h"
+#include "common/Float16.h"
 #include "common/ScalarOp.h"
 #include "plan/DType.h"
 #include "runtime/backend/Executor.h"
 #include "runtime/cpu/CpuBackend.h"
 #include "runtime/cuda/AotKernels.h"
-#include "runtime/cuda/CudaKernelSource.h"
 #include "runtime/cuda/ConvKernels.h"
+#include "runtime/cuda/CudaKernelSource.h"
+#include "runtime/cuda/ElementwiseCodegen.h"
+#include "runtime/cuda/FixedLaunch.h"
 #include "runtime/cuda/KernelCache.h"
 #include "runtime/cuda/KernelImage.h"
-#include "runtime/cuda/ElementwiseCodegen.h"
 #include "runtime/cuda/Nvrtc.h"
-#include "common/Float16.h"
-#include "HostKernels.h"
-#include "runtime/cuda/FixedLaunch.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <sstream>
 #include <cstdlib>
 #include <dirent.h>
 #include <filesystem>
@@ -33,6 +32,7 @@
 #include <map>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <tuple>
 
 using namespace mantissa;
@@ -811,18 +811,20 @@ struct HostLauncher {
     static_assert(sizeof...(P) == sizeof...(A), "wrong number of kernel arguments");
     std::tuple<P...> values{static_cast<P>(std::forward<A>(args))...};
     std::array<void *, sizeof...(P)> params{};
-    std::apply([&](auto &...v) {
-      size_t i = 0;
-      ((params[i++] = static_cast<void *>(&v)), ...);
-    }, values);
+    std::apply(
+        [&](auto &...v) {
+          size_t i = 0;
+          ((params[i++] = static_cast<void *>(&v)), ...);
+        },
+        values);
     hk.launch(k.name, g.x, g.y, g.z, threads, params.data());
   }
 };
 
 cuda::FixedKernelTable<int> fixedHostTable(std::vector<std::string> &names) {
   cuda::FixedKernelTable<int> t;
-#define MANTISSA_FIXED_KERNEL(kernel, ...) \
-  t.kernel.name = #kernel;                 \
+#define MANTISSA_FIXED_KERNEL(kernel, ...)                                                         \
+  t.kernel.name = #kernel;                                                                         \
   names.push_back(#kernel);
 #include "runtime/cuda/FixedKernels.def"
   return t;
@@ -843,10 +845,13 @@ std::vector<uint8_t> normReducePlan(int64_t N, int64_t C, int64_t H, int64_t W) 
   int rm = pm.tensor("running_mean", plan::DType::F32, {C}, plan::Role::Buffer, 0.0f, 0.1f);
   int rv = pm.tensor("running_var", plan::DType::F32, {C}, plan::Role::Buffer, 0.9f, 1.1f);
   pm.step("bn", plan::Kernel::BatchNorm,
-          plan::CreateBatchNorm(b, x, gamma, beta, y, sm, si, rm, rv, N, C, hw, 1e-5f, 0.1f, true).Union());
+          plan::CreateBatchNorm(b, x, gamma, beta, y, sm, si, rm, rv, N, C, hw, 1e-5f, 0.1f, true)
+              .Union());
   int yEval = pm.tensor("bn_y_eval", plan::DType::F32, {N, C, H, W}, plan::Role::Temp);
-  pm.step("bn_eval", plan::Kernel::BatchNorm,
-          plan::CreateBatchNorm(b, x, gamma, beta, yEval, -1, -1, rm, rv, N, C, hw, 1e-5f, 0.1f, false).Union());
+  pm.step(
+      "bn_eval", plan::Kernel::BatchNorm,
+      plan::CreateBatchNorm(b, x, gamma, beta, yEval, -1, -1, rm, rv, N, C, hw, 1e-5f, 0.1f, false)
+          .Union());
   int dy = pm.tensor("bn_dy", plan::DType::BF16, {N, C, H, W});
   int dx = pm.tensor("bn_dx", plan::DType::F16, {N, C, H, W}, plan::Role::Temp);
   int dg = pm.tensor("dgamma", plan::DType::F32, {C}, plan::Role::Temp);
@@ -893,8 +898,9 @@ int expectHostNormReduceMatchesCpu(const std::vector<uint8_t> &bytes, size_t mis
             cuda::channelSplit(a.n, a.hw, vectorAllowed && cuda::batchNormVectorOk(a));
         std::vector<double> part(cuda::batchNormPartialBytes(s, a.c, false) / 8), bm(size_t(a.c)),
             mean(size_t(a.c)), inv(size_t(a.c));
-        cuda::launchBatchNorm(table, launch, blocks, a, s,
-                              cuda::BatchNormScratch{part.data(), bm.data(), mean.data(), inv.data()});
+        cuda::launchBatchNorm(
+            table, launch, blocks, a, s,
+            cuda::BatchNormScratch{part.data(), bm.data(), mean.data(), inv.data()});
         vectorSteps += s.vector;
       } else if (step->kernel_type() == plan::Kernel::BatchNormBackward) {
         const cuda::BatchNormBackwardArgs a =
@@ -903,8 +909,9 @@ int expectHostNormReduceMatchesCpu(const std::vector<uint8_t> &bytes, size_t mis
             cuda::channelSplit(a.n, a.hw, vectorAllowed && cuda::batchNormVectorOk(a));
         std::vector<double> part(cuda::batchNormPartialBytes(s, a.c, true) / 8), m1(size_t(a.c)),
             m2(size_t(a.c));
-        cuda::launchBatchNormBackward(table, launch, blocks, a, s,
-                                      cuda::BatchNormBackwardScratch{part.data(), m1.data(), m2.data()});
+        cuda::launchBatchNormBackward(
+            table, launch, blocks, a, s,
+            cuda::BatchNormBackwardScratch{part.data(), m1.data(), m2.data()});
         vectorSteps += s.vector;
       } else if (step->kernel_type() == plan::Kernel::Reduce) {
         const cuda::ReduceArgs a = cuda::reduceArgs(*step->kernel_as_Reduce(), ref);
@@ -1150,8 +1157,8 @@ void expectHostConvMatchesCpu(const std::vector<uint8_t> &bytes, const std::stri
     }
     const cuda::ConvGemmSplit split = cuda::convGemmSplit(a, cfg.bn, 2, size_t(1) << 20);
     std::vector<float> ws(split.workspaceBytes / 4 + 1);
-    cuda::launchConvGemm(table, cuda::ConvGemmKernel<int>{0, kernelName.c_str()}, launch, blocks,
-                         a, split, ws.data());
+    cuda::launchConvGemm(table, cuda::ConvGemmKernel<int>{0, kernelName.c_str()}, launch, blocks, a,
+                         split, ws.data());
   }
   for (flatbuffers::uoffset_t id = 0; id < lp->tensors()->size(); ++id) {
     const plan::Tensor *t = lp->tensors()->Get(id);

@@ -181,9 +181,9 @@ HostKernels::HostKernels(const std::string &source, const std::vector<std::strin
       out << "extern \"C\" void mt_host_launch_" << k << "(void **p) { mt_invoke(&" << k
           << ", p); }\n";
   }
-  const std::string cmd = std::string(MANTISSA_HOST_CXX) + " -std=c++20 -O1 -fPIC -shared -pthread " +
-                          "-w -I" + MANTISSA_SOURCE_DIR + " " + src + " -o " + lib + " >" + log +
-                          " 2>&1";
+  const std::string cmd = std::string(MANTISSA_HOST_CXX) +
+                          " -std=c++20 -O1 -fPIC -shared -pthread " + "-w -I" +
+                          MANTISSA_SOURCE_DIR + " " + src + " -o " + lib + " >" + log + " 2>&1";
   if (std::system(cmd.c_str()) != 0) {
     std::ifstream in(log);
     std::stringstream ss;
