@@ -1,0 +1,219 @@
+// The CUPTI timeline without CUPTI or a GPU: the records -> plan-step fold, the clock
+// conversion, and the loader's errors (runtime/cuda/KernelRecords.h, CuptiTimeline.h).
+// Its GPU side is CudaBackendTest.cpp's CudaExecutor.CuptiTimelineAgreesWithEvents.
+#include "runtime/cuda/CuptiTimeline.h"
+#include "runtime/cuda/KernelRecords.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <dlfcn.h>
+#include <filesystem>
+
+using namespace mantissa;
+
+namespace {
+
+// CUPTI-like timestamps in ns, here ~1e18: beyond a double's exact integers (2^53 ~
+// 9e15), so the conversion must work with differences.
+constexpr uint64_t T0 = 987654321012345678ull;
+
+const ClockAnchor kA{T0, 5000.0}, kB{T0 + 10'000'000'000ull, 5010.0}; // rate exactly 1
+
+/// Graph of function 0 with three steps: step 0 one node (10), step 1 (a cuBLAS
+/// call) three nodes (20, 21, 22), step 2 one node (30); function 1 one step (40).
+std::unordered_map<uint64_t, NodeStep> nodes() {
+  return {{10, {0, 0}}, {20, {0, 1}}, {21, {0, 1}}, {22, {0, 1}}, {30, {0, 2}}, {40, {1, 0}}};
+}
+std::vector<std::vector<bool>> hasNodes() { return {{true, true, true}, {true}}; }
+
+KernelRecord rec(uint64_t start, uint64_t end, uint64_t node, uint32_t corr, uint32_t name = 0) {
+  return {T0 + start, T0 + end, node, corr, name};
+}
+
+const StepRecords *find(const std::vector<StepRecords> &v, uint32_t fn, uint32_t step, int64_t tag) {
+  for (const StepRecords &s : v)
+    if (s.span.function == fn && s.span.step == step && s.span.tag == tag)
+      return &s;
+  return nullptr;
+}
+
+} // namespace
+
+TEST(KernelRecords, StepsGetTheirKernelsAcrossRunsInAnyOrder) {
+  // Two runs of function 0 (tags 7, 8; launches 100, 101), one of function 1 (tag 8).
+  std::vector<GraphRun> runs = {{100, 0, 7}, {101, 0, 8}, {102, 1, 8}};
+  std::vector<KernelRecord> r = {
+      // run 101 first, shuffled
+      rec(2'000'500, 2'000'900, 21, 101, 2), rec(2'000'000, 2'000'400, 10, 101, 1),
+      rec(2'000'400, 2'000'500, 20, 101, 2), rec(2'001'000, 2'001'200, 22, 101, 3),
+      rec(2'001'300, 2'001'800, 30, 101, 4),
+      // run 100
+      rec(1'000'000, 1'000'300, 10, 100, 1), rec(1'000'300, 1'000'400, 20, 100, 2),
+      rec(1'000'450, 1'000'800, 21, 100, 2), rec(1'000'800, 1'001'000, 22, 100, 3),
+      rec(1'001'000, 1'001'600, 30, 100, 4),
+      // function 1
+      rec(3'000'000, 3'000'050, 40, 102, 5),
+      // ignored: an eager launch (no graph node), a node of another graph, an untimed
+      // record, and a node of ours from a launch of another batch
+      rec(4'000'000, 4'000'100, 0, 55), rec(4'000'000, 4'000'100, 999, 100),
+      {0, 0, 10, 100, 1}, rec(5'000'000, 5'000'100, 10, 77)};
+  FoldStats st;
+  std::vector<StepRecords> out = foldKernelRecords(r, nodes(), runs, hasNodes(), kA, kB, st);
+  EXPECT_EQ(st.records, 15u);
+  EXPECT_EQ(st.used, 11u);
+  EXPECT_EQ(st.notGraph, 2u);
+  EXPECT_EQ(st.unknownNode, 1u);
+  EXPECT_EQ(st.unknownRun, 1u);
+  EXPECT_FALSE(st.byOrder);
+  EXPECT_EQ(st.missingCount, 0u);
+  ASSERT_EQ(out.size(), 7u);
+
+  // The cuBLAS step of run 100: three records, span [first start, last end], busy
+  // time the sum of the records (the 50 ns gap excluded), names in order of start.
+  const StepRecords *s = find(out, 0, 1, 7);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->records, 3u);
+  EXPECT_NEAR(s->span.start, 5000.0 + 1'000'300e-9, 1e-9);
+  EXPECT_NEAR(s->span.end, 5000.0 + 1'001'000e-9, 1e-9);
+  EXPECT_NEAR(s->busySeconds, (100 + 350 + 200) * 1e-9, 1e-15);
+  EXPECT_EQ(s->names, (std::vector<uint32_t>{2, 3}));
+  // The same step in run 101 (records given out of order).
+  s = find(out, 0, 1, 8);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->records, 3u);
+  EXPECT_NEAR(s->span.start, 5000.0 + 2'000'400e-9, 1e-9);
+  EXPECT_NEAR(s->span.end, 5000.0 + 2'001'200e-9, 1e-9);
+  // One record per one-kernel step, with its own times.
+  s = find(out, 0, 2, 7);
+  ASSERT_NE(s, nullptr);
+  EXPECT_NEAR(s->span.end - s->span.start, 600e-9, 1e-12);
+  s = find(out, 1, 0, 8);
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->names, (std::vector<uint32_t>{5}));
+}
+
+TEST(KernelRecords, StepsWithoutARecordAreReported) {
+  std::vector<GraphRun> runs = {{100, 0, 1}, {101, 0, 2}};
+  // Run 100 lacks step 2, run 101 lacks step 1 entirely (all three of its nodes).
+  std::vector<KernelRecord> r = {rec(0, 10, 10, 100), rec(10, 20, 20, 100), rec(20, 30, 21, 100),
+                                 rec(30, 40, 22, 100), rec(100, 110, 10, 101),
+                                 rec(130, 140, 30, 101)};
+  FoldStats st;
+  std::vector<StepRecords> out = foldKernelRecords(r, nodes(), runs, hasNodes(), kA, kB, st);
+  EXPECT_EQ(out.size(), 4u);
+  EXPECT_EQ(st.missingCount, 2u);
+  EXPECT_EQ(st.missing, (std::vector<std::string>{"0:2", "0:1"}));
+  // A step that created no node (nothing launched) is not missing.
+  std::vector<std::vector<bool>> has = {{true, false, false}, {true}};
+  foldKernelRecords(r, nodes(), runs, has, kA, kB, st);
+  EXPECT_EQ(st.missingCount, 0u);
+}
+
+TEST(KernelRecords, WithoutKnownLaunchesRecordsMatchRunsByOrder) {
+  // The launches' correlation ids never appear in the records (say CUPTI reported
+  // another id): the k-th record of each node goes to the k-th launch of its function.
+  std::vector<GraphRun> runs = {{500, 0, 3}, {501, 1, 3}, {502, 0, 4}};
+  std::vector<KernelRecord> r;
+  for (int run = 1; run >= 0; --run) // later run first
+    for (uint64_t node : {10, 20, 21, 22, 30})
+      r.push_back(rec(run * 1000 + node, run * 1000 + node + 1, node, 9));
+  r.push_back(rec(600, 620, 40, 9));
+  FoldStats st;
+  std::vector<StepRecords> out = foldKernelRecords(r, nodes(), runs, hasNodes(), kA, kB, st);
+  EXPECT_TRUE(st.byOrder);
+  EXPECT_EQ(st.used, 11u);
+  EXPECT_EQ(st.missingCount, 0u);
+  const StepRecords *first = find(out, 0, 1, 3), *second = find(out, 0, 1, 4);
+  ASSERT_TRUE(first && second);
+  EXPECT_NEAR(first->span.start, 5000.0 + 20e-9, 1e-9);
+  EXPECT_NEAR(second->span.start, 5000.0 + 1020e-9, 1e-9);
+  EXPECT_NE(find(out, 1, 0, 3), nullptr);
+
+  // A node whose record count differs from its function's launches is not guessed.
+  r.pop_back();
+  r.push_back(rec(600, 620, 40, 9));
+  r.push_back(rec(700, 720, 40, 9));
+  out = foldKernelRecords(r, nodes(), runs, hasNodes(), kA, kB, st);
+  EXPECT_EQ(st.unknownRun, 2u);
+  EXPECT_EQ(find(out, 1, 0, 3), nullptr);
+  EXPECT_EQ(st.missingCount, 1u);
+}
+
+TEST(KernelRecords, ClockConversionFollowsTheAnchors) {
+  // One anchor (or two at one instant): the offset alone.
+  ClockAnchor a{T0, 100.0};
+  EXPECT_NEAR(cuptiToHost(T0 + 1'500'000'000ull, a, a), 101.5, 1e-9);
+  EXPECT_NEAR(cuptiToHost(T0 - 250'000'000ull, a, a), 99.75, 1e-9); // before the anchor
+  // Two anchors 10 s apart on CUPTI's clock and 10.00002 s apart on the host's (2 ppm
+  // drift): linear between them, and at each anchor exactly its host time.
+  ClockAnchor b{T0 + 10'000'000'000ull, 110.00002};
+  EXPECT_NEAR(cuptiToHost(a.ns, a, b), 100.0, 1e-9);
+  EXPECT_NEAR(cuptiToHost(b.ns, a, b), 110.00002, 1e-9);
+  EXPECT_NEAR(cuptiToHost(T0 + 5'000'000'000ull, a, b), 105.00001, 1e-9);
+  // A rate far from 1 (an anchor read late after a preemption) is not trusted: the
+  // later anchor's offset is used alone.
+  ClockAnchor bad{T0 + 1'000'000ull, 100.5}; // 1 ms of CUPTI time, 0.5 s of host time
+  EXPECT_NEAR(cuptiToHost(T0, a, bad), 100.5 - 0.001, 1e-9);
+}
+
+TEST(CuptiTimeline, AMissingLibraryIsOneClearReason) {
+  std::string description, reason;
+  EXPECT_FALSE(loadCuptiFrom("/nonexistent/libcupti.so.13", description, reason));
+  EXPECT_NE(reason.find("CUPTI is not available"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("/nonexistent/libcupti.so.13"), std::string::npos) << reason;
+  // A library that is not CUPTI: the first missing entry point is named.
+  EXPECT_FALSE(loadCuptiFrom("libm.so.6", description, reason));
+  EXPECT_NE(reason.find("libm.so.6 has no cuptiGetResultString"), std::string::npos) << reason;
+}
+
+TEST(CuptiTimeline, MantissaCuptiNamesTheLibrary) {
+  // This test binary's loader state is its own (the plugin holds another copy); a
+  // failed load is retried when MANTISSA_CUPTI changes.
+  setenv("MANTISSA_CUPTI", "/nonexistent/cupti.so", 1);
+  std::string description, reason;
+  EXPECT_FALSE(loadCupti(description, reason));
+  EXPECT_NE(reason.find("[MANTISSA_CUPTI=/nonexistent/cupti.so]"), std::string::npos) << reason;
+  // open() fails with the same reason, and nothing is left half-started.
+  EXPECT_EQ(CuptiTimeline::open(2, reason), nullptr);
+  EXPECT_NE(reason.find("/nonexistent/cupti.so"), std::string::npos) << reason;
+  unsetenv("MANTISSA_CUPTI");
+}
+
+/// The toolkit's libcupti.so.13, or "".
+std::string toolkitCupti() {
+  for (const char *p : {"/usr/local/cuda/lib64/libcupti.so.13",
+                        "/usr/local/cuda/extras/CUPTI/lib64/libcupti.so.13"})
+    if (std::filesystem::exists(p))
+      return p;
+  return "";
+}
+
+TEST(CuptiTimeline, TheToolkitLibraryLoads) {
+  // No GPU or driver is needed to load it and read its version.
+  std::string path = toolkitCupti();
+  if (path.empty())
+    GTEST_SKIP() << "no libcupti.so.13 in the CUDA toolkit here";
+  std::string description, reason;
+  ASSERT_TRUE(loadCuptiFrom(path, description, reason)) << reason;
+  EXPECT_EQ(description.rfind("CUPTI 13.", 0), 0u) << description;
+  EXPECT_NE(description.find(path), std::string::npos) << description;
+}
+
+TEST(CuptiTimeline, WithoutADriverOpenSaysWhichCallFailed) {
+  // CUPTI loads but cannot start without the driver: the reason is CUPTI's, with the
+  // call (the executor prints it once and times with events instead).
+  std::string path = toolkitCupti();
+  if (path.empty())
+    GTEST_SKIP() << "no libcupti.so.13 in the CUDA toolkit here";
+  if (void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL)) {
+    dlclose(driver);
+    GTEST_SKIP() << "a CUDA driver is present (the GPU test covers open())";
+  }
+  setenv("MANTISSA_CUPTI", path.c_str(), 1);
+  std::string reason;
+  std::unique_ptr<CuptiTimeline> t = CuptiTimeline::open(1, reason);
+  unsetenv("MANTISSA_CUPTI");
+  EXPECT_EQ(t, nullptr);
+  EXPECT_NE(reason.find("cuptiSubscribe failed: CUPTI_ERROR_"), std::string::npos) << reason;
+}
