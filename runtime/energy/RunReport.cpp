@@ -154,7 +154,8 @@ void groupTable(std::ostringstream &o, const char *title, const std::vector<Grou
 std::string formatEnergyRun(const EnergyRun &run, size_t maxKernels) {
   const AttributionResult &r = run.attribution;
   std::ostringstream o;
-  o << "\nenergy (timeline: " << run.timelineMethod << ")\n";
+  o << "\nenergy (timeline: " << (run.timeline.empty() ? "" : run.timeline + ": ")
+    << run.timelineMethod << ")\n";
   if (r.measured)
     o << "calibration: " << run.calibration << "\n";
   o << formatAttributionTable(r, maxKernels, run.labels);
@@ -202,7 +203,8 @@ std::string energyRunCsv(const EnergyRun &run) {
 std::string energyRunJson(const EnergyRun &run) {
   const AttributionResult &r = run.attribution;
   std::ostringstream o;
-  o << "{\"timeline_method\": " << json::quote(run.timelineMethod)
+  o << "{\"timeline\": " << json::quote(run.timeline)
+    << ", \"timeline_method\": " << json::quote(run.timelineMethod)
     << ", \"calibration\": " << json::quote(run.calibration)
     << ", \"calibrated\": " << (run.calibrated ? "true" : "false")
     << ", \"run_seconds\": " << num(run.runEnd - run.runStart)
@@ -225,6 +227,16 @@ std::string energyRunJson(const EnergyRun &run) {
     << ", \"kernel_joules_err\": " << num(ps.kernelJoulesErr)
     << ", \"idle_joules\": " << num(ps.idleJoules)
     << ", \"idle_joules_err\": " << num(ps.idleJoulesErr) << "}";
+  o << ",\n\"device_kernels\": {";
+  bool firstKernel = true;
+  for (const auto &[name, list] : run.deviceKernels) {
+    o << (firstKernel ? "" : ", ") << json::quote(name) << ": [";
+    for (size_t i = 0; i < list.size(); ++i)
+      o << (i ? ", " : "") << json::quote(list[i]);
+    o << "]";
+    firstKernel = false;
+  }
+  o << "}";
   groups("by_op_class", run.byOpClass());
   groups("by_precision", run.byPrecision());
   o << ",\n\"losses\": [";
