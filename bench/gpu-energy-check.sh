@@ -6,9 +6,11 @@ set -uo pipefail
 c=${1:-.carry}; out=${2:-gpu-results}; shift 2 || true
 mkdir -p "$out"
 [ -d "$c/bin" ] || tar xzf "$c/payload.tgz" -C "$c" # packed by gpu-prepare.sh
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+# The toolkit's libraries; libcupti (the energy timeline, dlopened) is in one of the two.
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/extras/CUPTI/lib64:${LD_LIBRARY_PATH:-}
 export XDG_CACHE_HOME="$out/cache" # calibrations of this run only
 fail=0
+echo "libcupti (the CUPTI timeline): $(ls /usr/local/cuda/lib64/libcupti.so* /usr/local/cuda/extras/CUPTI/lib64/libcupti.so* 2>/dev/null | tr '\n' ' ')"
 python3 "$c/energy_check.py" --carry "$c" --out "$out/energy" 2>&1 | tee "$out/energy-check.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || fail=1
 if [ "${1:-}" != "--no-study" ]; then
