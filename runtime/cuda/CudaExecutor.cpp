@@ -1604,11 +1604,13 @@ void CudaExecutor::drainTimeline(std::vector<StepSpan> &out) {
     std::string steps;
     for (const std::string &m : st.missing)
       steps += (steps.empty() ? "" : ", ") + m;
-    if (cuptiMissingSteps_ == 0)
+    if (cuptiMissingSteps_ == 0) // once: what a GPU session needs to see why
       std::fprintf(stderr,
                    "mantissa: energy timeline: %zu plan steps of graph runs got no CUPTI record "
-                   "(function:step %s), %zu records matched no run\n",
-                   st.missingCount, steps.c_str(), st.unknownRun);
+                   "(function:step %s); of %zu records, %zu were assigned, %zu matched no run, "
+                   "%zu came from nodes of no capture of ours, %zu from eager launches%s\n",
+                   st.missingCount, steps.c_str(), st.records, st.used, st.unknownRun,
+                   st.unknownNode, st.notGraph, st.byOrder ? " (runs matched by order)" : "");
     cuptiMissingSteps_ += st.missingCount + st.unknownRun;
   }
 }

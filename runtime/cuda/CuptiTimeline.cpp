@@ -8,6 +8,7 @@
 #include <cupti_callbacks.h>
 #include <cupti_driver_cbid.h>
 #include <cupti_result.h>
+#include <cupti_runtime_cbid.h>
 #include <cupti_version.h>
 
 #include <algorithm>
@@ -61,6 +62,9 @@ constexpr CUpti_CallbackId kGraphCallbacks[] = {CUPTI_CBID_RESOURCE_GRAPHNODE_CR
                                                 CUPTI_CBID_RESOURCE_GRAPHNODE_CLONED};
 constexpr CUpti_CallbackId kLaunchCallbacks[] = {CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch,
                                                  CUPTI_DRIVER_TRACE_CBID_cuGraphLaunch_ptsz};
+constexpr CUpti_CallbackId kRuntimeLaunchCallbacks[] = {
+    CUPTI_RUNTIME_TRACE_CBID_cudaGraphLaunch_v10000,
+    CUPTI_RUNTIME_TRACE_CBID_cudaGraphLaunch_ptsz_v10000};
 constexpr size_t kBufferBytes = size_t(8) << 20;
 
 /// Loads the first of `candidates` that dlopen finds and resolves the entry points;
@@ -168,6 +172,7 @@ struct CuptiTimeline::State {
   size_t tagged = 0; // nodes tagged in the current capture
   // Launches.
   bool launching = false;
+  bool launchReported = false; // the current launch has its run
   uint32_t launchFunction = 0;
   int64_t launchTag = -1;
   std::vector<GraphRun> runs;
@@ -258,11 +263,19 @@ void CUPTIAPI callback(void *user, CUpti_CallbackDomain domain, CUpti_CallbackId
       if (it != s->nodes.end())
         s->nodes[node] = it->second;
     }
-  } else if (domain == CUPTI_CB_DOMAIN_DRIVER_API) {
+  } else if (domain == CUPTI_CB_DOMAIN_DRIVER_API || domain == CUPTI_CB_DOMAIN_RUNTIME_API) {
+    // One launch may be reported twice (cudaGraphLaunch, then the cuGraphLaunch it
+    // makes): the first names the run, a second id is kept beside it.
     const auto *c = static_cast<const CUpti_CallbackData *>(data);
     std::lock_guard<std::mutex> lock(s->mutex);
-    if (c->callbackSite == CUPTI_API_ENTER && s->launching)
+    if (c->callbackSite != CUPTI_API_ENTER || !s->launching)
+      return;
+    if (!s->launchReported) {
       s->runs.push_back({c->correlationId, s->launchFunction, s->launchTag});
+      s->launchReported = true;
+    } else if (c->correlationId != s->runs.back().correlation) {
+      s->runs.back().otherCorrelation = c->correlationId;
+    }
   }
 }
 
@@ -307,6 +320,10 @@ std::unique_ptr<CuptiTimeline> CuptiTimeline::open(size_t functions, std::string
     if (CUptiResult r = api->enableCallback(1, s->subscriber, CUPTI_CB_DOMAIN_DRIVER_API, id);
         r != CUPTI_SUCCESS)
       return fail("cuptiEnableCallback (cuGraphLaunch)", r);
+  // The runtime's report of the same launch: where CUPTI gives it (it may not
+  // for a statically linked runtime), a second correlation id for the run.
+  for (CUpti_CallbackId id : kRuntimeLaunchCallbacks)
+    api->enableCallback(1, s->subscriber, CUPTI_CB_DOMAIN_RUNTIME_API, id);
   {
     // Once per process: the buffer callbacks are global and stay registered.
     static bool registered = false;
@@ -370,6 +387,7 @@ size_t CuptiTimeline::endCapture() {
 void CuptiTimeline::beforeLaunch(uint32_t function) {
   std::lock_guard<std::mutex> lock(state_->mutex);
   state_->launching = true;
+  state_->launchReported = false;
   state_->launchFunction = function;
   state_->launchTag = tag_;
 }

@@ -27,8 +27,11 @@ std::vector<StepRecords> foldKernelRecords(const std::vector<KernelRecord> &reco
   stats = FoldStats();
   stats.records = records.size();
   std::unordered_map<uint32_t, size_t> runOf; // correlation id -> index into runs
-  for (size_t r = 0; r < runs.size(); ++r)
+  for (size_t r = 0; r < runs.size(); ++r) {
     runOf.emplace(runs[r].correlation, r);
+    if (runs[r].otherCorrelation)
+      runOf.emplace(runs[r].otherCorrelation, r);
+  }
 
   // Records of our graphs' nodes, and whether any names a launch of this batch.
   std::vector<std::pair<const KernelRecord *, NodeStep>> ours;

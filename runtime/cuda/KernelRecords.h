@@ -9,7 +9,7 @@
 //    with the plan step being launched (CUPTI's node-created callback), and each
 //    node that cudaGraphInstantiate clones from it gets the same tag (the
 //    node-cloned callback): records carry the executable graph's node id.
-//  - Runs: each cudaGraphLaunch's correlation id (CUPTI's driver callback) names
+//  - Runs: each cudaGraphLaunch's correlation id (CUPTI's API callbacks) names
 //    the run and its training-step tag; a record carries the id of the launch that
 //    ran it. Should no record of a batch carry a known launch id, records are
 //    matched to runs by order instead: the k-th record of a node, by start time,
@@ -44,11 +44,14 @@ struct NodeStep {
   uint32_t step = 0;
 };
 
-/// One cudaGraphLaunch of a function's graph, in launch order.
+/// One cudaGraphLaunch of a function's graph, in launch order. CUPTI reports the
+/// launch to the runtime-API and the driver-API callbacks; should their correlation
+/// ids differ, the records may carry either, so both are kept.
 struct GraphRun {
   uint32_t correlation = 0;
   uint32_t function = 0;
   int64_t tag = -1;
+  uint32_t otherCorrelation = 0; // 0: none
 };
 
 /// A pair of readings of CUPTI's clock (ns) and timelineClock() (s) taken together.

@@ -41,8 +41,9 @@ const StepRecords *find(const std::vector<StepRecords> &v, uint32_t fn, uint32_t
 } // namespace
 
 TEST(KernelRecords, StepsGetTheirKernelsAcrossRunsInAnyOrder) {
-  // Two runs of function 0 (tags 7, 8; launches 100, 101), one of function 1 (tag 8).
-  std::vector<GraphRun> runs = {{100, 0, 7}, {101, 0, 8}, {102, 1, 8}};
+  // Two runs of function 0 (tags 7, 8; launches 100, 101), one of function 1 (tag 8),
+  // whose records carry the launch's other correlation id (the driver's, say).
+  std::vector<GraphRun> runs = {{100, 0, 7}, {101, 0, 8}, {90, 1, 8, 102}};
   std::vector<KernelRecord> r = {
       // run 101 first, shuffled
       rec(2'000'500, 2'000'900, 21, 101, 2), rec(2'000'000, 2'000'400, 10, 101, 1),
