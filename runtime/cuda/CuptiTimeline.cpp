@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cxxabi.h>
 #include <cstdlib>
 #include <dlfcn.h>
 #include <mutex>
@@ -40,6 +42,10 @@ struct Api {
   CUptiResult (*dropped)(CUcontext, uint32_t, size_t *) = nullptr;
   CUptiResult (*timestamp)(uint64_t *) = nullptr;
   CUptiResult (*graphNodeId)(CUgraphNode, uint64_t *) = nullptr;
+  // Optional: CUPTI's clock set to timelineClock()'s (else CLOCK_REALTIME, which the
+  // anchors map; a clock step between two drains would then shift the records).
+  CUptiResult (*registerTimestamp)(CUpti_TimestampCallbackFunc) = nullptr;
+  bool steadyClock = false;
 
   std::string error(const char *call, CUptiResult r) const {
     const char *s = nullptr;
@@ -108,6 +114,9 @@ Api *openApi(const std::vector<std::string> &candidates, const std::string &orig
   sym(a->dropped, "cuptiActivityGetNumDroppedRecords");
   sym(a->timestamp, "cuptiGetTimestamp");
   sym(a->graphNodeId, "cuptiGetGraphNodeId");
+  if (reason.empty())
+    a->registerTimestamp = reinterpret_cast<decltype(a->registerTimestamp)>(
+        dlsym(lib, "cuptiActivityRegisterTimestampCallback"));
   uint32_t version = 0;
   if (reason.empty())
     if (CUptiResult r = a->getVersion(&version); r != CUPTI_SUCCESS)
@@ -187,7 +196,15 @@ struct CuptiTimeline::State {
     auto it = nameIds.find(n);
     if (it != nameIds.end())
       return it->second;
-    names.push_back(n);
+    // cuBLAS's kernels are C++ templates: their names demangled, once per name.
+    std::string shown = n;
+    int status = 0;
+    if (char *d = n.rfind("_Z", 0) == 0 ? abi::__cxa_demangle(n.c_str(), nullptr, nullptr, &status)
+                                        : nullptr) {
+      shown = d;
+      std::free(d);
+    }
+    names.push_back(shown);
     return nameIds[n] = uint32_t(names.size() - 1);
   }
 };
@@ -239,14 +256,24 @@ void CUPTIAPI bufferCompleted(CUcontext ctx, uint32_t streamId, uint8_t *buffer,
   std::free(buffer);
 }
 
+/// timelineClock() in ns: CUPTI's timestamps on the energy timeline's clock.
+uint64_t CUPTIAPI steadyNanoseconds() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count());
+}
+
 void CUPTIAPI callback(void *user, CUpti_CallbackDomain domain, CUpti_CallbackId id,
                        const void *data) {
   auto *s = static_cast<CuptiTimeline::State *>(user);
   if (domain == CUPTI_CB_DOMAIN_RESOURCE) {
     const auto *g = static_cast<const CUpti_GraphData *>(
         static_cast<const CUpti_ResourceData *>(data)->resourceDescriptor);
-    uint64_t node = 0;
+    uint64_t node = 0, original = 0;
     if (!g || !g->node || api->graphNodeId(g->node, &node) != CUPTI_SUCCESS)
+      return;
+    if (id == CUPTI_CBID_RESOURCE_GRAPHNODE_CLONED &&
+        (!g->originalNode || api->graphNodeId(g->originalNode, &original) != CUPTI_SUCCESS))
       return;
     std::lock_guard<std::mutex> lock(s->mutex);
     if (id == CUPTI_CBID_RESOURCE_GRAPHNODE_CREATED && s->capturing >= 0) {
@@ -255,10 +282,7 @@ void CUPTIAPI callback(void *user, CUpti_CallbackDomain domain, CUpti_CallbackId
       if (s->step < has.size())
         has[s->step] = true;
       ++s->tagged;
-    } else if (id == CUPTI_CBID_RESOURCE_GRAPHNODE_CLONED && g->originalNode) {
-      uint64_t original = 0;
-      if (api->graphNodeId(g->originalNode, &original) != CUPTI_SUCCESS)
-        return;
+    } else if (id == CUPTI_CBID_RESOURCE_GRAPHNODE_CLONED) {
       auto it = s->nodes.find(original);
       if (it != s->nodes.end())
         s->nodes[node] = it->second;
@@ -329,6 +353,9 @@ std::unique_ptr<CuptiTimeline> CuptiTimeline::open(size_t functions, std::string
     static bool registered = false;
     std::lock_guard<std::mutex> lock(apiMutex);
     if (!registered) {
+      // Before any activity kind is enabled (CUPTI's rule for the timestamp callback).
+      api->steadyClock = api->registerTimestamp &&
+                         api->registerTimestamp(steadyNanoseconds) == CUPTI_SUCCESS;
       if (CUptiResult r = api->registerCallbacks(bufferRequested, bufferCompleted);
           r != CUPTI_SUCCESS)
         return fail("cuptiActivityRegisterCallbacks", r);
@@ -356,7 +383,10 @@ CuptiTimeline::~CuptiTimeline() {
   active.store(nullptr);
 }
 
-const std::string &CuptiTimeline::description() const { return api->description; }
+std::string CuptiTimeline::description() const {
+  return api->description + (api->steadyClock ? ", timestamps on steady_clock"
+                                               : ", CLOCK_REALTIME timestamps mapped at each drain");
+}
 
 size_t CuptiTimeline::droppedRecords() const {
   std::lock_guard<std::mutex> lock(state_->mutex);

@@ -17,6 +17,8 @@
 //  - Records are copied out of CUPTI's buffers as they complete (CUPTI's thread)
 //    and folded at drain, after the executor has synchronised its stream and
 //    cuptiActivityFlushAll has handed over the rest.
+//  - Clock: cuptiActivityRegisterTimestampCallback puts CUPTI's timestamps on
+//    steady_clock (timelineClock()'s); anchors read at each drain map them either way.
 //
 // One CuptiTimeline at a time per process (CUPTI's buffer callbacks are global).
 //===----------------------------------------------------------------------===//
@@ -63,8 +65,8 @@ public:
   /// spans of the graph runs since the last drain.
   void drain(std::vector<StepSpan> &out);
 
-  /// "CUPTI 13.0, libcupti.so.13".
-  const std::string &description() const;
+  /// "CUPTI 13.0, libcupti.so.13, timestamps on steady_clock".
+  std::string description() const;
   /// The distinct device kernels seen for each step so far ([function][step]).
   const std::vector<std::vector<std::vector<std::string>>> &deviceKernels() const {
     return deviceKernels_;

@@ -18,6 +18,9 @@
 //  - Clock: CUPTI's timestamps (ns) map to timelineClock() (s) through anchors,
 //    pairs of both clocks read together; between two anchors the map is linear,
 //    so the drift of one clock against the other stays inside the anchor interval.
+//    (CuptiTimeline gives CUPTI steady_clock itself where the library allows, and
+//    the map is then the identity up to the anchors' read error; else CUPTI's clock
+//    is CLOCK_REALTIME.)
 //===----------------------------------------------------------------------===//
 #pragma once
 
