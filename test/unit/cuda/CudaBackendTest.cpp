@@ -1152,7 +1152,8 @@ TEST(CudaExecutor, CuptiTimelineAgreesWithEvents) {
   ASSERT_EQ(cupti.name, "cupti") << cupti.method;
   EXPECT_NE(cupti.method.find("CUPTI 13."), std::string::npos) << cupti.method;
 
-  // Every step of every run has exactly one span, on the host clock, in step order.
+  // Every step of every run has exactly one span, on the host clock, in step order
+  // (a wrong node -> step map would scramble the order).
   for (const Timed *t : {&events, &cupti}) {
     std::map<std::pair<int64_t, uint32_t>, StepSpan> by;
     for (const StepSpan &sp : t->spans) {
@@ -1167,10 +1168,11 @@ TEST(CudaExecutor, CuptiTimelineAgreesWithEvents) {
     for (int r = 0; r < runs; ++r)
       for (uint32_t s = 1; s < steps; ++s) {
         auto now = by.find({r, s}), before = by.find({r, s - 1});
+        // Starts only: with programmatic dependent launch (cuBLAS on sm_90) a kernel
+        // may begin before the previous one has ended.
         if (now != by.end() && before != by.end())
-          EXPECT_GE(now->second.start, before->second.end - 1e-6)
-              << t->name << ": run " << r << " step " << s << " starts before step " << s - 1
-              << " ends";
+          EXPECT_GE(now->second.start, before->second.start)
+              << t->name << ": run " << r << " step " << s << " starts before step " << s - 1;
       }
   }
   // Per step, the median over the runs (the first two left out): a step's kernels
