@@ -159,6 +159,22 @@ std::string formatEnergyRun(const EnergyRun &run, size_t maxKernels) {
   if (r.measured)
     o << "calibration: " << run.calibration << "\n";
   o << formatAttributionTable(r, maxKernels, run.labels);
+  if (!run.deviceKernels.empty()) {
+    // What the table's plan kernels ran as on the device (a cuBLAS call: several).
+    o << "device kernels (as the timeline saw them):\n";
+    size_t shown = 0;
+    for (const KernelEnergy &k : r.kernels) {
+      auto it = run.deviceKernels.find(k.name);
+      if (it == run.deviceKernels.end())
+        continue;
+      if (shown++ == maxKernels)
+        break;
+      std::string list;
+      for (const std::string &d : it->second)
+        list += (list.empty() ? "" : ", ") + (d.size() > 60 ? d.substr(0, 57) + "..." : d);
+      o << "  " << k.name << ": " << list << "\n";
+    }
+  }
   groupTable(o, "by op class:", run.byOpClass(), r.measured);
   groupTable(o, "by precision:", run.byPrecision(), r.measured);
   PerStepEnergy ps = perStepEnergy(r);

@@ -126,8 +126,13 @@ TEST(EnergyReportJson, NamesTheTimelineAndTheDeviceKernels) {
   EXPECT_EQ(dk.members[0].first, "fc1");
   ASSERT_EQ(dk.members[0].second.items.size(), 2u);
   EXPECT_EQ(dk.members[0].second.items[1].text, "splitKreduce_kernel");
-  // The text report's header says which timeline ran.
-  EXPECT_NE(formatEnergyRun(run).find("energy (timeline: cupti: CUPTI activity records"),
-            std::string::npos)
-      << formatEnergyRun(run);
+  // The text report's header says which timeline ran, and the table's kernels list
+  // their device kernels (those of the run's kernels only).
+  KernelEnergy k;
+  k.name = "fc1", k.launches = 3, k.seconds = 0.01, k.joules = NAN;
+  run.attribution.kernels = {k};
+  std::string text = formatEnergyRun(run);
+  EXPECT_NE(text.find("energy (timeline: cupti: CUPTI activity records"), std::string::npos) << text;
+  EXPECT_NE(text.find("  fc1: sm90_xmma_gemm, splitKreduce_kernel\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("mt_ew_3"), std::string::npos) << text;
 }
