@@ -1608,9 +1608,11 @@ void CudaExecutor::drainTimeline(std::vector<StepSpan> &out) {
       std::fprintf(stderr,
                    "mantissa: energy timeline: %zu plan steps of graph runs got no CUPTI record "
                    "(function:step %s); of %zu records, %zu were assigned, %zu matched no run, "
-                   "%zu came from nodes of no capture of ours, %zu from eager launches%s\n",
+                   "%zu came from nodes of no capture of ours, %zu from eager launches%s; "
+                   "CUPTI dropped %zu\n",
                    st.missingCount, steps.c_str(), st.records, st.used, st.unknownRun,
-                   st.unknownNode, st.notGraph, st.byOrder ? " (runs matched by order)" : "");
+                   st.unknownNode, st.notGraph, st.byOrder ? " (runs matched by order)" : "",
+                   cupti_->droppedRecords());
     cuptiMissingSteps_ += st.missingCount + st.unknownRun;
   }
 }

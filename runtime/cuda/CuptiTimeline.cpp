@@ -278,8 +278,11 @@ void CUPTIAPI callback(void *user, CUpti_CallbackDomain domain, CUpti_CallbackId
     std::lock_guard<std::mutex> lock(s->mutex);
     if (id == CUPTI_CBID_RESOURCE_GRAPHNODE_CREATED && s->capturing >= 0) {
       s->nodes[node] = {uint32_t(s->capturing), s->step};
+      // Only the node kinds that give records make a step expect one.
       auto &has = s->stepHasNodes[size_t(s->capturing)];
-      if (s->step < has.size())
+      if (s->step < has.size() &&
+          (g->nodeType == CU_GRAPH_NODE_TYPE_KERNEL || g->nodeType == CU_GRAPH_NODE_TYPE_MEMSET ||
+           g->nodeType == CU_GRAPH_NODE_TYPE_MEMCPY))
         has[s->step] = true;
       ++s->tagged;
     } else if (id == CUPTI_CBID_RESOURCE_GRAPHNODE_CLONED) {
