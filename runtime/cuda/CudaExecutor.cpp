@@ -1545,28 +1545,16 @@ bool CudaExecutor::enableTimeline(bool on) {
     cupti_.reset();
     return true;
   }
-  const std::string mode = envOr("MANTISSA_TIMELINE", "auto");
-  if (mode != "auto" && mode != "cupti" && mode != "events")
-    throw Error("MANTISSA_TIMELINE=" + mode + ": expected cupti, events or auto");
+  const TimelineMode mode = parseTimelineMode(envOr("MANTISSA_TIMELINE", "auto"));
+  const TimelinePlan plan = planTimeline(mode, useGraphs_);
   synchronize("enableTimeline");
   cupti_.reset();
-  cuptiMissing_.clear();
-  if (mode == "events") {
-    cuptiMissing_ = "MANTISSA_TIMELINE=events";
-  } else if (!useGraphs_) {
-    // Every run is eager (MANTISSA_CUDA_GRAPH=0, _SYNC or _PROFILE): events time them.
-    if (mode == "cupti")
-      throw Error("MANTISSA_TIMELINE=cupti times CUDA graph replays, but CUDA graphs are off "
-                  "(MANTISSA_CUDA_GRAPH=0, MANTISSA_CUDA_SYNC=1 or MANTISSA_CUDA_PROFILE=1)");
-    cuptiMissing_ = "CUDA graphs are off";
-  } else {
+  cuptiMissing_ = plan.eventsBecause;
+  if (plan.tryCupti) {
     std::string reason;
     cupti_ = CuptiTimeline::open(functions_.size(), reason);
-    if (!cupti_) {
-      if (mode == "cupti")
-        throw Error("MANTISSA_TIMELINE=cupti: " + reason);
-      cuptiFallback(reason);
-    }
+    if (!cupti_)
+      cuptiFallback(cuptiFailed(mode, reason)); // throws when CUPTI was demanded
   }
   timer_ = std::make_unique<CudaStepTimer>(stream_);
   if (cupti_)

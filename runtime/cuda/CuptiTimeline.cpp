@@ -170,6 +170,34 @@ bool loadCuptiFrom(const std::string &path, std::string &description, std::strin
   return a != nullptr;
 }
 
+TimelineMode parseTimelineMode(const std::string &value) {
+  if (value.empty() || value == "auto")
+    return TimelineMode::Auto;
+  if (value == "cupti")
+    return TimelineMode::Cupti;
+  if (value == "events")
+    return TimelineMode::Events;
+  throw Error("MANTISSA_TIMELINE=" + value + ": expected cupti, events or auto");
+}
+
+TimelinePlan planTimeline(TimelineMode mode, bool graphs) {
+  if (mode == TimelineMode::Events)
+    return {false, "MANTISSA_TIMELINE=events"};
+  if (!graphs) {
+    if (mode == TimelineMode::Cupti)
+      throw Error("MANTISSA_TIMELINE=cupti times CUDA graph replays, but CUDA graphs are off "
+                  "(MANTISSA_CUDA_GRAPH=0, MANTISSA_CUDA_SYNC=1 or MANTISSA_CUDA_PROFILE=1)");
+    return {false, "CUDA graphs are off"};
+  }
+  return {true, ""};
+}
+
+std::string cuptiFailed(TimelineMode mode, const std::string &reason) {
+  if (mode == TimelineMode::Cupti)
+    throw Error("MANTISSA_TIMELINE=cupti: " + reason);
+  return reason;
+}
+
 struct CuptiTimeline::State {
   std::mutex mutex;
   CUpti_SubscriberHandle subscriber = nullptr;

@@ -39,6 +39,23 @@ bool loadCupti(std::string &description, std::string &reason);
 /// The same for one library path, not cached (tests).
 bool loadCuptiFrom(const std::string &path, std::string &description, std::string &reason);
 
+/// MANTISSA_TIMELINE: which timeline the CUDA executor measures with.
+enum class TimelineMode { Auto, Cupti, Events };
+/// "" and "auto", "cupti", "events"; anything else is an Error that names the variable.
+TimelineMode parseTimelineMode(const std::string &value);
+
+/// The choice enableTimeline makes before trying CUPTI: `tryCupti`, or the reason the
+/// events timeline is used. Throws Error when CUPTI is demanded but cannot apply
+/// (`graphs` false: every run is eager, nothing is replayed).
+struct TimelinePlan {
+  bool tryCupti = false;
+  std::string eventsBecause;
+};
+TimelinePlan planTimeline(TimelineMode mode, bool graphs);
+/// After a failed CuptiTimeline::open: the reason for the events timeline, or an
+/// Error when CUPTI was demanded.
+std::string cuptiFailed(TimelineMode mode, const std::string &reason);
+
 class CuptiTimeline {
 public:
   /// Starts CUPTI (subscription, callbacks, activity kinds) for `functions`

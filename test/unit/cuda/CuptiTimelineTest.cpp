@@ -1,6 +1,7 @@
 // The CUPTI timeline without CUPTI or a GPU: the records -> plan-step fold, the clock
 // conversion, and the loader's errors (runtime/cuda/KernelRecords.h, CuptiTimeline.h).
 // Its GPU side is CudaBackendTest.cpp's CudaExecutor.CuptiTimelineAgreesWithEvents.
+#include "common/Error.h"
 #include "runtime/cuda/CuptiTimeline.h"
 #include "runtime/cuda/KernelRecords.h"
 
@@ -217,4 +218,36 @@ TEST(CuptiTimeline, WithoutADriverOpenSaysWhichCallFailed) {
   unsetenv("MANTISSA_CUPTI");
   EXPECT_EQ(t, nullptr);
   EXPECT_NE(reason.find("cuptiSubscribe failed: CUPTI_ERROR_"), std::string::npos) << reason;
+}
+
+TEST(CuptiTimeline, TheChoiceOfTimeline) {
+  EXPECT_EQ(parseTimelineMode(""), TimelineMode::Auto);
+  EXPECT_EQ(parseTimelineMode("auto"), TimelineMode::Auto);
+  EXPECT_EQ(parseTimelineMode("cupti"), TimelineMode::Cupti);
+  EXPECT_EQ(parseTimelineMode("events"), TimelineMode::Events);
+  try {
+    parseTimelineMode("CUPTI");
+    ADD_FAILURE() << "MANTISSA_TIMELINE=CUPTI accepted";
+  } catch (const Error &e) {
+    EXPECT_STREQ(e.what(), "MANTISSA_TIMELINE=CUPTI: expected cupti, events or auto");
+  }
+  // auto and cupti try CUPTI when graphs run; events never does.
+  EXPECT_TRUE(planTimeline(TimelineMode::Auto, true).tryCupti);
+  EXPECT_TRUE(planTimeline(TimelineMode::Cupti, true).tryCupti);
+  TimelinePlan p = planTimeline(TimelineMode::Events, true);
+  EXPECT_FALSE(p.tryCupti);
+  EXPECT_EQ(p.eventsBecause, "MANTISSA_TIMELINE=events");
+  // Without graphs (every run eager) auto uses events and says why; cupti is an error.
+  p = planTimeline(TimelineMode::Auto, false);
+  EXPECT_FALSE(p.tryCupti);
+  EXPECT_EQ(p.eventsBecause, "CUDA graphs are off");
+  EXPECT_THROW(planTimeline(TimelineMode::Cupti, false), Error);
+  // A failed open: auto falls back with CUPTI's reason, cupti makes it an error.
+  EXPECT_EQ(cuptiFailed(TimelineMode::Auto, "cuptiSubscribe failed: X"), "cuptiSubscribe failed: X");
+  try {
+    cuptiFailed(TimelineMode::Cupti, "cuptiSubscribe failed: X");
+    ADD_FAILURE() << "a demanded CUPTI's failure was not an error";
+  } catch (const Error &e) {
+    EXPECT_STREQ(e.what(), "MANTISSA_TIMELINE=cupti: cuptiSubscribe failed: X");
+  }
 }
