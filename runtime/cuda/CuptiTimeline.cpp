@@ -202,8 +202,7 @@ struct CuptiTimeline::State {
   std::mutex mutex;
   CUpti_SubscriberHandle subscriber = nullptr;
   // Nodes and their steps (the capture's and cudaGraphInstantiate's copies).
-  std::unordered_map<uint64_t, NodeStep> nodes;
-  std::vector<std::vector<bool>> stepHasNodes; // [function][step]
+  CapturedGraphs graphs;
   int64_t capturing = -1;                      // the function being captured, or -1
   uint32_t step = 0;
   size_t tagged = 0; // nodes tagged in the current capture
@@ -305,18 +304,16 @@ void CUPTIAPI callback(void *user, CUpti_CallbackDomain domain, CUpti_CallbackId
       return;
     std::lock_guard<std::mutex> lock(s->mutex);
     if (id == CUPTI_CBID_RESOURCE_GRAPHNODE_CREATED && s->capturing >= 0) {
-      s->nodes[node] = {uint32_t(s->capturing), s->step};
+      s->graphs.nodes[node] = {uint32_t(s->capturing), s->step};
       // Only the node kinds that give records make a step expect one.
-      auto &has = s->stepHasNodes[size_t(s->capturing)];
-      if (s->step < has.size() &&
-          (g->nodeType == CU_GRAPH_NODE_TYPE_KERNEL || g->nodeType == CU_GRAPH_NODE_TYPE_MEMSET ||
-           g->nodeType == CU_GRAPH_NODE_TYPE_MEMCPY))
-        has[s->step] = true;
+      if (g->nodeType == CU_GRAPH_NODE_TYPE_KERNEL || g->nodeType == CU_GRAPH_NODE_TYPE_MEMSET ||
+          g->nodeType == CU_GRAPH_NODE_TYPE_MEMCPY)
+        s->graphs.recordSteps[size_t(s->capturing)].push_back(s->step);
       ++s->tagged;
     } else if (id == CUPTI_CBID_RESOURCE_GRAPHNODE_CLONED) {
-      auto it = s->nodes.find(original);
-      if (it != s->nodes.end())
-        s->nodes[node] = it->second;
+      auto it = s->graphs.nodes.find(original);
+      if (it != s->graphs.nodes.end())
+        s->graphs.nodes[node] = it->second;
     }
   } else if (domain == CUPTI_CB_DOMAIN_DRIVER_API || domain == CUPTI_CB_DOMAIN_RUNTIME_API) {
     // One launch may be reported twice (cudaGraphLaunch, then the cuGraphLaunch it
@@ -351,7 +348,7 @@ std::unique_ptr<CuptiTimeline> CuptiTimeline::open(size_t functions, std::string
   auto t = std::unique_ptr<CuptiTimeline>(new CuptiTimeline());
   t->state_ = std::make_unique<State>();
   State *s = t->state_.get();
-  s->stepHasNodes.resize(functions);
+  s->graphs.recordSteps.resize(functions);
   t->deviceKernels_.resize(functions);
   State *expected = nullptr;
   if (!active.compare_exchange_strong(expected, s)) {
@@ -426,9 +423,10 @@ size_t CuptiTimeline::droppedRecords() const {
 
 void CuptiTimeline::beginCapture(uint32_t function, uint32_t steps) {
   std::lock_guard<std::mutex> lock(state_->mutex);
-  if (function >= state_->stepHasNodes.size())
+  if (function >= state_->graphs.recordSteps.size())
     throw Error("CUPTI timeline: function " + std::to_string(function) + " out of range (internal)");
-  state_->stepHasNodes[function].assign(steps, false);
+  (void)steps;
+  state_->graphs.recordSteps[function].clear();
   state_->capturing = int64_t(function);
   state_->step = 0;
   state_->tagged = 0;
@@ -466,19 +464,16 @@ void CuptiTimeline::drain(std::vector<StepSpan> &out) {
   std::vector<KernelRecord> records;
   std::vector<GraphRun> runs;
   std::vector<std::string> names;
-  std::unordered_map<uint64_t, NodeStep> nodes;
-  std::vector<std::vector<bool>> has;
+  CapturedGraphs graphs;
   {
     std::lock_guard<std::mutex> lock(state_->mutex);
     records.swap(state_->records);
     runs.swap(state_->runs);
     names = state_->names;
-    nodes = state_->nodes;
-    has = state_->stepHasNodes;
+    graphs = state_->graphs;
   }
   FoldStats stats;
-  std::vector<StepRecords> steps =
-      foldKernelRecords(records, nodes, runs, has, previous_, anchor_, stats);
+  std::vector<StepRecords> steps = foldKernelRecords(records, graphs, runs, previous_, anchor_, stats);
   for (const StepRecords &s : steps) {
     out.push_back(s.span);
     auto &known = deviceKernels_[s.span.function];

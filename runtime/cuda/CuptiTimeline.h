@@ -66,7 +66,8 @@ public:
   CuptiTimeline(const CuptiTimeline &) = delete;
   CuptiTimeline &operator=(const CuptiTimeline &) = delete;
 
-  // Capture of function `function` (its nodes of a previous capture are dropped).
+  // Capture of function `function` (the record-giving nodes of a previous capture
+  // of it are forgotten; their ids stay mapped, harmlessly: ids are never reused).
   void beginCapture(uint32_t function, uint32_t steps);
   /// Step `step` is about to be launched into the capture.
   void captureStep(uint32_t step);

@@ -19,9 +19,8 @@ double cuptiToHost(uint64_t ns, const ClockAnchor &a, const ClockAnchor &b) {
 }
 
 std::vector<StepRecords> foldKernelRecords(const std::vector<KernelRecord> &records,
-                                           const std::unordered_map<uint64_t, NodeStep> &nodes,
+                                           const CapturedGraphs &graphs,
                                            const std::vector<GraphRun> &runs,
-                                           const std::vector<std::vector<bool>> &stepHasNodes,
                                            const ClockAnchor &a, const ClockAnchor &b,
                                            FoldStats &stats) {
   stats = FoldStats();
@@ -33,21 +32,25 @@ std::vector<StepRecords> foldKernelRecords(const std::vector<KernelRecord> &reco
       runOf.emplace(runs[r].otherCorrelation, r);
   }
 
-  // Records of our graphs' nodes, and whether any names a launch of this batch.
+  // Records of our graphs' nodes, and whether any names a launch of this batch;
+  // records of unknown nodes from our launches, per run (the last resort).
   std::vector<std::pair<const KernelRecord *, NodeStep>> ours;
+  std::map<size_t, std::vector<const KernelRecord *>> unplaced;
   bool anyKnownRun = false;
   for (const KernelRecord &k : records) {
     if (k.graphNode == 0 || (k.start == 0 && k.end == 0)) {
       ++stats.notGraph;
       continue;
     }
-    auto n = nodes.find(k.graphNode);
-    if (n == nodes.end()) {
+    auto n = graphs.nodes.find(k.graphNode);
+    if (n != graphs.nodes.end()) {
+      ours.push_back({&k, n->second});
+      anyKnownRun = anyKnownRun || runOf.count(k.correlation);
+    } else if (auto r = runOf.find(k.correlation); r != runOf.end()) {
+      unplaced[r->second].push_back(&k);
+    } else {
       ++stats.unknownNode;
-      continue;
     }
-    ours.push_back({&k, n->second});
-    anyKnownRun = anyKnownRun || runOf.count(k.correlation);
   }
 
   // (run, step) -> the records assigned to it.
@@ -82,6 +85,22 @@ std::vector<StepRecords> foldKernelRecords(const std::vector<KernelRecord> &reco
     }
   }
 
+  std::vector<bool> placed(runs.size(), false);
+  for (auto &g : groups)
+    placed[g.first.first] = true;
+  for (auto &[r, list] : unplaced) {
+    const uint32_t f = runs[r].function;
+    if (placed[r] || f >= graphs.recordSteps.size() || list.size() != graphs.recordSteps[f].size()) {
+      stats.unknownNode += list.size();
+      continue;
+    }
+    stats.byPosition = true;
+    std::sort(list.begin(), list.end(),
+              [](const KernelRecord *x, const KernelRecord *y) { return x->start < y->start; });
+    for (size_t i = 0; i < list.size(); ++i)
+      groups[{r, graphs.recordSteps[f][i]}].push_back(list[i]);
+  }
+
   std::vector<StepRecords> out;
   for (auto &[key, list] : groups) {
     std::sort(list.begin(), list.end(),
@@ -104,10 +123,13 @@ std::vector<StepRecords> foldKernelRecords(const std::vector<KernelRecord> &reco
 
   for (size_t r = 0; r < runs.size(); ++r) {
     const uint32_t f = runs[r].function;
-    if (f >= stepHasNodes.size())
+    if (f >= graphs.recordSteps.size())
       continue;
-    for (uint32_t s = 0; s < stepHasNodes[f].size(); ++s)
-      if (stepHasNodes[f][s] && !groups.count({r, s})) {
+    std::vector<uint32_t> expected = graphs.recordSteps[f];
+    std::sort(expected.begin(), expected.end());
+    expected.erase(std::unique(expected.begin(), expected.end()), expected.end());
+    for (uint32_t s : expected)
+      if (!groups.count({r, s})) {
         std::string name = std::to_string(f) + ":" + std::to_string(s);
         if (stats.missing.size() < 8 &&
             std::find(stats.missing.begin(), stats.missing.end(), name) == stats.missing.end())

@@ -15,6 +15,8 @@
 //    matched to runs by order instead: the k-th record of a node, by start time,
 //    belongs to the k-th launch of its function (one record per node per launch;
 //    accepted only where the counts agree).
+//  - Should no record of a run carry a node id we know, its records are matched to
+//    the capture's record-giving nodes by position (foldKernelRecords).
 //  - Clock: CUPTI's timestamps (ns) map to timelineClock() (s) through anchors,
 //    pairs of both clocks read together; between two anchors the map is linear,
 //    so the drift of one clock against the other stays inside the anchor interval.
@@ -45,6 +47,14 @@ struct KernelRecord {
 struct NodeStep {
   uint32_t function = 0;
   uint32_t step = 0;
+};
+
+/// What the captures told: each node's step (the captured nodes and their clones),
+/// and per function the step of each node that gives a record (kernel, memset,
+/// memcpy), in the order the capture created them (the stream's order).
+struct CapturedGraphs {
+  std::unordered_map<uint64_t, NodeStep> nodes;
+  std::vector<std::vector<uint32_t>> recordSteps; // [function]
 };
 
 /// One cudaGraphLaunch of a function's graph, in launch order. CUPTI reports the
@@ -82,19 +92,23 @@ struct FoldStats {
   size_t unknownNode = 0;  // a node no capture of ours created (another graph)
   size_t unknownRun = 0;   // a node of ours, but no launch of this batch ran it
   bool byOrder = false;    // runs matched by order (no known correlation id)
+  bool byPosition = false; // a run's records matched to its nodes by position (below)
   /// Steps with graph nodes that got no record in some run ("function:step").
   std::vector<std::string> missing;
   size_t missingCount = 0;
 };
 
 /// Assigns `records` to (run, step) and folds each into a StepRecords. `runs` are
-/// the launches since the previous fold, in launch order; `nodes` maps node ids to
-/// steps; `stepHasNodes[f][s]` says whether step s of function f created any node
-/// (such a step must get a record in each run of f, else it is reported missing).
+/// the launches since the previous fold, in launch order. A step with a node that
+/// gives records must get one in each run of its function, else it is reported
+/// missing. Last resort, for a run none of whose records carries a node id we know
+/// (should CUPTI name nodes in a way no callback told us): if the run has exactly
+/// as many graph records as its function has record-giving nodes, the k-th record
+/// by start time is the k-th node's (one stream: the capture's order is the order
+/// they start in).
 std::vector<StepRecords> foldKernelRecords(const std::vector<KernelRecord> &records,
-                                           const std::unordered_map<uint64_t, NodeStep> &nodes,
+                                           const CapturedGraphs &graphs,
                                            const std::vector<GraphRun> &runs,
-                                           const std::vector<std::vector<bool>> &stepHasNodes,
                                            const ClockAnchor &a, const ClockAnchor &b,
                                            FoldStats &stats);
 

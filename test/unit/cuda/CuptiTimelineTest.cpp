@@ -23,10 +23,12 @@ const ClockAnchor kA{T0, 5000.0}, kB{T0 + 10'000'000'000ull, 5010.0}; // rate ex
 
 /// Graph of function 0 with three steps: step 0 one node (10), step 1 (a cuBLAS
 /// call) three nodes (20, 21, 22), step 2 one node (30); function 1 one step (40).
-std::unordered_map<uint64_t, NodeStep> nodes() {
-  return {{10, {0, 0}}, {20, {0, 1}}, {21, {0, 1}}, {22, {0, 1}}, {30, {0, 2}}, {40, {1, 0}}};
+CapturedGraphs graphs() {
+  CapturedGraphs g;
+  g.nodes = {{10, {0, 0}}, {20, {0, 1}}, {21, {0, 1}}, {22, {0, 1}}, {30, {0, 2}}, {40, {1, 0}}};
+  g.recordSteps = {{0, 1, 1, 1, 2}, {0}};
+  return g;
 }
-std::vector<std::vector<bool>> hasNodes() { return {{true, true, true}, {true}}; }
 
 KernelRecord rec(uint64_t start, uint64_t end, uint64_t node, uint32_t corr, uint32_t name = 0) {
   return {T0 + start, T0 + end, node, corr, name};
@@ -61,7 +63,7 @@ TEST(KernelRecords, StepsGetTheirKernelsAcrossRunsInAnyOrder) {
       rec(4'000'000, 4'000'100, 0, 55), rec(4'000'000, 4'000'100, 999, 100),
       {0, 0, 10, 100, 1}, rec(5'000'000, 5'000'100, 10, 77)};
   FoldStats st;
-  std::vector<StepRecords> out = foldKernelRecords(r, nodes(), runs, hasNodes(), kA, kB, st);
+  std::vector<StepRecords> out = foldKernelRecords(r, graphs(), runs, kA, kB, st);
   EXPECT_EQ(st.records, 15u);
   EXPECT_EQ(st.used, 11u);
   EXPECT_EQ(st.notGraph, 2u);
@@ -102,13 +104,14 @@ TEST(KernelRecords, StepsWithoutARecordAreReported) {
                                  rec(30, 40, 22, 100), rec(100, 110, 10, 101),
                                  rec(130, 140, 30, 101)};
   FoldStats st;
-  std::vector<StepRecords> out = foldKernelRecords(r, nodes(), runs, hasNodes(), kA, kB, st);
+  std::vector<StepRecords> out = foldKernelRecords(r, graphs(), runs, kA, kB, st);
   EXPECT_EQ(out.size(), 4u);
   EXPECT_EQ(st.missingCount, 2u);
   EXPECT_EQ(st.missing, (std::vector<std::string>{"0:2", "0:1"}));
-  // A step that created no node (nothing launched) is not missing.
-  std::vector<std::vector<bool>> has = {{true, false, false}, {true}};
-  foldKernelRecords(r, nodes(), runs, has, kA, kB, st);
+  // A step that created no record-giving node (nothing launched) is not missing.
+  CapturedGraphs g = graphs();
+  g.recordSteps = {{0}, {0}};
+  foldKernelRecords(r, g, runs, kA, kB, st);
   EXPECT_EQ(st.missingCount, 0u);
 }
 
@@ -122,7 +125,7 @@ TEST(KernelRecords, WithoutKnownLaunchesRecordsMatchRunsByOrder) {
       r.push_back(rec(run * 1000 + node, run * 1000 + node + 1, node, 9));
   r.push_back(rec(600, 620, 40, 9));
   FoldStats st;
-  std::vector<StepRecords> out = foldKernelRecords(r, nodes(), runs, hasNodes(), kA, kB, st);
+  std::vector<StepRecords> out = foldKernelRecords(r, graphs(), runs, kA, kB, st);
   EXPECT_TRUE(st.byOrder);
   EXPECT_EQ(st.used, 11u);
   EXPECT_EQ(st.missingCount, 0u);
@@ -136,7 +139,7 @@ TEST(KernelRecords, WithoutKnownLaunchesRecordsMatchRunsByOrder) {
   r.pop_back();
   r.push_back(rec(600, 620, 40, 9));
   r.push_back(rec(700, 720, 40, 9));
-  out = foldKernelRecords(r, nodes(), runs, hasNodes(), kA, kB, st);
+  out = foldKernelRecords(r, graphs(), runs, kA, kB, st);
   EXPECT_EQ(st.unknownRun, 2u);
   EXPECT_EQ(find(out, 1, 0, 3), nullptr);
   EXPECT_EQ(st.missingCount, 1u);
@@ -250,4 +253,29 @@ TEST(CuptiTimeline, TheChoiceOfTimeline) {
   } catch (const Error &e) {
     EXPECT_STREQ(e.what(), "MANTISSA_TIMELINE=cupti: cuptiSubscribe failed: X");
   }
+}
+
+TEST(KernelRecords, RecordsOfUnknownNodesMatchTheCaptureByPosition) {
+  // No record names a node we know (as if CUPTI named the executable graph's nodes
+  // without telling us), but the launches are known: a run with exactly one record
+  // per record-giving node gets them in capture order.
+  std::vector<GraphRun> runs = {{100, 0, 1}, {101, 0, 2}};
+  std::vector<KernelRecord> r;
+  for (uint64_t i : {4, 2, 0, 3, 1}) // node ids 500.. of run 100, shuffled
+    r.push_back(rec(1000 + 10 * i, 1005 + 10 * i, 500 + i, 100, uint32_t(i)));
+  for (uint64_t i : {0, 1, 2, 3}) // run 101 is one record short: not guessed
+    r.push_back(rec(2000 + 10 * i, 2005 + 10 * i, 600 + i, 101));
+  FoldStats st;
+  std::vector<StepRecords> out = foldKernelRecords(r, graphs(), runs, kA, kB, st);
+  EXPECT_TRUE(st.byPosition);
+  EXPECT_EQ(st.used, 5u);
+  EXPECT_EQ(st.unknownNode, 4u);
+  ASSERT_EQ(out.size(), 3u);
+  const StepRecords *s0 = find(out, 0, 0, 1), *s1 = find(out, 0, 1, 1), *s2 = find(out, 0, 2, 1);
+  ASSERT_TRUE(s0 && s1 && s2);
+  EXPECT_EQ(s0->names, (std::vector<uint32_t>{0}));
+  EXPECT_EQ(s1->names, (std::vector<uint32_t>{1, 2, 3}));
+  EXPECT_NEAR(s1->span.end - s1->span.start, 25e-9, 1e-12);
+  EXPECT_EQ(s2->names, (std::vector<uint32_t>{4}));
+  EXPECT_EQ(st.missingCount, 3u); // run 101's three steps
 }
