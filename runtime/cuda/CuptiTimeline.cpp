@@ -333,9 +333,14 @@ void CUPTIAPI callback(void *user, CUpti_CallbackDomain domain, CUpti_CallbackId
 
 ClockAnchor readAnchor() {
   // The host clock read on both sides of CUPTI's: the pair is good to half the gap.
+  // With CUPTI on steady_clock, the records' clock is read directly (whether
+  // cuptiGetTimestamp follows the callback is not stated for every version).
   double before = timelineClock();
   uint64_t ns = 0;
-  api->timestamp(&ns);
+  if (api->steadyClock)
+    ns = steadyNanoseconds();
+  else
+    api->timestamp(&ns);
   double after = timelineClock();
   return {ns, 0.5 * (before + after)};
 }
