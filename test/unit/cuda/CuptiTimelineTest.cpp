@@ -5,6 +5,8 @@
 #include "runtime/cuda/CuptiTimeline.h"
 #include "runtime/cuda/KernelRecords.h"
 
+#include <cuda.h>
+#include <cupti_activity.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -278,4 +280,219 @@ TEST(KernelRecords, RecordsOfUnknownNodesMatchTheCaptureByPosition) {
   EXPECT_NEAR(s1->span.end - s1->span.start, 25e-9, 1e-12);
   EXPECT_EQ(s2->names, (std::vector<uint32_t>{4}));
   EXPECT_EQ(st.missingCount, 3u); // run 101's three steps
+}
+
+//===--- the CUPTI side, against a fake libcupti (FakeCupti.cpp) -----------------===//
+
+namespace {
+
+/// The fake's controls, or a skip reason (no fake built, or another libcupti is
+/// already this process's: the loader keeps the first it loads).
+struct Fake {
+  void (*failSubscribe)(int);
+  void (*refuseTimestamp)(int);
+  int (*registrations)();
+  int (*kinds)();
+  uint64_t (*now)();
+  void (*created)(uint64_t, int);
+  void (*cloned)(uint64_t, uint64_t, int);
+  void (*launch)(uint32_t, uint32_t);
+  void (*record)(int, uint64_t, uint64_t, uint64_t, uint32_t, const char *);
+};
+
+bool loadFake(Fake &f, std::string &skip) {
+#ifndef MANTISSA_FAKE_CUPTI
+  skip = "no fake libcupti in this build";
+  return false;
+#else
+  const char *path = MANTISSA_FAKE_CUPTI;
+  if (!std::filesystem::exists(path)) {
+    skip = std::string("no fake libcupti at ") + path;
+    return false;
+  }
+  setenv("MANTISSA_CUPTI", path, 1);
+  std::string description, reason;
+  bool loaded = loadCupti(description, reason);
+  unsetenv("MANTISSA_CUPTI");
+  if (!loaded || description.find(path) == std::string::npos) {
+    skip = "this process holds another libcupti (" + description + reason + ")";
+    return false;
+  }
+  void *h = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+  if (!h) {
+    skip = "the fake libcupti is not loaded";
+    return false;
+  }
+  auto sym = [&](auto &fn, const char *name) {
+    fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(h, name));
+    if (!fn)
+      ADD_FAILURE() << "the fake libcupti has no " << name;
+  };
+  sym(f.failSubscribe, "fakeCuptiFailSubscribe");
+  sym(f.refuseTimestamp, "fakeCuptiRefuseTimestampCallback");
+  sym(f.registrations, "fakeCuptiRegistrations");
+  sym(f.kinds, "fakeCuptiKindsEnabled");
+  sym(f.now, "fakeCuptiNow");
+  sym(f.created, "fakeCuptiNodeCreated");
+  sym(f.cloned, "fakeCuptiNodeCloned");
+  sym(f.launch, "fakeCuptiGraphLaunch");
+  sym(f.record, "fakeCuptiRecord");
+  return true;
+#endif
+}
+
+const StepSpan *spanOf(const std::vector<StepSpan> &v, uint32_t fn, uint32_t step, int64_t tag) {
+  for (const StepSpan &s : v)
+    if (s.function == fn && s.step == step && s.tag == tag)
+      return &s;
+  return nullptr;
+}
+
+/// Captures function 1 (three steps: a kernel; a cuBLAS call of a kernel and a
+/// memset, plus an empty node; a kernel), instantiates it (clones n -> n + 100) and
+/// launches it twice (tags 5 and 6), writing the records of both runs; returns the
+/// records' start, on the records' clock.
+uint64_t twoRuns(const Fake &f, CuptiTimeline &t, bool dropLastStepOfSecondRun = false) {
+  const int kernel = CU_GRAPH_NODE_TYPE_KERNEL, memset = CU_GRAPH_NODE_TYPE_MEMSET,
+            empty = CU_GRAPH_NODE_TYPE_EMPTY;
+  t.beginCapture(1, 3);
+  t.captureStep(0);
+  f.created(10, kernel);
+  t.captureStep(1);
+  f.created(20, kernel);
+  f.created(21, memset);
+  f.created(22, empty);
+  t.captureStep(2);
+  f.created(30, kernel);
+  EXPECT_EQ(t.endCapture(), 5u);
+  f.created(99, kernel); // after the capture (cudaGraphInstantiate's own): not tagged
+  for (uint64_t n : {10, 20, 21, 22, 30, 99})
+    f.cloned(n, n + 100, n == 21 ? memset : n == 22 ? empty : kernel);
+  t.setTag(5);
+  t.beforeLaunch(1);
+  f.launch(700, 701);
+  t.afterLaunch();
+  t.setTag(6);
+  t.beforeLaunch(1);
+  f.launch(702, 703);
+  t.afterLaunch();
+  f.launch(800, 801); // someone else's launch: no run
+  const uint64_t t0 = f.now() - 1'000'000; // the runs ran in the last millisecond
+  const int K = CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, M = CUPTI_ACTIVITY_KIND_MEMSET;
+  // Run 5 by the driver's correlation id, run 6 by the runtime's; out of order.
+  f.record(K, t0 + 500, t0 + 600, 130, 701, "_Z4lastPf");
+  f.record(K, t0 + 0, t0 + 100, 110, 701, "first");
+  f.record(K, t0 + 100, t0 + 300, 120, 701, "_Z4gemmIfEvPKT_");
+  f.record(M, t0 + 310, t0 + 320, 121, 701, nullptr);
+  f.record(K, t0 + 1000, t0 + 1100, 110, 702, "first");
+  f.record(K, t0 + 1100, t0 + 1300, 120, 702, "_Z4gemmIfEvPKT_");
+  f.record(M, t0 + 1310, t0 + 1320, 121, 702, nullptr);
+  if (!dropLastStepOfSecondRun)
+    f.record(K, t0 + 1500, t0 + 1600, 130, 702, "_Z4lastPf");
+  f.record(K, t0 + 2000, t0 + 2100, 0, 900, "eager");      // an eager launch
+  f.record(K, t0 + 3000, t0 + 3100, 199, 801, "someone"); // another launch's node
+  return t0;
+}
+
+} // namespace
+
+TEST(CuptiTimeline, FakeCuptiRunsToSpans) {
+  Fake f{};
+  std::string skip, reason;
+  if (!loadFake(f, skip))
+    GTEST_SKIP() << skip;
+  std::unique_ptr<CuptiTimeline> t = CuptiTimeline::open(2, reason);
+  ASSERT_NE(t, nullptr) << reason;
+  EXPECT_NE(t->description().find("timestamps on steady_clock"), std::string::npos)
+      << t->description();
+  EXPECT_EQ(f.kinds(), 3); // kernels, memsets, memcpys
+  // Only one timeline at a time: CUPTI's buffer callbacks are global.
+  EXPECT_EQ(CuptiTimeline::open(2, reason), nullptr);
+  EXPECT_EQ(reason, "CUPTI is already in use by another CUDA executor's timeline");
+
+  const uint64_t t0 = twoRuns(f, *t);
+  std::vector<StepSpan> out;
+  t->drain(out);
+  const FoldStats &st = t->lastStats();
+  EXPECT_EQ(st.records, 10u);
+  EXPECT_EQ(st.used, 8u);
+  EXPECT_EQ(st.notGraph, 1u);
+  EXPECT_EQ(st.unknownNode, 1u);
+  EXPECT_EQ(st.missingCount, 0u);
+  EXPECT_FALSE(st.byOrder);    // the launches' ids were known (the driver's and the runtime's)
+  EXPECT_FALSE(st.byPosition); // and the clones' node ids
+  ASSERT_EQ(out.size(), 6u);
+  // Records on steady_clock: a span is the records' ns as timelineClock() seconds.
+  const StepSpan *s = spanOf(out, 1, 1, 5);
+  ASSERT_NE(s, nullptr);
+  EXPECT_NEAR(s->start, double(t0 + 100) * 1e-9, 2e-6);
+  EXPECT_NEAR(s->end - s->start, 220e-9, 1e-9); // the kernel and the memset after it
+  s = spanOf(out, 1, 2, 6);
+  ASSERT_NE(s, nullptr);
+  EXPECT_NEAR(s->end - s->start, 100e-9, 1e-9);
+  EXPECT_NEAR(s->start - spanOf(out, 1, 0, 5)->start, 1500e-9, 1e-9);
+  // Device kernels per step, names demangled.
+  const auto &dk = t->deviceKernels();
+  ASSERT_EQ(dk.size(), 2u);
+  ASSERT_EQ(dk[1].size(), 3u);
+  EXPECT_EQ(dk[1][0], (std::vector<std::string>{"first"}));
+  EXPECT_EQ(dk[1][1], (std::vector<std::string>{"void gemm<float>(float const*)", "(memset)"}));
+  EXPECT_EQ(dk[1][2], (std::vector<std::string>{"last(float*)"}));
+
+  // A run whose last step has no record is reported.
+  twoRuns(f, *t, true);
+  out.clear();
+  t->drain(out);
+  EXPECT_EQ(out.size(), 5u);
+  EXPECT_EQ(t->lastStats().missingCount, 1u);
+  EXPECT_EQ(t->lastStats().missing, (std::vector<std::string>{"1:2"}));
+
+  // Closed and opened again: callbacks registered once, activity off in between.
+  t.reset();
+  EXPECT_EQ(f.kinds(), 0);
+  t = CuptiTimeline::open(2, reason);
+  ASSERT_NE(t, nullptr) << reason;
+  EXPECT_EQ(f.registrations(), 1);
+}
+
+TEST(CuptiTimeline, FakeCuptiOnItsOwnClock) {
+  // CUPTI refuses the timestamp callback: records stay on its clock (here the
+  // system clock, ~1.7e9 s from steady_clock), which the drain's anchors map.
+  Fake f{};
+  std::string skip, reason;
+  if (!loadFake(f, skip))
+    GTEST_SKIP() << skip;
+  f.refuseTimestamp(1);
+  std::unique_ptr<CuptiTimeline> t = CuptiTimeline::open(2, reason);
+  f.refuseTimestamp(0);
+  ASSERT_NE(t, nullptr) << reason;
+  if (t->description().find("steady_clock") != std::string::npos)
+    GTEST_SKIP() << "the timestamp callback was registered by an earlier test in this process";
+  const double before = timelineClock();
+  const uint64_t t0 = twoRuns(f, *t);
+  std::vector<StepSpan> out;
+  t->drain(out);
+  const double after = timelineClock();
+  ASSERT_EQ(out.size(), 6u);
+  const StepSpan *s = spanOf(out, 1, 0, 5);
+  ASSERT_NE(s, nullptr);
+  // Written 1 ms before the drain's anchor, so ~1 ms before `after`, and after `before` - 1 ms.
+  EXPECT_GT(s->start, before - 1.5e-3);
+  EXPECT_LT(s->start, after);
+  EXPECT_NEAR(spanOf(out, 1, 1, 6)->start - s->start, 1100e-9, 1e-8);
+  (void)t0;
+}
+
+TEST(CuptiTimeline, FakeCuptiSubscriptionRefused) {
+  // Another profiler holds CUPTI: one reason, with the call and CUPTI's error.
+  Fake f{};
+  std::string skip, reason;
+  if (!loadFake(f, skip))
+    GTEST_SKIP() << skip;
+  f.failSubscribe(1);
+  EXPECT_EQ(CuptiTimeline::open(2, reason), nullptr);
+  f.failSubscribe(0);
+  EXPECT_EQ(reason, "cuptiSubscribe failed: CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED");
+  // Nothing was left behind: the next open works.
+  EXPECT_NE(CuptiTimeline::open(2, reason), nullptr) << reason;
 }
