@@ -14,8 +14,8 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cxxabi.h>
 #include <cstdlib>
+#include <cxxabi.h>
 #include <dlfcn.h>
 #include <mutex>
 #include <unordered_map>
@@ -56,9 +56,9 @@ struct Api {
 };
 
 std::mutex apiMutex;
-Api *api = nullptr;          // set once loaded
-std::string apiFailure;      // why it could not be loaded
-std::string apiChoice;       // MANTISSA_CUPTI when it was tried
+Api *api = nullptr;     // set once loaded
+std::string apiFailure; // why it could not be loaded
+std::string apiChoice;  // MANTISSA_CUPTI when it was tried
 bool apiTried = false;
 
 /// The activity kinds the timeline records.
@@ -203,7 +203,7 @@ struct CuptiTimeline::State {
   CUpti_SubscriberHandle subscriber = nullptr;
   // Nodes and their steps (the capture's and cudaGraphInstantiate's copies).
   CapturedGraphs graphs;
-  int64_t capturing = -1;                      // the function being captured, or -1
+  int64_t capturing = -1; // the function being captured, or -1
   uint32_t step = 0;
   size_t tagged = 0; // nodes tagged in the current capture
   // Launches.
@@ -387,8 +387,8 @@ std::unique_ptr<CuptiTimeline> CuptiTimeline::open(size_t functions, std::string
     std::lock_guard<std::mutex> lock(apiMutex);
     if (!registered) {
       // Before any activity kind is enabled (CUPTI's rule for the timestamp callback).
-      api->steadyClock = api->registerTimestamp &&
-                         api->registerTimestamp(steadyNanoseconds) == CUPTI_SUCCESS;
+      api->steadyClock =
+          api->registerTimestamp && api->registerTimestamp(steadyNanoseconds) == CUPTI_SUCCESS;
       if (CUptiResult r = api->registerCallbacks(bufferRequested, bufferCompleted);
           r != CUPTI_SUCCESS)
         return fail("cuptiActivityRegisterCallbacks", r);
@@ -418,7 +418,7 @@ CuptiTimeline::~CuptiTimeline() {
 
 std::string CuptiTimeline::description() const {
   return api->description + (api->steadyClock ? ", timestamps on steady_clock"
-                                               : ", CLOCK_REALTIME timestamps mapped at each drain");
+                                              : ", CLOCK_REALTIME timestamps mapped at each drain");
 }
 
 size_t CuptiTimeline::droppedRecords() const {
@@ -429,7 +429,8 @@ size_t CuptiTimeline::droppedRecords() const {
 void CuptiTimeline::beginCapture(uint32_t function, uint32_t steps) {
   std::lock_guard<std::mutex> lock(state_->mutex);
   if (function >= state_->graphs.recordSteps.size())
-    throw Error("CUPTI timeline: function " + std::to_string(function) + " out of range (internal)");
+    throw Error("CUPTI timeline: function " + std::to_string(function) +
+                " out of range (internal)");
   (void)steps;
   state_->graphs.recordSteps[function].clear();
   state_->capturing = int64_t(function);
@@ -478,7 +479,8 @@ void CuptiTimeline::drain(std::vector<StepSpan> &out) {
     graphs = state_->graphs;
   }
   FoldStats stats;
-  std::vector<StepRecords> steps = foldKernelRecords(records, graphs, runs, previous_, anchor_, stats);
+  std::vector<StepRecords> steps =
+      foldKernelRecords(records, graphs, runs, previous_, anchor_, stats);
   for (const StepRecords &s : steps) {
     out.push_back(s.span);
     auto &known = deviceKernels_[s.span.function];

@@ -20,9 +20,8 @@ double cuptiToHost(uint64_t ns, const ClockAnchor &a, const ClockAnchor &b) {
 
 std::vector<StepRecords> foldKernelRecords(const std::vector<KernelRecord> &records,
                                            const CapturedGraphs &graphs,
-                                           const std::vector<GraphRun> &runs,
-                                           const ClockAnchor &a, const ClockAnchor &b,
-                                           FoldStats &stats) {
+                                           const std::vector<GraphRun> &runs, const ClockAnchor &a,
+                                           const ClockAnchor &b, FoldStats &stats) {
   stats = FoldStats();
   stats.records = records.size();
   std::unordered_map<uint32_t, size_t> runOf; // correlation id -> index into runs
@@ -90,7 +89,8 @@ std::vector<StepRecords> foldKernelRecords(const std::vector<KernelRecord> &reco
     placed[g.first.first] = true;
   for (auto &[r, list] : unplaced) {
     const uint32_t f = runs[r].function;
-    if (placed[r] || f >= graphs.recordSteps.size() || list.size() != graphs.recordSteps[f].size()) {
+    if (placed[r] || f >= graphs.recordSteps.size() ||
+        list.size() != graphs.recordSteps[f].size()) {
       stats.unknownNode += list.size();
       continue;
     }

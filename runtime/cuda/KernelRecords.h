@@ -108,8 +108,7 @@ struct FoldStats {
 /// they start in).
 std::vector<StepRecords> foldKernelRecords(const std::vector<KernelRecord> &records,
                                            const CapturedGraphs &graphs,
-                                           const std::vector<GraphRun> &runs,
-                                           const ClockAnchor &a, const ClockAnchor &b,
-                                           FoldStats &stats);
+                                           const std::vector<GraphRun> &runs, const ClockAnchor &a,
+                                           const ClockAnchor &b, FoldStats &stats);
 
 } // namespace mantissa

@@ -1,8 +1,8 @@
 // The CUPTI timeline without CUPTI or a GPU: the records -> plan-step fold, the clock
 // conversion, and the loader's errors (runtime/cuda/KernelRecords.h, CuptiTimeline.h).
 // Its GPU side is CudaBackendTest.cpp's CudaExecutor.CuptiTimelineAgreesWithEvents.
-#include "common/Error.h"
 #include "runtime/cuda/CuptiTimeline.h"
+#include "common/Error.h"
 #include "runtime/cuda/KernelRecords.h"
 
 #include <cuda.h>
@@ -36,7 +36,8 @@ KernelRecord rec(uint64_t start, uint64_t end, uint64_t node, uint32_t corr, uin
   return {T0 + start, T0 + end, node, corr, name};
 }
 
-const StepRecords *find(const std::vector<StepRecords> &v, uint32_t fn, uint32_t step, int64_t tag) {
+const StepRecords *find(const std::vector<StepRecords> &v, uint32_t fn, uint32_t step,
+                        int64_t tag) {
   for (const StepRecords &s : v)
     if (s.span.function == fn && s.span.step == step && s.span.tag == tag)
       return &s;
@@ -51,19 +52,25 @@ TEST(KernelRecords, StepsGetTheirKernelsAcrossRunsInAnyOrder) {
   std::vector<GraphRun> runs = {{100, 0, 7}, {101, 0, 8}, {90, 1, 8, 102}};
   std::vector<KernelRecord> r = {
       // run 101 first, shuffled
-      rec(2'000'500, 2'000'900, 21, 101, 2), rec(2'000'000, 2'000'400, 10, 101, 1),
-      rec(2'000'400, 2'000'500, 20, 101, 2), rec(2'001'000, 2'001'200, 22, 101, 3),
+      rec(2'000'500, 2'000'900, 21, 101, 2),
+      rec(2'000'000, 2'000'400, 10, 101, 1),
+      rec(2'000'400, 2'000'500, 20, 101, 2),
+      rec(2'001'000, 2'001'200, 22, 101, 3),
       rec(2'001'300, 2'001'800, 30, 101, 4),
       // run 100
-      rec(1'000'000, 1'000'300, 10, 100, 1), rec(1'000'300, 1'000'400, 20, 100, 2),
-      rec(1'000'450, 1'000'800, 21, 100, 2), rec(1'000'800, 1'001'000, 22, 100, 3),
+      rec(1'000'000, 1'000'300, 10, 100, 1),
+      rec(1'000'300, 1'000'400, 20, 100, 2),
+      rec(1'000'450, 1'000'800, 21, 100, 2),
+      rec(1'000'800, 1'001'000, 22, 100, 3),
       rec(1'001'000, 1'001'600, 30, 100, 4),
       // function 1
       rec(3'000'000, 3'000'050, 40, 102, 5),
       // ignored: an eager launch (no graph node), a node of another graph, an untimed
       // record, and a node of ours from a launch of another batch
-      rec(4'000'000, 4'000'100, 0, 55), rec(4'000'000, 4'000'100, 999, 100),
-      {0, 0, 10, 100, 1}, rec(5'000'000, 5'000'100, 10, 77)};
+      rec(4'000'000, 4'000'100, 0, 55),
+      rec(4'000'000, 4'000'100, 999, 100),
+      {0, 0, 10, 100, 1},
+      rec(5'000'000, 5'000'100, 10, 77)};
   FoldStats st;
   std::vector<StepRecords> out = foldKernelRecords(r, graphs(), runs, kA, kB, st);
   EXPECT_EQ(st.records, 15u);
@@ -102,9 +109,9 @@ TEST(KernelRecords, StepsGetTheirKernelsAcrossRunsInAnyOrder) {
 TEST(KernelRecords, StepsWithoutARecordAreReported) {
   std::vector<GraphRun> runs = {{100, 0, 1}, {101, 0, 2}};
   // Run 100 lacks step 2, run 101 lacks step 1 entirely (all three of its nodes).
-  std::vector<KernelRecord> r = {rec(0, 10, 10, 100), rec(10, 20, 20, 100), rec(20, 30, 21, 100),
-                                 rec(30, 40, 22, 100), rec(100, 110, 10, 101),
-                                 rec(130, 140, 30, 101)};
+  std::vector<KernelRecord> r = {rec(0, 10, 10, 100),    rec(10, 20, 20, 100),
+                                 rec(20, 30, 21, 100),   rec(30, 40, 22, 100),
+                                 rec(100, 110, 10, 101), rec(130, 140, 30, 101)};
   FoldStats st;
   std::vector<StepRecords> out = foldKernelRecords(r, graphs(), runs, kA, kB, st);
   EXPECT_EQ(out.size(), 4u);
@@ -207,24 +214,6 @@ TEST(CuptiTimeline, TheToolkitLibraryLoads) {
   EXPECT_NE(description.find(path), std::string::npos) << description;
 }
 
-TEST(CuptiTimeline, WithoutADriverOpenSaysWhichCallFailed) {
-  // CUPTI loads but cannot start without the driver: the reason is CUPTI's, with the
-  // call (the executor prints it once and times with events instead).
-  std::string path = toolkitCupti();
-  if (path.empty())
-    GTEST_SKIP() << "no libcupti.so.13 in the CUDA toolkit here";
-  if (void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL)) {
-    dlclose(driver);
-    GTEST_SKIP() << "a CUDA driver is present (the GPU test covers open())";
-  }
-  setenv("MANTISSA_CUPTI", path.c_str(), 1);
-  std::string reason;
-  std::unique_ptr<CuptiTimeline> t = CuptiTimeline::open(1, reason);
-  unsetenv("MANTISSA_CUPTI");
-  EXPECT_EQ(t, nullptr);
-  EXPECT_NE(reason.find("cuptiSubscribe failed: CUPTI_ERROR_"), std::string::npos) << reason;
-}
-
 TEST(CuptiTimeline, TheChoiceOfTimeline) {
   EXPECT_EQ(parseTimelineMode(""), TimelineMode::Auto);
   EXPECT_EQ(parseTimelineMode("auto"), TimelineMode::Auto);
@@ -248,7 +237,8 @@ TEST(CuptiTimeline, TheChoiceOfTimeline) {
   EXPECT_EQ(p.eventsBecause, "CUDA graphs are off");
   EXPECT_THROW(planTimeline(TimelineMode::Cupti, false), Error);
   // A failed open: auto falls back with CUPTI's reason, cupti makes it an error.
-  EXPECT_EQ(cuptiFailed(TimelineMode::Auto, "cuptiSubscribe failed: X"), "cuptiSubscribe failed: X");
+  EXPECT_EQ(cuptiFailed(TimelineMode::Auto, "cuptiSubscribe failed: X"),
+            "cuptiSubscribe failed: X");
   try {
     cuptiFailed(TimelineMode::Cupti, "cuptiSubscribe failed: X");
     ADD_FAILURE() << "a demanded CUPTI's failure was not an error";
@@ -376,7 +366,7 @@ uint64_t twoRuns(const Fake &f, CuptiTimeline &t, bool dropLastStepOfSecondRun =
   t.beforeLaunch(1);
   f.launch(702, 703);
   t.afterLaunch();
-  f.launch(800, 801); // someone else's launch: no run
+  f.launch(800, 801);                      // someone else's launch: no run
   const uint64_t t0 = f.now() - 1'000'000; // the runs ran in the last millisecond
   const int K = CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL, M = CUPTI_ACTIVITY_KIND_MEMSET;
   // Run 5 by the driver's correlation id, run 6 by the runtime's; out of order.
@@ -389,7 +379,7 @@ uint64_t twoRuns(const Fake &f, CuptiTimeline &t, bool dropLastStepOfSecondRun =
   f.record(M, t0 + 1310, t0 + 1320, 121, 702, nullptr);
   if (!dropLastStepOfSecondRun)
     f.record(K, t0 + 1500, t0 + 1600, 130, 702, "_Z4lastPf");
-  f.record(K, t0 + 2000, t0 + 2100, 0, 900, "eager");      // an eager launch
+  f.record(K, t0 + 2000, t0 + 2100, 0, 900, "eager");     // an eager launch
   f.record(K, t0 + 3000, t0 + 3100, 199, 801, "someone"); // another launch's node
   return t0;
 }
@@ -495,4 +485,28 @@ TEST(CuptiTimeline, FakeCuptiSubscriptionRefused) {
   EXPECT_EQ(reason, "cuptiSubscribe failed: CUPTI_ERROR_MULTIPLE_SUBSCRIBERS_NOT_SUPPORTED");
   // Nothing was left behind: the next open works.
   EXPECT_NE(CuptiTimeline::open(2, reason), nullptr) << reason;
+}
+
+// Last: it leaves the toolkit's libcupti loaded in this process (the fake tests
+// above then skip when the whole binary runs in one process).
+TEST(CuptiTimeline, WithoutADriverOpenSaysWhichCallFailed) {
+  // CUPTI loads but cannot start without the driver: the reason is CUPTI's, with the
+  // call (the executor prints it once and times with events instead).
+  std::string path = toolkitCupti();
+  if (path.empty())
+    GTEST_SKIP() << "no libcupti.so.13 in the CUDA toolkit here";
+  if (void *driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL)) {
+    dlclose(driver);
+    GTEST_SKIP() << "a CUDA driver is present (the GPU test covers open())";
+  }
+  setenv("MANTISSA_CUPTI", path.c_str(), 1);
+  std::string description, reason;
+  if (loadCupti(description, reason) && description.find(path) == std::string::npos) {
+    unsetenv("MANTISSA_CUPTI");
+    GTEST_SKIP() << "this process holds another libcupti (" << description << ")";
+  }
+  std::unique_ptr<CuptiTimeline> t = CuptiTimeline::open(1, reason);
+  unsetenv("MANTISSA_CUPTI");
+  EXPECT_EQ(t, nullptr);
+  EXPECT_NE(reason.find("cuptiSubscribe failed: CUPTI_ERROR_"), std::string::npos) << reason;
 }

@@ -29,8 +29,8 @@ int registrations = 0;
 CUpti_TimestampCallbackFunc timestamp = nullptr;
 
 /// One record per slot: CUPTI packs records of varying size, the fake uses the largest.
-constexpr size_t kSlot = std::max({sizeof(CUpti_ActivityKernel10), sizeof(CUpti_ActivityMemset4),
-                                   sizeof(CUpti_ActivityMemcpy6)});
+constexpr size_t kSlot = std::max(
+    {sizeof(CUpti_ActivityKernel10), sizeof(CUpti_ActivityMemset4), sizeof(CUpti_ActivityMemcpy6)});
 struct Slot {
   alignas(8) unsigned char bytes[kSlot];
 };
