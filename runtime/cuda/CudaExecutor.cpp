@@ -1481,7 +1481,7 @@ void CudaExecutor::capture(PreparedFunction &f, const std::string &function) {
     return giveUp(std::string("cudaStreamBeginCapture: ") + cudaGetErrorString(e));
   std::string failure;
   if (cupti_)
-    cupti_->beginCapture(f.index, uint32_t(f.steps.size()));
+    cupti_->beginCapture(f.index);
   for (size_t i = 0; i < f.steps.size(); ++i) {
     PreparedStep &step = f.steps[i];
     try {

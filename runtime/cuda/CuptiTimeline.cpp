@@ -426,12 +426,11 @@ size_t CuptiTimeline::droppedRecords() const {
   return state_->dropped;
 }
 
-void CuptiTimeline::beginCapture(uint32_t function, uint32_t steps) {
+void CuptiTimeline::beginCapture(uint32_t function) {
   std::lock_guard<std::mutex> lock(state_->mutex);
   if (function >= state_->graphs.recordSteps.size())
     throw Error("CUPTI timeline: function " + std::to_string(function) +
                 " out of range (internal)");
-  (void)steps;
   state_->graphs.recordSteps[function].clear();
   state_->capturing = int64_t(function);
   state_->step = 0;

@@ -68,7 +68,7 @@ public:
 
   // Capture of function `function` (the record-giving nodes of a previous capture
   // of it are forgotten; their ids stay mapped, harmlessly: ids are never reused).
-  void beginCapture(uint32_t function, uint32_t steps);
+  void beginCapture(uint32_t function);
   /// Step `step` is about to be launched into the capture.
   void captureStep(uint32_t step);
   /// Capture over (before cudaGraphInstantiate); returns the nodes tagged.

@@ -345,7 +345,7 @@ const StepSpan *spanOf(const std::vector<StepSpan> &v, uint32_t fn, uint32_t ste
 uint64_t twoRuns(const Fake &f, CuptiTimeline &t, bool dropLastStepOfSecondRun = false) {
   const int kernel = CU_GRAPH_NODE_TYPE_KERNEL, memset = CU_GRAPH_NODE_TYPE_MEMSET,
             empty = CU_GRAPH_NODE_TYPE_EMPTY;
-  t.beginCapture(1, 3);
+  t.beginCapture(1);
   t.captureStep(0);
   f.created(10, kernel);
   t.captureStep(1);
