@@ -4,7 +4,10 @@ with the binaries and plans of bench/gpu-prepare.sh):
 
   for mlp and unet (fp16 AMP, the benchmark plans; inputs stay on the device):
   1. `profile --top 16`: calibration by replay (>= 1 s windows, repeated, cached);
-  2. the measure mode's cost: train with --energy --meter none against without (< 5 %);
+  2. the measure mode's cost: train with --energy --meter none against without (< 5 %; the faster of
+     two alternating runs each), with the default timeline (CUPTI: kernels timed inside the CUDA graph
+     replays; the check fails, saying why, if CUPTI did not start), and the events timeline
+     (MANTISSA_TIMELINE=events: eager runs) reported beside it;
   3. `train --energy --meter nvml` while this script samples NVML itself: the attributed
      energies (kernels + idle) add up to NVML's total over the same windows within +-2 %;
   4. the ten kernels with the most energy: attributed J/launch within +-10 % of the replay's;
@@ -26,11 +29,17 @@ def check(ok, what):
     fails += not ok
 
 
-def train(run, plan, steps, out, data, *extra):
+def train(run, plan, steps, out, data, *extra, timeline=None):
+    env = dict(os.environ)
+    if timeline:
+        env["MANTISSA_TIMELINE"] = timeline
     p = subprocess.run([run, "train", plan, "--backend", "cuda", "--fixed-batch", "--steps", str(steps), "--quiet",
-                        "--json", out, *data, *extra], capture_output=True, text=True)
+                        "--json", out, *data, *extra], capture_output=True, text=True, env=env)
     if p.returncode:
-        raise SystemExit(f"train failed: {p.stderr[-2000:]}")
+        raise SystemExit(f"train failed{' (MANTISSA_TIMELINE=' + timeline + ')' if timeline else ''}: "
+                         f"{p.stderr[-2000:]}")
+    if p.stderr.strip():
+        print(p.stderr.strip(), flush=True)  # the timeline's notices (CUPTI not used, steps without records)
     return json.load(open(out)), p.stdout
 
 
@@ -63,17 +72,33 @@ def main():
         # 2. the measure mode's cost (and the steps for ~a.seconds)
         pilot, _ = train(run, plan, 50, o("pilot.json"), data)
         steps = max(100, int(a.seconds / (pilot["wall_seconds"] / 50)))
-        plain, _ = train(run, plan, steps, o("plain.json"), data)
-        timed, _ = train(run, plan, steps, o("timed.json"), data, "--energy", "--meter", "none")
+        # Alternating, the faster of two each: the clock and thermal drift of one run apart.
+        # The default choice (auto): CUPTI where it starts; otherwise the method says why not.
+        plain = timed = None
+        for i in range(2):
+            p_, _ = train(run, plan, steps, o(f"plain{i}.json"), data)
+            t_, _ = train(run, plan, steps, o(f"timed{i}.json"), data, "--energy", "--meter", "none")
+            plain = p_ if plain is None or p_["wall_seconds"] < plain["wall_seconds"] else plain
+            timed = t_ if timed is None or t_["wall_seconds"] < timed["wall_seconds"] else timed
         cost = timed["wall_seconds"] / plain["wall_seconds"] - 1
-        check(cost < 0.05, f"measure mode (eager + events) costs {100 * cost:+.1f} % of step time "
-              f"({plain['wall_seconds']:.2f} s -> {timed['wall_seconds']:.2f} s for {steps} steps; < 5 %)")
+        tl = timed["energy"]["timeline"]
+        check(tl == "cupti", f"{model}: the timeline is CUPTI's ({tl}: {timed['energy']['timeline_method']})")
+        check(cost < 0.05, f"measure mode ({tl} timeline) costs {100 * cost:+.1f} % of step time against plain "
+              f"graph replay ({plain['wall_seconds']:.2f} s -> {timed['wall_seconds']:.2f} s for {steps} steps; < 5 %)")
+        ev, _ = train(run, plan, steps, o("timed-events.json"), data, "--energy", "--meter", "none", timeline="events")
+        cost_events = ev["wall_seconds"] / plain["wall_seconds"] - 1
+        print(f"INFO measure mode (events timeline: eager launches + events) costs {100 * cost_events:+.1f} % "
+              f"({plain['wall_seconds']:.2f} s -> {ev['wall_seconds']:.2f} s)", flush=True)
+        # The two timelines' kernel time per step (the events' includes launch gaps of the eager runs).
+        ks = lambda r: r["energy"]["per_step"]["kernel_seconds"]
+        print(f"INFO kernel time per step: CUPTI {1e3 * ks(timed):.4f} ms, events {1e3 * ks(ev):.4f} ms", flush=True)
         # 3. attributed sum against NVML sampled independently over the same windows
         with nvml_energy.Sampler() as s:
             e, text = train(run, plan, steps, o("energy.json"), data, "--energy", "--meter", "nvml",
                             "--energy-report", o("energy.html"), "--trace", o("trace.json"), "--csv", o("energy.csv"))
         open(o("energy.txt"), "w").write(text)
         print(text, flush=True)
+        print(f"INFO timeline of the NVML run: {e['energy']['timeline']}", flush=True)
         en = e["energy"]; at = en["attribution"]; origin = en["clock_origin_seconds"]
         if not at["measured"]:
             check(False, f"{model}: energy not measured ({at['meter']})"); continue
@@ -95,7 +120,8 @@ def main():
             jpl, ref = k["joules"] / launches_in, replay[k["name"]]["joules_per_launch"]
             check(abs(jpl - ref) <= 0.10 * ref, f"{k['name']}: attributed {1e3 * jpl:.4f} mJ/launch vs replay "
                   f"{1e3 * ref:.4f} mJ/launch ({100 * (jpl / ref - 1):+.1f} %, +-10 %)")
-        r = dict(steps=steps, measure_cost=cost, attributed_joules=attributed, nvml_joules=nvml,
+        r = dict(steps=steps, measure_cost=cost, measure_cost_events=cost_events,
+                 timeline=e["energy"]["timeline"], attributed_joules=attributed, nvml_joules=nvml,
                  mantissa_joules_per_step=en["per_step"]["joules"], mantissa_joules_per_step_err=en["per_step"]["joules_err"],
                  mantissa_ms_per_step=1e3 * timed["wall_seconds"] / steps)
         # 5. the PyTorch peer, measured the same way

@@ -13,7 +13,13 @@ set -uo pipefail
 c=${1:-.carry}; out=${2:-gpu-results}; shift 2 || true
 mkdir -p "$out"
 [ -d "$c/bin" ] || tar xzf "$c/payload.tgz" -C "$c" # packed by gpu-prepare.sh
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+# The toolkit's libraries; libcupti (the energy timeline, dlopened) is in one of the two.
+export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/extras/CUPTI/lib64:${LD_LIBRARY_PATH:-}
+# Else PyTorch's nvidia-cuda-cupti wheel, if that is where this machine has it.
+if ! ls /usr/local/cuda/lib64/libcupti.so.13 /usr/local/cuda/extras/CUPTI/lib64/libcupti.so.13 >/dev/null 2>&1; then
+  d=$(python3 -c 'import glob, site, os; h = [f for p in site.getsitepackages() for f in glob.glob(p + "/nvidia/**/libcupti.so.13", recursive=True)]; print(os.path.dirname(h[0]) if h else "")' 2>/dev/null)
+  [ -n "$d" ] && export LD_LIBRARY_PATH=$d:$LD_LIBRARY_PATH
+fi
 run=$c/bin/mantissa-run
 fail=0
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
@@ -26,8 +32,8 @@ for k in check-mlp_digits-fp16:"CUBIN sm_90" kernels-sm80:"JIT-compiles its PTX"
   if [ $rc = 0 ] && grep -q "$want" <<<"$line"; then echo "PASS $plan: $line"; else echo "FAIL $plan (rc $rc, want '$want'): $line"; tail -5 "$out/kernels-$plan.txt"; fail=1; fi
 done
 
-echo "== 0b. the CUDA unit tests: every kernel kind against the CPU executor, kernels from the plan (CUBIN, PTX JIT), the no-usable-kernel error"
-if MANTISSA_CACHE_DIR=$(mktemp -d) "$c/bin/MantissaCudaTests" --gtest_filter='CudaExecutor.*:CudaNvrtc.*' > "$out/cuda-unit-tests.txt" 2>&1; then
+echo "== 0b. the CUDA unit tests: every kernel kind against the CPU executor, kernels from the plan (CUBIN, PTX JIT), the no-usable-kernel error, the CUPTI timeline against the events timeline"
+if MANTISSA_CACHE_DIR=$(mktemp -d) "$c/bin/MantissaCudaTests" --gtest_filter='CudaExecutor.*:CudaNvrtc.*:CuptiTimeline.*:KernelRecords.*' > "$out/cuda-unit-tests.txt" 2>&1; then
   echo "PASS $(grep -E '^\[  (PASSED|SKIPPED) +\] [0-9]+ test' "$out/cuda-unit-tests.txt" | tr '\n' ' ')"
 else
   echo "FAIL"; grep -E "FAILED|Failure" "$out/cuda-unit-tests.txt" | head -20; fail=1

@@ -66,6 +66,15 @@ public:
   virtual void drainTimeline(std::vector<StepSpan> &out) { (void)out; }
   /// How the timeline is taken, for the report (e.g. "CUDA events, eager").
   virtual std::string timelineMethod() const { return "none"; }
+  /// The timeline's kind in one word ("cupti", "events", "cpu", "none"), for the
+  /// JSON reports and the scripts that read them; valid once enableTimeline(true).
+  virtual std::string timelineName() const { return "none"; }
+  /// The device kernels the timeline saw step `step` of function `function`
+  /// launch (CUPTI: a cuBLAS call may launch several); empty where unknown.
+  virtual std::vector<std::string> timelineDeviceKernels(uint32_t function, uint32_t step) const {
+    (void)function, (void)step;
+    return {};
+  }
   /// Calibration by replay: runs step `step` of `function` alone `times` times
   /// (the tensors hold whatever the last run left: the kernel's work is the same).
   /// Returns false if this executor cannot replay one step.

@@ -24,13 +24,17 @@
 // MANTISSA_CUDA_CONV_WORKSPACE_MB (im2col budget), MANTISSA_CUDA_VECTOR=0 (batch norm and
 // reduce without their 16-byte kernels, FixedLaunch.h),
 // MANTISSA_CUDA_PROFILE=1 (time every step with events, no graphs; a table on stderr
-// when the executor is destroyed), MANTISSA_VERBOSE=1 (say once how kernels were loaded).
+// when the executor is destroyed), MANTISSA_VERBOSE=1 (say once how kernels were loaded),
+// MANTISSA_TIMELINE=cupti|events|auto (the energy timeline: CUPTI records inside the
+// graph replays, or CUDA events in eager runs; auto: CUPTI where it starts, see
+// enableTimeline), MANTISSA_CUPTI=path (the libcupti to load).
 //===----------------------------------------------------------------------===//
 #include "plan/DType.h"
 #include "runtime/backend/Executor.h"
 #include "runtime/cuda/ConvKernels.h"
 #include "runtime/cuda/CudaKernelSource.h"
 #include "runtime/cuda/CudaStepTimer.h"
+#include "runtime/cuda/CuptiTimeline.h"
 #include "runtime/cuda/ElementwiseCodegen.h"
 #include "runtime/cuda/FixedLaunch.h"
 #include "runtime/cuda/KernelLoader.h"
@@ -170,21 +174,23 @@ public:
   void read(int id, float *values, size_t n) override;
   void run(const std::string &function) override;
 
-  // The energy timeline (CudaStepTimer.h): eager runs with events between steps.
-  bool enableTimeline(bool on) override {
-    timer_ = on ? std::make_unique<CudaStepTimer>(stream_) : nullptr;
-    return true;
-  }
+  // The energy timeline: CUPTI records inside the graph replays (CuptiTimeline.h),
+  // else eager runs with events between steps (CudaStepTimer.h); see enableTimeline.
+  bool enableTimeline(bool on) override;
   void setTimelineTag(int64_t tag) override {
     if (timer_)
       timer_->setTag(tag);
+    if (cupti_)
+      cupti_->setTag(tag);
   }
-  void drainTimeline(std::vector<StepSpan> &out) override {
-    if (timer_)
-      timer_->drain(out);
-  }
-  std::string timelineMethod() const override {
-    return "CUDA events between steps, eager launches (no CUDA graph while measured)";
+  void drainTimeline(std::vector<StepSpan> &out) override;
+  std::string timelineMethod() const override;
+  std::string timelineName() const override { return cupti_ ? "cupti" : "events"; }
+  std::vector<std::string> timelineDeviceKernels(uint32_t function, uint32_t step) const override {
+    if (!cupti_ || function >= cupti_->deviceKernels().size() ||
+        step >= cupti_->deviceKernels()[function].size())
+      return {};
+    return cupti_->deviceKernels()[function][step];
   }
   bool replayStep(const std::string &function, uint32_t step, int64_t times) override;
   void synchronize() override { synchronize("synchronize"); }
@@ -245,6 +251,12 @@ private:
   // Running.
   void runEager(PreparedFunction &f, const std::string &function);
   void capture(PreparedFunction &f, const std::string &function);
+  /// Whether this run of `f` replays its graph (with the timeline on, only under CUPTI).
+  bool replays(const PreparedFunction &f) const {
+    return useGraphs_ && !f.graphFailed && f.runs >= 1 && !f.steps.empty() && (!timer_ || cupti_);
+  }
+  /// CUPTI could not be used: say so once, and time with events from now on.
+  void cuptiFallback(const std::string &reason);
   void synchronize(const std::string &what);
   void checkStatus();
   Staging &staging(std::unordered_map<int, Staging> &map, int id, size_t bytes);
@@ -314,7 +326,11 @@ private:
   std::map<std::string, PreparedFunction> functions_;
   std::unordered_map<int, Staging> writeStaging_, readStaging_;
   std::string dumpDir_;
-  std::unique_ptr<CudaStepTimer> timer_; // the energy timeline, when on
+  std::unique_ptr<CudaStepTimer> timer_; // the energy timeline, when on (eager runs)
+  std::unique_ptr<CuptiTimeline> cupti_; // and the graph replays' records, when CUPTI runs
+  std::string cuptiMissing_;             // why the timeline is not CUPTI's (the report says)
+  bool cuptiNoticeGiven_ = false;
+  size_t cuptiMissingSteps_ = 0;         // plan steps of graph runs with no record
 };
 
 //===--- setup ------------------------------------------------------------------===//
@@ -1384,14 +1400,23 @@ void CudaExecutor::capture(PreparedFunction &f, const std::string &function) {
   if (e != cudaSuccess)
     return giveUp(std::string("cudaStreamBeginCapture: ") + cudaGetErrorString(e));
   std::string failure;
-  for (PreparedStep &step : f.steps) {
+  if (cupti_)
+    cupti_->beginCapture(f.index);
+  for (size_t i = 0; i < f.steps.size(); ++i) {
+    PreparedStep &step = f.steps[i];
     try {
+      if (cupti_)
+        cupti_->captureStep(uint32_t(i));
       step.launch();
     } catch (const std::exception &ex) {
       failure = step.where + ": " + ex.what();
       break;
     }
   }
+  // No node tagged: CUPTI did not report the capture's nodes, so no record could be
+  // mapped to a step (the graph itself is fine).
+  if (cupti_ && cupti_->endCapture() == 0 && failure.empty())
+    cuptiFallback("CUPTI reported no graph node while " + function + " was captured");
   cudaGraph_t graph = nullptr;
   e = cudaStreamEndCapture(stream_, &graph);
   if (!failure.empty() || e != cudaSuccess || !graph) {
@@ -1417,17 +1442,95 @@ void CudaExecutor::run(const std::string &function) {
     throw Error(plan_.name() + ": no function '" + function + "' (the plan has: " + names + ")");
   }
   PreparedFunction &f = it->second;
-  if (timer_)
-    timer_->beginRun(f.index, uint32_t(f.steps.size()));
-  const bool graph =
-      !timer_ && useGraphs_ && !f.graphFailed && f.runs >= 1 && !f.steps.empty();
-  if (graph && !f.graph)
-    capture(f, function);
-  if (graph && f.graph)
-    checkCuda(cudaGraphLaunch(f.graph, stream_), "cudaGraphLaunch(" + function + ")");
-  else
+  if (replays(f) && !f.graph)
+    capture(f, function); // may give up on the graph, or on CUPTI
+  if (replays(f) && f.graph) {
+    if (cupti_)
+      cupti_->beforeLaunch(f.index);
+    cudaError_t e = cudaGraphLaunch(f.graph, stream_);
+    if (cupti_)
+      cupti_->afterLaunch();
+    checkCuda(e, "cudaGraphLaunch(" + function + ")");
+  } else {
+    if (timer_)
+      timer_->beginRun(f.index, uint32_t(f.steps.size()));
     runEager(f, function);
+  }
   ++f.runs;
+}
+
+bool CudaExecutor::enableTimeline(bool on) {
+  if (!on) {
+    timer_.reset();
+    cupti_.reset();
+    return true;
+  }
+  const TimelineMode mode = parseTimelineMode(envOr("MANTISSA_TIMELINE", "auto"));
+  const TimelinePlan plan = planTimeline(mode, useGraphs_);
+  synchronize("enableTimeline");
+  cupti_.reset();
+  cuptiMissing_ = plan.eventsBecause;
+  if (plan.tryCupti) {
+    std::string reason;
+    cupti_ = CuptiTimeline::open(functions_.size(), reason);
+    if (!cupti_)
+      cuptiFallback(cuptiFailed(mode, reason)); // throws when CUPTI was demanded
+  }
+  timer_ = std::make_unique<CudaStepTimer>(stream_);
+  if (cupti_)
+    // Graphs instantiated before CUPTI listened have no step tags: captured again
+    // on their next run.
+    for (auto &fn : functions_)
+      if (fn.second.graph) {
+        cudaGraphExecDestroy(fn.second.graph);
+        fn.second.graph = nullptr;
+      }
+  return true;
+}
+
+void CudaExecutor::cuptiFallback(const std::string &reason) {
+  cupti_.reset();
+  cuptiMissing_ = reason;
+  if (!cuptiNoticeGiven_)
+    std::fprintf(stderr,
+                 "mantissa: energy timeline: CUPTI not used (%s); timing steps with CUDA events "
+                 "in eager runs instead (no CUDA graph while measured; MANTISSA_TIMELINE=events "
+                 "silences this)\n",
+                 reason.c_str());
+  cuptiNoticeGiven_ = true;
+}
+
+void CudaExecutor::drainTimeline(std::vector<StepSpan> &out) {
+  if (timer_)
+    timer_->drain(out); // synchronises the stream
+  if (!cupti_)
+    return;
+  synchronize("drainTimeline");
+  cupti_->drain(out);
+  const FoldStats &st = cupti_->lastStats();
+  if (st.missingCount > 0 || st.unknownRun > 0) {
+    std::string steps;
+    for (const std::string &m : st.missing)
+      steps += (steps.empty() ? "" : ", ") + m;
+    if (cuptiMissingSteps_ == 0) // once: what a GPU session needs to see why
+      std::fprintf(stderr,
+                   "mantissa: energy timeline: %zu plan steps of graph runs got no CUPTI record "
+                   "(function:step %s); of %zu records, %zu were assigned, %zu matched no run, "
+                   "%zu came from nodes of no capture of ours, %zu from eager launches%s; "
+                   "CUPTI dropped %zu\n",
+                   st.missingCount, steps.c_str(), st.records, st.used, st.unknownRun,
+                   st.unknownNode, st.notGraph, st.byOrder ? " (runs matched by order)" : "",
+                   cupti_->droppedRecords());
+    cuptiMissingSteps_ += st.missingCount + st.unknownRun;
+  }
+}
+
+std::string CudaExecutor::timelineMethod() const {
+  if (cupti_)
+    return "CUPTI activity records of the device kernels inside the CUDA graph replays (" +
+           cupti_->description() + "); each function's first, eager run: CUDA events";
+  return "CUDA events between steps, eager launches (no CUDA graph while measured)" +
+         (cuptiMissing_.empty() ? std::string() : "; CUPTI not used: " + cuptiMissing_);
 }
 
 bool CudaExecutor::replayStep(const std::string &function, uint32_t step, int64_t times) {

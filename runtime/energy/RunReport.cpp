@@ -154,10 +154,27 @@ void groupTable(std::ostringstream &o, const char *title, const std::vector<Grou
 std::string formatEnergyRun(const EnergyRun &run, size_t maxKernels) {
   const AttributionResult &r = run.attribution;
   std::ostringstream o;
-  o << "\nenergy (timeline: " << run.timelineMethod << ")\n";
+  o << "\nenergy (timeline: " << (run.timeline.empty() ? "" : run.timeline + ": ")
+    << run.timelineMethod << ")\n";
   if (r.measured)
     o << "calibration: " << run.calibration << "\n";
   o << formatAttributionTable(r, maxKernels, run.labels);
+  if (!run.deviceKernels.empty()) {
+    // What the table's plan kernels ran as on the device (a cuBLAS call: several).
+    o << "device kernels (as the timeline saw them):\n";
+    size_t shown = 0;
+    for (const KernelEnergy &k : r.kernels) {
+      auto it = run.deviceKernels.find(k.name);
+      if (it == run.deviceKernels.end())
+        continue;
+      if (shown++ == maxKernels)
+        break;
+      std::string list;
+      for (const std::string &d : it->second)
+        list += (list.empty() ? "" : ", ") + (d.size() > 60 ? d.substr(0, 57) + "..." : d);
+      o << "  " << k.name << ": " << list << "\n";
+    }
+  }
   groupTable(o, "by op class:", run.byOpClass(), r.measured);
   groupTable(o, "by precision:", run.byPrecision(), r.measured);
   PerStepEnergy ps = perStepEnergy(r);
@@ -202,7 +219,8 @@ std::string energyRunCsv(const EnergyRun &run) {
 std::string energyRunJson(const EnergyRun &run) {
   const AttributionResult &r = run.attribution;
   std::ostringstream o;
-  o << "{\"timeline_method\": " << json::quote(run.timelineMethod)
+  o << "{\"timeline\": " << json::quote(run.timeline)
+    << ", \"timeline_method\": " << json::quote(run.timelineMethod)
     << ", \"calibration\": " << json::quote(run.calibration)
     << ", \"calibrated\": " << (run.calibrated ? "true" : "false")
     << ", \"run_seconds\": " << num(run.runEnd - run.runStart)
@@ -225,6 +243,16 @@ std::string energyRunJson(const EnergyRun &run) {
     << ", \"kernel_joules_err\": " << num(ps.kernelJoulesErr)
     << ", \"idle_joules\": " << num(ps.idleJoules)
     << ", \"idle_joules_err\": " << num(ps.idleJoulesErr) << "}";
+  o << ",\n\"device_kernels\": {";
+  bool firstKernel = true;
+  for (const auto &[name, list] : run.deviceKernels) {
+    o << (firstKernel ? "" : ", ") << json::quote(name) << ": [";
+    for (size_t i = 0; i < list.size(); ++i)
+      o << (i ? ", " : "") << json::quote(list[i]);
+    o << "]";
+    firstKernel = false;
+  }
+  o << "}";
   groups("by_op_class", run.byOpClass());
   groups("by_precision", run.byPrecision());
   o << ",\n\"losses\": [";

@@ -57,7 +57,10 @@ PerStepEnergy perStepEnergy(const AttributionResult &r);
 struct EnergyRun {
   AttributionResult attribution;
   KernelLabels labels;
+  std::string timeline; // the timeline's kind: "cupti", "events", "cpu" or "none"
   std::string timelineMethod;
+  /// The device kernels each plan kernel launched, where the timeline saw them (CUPTI).
+  std::map<std::string, std::vector<std::string>> deviceKernels;
   std::string calibration; // where the calibration came from, or the fallback used
   bool calibrated = false;
   double runStart = 0.0, runEnd = 0.0; // the training loop, on the run's clock

@@ -107,7 +107,9 @@ std::string calibrationCachePath(const Executor &exec, const std::string &meterN
 void writeCalibration(const std::string &path, const CalibrationFile &c) {
   std::ostringstream o;
   o << "{\"plan\": " << json::quote(c.plan) << ", \"device\": " << json::quote(c.device)
-    << ", \"meter\": " << json::quote(c.meter) << ",\n \"idle\": " << kernelJson(c.idle)
+    << ", \"meter\": " << json::quote(c.meter)
+    << (c.timeline.empty() ? "" : ", \"timeline\": " + json::quote(c.timeline))
+    << ",\n \"idle\": " << kernelJson(c.idle)
     << ",\n \"kernels\": [";
   for (size_t i = 0; i < c.kernels.size(); ++i)
     o << (i ? ",\n  " : "\n  ") << kernelJson(c.kernels[i]);
@@ -409,6 +411,7 @@ int profileMain(int argc, char **argv) {
     exec->run(o.function);
     std::vector<StepSpan> spans;
     exec->drainTimeline(spans);
+    const std::string timeline = exec->timelineName(), timelineMethod = exec->timelineMethod();
     exec->enableTimeline(false);
     PlanKernels pk = planKernels(plan);
     std::vector<std::pair<double, uint32_t>> order; // (seconds, step)
@@ -419,8 +422,9 @@ int profileMain(int argc, char **argv) {
     if (o.top > 0 && size_t(o.top) < order.size())
       order.resize(size_t(o.top));
 
-    std::printf("profile %s (%s) on %s\nmeter: %s\n", o.plan.c_str(), o.function.c_str(),
-                exec->deviceDescription().c_str(), meter->name().c_str());
+    std::printf("profile %s (%s) on %s\nmeter: %s\ntimeline: %s: %s\n", o.plan.c_str(),
+                o.function.c_str(), exec->deviceDescription().c_str(), meter->name().c_str(),
+                timeline.c_str(), timelineMethod.c_str());
     if (!meter->measures()) {
       std::printf("energy: not measured%s%s; time per launch from one run:\n",
                   note.empty() ? "" : ": ", note.c_str());
@@ -432,6 +436,7 @@ int profileMain(int argc, char **argv) {
     file.plan = o.plan;
     file.device = exec->deviceDescription();
     file.meter = meter->name();
+    file.timeline = timeline;
     file.idle = calibrate("(idle)", *meter, o, [] {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
       return int64_t(0);

@@ -30,6 +30,7 @@ struct KernelCalibration {
 
 struct CalibrationFile {
   std::string plan, device, meter;
+  std::string timeline; // the timeline that timed the ranking run (written, not read)
   KernelCalibration idle; // name "(idle)"; joules/seconds per launch unused
   std::vector<KernelCalibration> kernels;
 };

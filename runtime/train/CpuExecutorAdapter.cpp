@@ -65,6 +65,7 @@ public:
     spans_.clear();
   }
   std::string timelineMethod() const override { return "CPU steady_clock around each step"; }
+  std::string timelineName() const override { return "cpu"; }
   bool replayStep(const std::string &function, uint32_t step, int64_t times) override {
     for (int64_t i = 0; i < times; ++i)
       exec_.runOneStep(function, step);

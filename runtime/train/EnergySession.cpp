@@ -152,6 +152,7 @@ void EnergySession::begin() {
   timing_ = exec_.enableTimeline(true);
   run_.timelineMethod =
       timing_ ? exec_.timelineMethod() : "none (this backend cannot time its steps)";
+  run_.timeline = timing_ ? exec_.timelineName() : "none";
   run_.runStart = 0.0;
   run_.clockOrigin = t0_;
   if (meter_->measures())
@@ -194,8 +195,16 @@ void EnergySession::end() {
   stop_ = true;
   if (thread_.joinable())
     thread_.join();
-  if (timing_)
+  if (timing_) {
+    // Before the timeline is off: what each plan kernel launched on the device.
+    for (uint32_t f = 0; f < kernels_.names.size(); ++f)
+      for (uint32_t st = 0; st < kernels_.names[f].size(); ++st) {
+        std::vector<std::string> device = exec_.timelineDeviceKernels(f, st);
+        if (!device.empty())
+          run_.deviceKernels[kernels_.names[f][st]] = std::move(device);
+      }
     exec_.enableTimeline(false);
+  }
   MeasuredWindows windows;
   {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -30,6 +30,8 @@ c.check("SoftmaxCrossEntropy" in text and "fp16" in text and "Gemm" in text,
         "the table names op classes and precisions")
 e = json.load(open(out["none.json"]))["energy"]
 a = e["attribution"]
+c.check(e["timeline"] == "cpu" and e["device_kernels"] == {} and "energy (timeline: cpu: CPU steady_clock" in text,
+        "the report names the timeline (JSON and the text header)")
 c.check(a["measured"] is False and all(k["joules"] is None for k in a["kernels"])
         and a["measured_joules"] is None, "no meter: JSON says measured false, every joule null")
 c.check(len(a["kernels"]) > 10 and all(k["launches"] == 120 for k in a["kernels"]),

@@ -17,6 +17,7 @@ c.check("energy: not measured" in p.stdout and not re.search(r"\d\s*J\b", p.stdo
         and len(re.findall(r"\d+\.\d+ (us|ms)", p.stdout)) == 3,
         "no meter: time per launch of the top 3 kernels, no joules")
 c.check(not glob.glob(os.path.join(d, "cache", "mantissa", "calib", "*.json")), "no meter: nothing cached")
+c.check("\ntimeline: cpu: CPU steady_clock around each step\n" in p.stdout, "profile names the timeline that ranked the kernels")
 
 P = 150.0
 out = os.path.join(d, "calib.json")
@@ -26,6 +27,7 @@ print(p.stdout)
 cal = json.load(open(out))
 cached = glob.glob(os.path.join(d, "cache", "mantissa", "calib", "*.json"))
 c.check(len(cached) == 1 and json.load(open(cached[0])) == cal, f"cached per plan, device and meter: {cached}")
+c.check(cal.get("timeline") == "cpu", "the calibration file names the timeline")
 ks = cal["kernels"]
 c.check(len(ks) == 2 and all(k["repeats"] >= 2 for k in ks + [cal["idle"]]), "2 kernels and the idle baseline, >= 2 windows each")
 for k in ks + [cal["idle"]]:

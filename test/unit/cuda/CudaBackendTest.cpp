@@ -1502,6 +1502,111 @@ TEST(CudaExecutor, TrainStepWithFreshInputsMatchesCpu) {
 }
 
 
+/// The energy timelines (runtime/cuda/CuptiTimeline.h, CudaStepTimer.h) on one plan:
+/// CUPTI's records inside the graph replays against the events of the eager runs.
+/// Needs a GPU and a CUPTI that starts; skips with the reason otherwise.
+TEST(CudaExecutor, CuptiTimelineAgreesWithEvents) {
+  LoadedPlan lp = LoadedPlan::fromBytes(mlpPlan(), "mlp.plan");
+  std::string reason;
+  std::unique_ptr<Executor> gpu = cudaExecutorOrSkipReason(lp, reason);
+  if (!gpu)
+    GTEST_SKIP() << reason;
+  const uint32_t steps = lp.findFunction("train_step")->steps()->size();
+  const int runs = 30;
+  gpu->run("train_step"); // lazy initialisation, outside both timelines
+  gpu->synchronize();
+  struct Timed {
+    std::string name, method;
+    std::vector<StepSpan> spans;
+    std::vector<std::vector<std::string>> kernels; // [step]
+    double begin = 0, end = 0;                   // the host clock around the runs
+  };
+  auto timed = [&](const char *mode) {
+    setenv("MANTISSA_TIMELINE", mode, 1);
+    Timed t;
+    t.begin = timelineClock();
+    EXPECT_TRUE(gpu->enableTimeline(true));
+    unsetenv("MANTISSA_TIMELINE");
+    t.name = gpu->timelineName();
+    t.method = gpu->timelineMethod();
+    for (int r = 0; r < runs; ++r) {
+      gpu->setTimelineTag(r);
+      gpu->run("train_step");
+    }
+    gpu->drainTimeline(t.spans);
+    t.end = timelineClock();
+    for (uint32_t s = 0; s < steps; ++s)
+      t.kernels.push_back(gpu->timelineDeviceKernels(0, s));
+    gpu->enableTimeline(false);
+    return t;
+  };
+  Timed events = timed("events");
+  EXPECT_EQ(events.name, "events");
+  Timed cupti;
+  try {
+    cupti = timed("cupti");
+  } catch (const Error &e) {
+    unsetenv("MANTISSA_TIMELINE");
+    GTEST_SKIP() << "CUPTI cannot be used here: " << e.what();
+  }
+  ASSERT_EQ(cupti.name, "cupti") << cupti.method;
+  EXPECT_NE(cupti.method.find("CUPTI 13."), std::string::npos) << cupti.method;
+
+  // Every step of every run has exactly one span, on the host clock, in step order
+  // (a wrong node -> step map would scramble the order).
+  for (const Timed *t : {&events, &cupti}) {
+    std::map<std::pair<int64_t, uint32_t>, StepSpan> by;
+    for (const StepSpan &sp : t->spans) {
+      EXPECT_EQ(sp.function, 0u);
+      EXPECT_TRUE(by.insert({{sp.tag, sp.step}, sp}).second)
+          << t->name << ": two spans for run " << sp.tag << " step " << sp.step;
+      EXPECT_LE(sp.start, sp.end) << t->name;
+      EXPECT_GE(sp.start, t->begin - 1e-3) << t->name << ": before the runs began";
+      EXPECT_LE(sp.end, t->end + 1e-3) << t->name << ": after the runs ended";
+    }
+    EXPECT_EQ(by.size(), size_t(runs) * steps) << t->name << ": a step of a run has no span";
+    for (int r = 0; r < runs; ++r)
+      for (uint32_t s = 1; s < steps; ++s) {
+        auto now = by.find({r, s}), before = by.find({r, s - 1});
+        // Starts only: with programmatic dependent launch (cuBLAS on sm_90) a kernel
+        // may begin before the previous one has ended.
+        if (now != by.end() && before != by.end())
+          EXPECT_GE(now->second.start, before->second.start)
+              << t->name << ": run " << r << " step " << s << " starts before step " << s - 1;
+      }
+  }
+  // Per step, the median over the runs (the first two left out): a step's kernels
+  // lie inside its events, so CUPTI's span is at most the events' (loosely: the
+  // graph and the eager launch may run the same kernel a little differently).
+  auto medians = [&](const Timed &t) {
+    std::vector<std::vector<double>> d(steps);
+    for (const StepSpan &sp : t.spans)
+      if (sp.tag >= 2)
+        d[sp.step].push_back(sp.end - sp.start);
+    std::vector<double> m;
+    for (auto &v : d) {
+      std::sort(v.begin(), v.end());
+      m.push_back(v.empty() ? 0.0 : v[v.size() / 2]);
+    }
+    return m;
+  };
+  std::vector<double> me = medians(events), mc = medians(cupti);
+  double sumE = 0, sumC = 0;
+  for (uint32_t s = 0; s < steps; ++s) {
+    EXPECT_GT(mc[s], 0.0) << "step " << s;
+    EXPECT_LE(mc[s], 1.25 * me[s] + 10e-6)
+        << "step " << s << ": CUPTI " << mc[s] * 1e6 << " us, events " << me[s] * 1e6 << " us";
+    sumE += me[s];
+    sumC += mc[s];
+  }
+  EXPECT_GE(sumC, 0.1 * sumE) << "CUPTI " << sumC * 1e6 << " us per run, events " << sumE * 1e6;
+  // Every step launched at least one device kernel that CUPTI named; the events see none.
+  for (uint32_t s = 0; s < steps; ++s) {
+    EXPECT_FALSE(cupti.kernels[s].empty()) << "step " << s << " has no device kernel";
+    EXPECT_TRUE(events.kernels[s].empty());
+  }
+}
+
 /// Layer sizes of a U-Net's upper level (fp16 activations): the im2col groups, the
 /// chunked batch-norm and reduce paths, and graph replay at a realistic scale. Every
 /// step reads parameters (identical on both sides), not the previous step's output:

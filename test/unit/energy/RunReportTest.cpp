@@ -1,7 +1,9 @@
 //===- RunReportTest.cpp - cumulative energy, target, per step, groups -----===//
 #include "runtime/energy/RunReport.h"
+#include "runtime/io/MiniJson.h"
 
 #include <cmath>
+#include <map>
 #include <gtest/gtest.h>
 
 using namespace mantissa;
@@ -104,4 +106,33 @@ TEST(EnergyReportHtml, NotMeasuredPrintsNoJoules) {
   EXPECT_EQ(html.find(" J<"), std::string::npos);
   EXPECT_NE(text.find("not measured"), std::string::npos);
   EXPECT_EQ(text.find(" J"), std::string::npos) << text;
+}
+
+TEST(EnergyReportJson, NamesTheTimelineAndTheDeviceKernels) {
+  EnergyRun run;
+  run.attribution.measured = false;
+  run.timeline = "cupti";
+  run.timelineMethod = "CUPTI activity records of the device kernels";
+  run.deviceKernels = {{"fc1", {"sm90_xmma_gemm", "splitKreduce_kernel"}}, {"relu", {"mt_ew_3"}}};
+  json::Value v = json::parse(energyRunJson(run), "energy json");
+  ASSERT_EQ(v.kind, json::Value::Kind::Object);
+  std::map<std::string, const json::Value *> m;
+  for (const auto &kv : v.members)
+    m[kv.first] = &kv.second;
+  ASSERT_TRUE(m.count("timeline") && m.count("timeline_method") && m.count("device_kernels"));
+  EXPECT_EQ(m["timeline"]->text, "cupti");
+  const json::Value &dk = *m["device_kernels"];
+  ASSERT_EQ(dk.members.size(), 2u);
+  EXPECT_EQ(dk.members[0].first, "fc1");
+  ASSERT_EQ(dk.members[0].second.items.size(), 2u);
+  EXPECT_EQ(dk.members[0].second.items[1].text, "splitKreduce_kernel");
+  // The text report's header says which timeline ran, and the table's kernels list
+  // their device kernels (those of the run's kernels only).
+  KernelEnergy k;
+  k.name = "fc1", k.launches = 3, k.seconds = 0.01, k.joules = NAN;
+  run.attribution.kernels = {k};
+  std::string text = formatEnergyRun(run);
+  EXPECT_NE(text.find("energy (timeline: cupti: CUPTI activity records"), std::string::npos) << text;
+  EXPECT_NE(text.find("  fc1: sm90_xmma_gemm, splitKreduce_kernel\n"), std::string::npos) << text;
+  EXPECT_EQ(text.find("mt_ew_3"), std::string::npos) << text;
 }
