@@ -12,8 +12,10 @@
 //     L2 distance of its parameters' gradients from fp32's (at the first step, and
 //     the mean over sampled steps), and of those of the groups its input depends on;
 //     its saving the modelled cost (runtime/cost) it removes. A demotion passes
-//     when the held-out gap is within --max-metric-gap and the first-step gradient
-//     error within --max-grad-error.
+//     when the held-out gap is within --max-metric-gap and, in fp16, at most
+//     --max-grad-underflow of the group's fp32 gradients underflow at the starting
+//     loss scale (and, if asked for, its first-step gradient error is within
+//     --max-grad-error).
 //  3. Greedy with bisection: the demotions that passed alone, ordered by saving
 //     over sensitivity (divergence + mean gradient error), are verified together;
 //     a failing set is split in halves and each half verified on top of what was
@@ -72,9 +74,13 @@ const char *kTuneUsage =
     "                               classification: accuracy points (0.01 = 1%); regression:\n"
     "                               relative MSE increase (0.01 = 1%)\n"
     "  --budget N                   training runs the search may use (default 40)\n"
-    "  --max-grad-error E           a demoted group fails when the relative error of its\n"
+    "  --max-grad-underflow U       an fp16 demotion fails when more than this share of the\n"
+    "                               group's fp32 parameter gradients would underflow fp16 at\n"
+    "                               the candidate's starting loss scale (default 0.1)\n"
+    "  --max-grad-error E           also fail a demoted group when the relative error of its\n"
     "                               parameter gradients against fp32's, at the first step\n"
-    "                               with finite gradients, exceeds E (default 0.3)\n"
+    "                               with finite gradients, exceeds E (default: off; rounding\n"
+    "                               through batch norm's backward alone reaches 0.4 in bf16)\n"
     "  --loss-scaling dynamic|none  loss scaling of the candidates with fp16 (default dynamic,\n"
     "                               then the kept set is tried without; none: for training\n"
     "                               that runs without a loss scaler)\n"
@@ -98,7 +104,7 @@ struct TuneOptions {
   CompileOptions compile;
   std::string output, objective = "time", device = "h100", data, plot, emitDir, select, costModel;
   std::string lossScaling = "dynamic";
-  double maxGap = 0.01, maxGradError = 0.3;
+  double maxGap = 0.01, maxGradError = INFINITY, maxGradUnderflow = 0.1;
   bool listGroups = false;
   int64_t budget = 40, steps = 100, finalSteps = 0, threads = 0, costBatch = 0;
   int64_t trainSamples = 1024, heldOutSamples = 256;
@@ -148,6 +154,8 @@ TuneOptions parseTuneOptions(int argc, char **argv) {
       o.budget = integer(1);
     else if (arg == "--max-grad-error")
       o.maxGradError = number(0);
+    else if (arg == "--max-grad-underflow")
+      o.maxGradUnderflow = number(0);
     else if (arg == "--loss-scaling") {
       if (value != "dynamic" && value != "none")
         throw Error("--loss-scaling must be dynamic or none, got '" + value + "'");
@@ -228,7 +236,8 @@ struct Candidate {
   std::map<std::string, GradientError> inputGradErrors;
   int64_t skippedSteps = 0;
   std::string failure; // why training failed (non-finite loss, ...)
-  std::string gradFailure; // the demoted group whose gradient error exceeds the bound
+  std::string gradFailure; // the demoted group whose gradients fail a bound (below)
+  std::string gradReason;  // which bound, with the figures
   bool passes = false;
 };
 
@@ -401,26 +410,39 @@ private:
     } catch (const Error &e) {
       c.failure = e.what();
     }
-    // A demoted group whose gradients are far from fp32's at the first step (same
-    // parameters, same batch: no trajectory drift yet) fails even when the short
-    // run's metric hides it. Rounding alone gives a few percent (fp16, bf16 GEMMs;
-    // up to about 20% for bf16 through batch norm's backward, which cancels: unet);
-    // values lost to underflow give errors near 1. --max-grad-error (0.3) sits between.
+    // A demoted group fails, even when the short run's metric hides it, when its
+    // gradients leave fp16's range: more than --max-grad-underflow of its fp32
+    // parameter gradients (first step) round to zero in fp16 at the candidate's
+    // starting loss scale, so that the layer stops learning. Optionally also when its
+    // first-step gradients are far from fp32's (same parameters, same batch): rounding
+    // alone gives a few percent in GEMMs but up to 0.4 in bf16 through batch norm's
+    // backward, which cancels (a unet proxy), so that bound is off unless asked for.
     for (const std::string &group : demotedGroups(c.policy)) {
+      auto prec = c.policy.groups.find(group);
+      const std::string &precision =
+          prec != c.policy.groups.end() ? prec->second : c.policy.defaultPrecision;
+      const double scale = c.policy.lossScaling == "none" ? 1.0 : kInitialLossScale;
+      const double unf = precision == "fp16" ? gradUnderflowShare(group, scale) : NAN;
+      if (std::isfinite(unf) && unf > o_.maxGradUnderflow) {
+        c.gradFailure = group;
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "%.1f%% of %s's gradients underflow fp16 at scale %g > %.1f%%",
+                      100 * unf, group.c_str(), scale, 100 * o_.maxGradUnderflow);
+        c.gradReason = buf;
+        break;
+      }
       auto it = c.gradErrors.find(group);
       if (it != c.gradErrors.end() && it->second.first > o_.maxGradError) {
         c.gradFailure = group;
+        char buf[160];
+        std::snprintf(buf, sizeof buf, "%s's gradient error %.3g > %.3g", group.c_str(),
+                      it->second.first, o_.maxGradError);
+        c.gradReason = buf;
         break;
       }
     }
     c.passes = c.failure.empty() && c.gap <= o_.maxGap && c.gradFailure.empty();
-    std::string gradNote;
-    if (!c.gradFailure.empty()) {
-      char buf[160];
-      std::snprintf(buf, sizeof buf, "  %s's gradient error %.3g > %.3g", c.gradFailure.c_str(),
-                    c.gradErrors[c.gradFailure].first, o_.maxGradError);
-      gradNote = buf;
-    }
+    const std::string gradNote = c.gradFailure.empty() ? "" : "  " + c.gradReason;
     std::fprintf(
         stderr, "tune: [%lld/%lld] %-40s %s %.4f  gap %+.4f  %s %.4g%s\n", (long long)trained_,
         (long long)o_.budget, label.c_str(), classification_ ? "accuracy" : "mse", c.metric, c.gap,
@@ -439,6 +461,23 @@ private:
         out.push_back(group);
     }
     return out;
+  }
+
+  /// The share of `group`'s fp32 parameter gradients after the first step (as their
+  /// kernels write them) that fp16 rounds to zero at loss scale `scale`; NaN unknown.
+  double gradUnderflowShare(const std::string &group, double scale) const {
+    auto first = fp32Grads_.find(0);
+    auto params = groupParams_.find(group);
+    if (first == fp32Grads_.end() || params == groupParams_.end())
+      return NAN;
+    int64_t lost = 0, count = 0;
+    for (const std::string &param : params->second)
+      if (auto v = first->second.find(param); v != first->second.end()) {
+        RangeStats r = rangeStats(v->second.data(), v->second.size(), scale);
+        lost += r.fp16Underflow;
+        count += r.count;
+      }
+    return count ? double(lost) / double(count) : NAN;
   }
 
   /// Whether the gradients of `step` are compared with fp32's. Every step would
@@ -709,19 +748,8 @@ int Tuner::run() {
         range == fp32Range_.end() ? 0 : range->second.share(range->second.fp16Underflow);
     // The share of its fp32 parameter gradients (as their kernels write them) after the
     // first step that fp16 rounds to zero at the scale an fp16 candidate starts with.
-    double gradUnderflow = NAN;
-    if (auto first = fp32Grads_.find(0); first != fp32Grads_.end()) {
-      double scale = o_.lossScaling == "dynamic" ? kInitialLossScale : 1.0;
-      int64_t lost = 0, count = 0;
-      for (const std::string &param : groupParams_[group])
-        if (auto v = first->second.find(param); v != first->second.end()) {
-          RangeStats r = rangeStats(v->second.data(), v->second.size(), scale);
-          lost += r.fp16Underflow;
-          count += r.count;
-        }
-      if (count)
-        gradUnderflow = double(lost) / double(count);
-    }
+    const double gradUnderflow =
+        gradUnderflowShare(group, o_.lossScaling == "dynamic" ? kInitialLossScale : 1.0);
     for (const char *precision : {"fp16", "bf16"}) {
       SensitivityRow row{group, precision, overflow, underflow, gradUnderflow};
       if (!std::strcmp(precision, "fp16") && overflow > 0) {
@@ -740,7 +768,9 @@ int Tuner::run() {
       double saving = objective(candidates_[0]) - objective(c);
       row.verdict = !c.failure.empty()       ? "failed: " + c.failure
                     : c.gap > o_.maxGap      ? "metric over bound"
-                    : !c.gradFailure.empty() ? "gradient error over bound"
+                    : !c.gradFailure.empty() ? (c.gradReason.find("underflow") != std::string::npos
+                                                    ? "gradients underflow fp16"
+                                                    : "gradient error over bound")
                     : saving <= 0            ? "passes, saves nothing"
                                              : "passes";
       sensitivity_.push_back(row);
