@@ -123,6 +123,61 @@ static __device__ __forceinline__ void mt_mma16816(float *c, const unsigned *a, 
 #endif
 }
 
+// The warp tiles of a block: 8 warps in a 4 x 2 grid, warp (wm, wn) computing rows
+// wm*32 .. +32 and columns wn*BN/2 .. +BN/2 of the block's BM = 128 x BN tile, as 2 x
+// (BN/16) m16n8 fragments; lane (g, t) = (lane / 4, lane % 4).
+//
+// One BK = 32 slice of the reduction: A in shared memory as [m][k] rows and B as
+// [n][k] rows, both 40 halves apart (the k pairs of a fragment are one 32-bit load).
+template <int DT, int BN>
+static __device__ __forceinline__ void mt_tile_mma(float (*acc)[BN / 16][4],
+                                                   const unsigned short *As,
+                                                   const unsigned short *Bs, int wm, int wn,
+                                                   int g, int t) {
+  constexpr int LDS = 40, WN = BN / 2, NI = WN / 8;
+#pragma unroll
+  for (int ks = 0; ks < 32; ks += 16) {
+    unsigned a[2][4], b[NI][2];
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi) {
+      const unsigned short *pa = As + (wm * 32 + mi * 16 + g) * LDS + ks + 2 * t;
+      a[mi][0] = *(const unsigned *)pa;
+      a[mi][1] = *(const unsigned *)(pa + 8 * LDS);
+      a[mi][2] = *(const unsigned *)(pa + 8);
+      a[mi][3] = *(const unsigned *)(pa + 8 * LDS + 8);
+    }
+#pragma unroll
+    for (int ni = 0; ni < NI; ++ni) {
+      const unsigned short *pb = Bs + (wn * WN + ni * 8 + g) * LDS + ks + 2 * t;
+      b[ni][0] = *(const unsigned *)pb;
+      b[ni][1] = *(const unsigned *)(pb + 8);
+    }
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < NI; ++ni)
+        mt_mma16816<DT>(acc[mi][ni], a[mi], b[ni]);
+  }
+}
+
+// The accumulators into Cs, the block's result tile column-major (BM + 4 floats per
+// column), so that consecutive threads then store consecutive rows.
+template <int BN>
+static __device__ __forceinline__ void mt_stage_result(float *Cs, float (*acc)[BN / 16][4], int wm,
+                                                       int wn, int g, int t) {
+  constexpr int LDC = 128 + 4, WN = BN / 2, NI = WN / 8;
+#pragma unroll
+  for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < NI; ++ni) {
+      const int row = wm * 32 + mi * 16 + g, col = wn * WN + ni * 8 + 2 * t;
+      Cs[col * LDC + row] = acc[mi][ni][0];
+      Cs[(col + 1) * LDC + row] = acc[mi][ni][1];
+      Cs[col * LDC + row + 8] = acc[mi][ni][2];
+      Cs[(col + 1) * LDC + row + 8] = acc[mi][ni][3];
+    }
+}
+
 // Block tile: BM = 128 GEMM rows x BN columns x BK = 32 of the reduction, 8 warps in a
 // 4 x 2 grid, each 32 rows x BN/2 columns. Shared rows are BK + 8 halves long (80
 // bytes): the fragment loads of a warp then hit 32 distinct banks. Tiles are loaded
@@ -311,14 +366,7 @@ static __device__ __forceinline__ void mt_conv_gemm(
   };
 
   const int wm = warp & 3, wn = warp >> 2, g = lane >> 2, t = lane & 3;
-  float acc[2][NI][4];
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-    for (int ni = 0; ni < NI; ++ni)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        acc[mi][ni][e] = 0.0f;
+  float acc[2][NI][4] = {};
 
   if (kt0 < kt1) {
     if (TABLE_A)
@@ -333,43 +381,12 @@ static __device__ __forceinline__ void mt_conv_gemm(
     __syncthreads();
     if (kt + 1 < kt1)
       load(kt + 1);
-#pragma unroll
-    for (int ks = 0; ks < BK; ks += 16) {
-      unsigned a[2][4], b[NI][2];
-#pragma unroll
-      for (int mi = 0; mi < 2; ++mi) {
-        const unsigned short *pa = As + (wm * 32 + mi * 16 + g) * LDS + ks + 2 * t;
-        a[mi][0] = *(const unsigned *)pa;
-        a[mi][1] = *(const unsigned *)(pa + 8 * LDS);
-        a[mi][2] = *(const unsigned *)(pa + 8);
-        a[mi][3] = *(const unsigned *)(pa + 8 * LDS + 8);
-      }
-#pragma unroll
-      for (int ni = 0; ni < NI; ++ni) {
-        const unsigned short *pb = Bs + (wn * WN + ni * 8 + g) * LDS + ks + 2 * t;
-        b[ni][0] = *(const unsigned *)pb;
-        b[ni][1] = *(const unsigned *)(pb + 8);
-      }
-#pragma unroll
-      for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-        for (int ni = 0; ni < NI; ++ni)
-          mt_mma16816<DT>(acc[mi][ni], a[mi], b[ni]);
-    }
+    mt_tile_mma<DT, BN>(acc, As, Bs, wm, wn, g, t);
     __syncthreads();
   }
 
   // Through shared memory, so that consecutive threads store consecutive pixels.
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-    for (int ni = 0; ni < NI; ++ni) {
-      const int row = wm * 32 + mi * 16 + g, col = wn * WN + ni * 8 + 2 * t;
-      Cs[col * LDC + row] = acc[mi][ni][0];
-      Cs[(col + 1) * LDC + row] = acc[mi][ni][1];
-      Cs[col * LDC + row + 8] = acc[mi][ni][2];
-      Cs[(col + 1) * LDC + row + 8] = acc[mi][ni][3];
-    }
+  mt_stage_result<BN>(Cs, acc, wm, wn, g, t);
   __syncthreads();
   for (int idx = tid; idx < BM * BN; idx += blockDim.x) {
     const int col = idx / BM, row = idx - col * BM;
@@ -470,14 +487,7 @@ static __device__ __forceinline__ void mt_conv_nhwc(
   };
 
   const int wm = warp & 3, wn = warp >> 2, g = lane >> 2, t = lane & 3;
-  float acc[2][NI][4];
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-    for (int ni = 0; ni < NI; ++ni)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        acc[mi][ni][e] = 0.0f;
+  float acc[2][NI][4] = {};
 
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st) {
@@ -492,43 +502,12 @@ static __device__ __forceinline__ void mt_conv_nhwc(
       load(kt + STAGES - 1, (kt + STAGES - 1) % STAGES);
     mt_cp_async_commit();
     const unsigned short *As = stages + (kt % STAGES) * STAGE, *Bs = As + BM * LDS;
-#pragma unroll
-    for (int ks = 0; ks < BK; ks += 16) {
-      unsigned a[2][4], b[NI][2];
-#pragma unroll
-      for (int mi = 0; mi < 2; ++mi) {
-        const unsigned short *pa = As + (wm * 32 + mi * 16 + g) * LDS + ks + 2 * t;
-        a[mi][0] = *(const unsigned *)pa;
-        a[mi][1] = *(const unsigned *)(pa + 8 * LDS);
-        a[mi][2] = *(const unsigned *)(pa + 8);
-        a[mi][3] = *(const unsigned *)(pa + 8 * LDS + 8);
-      }
-#pragma unroll
-      for (int ni = 0; ni < NI; ++ni) {
-        const unsigned short *pb = Bs + (wn * WN + ni * 8 + g) * LDS + ks + 2 * t;
-        b[ni][0] = *(const unsigned *)pb;
-        b[ni][1] = *(const unsigned *)(pb + 8);
-      }
-#pragma unroll
-      for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-        for (int ni = 0; ni < NI; ++ni)
-          mt_mma16816<DT>(acc[mi][ni], a[mi], b[ni]);
-    }
+    mt_tile_mma<DT, BN>(acc, As, Bs, wm, wn, g, t);
   }
   mt_cp_async_wait<0>();
   __syncthreads(); // the stages become the result tile
 
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-    for (int ni = 0; ni < NI; ++ni) {
-      const int row = wm * 32 + mi * 16 + g, col = wn * WN + ni * 8 + 2 * t;
-      Cs[col * LDC + row] = acc[mi][ni][0];
-      Cs[(col + 1) * LDC + row] = acc[mi][ni][1];
-      Cs[col * LDC + row + 8] = acc[mi][ni][2];
-      Cs[(col + 1) * LDC + row + 8] = acc[mi][ni][3];
-    }
+  mt_stage_result<BN>(Cs, acc, wm, wn, g, t);
   __syncthreads();
   // Each thread keeps one row (pixel) and walks the columns: one division per thread.
   const int row = tid & (BM - 1), gm = m0 + row;
@@ -605,14 +584,7 @@ static __device__ __forceinline__ void mt_conv_nhwcw(
   auto pack = [](unsigned short lo, unsigned short hi) { return (unsigned)lo | ((unsigned)hi << 16); };
 
   const int wm = warp & 3, wn = warp >> 2, g = lane >> 2, t = lane & 3;
-  float acc[2][NI][4];
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-    for (int ni = 0; ni < NI; ++ni)
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        acc[mi][ni][e] = 0.0f;
+  float acc[2][NI][4] = {};
 
 #pragma unroll
   for (int st = 0; st < STAGES - 1; ++st) {
@@ -657,16 +629,7 @@ static __device__ __forceinline__ void mt_conv_nhwcw(
   mt_cp_async_wait<0>();
   __syncthreads();
 
-#pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-    for (int ni = 0; ni < NI; ++ni) {
-      const int row = wm * 32 + mi * 16 + g, col = wn * WN + ni * 8 + 2 * t;
-      Cs[col * LDC + row] = acc[mi][ni][0];
-      Cs[(col + 1) * LDC + row] = acc[mi][ni][1];
-      Cs[col * LDC + row + 8] = acc[mi][ni][2];
-      Cs[(col + 1) * LDC + row + 8] = acc[mi][ni][3];
-    }
+  mt_stage_result<BN>(Cs, acc, wm, wn, g, t);
   __syncthreads();
   const int row = tid & (BM - 1), gm = m0 + row;
   if (gm >= M)
