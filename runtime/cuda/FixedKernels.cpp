@@ -116,6 +116,16 @@ static __device__ double mt_block_sum(double v) {
   return v;
 }
 
+// Both sums over the block into out[0] and out[1] (by thread 0).
+static __device__ void mt_block_sum2(double s1, double s2, double *out) {
+  s1 = mt_block_sum(s1);
+  s2 = mt_block_sum(s2);
+  if (threadIdx.x == 0) {
+    out[0] = s1;
+    out[1] = s2;
+  }
+}
+
 static __device__ __forceinline__ void mt_report(int *status, int code, int site, int a, int b) {
   if (atomicCAS(status, 0, code) == 0) {
     status[1] = site;
@@ -391,12 +401,7 @@ extern "C" __global__ void mt_bnb_partial(const void *dy, int dyt, const void *x
       s1 += g;
       s2 += g * ((double)mt_load(x, xt, idx) - mean) * invstd;
     }
-    s1 = mt_block_sum(s1);
-    s2 = mt_block_sum(s2);
-    if (threadIdx.x == 0) {
-      partial[2 * (ch * chunks + b)] = s1;
-      partial[2 * (ch * chunks + b) + 1] = s2;
-    }
+    mt_block_sum2(s1, s2, partial + 2 * (ch * chunks + b));
   }
 }
 
@@ -516,12 +521,7 @@ extern "C" __global__ void mt_bn_stats8(const void *x, int xt, long long n, long
         s2 += d * d;
       }
     }
-    s1 = mt_block_sum(s1);
-    s2 = mt_block_sum(s2);
-    if (threadIdx.x == 0) {
-      partial[2 * (ch * chunks + b)] = s1;
-      partial[2 * (ch * chunks + b) + 1] = s2;
-    }
+    mt_block_sum2(s1, s2, partial + 2 * (ch * chunks + b));
   }
 }
 
@@ -582,12 +582,7 @@ extern "C" __global__ void mt_bnb_partial8(const void *dy, int dyt, const void *
         s2 += (double)g[u] * ((double)xv[u] - mean) * invstd;
       }
     }
-    s1 = mt_block_sum(s1);
-    s2 = mt_block_sum(s2);
-    if (threadIdx.x == 0) {
-      partial[2 * (ch * chunks + b)] = s1;
-      partial[2 * (ch * chunks + b) + 1] = s2;
-    }
+    mt_block_sum2(s1, s2, partial + 2 * (ch * chunks + b));
   }
 }
 
