@@ -1040,9 +1040,11 @@ void Tuner::printSensitivity() const {
       " candidates start at; loss-div: divergence of the loss trajectory; relative L2 errors:\n"
       " out@1 of its output, grad@1 of its parameters' gradients after the first step (@N: the\n"
       " first with finite gradients), grad-mean their mean over the run, in@1 of the gradients\n"
-      " of the groups its input depends on; a demotion fails when grad@1 > --max-grad-error\n"
-      " %.3g)\n\n",
-      o_.maxGradError);
+      " of the groups its input depends on; an fp16 demotion fails when grad-unf > %.3g%%%s)\n\n",
+      100 * o_.maxGradUnderflow,
+      std::isfinite(o_.maxGradError)
+          ? (", and any when grad@1 > " + std::to_string(o_.maxGradError)).c_str()
+          : "");
 }
 
 void Tuner::writePlot(const std::vector<size_t> &front, size_t chosen) const {
