@@ -1,7 +1,8 @@
 //===- FixedLaunch.h - how the fixed kernels of a step are launched --------===//
 //
-// The launch sequences of the multi-kernel steps (batch norm, its gradient, reduce):
-// which kernels, in which order, on which grid, with which arguments. They are
+// The launch sequences of the multi-kernel steps (batch norm, its gradient, reduce,
+// the implicit-GEMM and NHWC convolutions): which kernels, in which order, on which
+// grid, with which arguments, built from the plan's step. They are
 // templates over the launcher so that one definition serves the CUDA executor
 // (cudaLaunchKernel) and the tests that run the same sequence with the kernels
 // compiled for the CPU (test/unit/cuda/HostKernels.h); a wrong argument order or
