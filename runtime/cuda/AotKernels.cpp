@@ -74,7 +74,11 @@ std::vector<ModuleSource> planModules(const plan::Plan &plan) {
           std::vector<std::string> fuses = fusedOps(*step->kernel_as_Elementwise());
           if (fuses.empty()) // loads stored to outputs of other dtypes
             fuses.push_back("Copy");
-          modules.push_back({ek.name, {ek.name}, std::move(fuses), step->precision(), ek.source});
+          std::vector<std::string> entries = {ek.name};
+          if (!ek.multiName.empty())
+            entries.push_back(ek.multiName);
+          modules.push_back({ek.name, std::move(entries), std::move(fuses), step->precision(),
+                             ek.source});
         }
   return modules;
 }

@@ -56,6 +56,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <set>
 #include <memory>
 #include <sstream>
 #include <tuple>
@@ -214,6 +215,7 @@ private:
   struct PreparedStep {
     std::string where;
     Launch launch;
+    Launch own; // this step alone (launch may also run other steps': batchElementwise)
   };
   struct PreparedFunction {
     std::vector<PreparedStep> steps;
@@ -237,6 +239,9 @@ private:
   void loadKernelsFromPlan(const std::map<std::string, std::string> &elementwise,
                            const std::map<std::string, ConvGemmConfig> &convs);
   void prepareFunctions();
+  void batchElementwise(const plan::Function &fn, PreparedFunction &pf);
+  /// Whether multi-tensor launches run (not while steps are timed one by one).
+  bool batchingNow() const { return multiTensor_ && !timer_ && !profile_; }
   Launch prepareStep(const plan::Step &step, int site, ScratchLayout &sl);
   Launch prepareElementwise(const plan::Elementwise &k);
   Launch prepareGemm(const plan::Gemm &k, ScratchLayout &sl);
@@ -309,6 +314,7 @@ private:
   bool convGemm_ = true; // fp16/bf16 convolutions as implicit GEMMs (else im2col + cuBLAS)
   bool convNhwc_ = false;     // ... the NHWC kernel where it applies (MANTISSA_CUDA_CONV=nhwc)
   bool vectorKernels_ = true; // batch norm and reduce with 16-byte loads where they apply
+  bool multiTensor_ = true;   // runs of identical elementwise steps as one launch
   std::map<std::string, cudaKernel_t> convKernels_;
 
   std::vector<DeviceTensor> tensors_;
@@ -399,6 +405,7 @@ void CudaExecutor::init() {
   convGemm_ = std::string(envOr("MANTISSA_CUDA_CONV", "gemm")) != "im2col";
   convNhwc_ = std::string(envOr("MANTISSA_CUDA_CONV", "gemm")) == "nhwc";
   vectorKernels_ = std::string(envOr("MANTISSA_CUDA_VECTOR", "1")) != "0";
+  multiTensor_ = std::string(envOr("MANTISSA_CUDA_MULTI_TENSOR", "1")) != "0";
   if (const char *mb = std::getenv("MANTISSA_CUDA_CONV_WORKSPACE_MB"))
     convBudget_ = size_t(std::max(1.0, std::atof(mb) * double(1 << 20)));
   tf32_ = plan_->precision() && plan_->precision()->tf32();
@@ -541,6 +548,7 @@ void CudaExecutor::allocateTensors() {
 void CudaExecutor::compileKernels() {
   // Generate every elementwise step's kernel; identical texts share one kernel.
   std::map<std::string, std::string> bodies; // name -> source (sorted: stable units)
+  std::map<std::string, std::string> multiEntries; // name -> its multi-tensor entry
   std::ostringstream manifest;
   for (const plan::Function *fn : *plan_->functions()) {
     if (!fn->steps())
@@ -550,6 +558,8 @@ void CudaExecutor::compileKernels() {
       if (step->kernel_type() != Kernel::Elementwise)
         continue;
       ElementwiseKernel ek = generateElementwise(plan_.plan(), *step->kernel_as_Elementwise());
+      if (!ek.multiName.empty())
+        multiEntries[ek.name] = ek.multiName;
       auto [it, inserted] = bodies.emplace(ek.name, ek.source);
       if (!inserted && it->second != ek.source)
         throw Error("internal error: two elementwise kernels hash to " + ek.name);
@@ -589,6 +599,8 @@ void CudaExecutor::compileKernels() {
     for (size_t i = 0; i < perUnit && it != bodies.end(); ++i, ++it) {
       u.source += "\n" + it->second;
       names.push_back(it->first);
+      if (auto m = multiEntries.find(it->first); m != multiEntries.end())
+        names.push_back(m->second);
     }
     units.push_back(std::move(u));
     unitKernels.push_back(std::move(names));
@@ -601,7 +613,10 @@ void CudaExecutor::compileKernels() {
     std::ofstream(dumpDir_ + "/steps.txt") << manifest.str();
   }
   if (plan_->cuda()) { // compiled ahead of time (KernelLoader.h)
-    loadKernelsFromPlan(bodies, convConfigs);
+    std::map<std::string, std::string> entries = bodies; // and the multi-tensor entries
+    for (const auto &kv : multiEntries)
+      entries.emplace(kv.second, "");
+    loadKernelsFromPlan(entries, convConfigs);
     return;
   }
   // A plan compiled with --arch none: NVRTC now, for this GPU.
@@ -664,6 +679,79 @@ void CudaExecutor::loadKernelsFromPlan(const std::map<std::string, std::string> 
 #include "runtime/cuda/FixedKernels.def"
 }
 
+// Multi-tensor launches. A run of consecutive elementwise steps that run one kernel
+// (the same program, dtypes and indexing: the optimizer's update of each parameter)
+// on tensors that none of the others in the run writes becomes one launch of the
+// kernel's multi-tensor entry, one item per step; each step computes exactly what
+// its own launch would. While a timeline or MANTISSA_CUDA_PROFILE times the steps
+// one by one, each keeps its own launch (MANTISSA_CUDA_MULTI_TENSOR=0: always).
+void CudaExecutor::batchElementwise(const plan::Function &fn, PreparedFunction &pf) {
+  const auto &steps = *fn.steps();
+  auto kernelOf = [&](flatbuffers::uoffset_t s) -> const ElementwiseKernel * {
+    auto it = stepGeometry_.find(steps.Get(s));
+    return it == stepGeometry_.end() || it->second.multiName.empty() ? nullptr : &it->second;
+  };
+  std::vector<const ElementwiseKernel *> kernels;
+  for (flatbuffers::uoffset_t s = 0; s < steps.size(); ++s)
+    kernels.push_back(kernelOf(s));
+  const auto runs = multiTensorRuns(kernels);
+  if (!runs.empty() && std::string(envOr("MANTISSA_VERBOSE", "0")) != "0") {
+    size_t batched = 0;
+    for (const auto &r : runs)
+      batched += r.second - r.first;
+    std::fprintf(stderr, "mantissa cuda: %s: %zu multi-tensor launches for %zu elementwise steps\n",
+                 fn.name()->c_str(), runs.size(), batched);
+  }
+  for (const auto &[s, e] : runs) {
+    const ElementwiseKernel *first = kernels[s];
+    std::vector<ElementwiseItem> items;
+    long long maxN = 0;
+    for (size_t i = s; i < e; ++i) {
+      const ElementwiseKernel &k = *kernels[i];
+      ElementwiseItem item{};
+      size_t p = 0;
+      for (int id : k.inputs)
+        item.p[p++] = ptr(id);
+      for (int id : k.outputs)
+        item.p[p++] = ptr(id);
+      item.n = k.total;
+      maxN = std::max<long long>(maxN, k.total);
+      items.push_back(item);
+    }
+    ElementwiseItem *table = nullptr;
+    checkCuda(cudaMalloc(reinterpret_cast<void **>(&table), items.size() * sizeof(ElementwiseItem)),
+              "cudaMalloc (multi-tensor table)");
+    ownedDevice_.push_back(table);
+    checkCuda(cudaMemcpy(table, items.data(), items.size() * sizeof(ElementwiseItem),
+                         cudaMemcpyHostToDevice),
+              "cudaMemcpy (multi-tensor table)");
+    cudaKernel_t multi = elementwise_.at(first->multiName);
+    const std::string name = first->multiName;
+    const int count = int(items.size());
+    const unsigned blocksX = blocksFor((maxN + first->vector - 1) / first->vector);
+    const Launch single = pf.steps[s].own;
+    pf.steps[s].launch = [this, single, multi, name, table, count, blocksX] {
+      if (!batchingNow())
+        return single();
+      const ElementwiseItem *t = table;
+      int c = count;
+      void *params[] = {&t, &c};
+      const size_t sizes[] = {sizeof(t), sizeof(c)};
+      verifyParams(multi, name.c_str(), sizes, 2);
+      checkCuda(cudaLaunchKernel(reinterpret_cast<const void *>(multi), dim3(blocksX, unsigned(count)),
+                                 dim3(256), params, 0, stream_),
+                "cudaLaunchKernel(" + name + ")");
+    };
+    for (size_t i = s + 1; i < e; ++i) {
+      const Launch own = pf.steps[i].own;
+      pf.steps[i].launch = [this, own] {
+        if (!batchingNow())
+          own();
+      };
+    }
+  }
+}
+
 void CudaExecutor::prepareFunctions() {
   size_t maxScratch = 0;
   uint32_t index = 0;
@@ -681,12 +769,14 @@ void CudaExecutor::prepareFunctions() {
       sites_.push_back({fn->name()->str() + " " + where, 0});
       ScratchLayout sl;
       try {
-        pf.steps.push_back({where, prepareStep(*step, site, sl)});
+        Launch l = prepareStep(*step, site, sl);
+        pf.steps.push_back({where, l, l});
       } catch (const Error &e) {
         throw Error(plan_.name() + ": " + fn->name()->str() + " " + where + ": " + e.what());
       }
       maxScratch = std::max(maxScratch, sl.size);
     }
+    batchElementwise(*fn, pf);
   }
   if (maxScratch > 0) {
     cudaError_t e = cudaMalloc(&scratch_, maxScratch);
@@ -1538,7 +1628,7 @@ bool CudaExecutor::replayStep(const std::string &function, uint32_t step, int64_
   if (it == functions_.end() || step >= it->second.steps.size())
     throw Error(plan_.name() + ": no step " + std::to_string(step) + " in '" + function + "'");
   for (int64_t i = 0; i < times; ++i)
-    it->second.steps[step].launch();
+    it->second.steps[step].own(); // the step alone, also where it heads a multi-tensor launch
   return true;
 }
 

@@ -53,6 +53,15 @@ struct FiniteItem {
 };
 static_assert(sizeof(FiniteItem) == 24, "layout shared with the device");
 
+/// One step of a multi-tensor elementwise launch (ElementwiseKernel::multiName): its
+/// inputs' then outputs' data, and its element count.
+constexpr int kElementwiseItemPointers = 14;
+struct ElementwiseItem {
+  void *p[kElementwiseItemPointers];
+  int64_t n;
+};
+static_assert(sizeof(ElementwiseItem) == 8 * 15, "layout shared with the device");
+
 /// Codes a kernel writes into the executor's status word (status[0]); status[1] is the
 /// site (the step), status[2] and status[3] details.
 enum : int { kStatusOk = 0, kStatusBadLabel = 1 };

@@ -4,6 +4,7 @@
 #include "common/Error.h"
 #include "common/Hash.h"
 #include "common/ScalarOp.h"
+#include "runtime/cuda/CudaKernelSource.h"
 #include "runtime/kernels/IterationSpace.h"
 
 #include <climits>
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <set>
 #include <sstream>
 
 namespace mantissa {
@@ -139,21 +141,31 @@ ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elemen
       }
     src << "struct @NAME@_geo { long long v[" << geoSize << "]; };\n";
   }
-  src << "extern \"C\" __global__ void __launch_bounds__(256) @NAME@(";
+  // The kernel's work is a device function, so that the multi-tensor entry (below)
+  // runs the same code for each of its items.
+  std::string params, args;
+  std::vector<std::string> types;
   for (size_t j = 0; j < numIn; ++j) {
     int id = k.inputs()->Get(j)->tensor();
-    src << "const " << cudaTypeName(tensors.Get(id)->dtype()) << " *in" << j << ", ";
+    types.push_back(std::string("const ") + cudaTypeName(tensors.Get(id)->dtype()) + " *");
+    params += types.back() + "in" + std::to_string(j) + ", ";
+    args += "in" + std::to_string(j) + ", ";
     out.inputs.push_back(id);
   }
   for (size_t o = 0; o < numOut; ++o) {
     int id = k.outputs()->Get(o);
-    src << cudaTypeName(tensors.Get(id)->dtype()) << " *out" << o << ", ";
+    types.push_back(std::string(cudaTypeName(tensors.Get(id)->dtype())) + " *");
+    params += types.back() + "out" + std::to_string(o) + ", ";
+    args += "out" + std::to_string(o) + ", ";
     out.outputs.push_back(id);
   }
-  src << "long long n_";
-  if (anyGeneral)
-    src << ", @NAME@_geo g";
-  src << ") {\n";
+  params += "long long n_";
+  args += "n_";
+  if (anyGeneral) {
+    params += ", @NAME@_geo g";
+    args += ", g";
+  }
+  src << "static __device__ __forceinline__ void @NAME@_body(" << params << ") {\n";
   src << "  typedef " << ix << " ix;\n";
   src << "  const ix n = (ix)n_, stride = (ix)gridDim.x * (ix)blockDim.x;\n";
   src << "  ix i = (ix)blockIdx.x * (ix)blockDim.x + (ix)threadIdx.x;\n";
@@ -308,11 +320,27 @@ ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elemen
         return "out" + std::to_string(o) + "[i] = " + value + ";";
       });
   src << "  }\n}\n";
+  src << "extern \"C\" __global__ void __launch_bounds__(256) @NAME@(" << params << ") {\n"
+      << "  @NAME@_body(" << args << ");\n}\n";
+  // Multi-tensor entry: item blockIdx.y (and every gridDim.y-th after it) of a table of
+  // steps that run this same kernel on other tensors (the optimizer's updates).
+  const bool multi = !anyGeneral && numIn + numOut <= size_t(kElementwiseItemPointers);
+  if (multi) {
+    src << "extern \"C\" __global__ void __launch_bounds__(256) @NAME@_multi("
+           "const mt_ew_item *items, int count) {\n"
+        << "  for (int it = blockIdx.y; it < count; it += gridDim.y) {\n"
+        << "    const mt_ew_item &m = items[it];\n    @NAME@_body(";
+    for (size_t p = 0; p < types.size(); ++p)
+      src << "(" << types[p] << ")m.p[" << p << "], ";
+    src << "m.n);\n  }\n}\n";
+  }
 
   std::string text = src.str();
   const std::string name = "mt_ew_" + hex16(fnv1a64(text));
   replaceAll(text, "@NAME@", name);
   out.name = name;
+  if (multi)
+    out.multiName = name + "_multi";
   out.source = std::move(text);
 
   if (anyGeneral) {
@@ -322,6 +350,41 @@ ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elemen
         out.geometry.insert(out.geometry.end(), cstrides[j].begin(), cstrides[j].end());
   }
   return out;
+}
+
+std::vector<std::pair<size_t, size_t>>
+multiTensorRuns(const std::vector<const ElementwiseKernel *> &steps, size_t maxRun) {
+  std::vector<std::pair<size_t, size_t>> runs;
+  for (size_t s = 0; s < steps.size();) {
+    const ElementwiseKernel *first = steps[s];
+    if (!first || first->multiName.empty()) {
+      ++s;
+      continue;
+    }
+    std::set<int> written(first->outputs.begin(), first->outputs.end());
+    std::set<int> touched(first->inputs.begin(), first->inputs.end());
+    touched.insert(written.begin(), written.end());
+    size_t e = s + 1;
+    for (; e < steps.size() && e - s < maxRun; ++e) {
+      const ElementwiseKernel *k = steps[e];
+      if (!k || k->name != first->name)
+        break;
+      bool independent = true;
+      for (int id : k->outputs)
+        independent = independent && !touched.count(id);
+      for (int id : k->inputs)
+        independent = independent && !written.count(id);
+      if (!independent)
+        break;
+      written.insert(k->outputs.begin(), k->outputs.end());
+      touched.insert(k->inputs.begin(), k->inputs.end());
+      touched.insert(k->outputs.begin(), k->outputs.end());
+    }
+    if (e - s >= 2)
+      runs.push_back({s, e});
+    s = e;
+  }
+  return runs;
 }
 
 } // namespace cuda

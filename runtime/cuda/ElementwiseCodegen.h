@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace mantissa {
@@ -38,11 +39,22 @@ struct ElementwiseKernel {
   /// Elements per thread on the kernel's 16-byte vector path (1: it has none); the
   /// launch sizes its grid by total / vector.
   int vector = 1;
+  /// The multi-tensor entry (`<name>_multi(const mt_ew_item *items, int count)`, one
+  /// ElementwiseItem per step that runs this kernel), or empty where the kernel has
+  /// none (multi-index geometry, or more tensors than an item holds).
+  std::string multiName;
 };
 
 /// Generates the kernel of one Elementwise step of a verified plan.
 /// Kernel parameters: (inputs as const T*..., outputs as T*..., long long n[, geometry]).
 ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elementwise &step);
+
+/// The runs [begin, end) of two or more consecutive steps that one multi-tensor launch
+/// can take: the same kernel (with a multi-tensor entry; `steps[i]` null for a step
+/// that is not such an elementwise step), and no step reading or writing what another
+/// step of the run writes (a step may update its own tensors in place).
+std::vector<std::pair<size_t, size_t>>
+multiTensorRuns(const std::vector<const ElementwiseKernel *> &steps, size_t maxRun = 65535);
 
 /// An exact CUDA float literal: a hex float for finite values ("0x1.8p+0f"),
 /// __int_as_float(0x...) for infinities and NaNs (with their payload).

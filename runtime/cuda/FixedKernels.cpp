@@ -79,6 +79,7 @@ struct MtReduceGeo {
 };
 struct MtPermGeo { long long rank; long long shape[MT_MAX_RANK], stride[MT_MAX_RANK]; };
 struct MtFiniteItem { const void *data; long long count; long long dtype; };
+struct mt_ew_item { void *p[14]; long long n; }; // ElementwiseItem
 #define MT_GRID_STRIDE(i, n) \
   for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < (n); \
        i += (long long)gridDim.x * blockDim.x)

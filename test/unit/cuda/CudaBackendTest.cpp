@@ -252,6 +252,57 @@ TEST(CudaCodegen, IdenticalProgramsShareAKernel) {
   EXPECT_EQ(kb.total, 100);
 }
 
+/// Parameter updates as the optimizer's are, one elementwise step per parameter
+/// (p -= 0.01 * g / scale, in place; sizes with tails and one below a vector), then:
+/// a second update of p1 (it writes what the first run wrote: a new run), another
+/// kernel, and two more updates.
+std::vector<uint8_t> multiTensorPlan() {
+  PlanMaker pm;
+  const std::vector<int64_t> sizes = {37, 1000, 3, 64, 129, 8, 17};
+  std::vector<int> p, g;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    p.push_back(pm.tensor("p" + std::to_string(i), plan::DType::F32, {sizes[i]}));
+    g.push_back(pm.tensor("g" + std::to_string(i), plan::DType::F16, {sizes[i]}));
+  }
+  int scale = pm.tensor("scale", plan::DType::F32, {}, plan::Role::Param, 0.5f, 2.0f);
+  auto update = [&](const std::string &name, int pi, int gi) {
+    pm.elementwise(name, {sizes[size_t(pi)]}, {{p[size_t(pi)], {1}}, {g[size_t(gi)], {1}}, {scale, {0}}},
+                   {load(0), load(1), load(2), op(ScalarOp::Div, 1, 2), konst(0.01f),
+                    op(ScalarOp::Mul, 3, 4), op(ScalarOp::Sub, 0, 5)},
+                   {p[size_t(pi)]}, {6});
+  };
+  update("u0", 0, 0);
+  update("u1", 1, 1);
+  update("u2", 2, 2);
+  update("u1_again", 1, 1); // writes p1, which u1 wrote: ends the run
+  update("u3", 3, 3);
+  int r = pm.tensor("relu_out", plan::DType::F16, {17}, plan::Role::Temp);
+  pm.elementwise("other_kernel", {17}, {{p[6], {1}}}, {load(0), op(ScalarOp::Relu, 0)}, {r}, {1});
+  update("u4", 4, 4);
+  update("u5", 5, 5);
+  return pm.finish();
+}
+
+TEST(CudaCodegen, MultiTensorRunsOfIndependentIdenticalSteps) {
+  LoadedPlan lp = LoadedPlan::fromBytes(multiTensorPlan(), "multi.plan");
+  std::vector<cuda::ElementwiseKernel> kernels;
+  for (const plan::Step *step : *lp->functions()->Get(0)->steps())
+    kernels.push_back(cuda::generateElementwise(lp.plan(), *step->kernel_as_Elementwise()));
+  std::vector<const cuda::ElementwiseKernel *> steps;
+  for (const auto &k : kernels)
+    steps.push_back(&k);
+  EXPECT_FALSE(kernels[0].multiName.empty());
+  EXPECT_NE(kernels[0].source.find("extern \"C\" __global__ void __launch_bounds__(256) " +
+                                   kernels[0].multiName + "(const mt_ew_item *items, int count)"),
+            std::string::npos);
+  using Runs = std::vector<std::pair<size_t, size_t>>;
+  EXPECT_EQ(cuda::multiTensorRuns(steps), (Runs{{0, 3}, {3, 5}, {6, 8}}));
+  // Runs of at most 2: u2 then pairs with u1_again, which is independent of it.
+  EXPECT_EQ(cuda::multiTensorRuns(steps, 2), (Runs{{0, 2}, {2, 4}, {6, 8}}));
+  steps[1] = nullptr; // not an eligible step: u0 is left alone, u2 starts the run
+  EXPECT_EQ(cuda::multiTensorRuns(steps), (Runs{{2, 5}, {6, 8}}));
+}
+
 //===--- (b) NVRTC compiles every kernel (no GPU needed) ---------------------------===//
 
 /// A fresh, empty folder for an NVRTC cache (removed by the caller).
@@ -799,6 +850,90 @@ TEST(CudaHostEmulation, ElementwiseKernelsMatchTheCpuBitForBit) {
   expectHostElementwiseMatchesCpu(elementwisePlan({3, 5, 16}), "ew-host-rows.plan");
   // Fewer elements than one vector: the tail only.
   expectHostElementwiseMatchesCpu(elementwisePlan({1, 5, 1}), "ew-host-small.plan");
+}
+
+/// The multi-tensor entry of multiTensorPlan's update kernel, one launch per run, on
+/// the CPU: every tensor equals the CPU executor's bit for bit, with the tensors
+/// aligned (vector path) and 4 bytes off (scalar path).
+TEST(CudaHostEmulation, MultiTensorElementwiseMatchesTheCpuBitForBit) {
+  LoadedPlan lp = LoadedPlan::fromBytes(multiTensorPlan(), "multi-host.plan");
+  std::vector<cuda::ElementwiseKernel> kernels;
+  std::map<std::string, std::string> bodies;
+  for (const plan::Step *step : *lp->functions()->Get(0)->steps()) {
+    kernels.push_back(cuda::generateElementwise(lp.plan(), *step->kernel_as_Elementwise()));
+    bodies.emplace(kernels.back().name, kernels.back().source);
+  }
+  std::string source = cuda::cudaPrelude();
+  std::vector<std::string> names;
+  for (const auto &[n, body] : bodies) {
+    source += body;
+    names.push_back(n);
+  }
+  names.push_back(kernels[0].multiName);
+  test::HostKernels hk(source, names);
+  std::vector<const cuda::ElementwiseKernel *> steps;
+  for (const auto &k : kernels)
+    steps.push_back(&k);
+  const auto runs = cuda::multiTensorRuns(steps);
+  ASSERT_EQ(runs.size(), 3u);
+  for (size_t misalign : {size_t(0), size_t(4)}) {
+    CpuExecutor<float> cpu(lp, 1);
+    HostTensors ht(lp, cpu, misalign);
+    cpu.run("train_step");
+    auto single = [&](const cuda::ElementwiseKernel &k) {
+      std::vector<void *> ptrs;
+      for (int id : k.inputs)
+        ptrs.push_back(ht.ptr(id));
+      for (int id : k.outputs)
+        ptrs.push_back(ht.ptr(id));
+      long long n = k.total;
+      std::vector<void *> params;
+      for (void *&q : ptrs)
+        params.push_back(&q);
+      params.push_back(&n);
+      if (!k.geometry.empty())
+        params.push_back(const_cast<int64_t *>(k.geometry.data()));
+      hk.launch(k.name, 2, 1, 1, 32, params.data());
+    };
+    for (size_t s = 0; s < kernels.size();) {
+      auto run = std::find_if(runs.begin(), runs.end(), [&](auto r) { return r.first == s; });
+      if (run == runs.end()) {
+        single(kernels[s++]);
+        continue;
+      }
+      std::vector<cuda::ElementwiseItem> items;
+      for (size_t i = run->first; i < run->second; ++i) {
+        cuda::ElementwiseItem item{};
+        size_t q = 0;
+        for (int id : kernels[i].inputs)
+          item.p[q++] = ht.ptr(id);
+        for (int id : kernels[i].outputs)
+          item.p[q++] = ht.ptr(id);
+        item.n = kernels[i].total;
+        items.push_back(item);
+      }
+      const cuda::ElementwiseItem *table = items.data();
+      int count = int(items.size());
+      void *params[] = {&table, &count};
+      // Fewer blocks in y than items: the entry's loop over items turns.
+      hk.launch(kernels[s].multiName, 2, 2, 1, 32, params);
+      s = run->second;
+    }
+    for (flatbuffers::uoffset_t id = 0; id < lp->tensors()->size(); ++id) {
+      const std::vector<float> h = ht.get(int(id)), &c = cpu.tensor(int(id));
+      EXPECT_EQ(std::memcmp(h.data(), c.data(), h.size() * 4), 0)
+          << "misaligned by " << misalign << ": tensor '"
+          << lp->tensors()->Get(id)->name()->str() << "'";
+    }
+  }
+}
+
+TEST(CudaExecutor, MultiTensorLaunchesMatchCpu) {
+  // Batched (the default) and one launch per step.
+  compareWithCpu(multiTensorPlan(), "multi.plan", 3, 1e-6, 1e-3);
+  setenv("MANTISSA_CUDA_MULTI_TENSOR", "0", 1);
+  compareWithCpu(multiTensorPlan(), "multi-off.plan", 3, 1e-6, 1e-3);
+  unsetenv("MANTISSA_CUDA_MULTI_TENSOR");
 }
 
 /// FixedLaunch.h's launcher over HostKernels: each argument converted to exactly the
