@@ -679,11 +679,11 @@ void CudaExecutor::loadKernelsFromPlan(const std::map<std::string, std::string> 
 #include "runtime/cuda/FixedKernels.def"
 }
 
-// Multi-tensor launches. A run of consecutive elementwise steps that run one kernel
-// (the same program, dtypes and indexing: the optimizer's update of each parameter)
-// on tensors that none of the others in the run writes becomes one launch of the
-// kernel's multi-tensor entry, one item per step; each step computes exactly what
-// its own launch would. While a timeline or MANTISSA_CUDA_PROFILE times the steps
+// Multi-tensor launches. Elementwise steps that run one kernel (the same program,
+// dtypes and indexing: the optimizer's update of each parameter) in a window of
+// steps that may run in any order (multiTensorGroups) become one launch of the
+// kernel's multi-tensor entry, at the first step's place, one item per step; each
+// step computes exactly what its own launch would. While a timeline or MANTISSA_CUDA_PROFILE times the steps
 // one by one, each keeps its own launch (MANTISSA_CUDA_MULTI_TENSOR=0: always).
 void CudaExecutor::batchElementwise(const plan::Function &fn, PreparedFunction &pf) {
   const auto &steps = *fn.steps();
@@ -694,19 +694,20 @@ void CudaExecutor::batchElementwise(const plan::Function &fn, PreparedFunction &
   std::vector<const ElementwiseKernel *> kernels;
   for (flatbuffers::uoffset_t s = 0; s < steps.size(); ++s)
     kernels.push_back(kernelOf(s));
-  const auto runs = multiTensorRuns(kernels);
-  if (!runs.empty() && std::string(envOr("MANTISSA_VERBOSE", "0")) != "0") {
+  const auto groups = multiTensorGroups(kernels);
+  if (!groups.empty() && std::string(envOr("MANTISSA_VERBOSE", "0")) != "0") {
     size_t batched = 0;
-    for (const auto &r : runs)
-      batched += r.second - r.first;
+    for (const auto &g : groups)
+      batched += g.size();
     std::fprintf(stderr, "mantissa cuda: %s: %zu multi-tensor launches for %zu elementwise steps\n",
-                 fn.name()->c_str(), runs.size(), batched);
+                 fn.name()->c_str(), groups.size(), batched);
   }
-  for (const auto &[s, e] : runs) {
+  for (const std::vector<size_t> &group : groups) {
+    const size_t s = group.front();
     const ElementwiseKernel *first = kernels[s];
     std::vector<ElementwiseItem> items;
     long long maxN = 0;
-    for (size_t i = s; i < e; ++i) {
+    for (size_t i : group) {
       const ElementwiseKernel &k = *kernels[i];
       ElementwiseItem item{};
       size_t p = 0;
@@ -742,7 +743,9 @@ void CudaExecutor::batchElementwise(const plan::Function &fn, PreparedFunction &
                                  dim3(256), params, 0, stream_),
                 "cudaLaunchKernel(" + name + ")");
     };
-    for (size_t i = s + 1; i < e; ++i) {
+    for (size_t i : group) {
+      if (i == s)
+        continue;
       const Launch own = pf.steps[i].own;
       pf.steps[i].launch = [this, own] {
         if (!batchingNow())

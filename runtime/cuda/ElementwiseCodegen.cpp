@@ -7,11 +7,13 @@
 #include "runtime/cuda/CudaKernelSource.h"
 #include "runtime/kernels/IterationSpace.h"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -352,39 +354,50 @@ ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elemen
   return out;
 }
 
-std::vector<std::pair<size_t, size_t>>
-multiTensorRuns(const std::vector<const ElementwiseKernel *> &steps, size_t maxRun) {
-  std::vector<std::pair<size_t, size_t>> runs;
+std::vector<std::vector<size_t>>
+multiTensorGroups(const std::vector<const ElementwiseKernel *> &steps, size_t maxGroup) {
+  std::vector<std::vector<size_t>> groups;
+  auto eligible = [&](size_t i) { return steps[i] && !steps[i]->multiName.empty(); };
   for (size_t s = 0; s < steps.size();) {
-    const ElementwiseKernel *first = steps[s];
-    if (!first || first->multiName.empty()) {
+    if (!eligible(s)) {
       ++s;
       continue;
     }
-    std::set<int> written(first->outputs.begin(), first->outputs.end());
-    std::set<int> touched(first->inputs.begin(), first->inputs.end());
-    touched.insert(written.begin(), written.end());
-    size_t e = s + 1;
-    for (; e < steps.size() && e - s < maxRun; ++e) {
-      const ElementwiseKernel *k = steps[e];
-      if (!k || k->name != first->name)
-        break;
+    // The window: consecutive eligible steps, none reading or writing what another
+    // writes, so that they may run in any order.
+    std::set<int> written, touched;
+    size_t e = s;
+    for (; e < steps.size() && eligible(e); ++e) {
+      const ElementwiseKernel &k = *steps[e];
       bool independent = true;
-      for (int id : k->outputs)
+      for (int id : k.outputs)
         independent = independent && !touched.count(id);
-      for (int id : k->inputs)
+      for (int id : k.inputs)
         independent = independent && !written.count(id);
       if (!independent)
         break;
-      written.insert(k->outputs.begin(), k->outputs.end());
-      touched.insert(k->inputs.begin(), k->inputs.end());
-      touched.insert(k->outputs.begin(), k->outputs.end());
+      written.insert(k.outputs.begin(), k.outputs.end());
+      touched.insert(k.inputs.begin(), k.inputs.end());
+      touched.insert(k.outputs.begin(), k.outputs.end());
     }
-    if (e - s >= 2)
-      runs.push_back({s, e});
+    // Its steps by kernel, in order of first appearance.
+    std::vector<std::vector<size_t>> byKernel;
+    std::map<std::string, size_t> index;
+    for (size_t i = s; i < e; ++i) {
+      auto [it, fresh] = index.emplace(steps[i]->name, byKernel.size());
+      if (fresh || byKernel[it->second].size() >= maxGroup) {
+        it->second = byKernel.size();
+        byKernel.emplace_back();
+      }
+      byKernel[it->second].push_back(i);
+    }
+    for (auto &g : byKernel)
+      if (g.size() >= 2)
+        groups.push_back(std::move(g));
     s = e;
   }
-  return runs;
+  std::sort(groups.begin(), groups.end());
+  return groups;
 }
 
 } // namespace cuda

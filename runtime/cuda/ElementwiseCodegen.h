@@ -49,12 +49,14 @@ struct ElementwiseKernel {
 /// Kernel parameters: (inputs as const T*..., outputs as T*..., long long n[, geometry]).
 ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elementwise &step);
 
-/// The runs [begin, end) of two or more consecutive steps that one multi-tensor launch
-/// can take: the same kernel (with a multi-tensor entry; `steps[i]` null for a step
-/// that is not such an elementwise step), and no step reading or writing what another
-/// step of the run writes (a step may update its own tensors in place).
-std::vector<std::pair<size_t, size_t>>
-multiTensorRuns(const std::vector<const ElementwiseKernel *> &steps, size_t maxRun = 65535);
+/// The groups of two or more steps that one multi-tensor launch each can take (step
+/// indices, ascending; groups ordered by their first step). `steps[i]` is null for a
+/// step that is not an elementwise step with a multi-tensor entry. A window of
+/// consecutive such steps in which none reads or writes what another writes (a step
+/// may update its own tensors in place) may run in any order; its steps are grouped
+/// by kernel, each group launched at its first step, at most `maxGroup` steps each.
+std::vector<std::vector<size_t>>
+multiTensorGroups(const std::vector<const ElementwiseKernel *> &steps, size_t maxGroup = 65535);
 
 /// An exact CUDA float literal: a hex float for finite values ("0x1.8p+0f"),
 /// __int_as_float(0x...) for infinities and NaNs (with their payload).

@@ -283,7 +283,7 @@ std::vector<uint8_t> multiTensorPlan() {
   return pm.finish();
 }
 
-TEST(CudaCodegen, MultiTensorRunsOfIndependentIdenticalSteps) {
+TEST(CudaCodegen, MultiTensorGroupsOfIndependentIdenticalSteps) {
   LoadedPlan lp = LoadedPlan::fromBytes(multiTensorPlan(), "multi.plan");
   std::vector<cuda::ElementwiseKernel> kernels;
   for (const plan::Step *step : *lp->functions()->Get(0)->steps())
@@ -295,12 +295,13 @@ TEST(CudaCodegen, MultiTensorRunsOfIndependentIdenticalSteps) {
   EXPECT_NE(kernels[0].source.find("extern \"C\" __global__ void __launch_bounds__(256) " +
                                    kernels[0].multiName + "(const mt_ew_item *items, int count)"),
             std::string::npos);
-  using Runs = std::vector<std::pair<size_t, size_t>>;
-  EXPECT_EQ(cuda::multiTensorRuns(steps), (Runs{{0, 3}, {3, 5}, {6, 8}}));
-  // Runs of at most 2: u2 then pairs with u1_again, which is independent of it.
-  EXPECT_EQ(cuda::multiTensorRuns(steps, 2), (Runs{{0, 2}, {2, 4}, {6, 8}}));
-  steps[1] = nullptr; // not an eligible step: u0 is left alone, u2 starts the run
-  EXPECT_EQ(cuda::multiTensorRuns(steps), (Runs{{2, 5}, {6, 8}}));
+  using Groups = std::vector<std::vector<size_t>>;
+  // u1_again writes p1, which u1 wrote: a new window, in which the updates gather
+  // across other_kernel (step 5, alone of its kernel), which none of them touches.
+  EXPECT_EQ(cuda::multiTensorGroups(steps), (Groups{{0, 1, 2}, {3, 4, 6, 7}}));
+  EXPECT_EQ(cuda::multiTensorGroups(steps, 2), (Groups{{0, 1}, {3, 4}, {6, 7}}));
+  steps[1] = nullptr; // not an eligible step: ends u0's window; u2 starts the next
+  EXPECT_EQ(cuda::multiTensorGroups(steps), (Groups{{2, 3, 4, 6, 7}}));
 }
 
 //===--- (b) NVRTC compiles every kernel (no GPU needed) ---------------------------===//
@@ -559,6 +560,50 @@ TEST(CudaNvrtc, ThePlansOfAFolderCarryTheirKernels) {
     LoadedPlan lp = LoadedPlan::load(e.path().string());
     checkPlanKernels(lp, {"sm_90", "sm_80"});
     ++count;
+    // The optimizer's updates (one elementwise step per parameter) go out as
+    // multi-tensor launches: every update step is in a run.
+    for (const plan::Function *fn : *lp->functions()) {
+      if (fn->name()->str() != "train_step")
+        continue;
+      std::vector<cuda::ElementwiseKernel> kernels(fn->steps()->size());
+      std::vector<const cuda::ElementwiseKernel *> steps(fn->steps()->size(), nullptr);
+      // The optimizer's updates: the elementwise steps that write a parameter.
+      std::vector<size_t> updates;
+      for (flatbuffers::uoffset_t i = 0; i < fn->steps()->size(); ++i) {
+        const plan::Step *step = fn->steps()->Get(i);
+        if (step->kernel_type() != plan::Kernel::Elementwise)
+          continue;
+        kernels[i] = cuda::generateElementwise(lp.plan(), *step->kernel_as_Elementwise());
+        steps[i] = &kernels[i];
+        for (int id : kernels[i].outputs)
+          if (lp->tensors()->Get(uint32_t(id))->role() == plan::Role::Param) {
+            updates.push_back(i);
+            break;
+          }
+      }
+      const auto groups = cuda::multiTensorGroups(steps);
+      size_t covered = 0, shared = 0;
+      std::set<size_t> launches;
+      for (size_t u : updates) {
+        shared += std::count_if(updates.begin(), updates.end(), [&](size_t v) {
+                    return v != u && kernels[v].name == kernels[u].name;
+                  }) > 0;
+        for (size_t g = 0; g < groups.size(); ++g)
+          if (std::count(groups[g].begin(), groups[g].end(), u)) {
+            ++covered;
+            launches.insert(g);
+          }
+      }
+      std::set<std::string> updateKernels;
+      for (size_t u : updates)
+        updateKernels.insert(kernels[u].name);
+      std::printf("%s: %zu optimizer updates (%zu kernels), %zu of them in %zu multi-tensor "
+                  "launches\n",
+                  e.path().filename().c_str(), updates.size(), updateKernels.size(), covered,
+                  launches.size());
+      // Every update that shares its kernel with another goes out with it.
+      EXPECT_EQ(covered, shared) << e.path();
+    }
   }
   if (count == 0)
     GTEST_SKIP() << "no .plan files in " << dir;
@@ -874,8 +919,8 @@ TEST(CudaHostEmulation, MultiTensorElementwiseMatchesTheCpuBitForBit) {
   std::vector<const cuda::ElementwiseKernel *> steps;
   for (const auto &k : kernels)
     steps.push_back(&k);
-  const auto runs = cuda::multiTensorRuns(steps);
-  ASSERT_EQ(runs.size(), 3u);
+  const auto groups = cuda::multiTensorGroups(steps);
+  ASSERT_EQ(groups.size(), 2u);
   for (size_t misalign : {size_t(0), size_t(4)}) {
     CpuExecutor<float> cpu(lp, 1);
     HostTensors ht(lp, cpu, misalign);
@@ -895,14 +940,18 @@ TEST(CudaHostEmulation, MultiTensorElementwiseMatchesTheCpuBitForBit) {
         params.push_back(const_cast<int64_t *>(k.geometry.data()));
       hk.launch(k.name, 2, 1, 1, 32, params.data());
     };
-    for (size_t s = 0; s < kernels.size();) {
-      auto run = std::find_if(runs.begin(), runs.end(), [&](auto r) { return r.first == s; });
-      if (run == runs.end()) {
-        single(kernels[s++]);
+    for (size_t s = 0; s < kernels.size(); ++s) {
+      auto group = std::find_if(groups.begin(), groups.end(), [&](const auto &g) {
+        return std::count(g.begin(), g.end(), s) > 0;
+      });
+      if (group == groups.end()) {
+        single(kernels[s]);
         continue;
       }
+      if (group->front() != s)
+        continue; // launched with its group's first step
       std::vector<cuda::ElementwiseItem> items;
-      for (size_t i = run->first; i < run->second; ++i) {
+      for (size_t i : *group) {
         cuda::ElementwiseItem item{};
         size_t q = 0;
         for (int id : kernels[i].inputs)
@@ -917,7 +966,6 @@ TEST(CudaHostEmulation, MultiTensorElementwiseMatchesTheCpuBitForBit) {
       void *params[] = {&table, &count};
       // Fewer blocks in y than items: the entry's loop over items turns.
       hk.launch(kernels[s].multiName, 2, 2, 1, 32, params);
-      s = run->second;
     }
     for (flatbuffers::uoffset_t id = 0; id < lp->tensors()->size(); ++id) {
       const std::vector<float> h = ht.get(int(id)), &c = cpu.tensor(int(id));
