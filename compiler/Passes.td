@@ -276,7 +276,10 @@ def EmitPlan : Pass<"emit-plan", "mlir::ModuleOp"> {
     per-element program the op declares; allocates a tensor per value; stores the
     initial value of every parameter (seeded PyTorch-default initialisation) and
     buffer; and records the model, precision, loss-scaling and optimizer
-    configuration. The IR is left unchanged.
+    configuration. Steps follow the program order, except that the casts of
+    parameters (the low-precision working copies of the fp32 weights) come first,
+    side by side, where one multi-tensor launch takes them. The IR is left
+    unchanged.
 
     ```
     mantissa-opt model.mlir --assign-precision --autodiff --lower-optimizer \

@@ -707,7 +707,28 @@ LogicalResult PlanLowering::lowerFunction(func::FuncOp fn, bool eval, PendingFun
   steps = &result.steps;
   if (!fn.getBody().hasOneBlock())
     return fn.emitError() << "emit-plan: @" << fn.getSymName() << " must have one block";
-  for (Operation &op : fn.getBody().front()) {
+  // The casts of parameters (the low-precision working copies of the fp32 master
+  // weights) come first, together: they read only state, so the order is free, and
+  // side by side one multi-tensor launch takes them all (runtime/cuda). Then the rest
+  // in program order.
+  Block &body = fn.getBody().front();
+  llvm::SmallPtrSet<Operation *, 32> early;
+  for (Operation &op : body)
+    if (auto cast = dyn_cast<CastOp>(op))
+      if (cast.getInput().getDefiningOp<ParamOp>())
+        early.insert(&op);
+  std::vector<Operation *> order;
+  for (Operation &op : body)
+    if (isa<ParamOp>(op))
+      order.push_back(&op);
+  for (Operation &op : body)
+    if (early.contains(&op))
+      order.push_back(&op);
+  for (Operation &op : body)
+    if (!isa<ParamOp>(op) && !early.contains(&op))
+      order.push_back(&op);
+  for (Operation *opp : order) {
+    Operation &op = *opp;
     if (auto ret = dyn_cast<func::ReturnOp>(op)) {
       for (Value v : ret.getOperands()) {
         auto t = lookup(v, &op);

@@ -7,6 +7,8 @@
 // RUN: mantissa inspect %t/cnn.plan | FileCheck %s --check-prefix=CNN
 // RUN: mantissa-opt %t/shapes.mlir --emit-plan=output=%t/shapes.plan -o /dev/null
 // RUN: mantissa inspect %t/shapes.plan | FileCheck %s --check-prefix=SHAPES
+// RUN: mantissa-opt %t/casts.mlir --emit-plan=output=%t/casts.plan -o /dev/null
+// RUN: mantissa inspect %t/casts.plan | FileCheck %s --check-prefix=CASTS
 // The initial parameters follow the seed and nothing else.
 // RUN: mantissa-opt %t/mlp.mlir --emit-plan="output=%t/mlp-again.plan seed=7" -o /dev/null
 // RUN: cmp %t/mlp.plan %t/mlp-again.plan
@@ -158,6 +160,22 @@
 // SHAPES-NEXT:   in0 = t[[B:[0-9]+]](up.bias):f32[2] strides [1]
 // SHAPES:      14 assign.up.bias graph.assign Copy f32 input=t[[NEW]]:f32[2] output=t[[B]](up.bias):f32[2] count=2
 // SHAPES-NEXT: function eval_step: 3 steps
+
+// The casts of parameters (fp16 working copies of the fp32 weights) come first,
+// together, in both functions (one multi-tensor launch on a GPU); the cast of the
+// input and everything else keep their program order.
+// CASTS-LABEL: function train_step: 8 steps
+// CASTS-NEXT:  0 cast.0 graph.cast Elementwise f16 shape [4x3]
+// CASTS-NEXT:    in0 = t{{[0-9]+}}(fc1.weight):f32[4x3]
+// CASTS:       1 cast.1 graph.cast Elementwise f16 shape [2x4]
+// CASTS-NEXT:    in0 = t{{[0-9]+}}(fc2.weight):f32[2x4]
+// CASTS:       2 cast.2 graph.cast Elementwise f16 shape [2x3]
+// CASTS-NEXT:    in0 = t{{[0-9]+}}(x):f32[2x3]
+// CASTS:       3 fc1 graph.linear Gemm
+// CASTS:       5 fc2 graph.linear Gemm
+// CASTS-LABEL: function eval_step: 8 steps
+// CASTS-NEXT:  0 cast.0 graph.cast Elementwise f16 shape [4x3]
+// CASTS:       1 cast.1 graph.cast Elementwise f16 shape [2x4]
 
 //--- mlp.mlir
 module attributes {graph.model = "tiny_mlp", graph.task = "classification", graph.num_classes = 4 : i64} {
@@ -328,6 +346,40 @@ module attributes {graph.model = "tiny_regressor", graph.task = "regression"} {
     %later = graph.mul %b, %b : tensor<2xf32>, tensor<2xf32> -> tensor<2xf32>
     graph.assign "up.bias", %b2 : tensor<2xf32>
     graph.assign "up.bias.momentum_buffer", %mb2 : tensor<2xf32>
+    return %l : tensor<f32>
+  }
+}
+
+//--- casts.mlir
+module attributes {graph.model = "casts", graph.task = "regression"} {
+  func.func @forward() -> (tensor<f32>, tensor<2x2xf32>) {
+    %x = graph.input "x" : tensor<2x3xf32>
+    %y = graph.input "y" : tensor<2x2xf32>
+    %w1 = graph.param "fc1.weight" {init = "uniform", bound = 0.5} : tensor<4x3xf32>
+    %w2 = graph.param "fc2.weight" {init = "uniform", bound = 0.5} : tensor<2x4xf32>
+    %xh = graph.cast %x : tensor<2x3xf32> to tensor<2x3xf16>
+    %w1h = graph.cast %w1 : tensor<4x3xf32> to tensor<4x3xf16>
+    %h = graph.linear %xh, %w1h {graph.name = "fc1"} : tensor<2x3xf16>, tensor<4x3xf16> -> tensor<2x4xf16>
+    %r = graph.relu %h : tensor<2x4xf16>
+    %w2h = graph.cast %w2 : tensor<2x4xf32> to tensor<2x4xf16>
+    %o = graph.linear %r, %w2h {graph.name = "fc2"} : tensor<2x4xf16>, tensor<2x4xf16> -> tensor<2x2xf16>
+    %of = graph.cast %o : tensor<2x2xf16> to tensor<2x2xf32>
+    %l = graph.mse %of, %y {graph.name = "loss"} : tensor<2x2xf32>, tensor<2x2xf32> -> tensor<f32>
+    return %l, %of : tensor<f32>, tensor<2x2xf32>
+  }
+  func.func @train_step() -> tensor<f32> {
+    %x = graph.input "x" : tensor<2x3xf32>
+    %y = graph.input "y" : tensor<2x2xf32>
+    %w1 = graph.param "fc1.weight" {init = "uniform", bound = 0.5} : tensor<4x3xf32>
+    %w2 = graph.param "fc2.weight" {init = "uniform", bound = 0.5} : tensor<2x4xf32>
+    %xh = graph.cast %x : tensor<2x3xf32> to tensor<2x3xf16>
+    %w1h = graph.cast %w1 : tensor<4x3xf32> to tensor<4x3xf16>
+    %h = graph.linear %xh, %w1h {graph.name = "fc1"} : tensor<2x3xf16>, tensor<4x3xf16> -> tensor<2x4xf16>
+    %r = graph.relu %h : tensor<2x4xf16>
+    %w2h = graph.cast %w2 : tensor<2x4xf32> to tensor<2x4xf16>
+    %o = graph.linear %r, %w2h {graph.name = "fc2"} : tensor<2x4xf16>, tensor<2x4xf16> -> tensor<2x2xf16>
+    %of = graph.cast %o : tensor<2x2xf16> to tensor<2x2xf32>
+    %l = graph.mse %of, %y {graph.name = "loss"} : tensor<2x2xf32>, tensor<2x2xf32> -> tensor<f32>
     return %l : tensor<f32>
   }
 }

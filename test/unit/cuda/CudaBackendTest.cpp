@@ -567,8 +567,9 @@ TEST(CudaNvrtc, ThePlansOfAFolderCarryTheirKernels) {
         continue;
       std::vector<cuda::ElementwiseKernel> kernels(fn->steps()->size());
       std::vector<const cuda::ElementwiseKernel *> steps(fn->steps()->size(), nullptr);
-      // The optimizer's updates: the elementwise steps that write a parameter.
-      std::vector<size_t> updates;
+      // The optimizer's updates: the elementwise steps that write a parameter; the
+      // weight casts: those that read only a parameter (emit-plan puts them first).
+      std::vector<size_t> updates, casts;
       for (flatbuffers::uoffset_t i = 0; i < fn->steps()->size(); ++i) {
         const plan::Step *step = fn->steps()->Get(i);
         if (step->kernel_type() != plan::Kernel::Elementwise)
@@ -580,29 +581,34 @@ TEST(CudaNvrtc, ThePlansOfAFolderCarryTheirKernels) {
             updates.push_back(i);
             break;
           }
+        if (kernels[i].inputs.size() == 1 &&
+            lp->tensors()->Get(uint32_t(kernels[i].inputs[0]))->role() == plan::Role::Param &&
+            lp->tensors()->Get(uint32_t(kernels[i].outputs[0]))->role() == plan::Role::Temp)
+          casts.push_back(i);
       }
       const auto groups = cuda::multiTensorGroups(steps);
-      size_t covered = 0, shared = 0;
-      std::set<size_t> launches;
-      for (size_t u : updates) {
-        shared += std::count_if(updates.begin(), updates.end(), [&](size_t v) {
-                    return v != u && kernels[v].name == kernels[u].name;
-                  }) > 0;
-        for (size_t g = 0; g < groups.size(); ++g)
-          if (std::count(groups[g].begin(), groups[g].end(), u)) {
-            ++covered;
-            launches.insert(g);
-          }
+      for (const auto &[what, list] : {std::pair{"optimizer updates", &updates},
+                                      std::pair{"weight casts", &casts}}) {
+        size_t covered = 0, shared = 0;
+        std::set<size_t> launches;
+        std::set<std::string> names;
+        for (size_t u : *list) {
+          names.insert(kernels[u].name);
+          shared += std::count_if(list->begin(), list->end(), [&](size_t v) {
+                      return v != u && kernels[v].name == kernels[u].name;
+                    }) > 0;
+          for (size_t g = 0; g < groups.size(); ++g)
+            if (std::count(groups[g].begin(), groups[g].end(), u)) {
+              ++covered;
+              launches.insert(g);
+            }
+        }
+        std::printf("%s: %zu %s (%zu kernels), %zu of them in %zu multi-tensor launches\n",
+                    e.path().filename().c_str(), list->size(), what, names.size(), covered,
+                    launches.size());
+        // Every one that shares its kernel with another goes out with it.
+        EXPECT_EQ(covered, shared) << e.path() << " " << what;
       }
-      std::set<std::string> updateKernels;
-      for (size_t u : updates)
-        updateKernels.insert(kernels[u].name);
-      std::printf("%s: %zu optimizer updates (%zu kernels), %zu of them in %zu multi-tensor "
-                  "launches\n",
-                  e.path().filename().c_str(), updates.size(), updateKernels.size(), covered,
-                  launches.size());
-      // Every update that shares its kernel with another goes out with it.
-      EXPECT_EQ(covered, shared) << e.path();
     }
   }
   if (count == 0)
