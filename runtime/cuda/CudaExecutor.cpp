@@ -723,6 +723,7 @@ void CudaExecutor::batchElementwise(const plan::Function &fn, PreparedFunction &
     checkCuda(cudaMalloc(reinterpret_cast<void **>(&table), items.size() * sizeof(ElementwiseItem)),
               "cudaMalloc (multi-tensor table)");
     ownedDevice_.push_back(table);
+    allocatedBytes_ += int64_t(items.size() * sizeof(ElementwiseItem));
     checkCuda(cudaMemcpy(table, items.data(), items.size() * sizeof(ElementwiseItem),
                          cudaMemcpyHostToDevice),
               "cudaMemcpy (multi-tensor table)");
@@ -1419,6 +1420,7 @@ CudaExecutor::Launch CudaExecutor::prepareAllFinite(const plan::AllFinite &k, Sc
     checkCuda(cudaMalloc(reinterpret_cast<void **>(&table), items.size() * sizeof(FiniteItem)),
               "cudaMalloc (all-finite table)");
     ownedDevice_.push_back(table);
+    allocatedBytes_ += int64_t(items.size() * sizeof(FiniteItem));
     checkCuda(cudaMemcpy(table, items.data(), items.size() * sizeof(FiniteItem),
                          cudaMemcpyHostToDevice),
               "cudaMemcpy (all-finite table)");
