@@ -4,6 +4,7 @@
 #include "common/Error.h"
 #include "common/Hash.h"
 #include "common/ScalarOp.h"
+#include "plan/DType.h"
 #include "runtime/cuda/CudaKernelSource.h"
 #include "runtime/kernels/IterationSpace.h"
 
@@ -49,10 +50,6 @@ std::string storeValue(plan::DType dtype, const std::string &value) {
   default:
     return value;
   }
-}
-
-size_t dtypeBytes(plan::DType dtype) {
-  return dtype == plan::DType::F16 || dtype == plan::DType::BF16 ? 2 : 4;
 }
 
 } // namespace
@@ -245,10 +242,10 @@ ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elemen
     for (size_t j = 0; j < numIn; ++j)
       if (access[j] == Access::Linear) {
         vecIn.push_back(int(j));
-        narrowest = std::min(narrowest, dtypeBytes(inDtype(int(j))));
+        narrowest = std::min(narrowest, size_t(dtypeBytes(inDtype(int(j)))));
       }
     for (size_t o = 0; o < numOut; ++o)
-      narrowest = std::min(narrowest, dtypeBytes(outDtype(int(o))));
+      narrowest = std::min(narrowest, size_t(dtypeBytes(outDtype(int(o)))));
     const size_t V = 16 / narrowest;
     out.vector = int(V);
     src << "  if (((";

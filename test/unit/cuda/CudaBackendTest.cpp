@@ -740,6 +740,25 @@ void savePlan(const std::vector<uint8_t> &bytes, const std::string &name) {
         .write(reinterpret_cast<const char *>(bytes.data()), std::streamsize(bytes.size()));
 }
 
+/// Every tensor of `lp` as `read` gives it against the CPU executor's, L2-normwise:
+/// within tolF32 for fp32 tensors and tolLow for the others (I32 ones left out with
+/// skipI32).
+void expectTensorsClose(const LoadedPlan &lp, const CpuExecutor<float> &cpu,
+                        const std::function<std::vector<float>(int)> &read, double tolF32,
+                        double tolLow, const std::string &context, bool skipI32 = false) {
+  const auto &tensors = *lp->tensors();
+  for (flatbuffers::uoffset_t id = 0; id < tensors.size(); ++id) {
+    const plan::Tensor *t = tensors.Get(id);
+    if (skipI32 && t->dtype() == plan::DType::I32)
+      continue;
+    std::string why;
+    const double err = relativeError(read(int(id)), cpu.tensor(int(id)), why);
+    EXPECT_LE(err, t->dtype() == plan::DType::F32 ? tolF32 : tolLow)
+        << context << ": tensor " << id << " '" << t->name()->str() << "' ("
+        << plan::EnumNameDType(t->dtype()) << ") " << why;
+  }
+}
+
 void compareWithCpu(const std::vector<uint8_t> &bytes, const std::string &name, int runs,
                     double tolF32, double tolLow) {
   savePlan(bytes, name);
@@ -754,20 +773,14 @@ void compareWithCpu(const std::vector<uint8_t> &bytes, const std::string &name, 
     GTEST_SKIP() << reason;
   for (int r = 0; r < runs; ++r)
     gpu->run("train_step");
-  const auto &tensors = *lp->tensors();
-  for (flatbuffers::uoffset_t id = 0; id < tensors.size(); ++id) {
-    const plan::Tensor *t = tensors.Get(id);
-    if (t->dtype() == plan::DType::I32)
-      continue;
-    std::vector<float> g(size_t(lp.numElements(int(id))));
-    gpu->read(int(id), g.data(), g.size());
-    const std::vector<float> &c = cpu.tensor(int(id));
-    std::string why;
-    double err = relativeError(g, c, why);
-    double tol = t->dtype() == plan::DType::F32 ? tolF32 : tolLow;
-    EXPECT_LE(err, tol) << name << ": tensor " << id << " '" << t->name()->str() << "' ("
-                        << plan::EnumNameDType(t->dtype()) << ") " << why;
-  }
+  expectTensorsClose(
+      lp, cpu,
+      [&](int id) {
+        std::vector<float> g(size_t(lp.numElements(id)));
+        gpu->read(id, g.data(), g.size());
+        return g;
+      },
+      tolF32, tolLow, name, /*skipI32=*/true);
 }
 
 TEST(CudaExecutor, ElementwiseMatchesCpu) {
@@ -835,6 +848,27 @@ private:
   std::vector<uint8_t *> ptrs_;
 };
 
+/// One elementwise step's kernel on the CPU, as the executor launches it (its inputs'
+/// and outputs' data, the count, the geometry), on a small grid so that the
+/// grid-stride loops turn.
+void launchHostElementwise(test::HostKernels &hk, HostTensors &ht,
+                           const cuda::ElementwiseKernel &k) {
+  std::vector<void *> ptrs;
+  for (int id : k.inputs)
+    ptrs.push_back(ht.ptr(id));
+  for (int id : k.outputs)
+    ptrs.push_back(ht.ptr(id));
+  long long n = k.total;
+  std::vector<int64_t> geometry = k.geometry;
+  std::vector<void *> params;
+  for (void *&p : ptrs)
+    params.push_back(&p);
+  params.push_back(&n);
+  if (!geometry.empty())
+    params.push_back(geometry.data());
+  hk.launch(k.name, 2, 1, 1, 32, params.data());
+}
+
 /// Runs train_step's elementwise steps with the generated kernels on the CPU
 /// (HostKernels.h), from the plan's initial values, and expects every tensor to equal
 /// the CPU executor's bit for bit (the same program, the same float operations, the
@@ -865,21 +899,8 @@ void expectHostElementwiseMatchesCpu(const std::vector<uint8_t> &bytes, const st
     CpuExecutor<float> cpu(lp, 1);
     HostTensors ht(lp, cpu, misalign);
     cpu.run("train_step");
-    for (cuda::ElementwiseKernel &k : kernels) {
-      std::vector<void *> ptrs;
-      for (int id : k.inputs)
-        ptrs.push_back(ht.ptr(id));
-      for (int id : k.outputs)
-        ptrs.push_back(ht.ptr(id));
-      long long n = k.total;
-      std::vector<void *> params;
-      for (void *&p : ptrs)
-        params.push_back(&p);
-      params.push_back(&n);
-      if (!k.geometry.empty())
-        params.push_back(k.geometry.data());
-      hk.launch(k.name, 2, 1, 1, 32, params.data());
-    }
+    for (const cuda::ElementwiseKernel &k : kernels)
+      launchHostElementwise(hk, ht, k);
     for (flatbuffers::uoffset_t id = 0; id < lp->tensors()->size(); ++id) {
       const std::vector<float> h = ht.get(int(id)), &c = cpu.tensor(int(id));
       size_t bad = 0, first = 0;
@@ -931,27 +952,12 @@ TEST(CudaHostEmulation, MultiTensorElementwiseMatchesTheCpuBitForBit) {
     CpuExecutor<float> cpu(lp, 1);
     HostTensors ht(lp, cpu, misalign);
     cpu.run("train_step");
-    auto single = [&](const cuda::ElementwiseKernel &k) {
-      std::vector<void *> ptrs;
-      for (int id : k.inputs)
-        ptrs.push_back(ht.ptr(id));
-      for (int id : k.outputs)
-        ptrs.push_back(ht.ptr(id));
-      long long n = k.total;
-      std::vector<void *> params;
-      for (void *&q : ptrs)
-        params.push_back(&q);
-      params.push_back(&n);
-      if (!k.geometry.empty())
-        params.push_back(const_cast<int64_t *>(k.geometry.data()));
-      hk.launch(k.name, 2, 1, 1, 32, params.data());
-    };
     for (size_t s = 0; s < kernels.size(); ++s) {
       auto group = std::find_if(groups.begin(), groups.end(), [&](const auto &g) {
         return std::count(g.begin(), g.end(), s) > 0;
       });
       if (group == groups.end()) {
-        single(kernels[s]);
+        launchHostElementwise(hk, ht, kernels[s]);
         continue;
       }
       if (group->front() != s)
@@ -1113,14 +1119,10 @@ int expectHostNormReduceMatchesCpu(const std::vector<uint8_t> &bytes, size_t mis
       }
     }
   }
-  for (flatbuffers::uoffset_t id = 0; id < lp->tensors()->size(); ++id) {
-    const plan::Tensor *t = lp->tensors()->Get(id);
-    std::string why;
-    const double err = relativeError(ht.get(int(id)), cpu.tensor(int(id)), why);
-    EXPECT_LE(err, t->dtype() == plan::DType::F32 ? 2e-6 : 2e-3)
-        << "misaligned by " << misalign << ", vector kernels " << (vectorAllowed ? "on" : "off")
-        << ": tensor '" << t->name()->str() << "' " << why;
-  }
+  expectTensorsClose(
+      lp, cpu, [&](int id) { return ht.get(id); }, 2e-6, 2e-3,
+      "misaligned by " + std::to_string(misalign) + ", vector kernels " +
+          (vectorAllowed ? "on" : "off"));
   return vectorSteps;
 }
 
@@ -1349,13 +1351,7 @@ void expectHostConvMatchesCpu(const std::vector<uint8_t> &bytes, const std::stri
     cuda::launchConvGemm(table, cuda::ConvGemmKernel<int>{0, kernelName.c_str()}, launch, blocks, a,
                          split, ws.data());
   }
-  for (flatbuffers::uoffset_t id = 0; id < lp->tensors()->size(); ++id) {
-    const plan::Tensor *t = lp->tensors()->Get(id);
-    std::string why;
-    const double err = relativeError(ht.get(int(id)), cpu.tensor(int(id)), why);
-    EXPECT_LE(err, t->dtype() == plan::DType::F32 ? 1e-5 : tolLow)
-        << name << ": tensor '" << t->name()->str() << "' " << why;
-  }
+  expectTensorsClose(lp, cpu, [&](int id) { return ht.get(id); }, 1e-5, tolLow, name);
   if (nhwc)
     EXPECT_GT(nhwcSteps, 0) << name << ": no convolution took the NHWC kernel";
 }
