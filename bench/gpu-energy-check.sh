@@ -5,14 +5,7 @@
 set -uo pipefail
 c=${1:-.carry}; out=${2:-gpu-results}; shift 2 || true
 mkdir -p "$out"
-[ -d "$c/bin" ] || tar xzf "$c/payload.tgz" -C "$c" # packed by gpu-prepare.sh
-# The toolkit's libraries; libcupti (the energy timeline, dlopened) is in one of the two.
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/extras/CUPTI/lib64:${LD_LIBRARY_PATH:-}
-# Else PyTorch's nvidia-cuda-cupti wheel, if that is where this machine has it.
-if ! ls /usr/local/cuda/lib64/libcupti.so.13 /usr/local/cuda/extras/CUPTI/lib64/libcupti.so.13 >/dev/null 2>&1; then
-  d=$(python3 -c 'import glob, site, os; h = [f for p in site.getsitepackages() for f in glob.glob(p + "/nvidia/**/libcupti.so.13", recursive=True)]; print(os.path.dirname(h[0]) if h else "")' 2>/dev/null)
-  [ -n "$d" ] && export LD_LIBRARY_PATH=$d:$LD_LIBRARY_PATH
-fi
+. "$(dirname "$0")/gpu-env.sh" # unpacks $c, the CUDA libraries on LD_LIBRARY_PATH
 export XDG_CACHE_HOME="$out/cache" # calibrations of this run only
 fail=0
 echo "libcupti (the CUPTI timeline): $(ls /usr/local/cuda/lib64/libcupti.so* /usr/local/cuda/extras/CUPTI/lib64/libcupti.so* 2>/dev/null | tr '\n' ' ')(LD_LIBRARY_PATH=$LD_LIBRARY_PATH)"

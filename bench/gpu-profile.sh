@@ -11,8 +11,7 @@
 set -uo pipefail
 c=${1:-.carry}; out=${2:-gpu-results}
 mkdir -p "$out"
-[ -d "$c/bin" ] || tar xzf "$c/payload.tgz" -C "$c" # packed by gpu-prepare.sh
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+. "$(dirname "$0")/gpu-env.sh" # unpacks $c, the CUDA libraries on LD_LIBRARY_PATH
 run="$c/bin/mantissa-run"; plan="$c/plans/bench-unet-fp16.plan"
 data=(--data nowcast --train-samples 16 --held-out-samples 16 --fixed-batch --quiet)
 

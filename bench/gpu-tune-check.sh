@@ -8,8 +8,7 @@
 set -uo pipefail
 c=${1:-.carry}; out=${2:-gpu-results}
 mkdir -p "$out"
-[ -d "$c/bin" ] || tar xzf "$c/payload.tgz" -C "$c" # packed by gpu-prepare.sh
-export LD_LIBRARY_PATH=/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
+. "$(dirname "$0")/gpu-env.sh" # unpacks $c, the CUDA libraries on LD_LIBRARY_PATH
 echo "tuner's choice (CPU emulation, modelled H100 cost):"
 tail -n 12 "$c/tune/tune.txt"
 cat "$c/tune/unet-policy.json"
