@@ -5,8 +5,6 @@
 
 #include <dlfcn.h>
 
-#include <array>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -168,7 +166,6 @@ extern "C" void mt_host_run(void (*launch)(void **), void **params, unsigned gx,
 } // namespace
 
 HostKernels::HostKernels(const std::string &source, const std::vector<std::string> &kernels) {
-  std::error_code ec;
   char tmpl[] = "/tmp/mantissa-hostkernels-XXXXXX";
   if (!mkdtemp(tmpl))
     throw Error("host kernels: cannot create a temporary folder");
