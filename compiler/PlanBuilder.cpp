@@ -690,11 +690,23 @@ LogicalResult PlanLowering::lowerOp(Operation *op, bool eval) {
     if (regs.size() != op->getNumResults())
       return op->emitError() << "emit-plan: the op's program returns " << regs.size()
                              << " registers for " << op->getNumResults() << " results";
-    std::vector<int> outs;
-    for (Value r : op->getResults())
-      outs.push_back(id(r));
+    // A result nothing reads is not stored (plain SGD's unused momentum result): a
+    // write per element saved, and no temp that a later step's result could share
+    // bytes with.
+    std::vector<int> outs, outRegs;
+    for (auto [r, reg] : llvm::zip(op->getResults(), regs))
+      if (!r.use_empty()) {
+        outs.push_back(id(r));
+        outRegs.push_back(reg);
+      }
+    if (outs.empty()) { // a dead op: kept as it is
+      for (auto [r, reg] : llvm::zip(op->getResults(), regs)) {
+        outs.push_back(id(r));
+        outRegs.push_back(reg);
+      }
+    }
     return addElementwise(op, shape, SmallVector<Value>(op->getOperands()), p.instructions(), outs,
-                          std::vector<int>(regs.begin(), regs.end()));
+                          outRegs);
   }
 
   return op->emitError() << "emit-plan: no plan lowering for '" << op->getName()

@@ -694,7 +694,11 @@ void CudaExecutor::batchElementwise(const plan::Function &fn, PreparedFunction &
   std::vector<const ElementwiseKernel *> kernels;
   for (flatbuffers::uoffset_t s = 0; s < steps.size(); ++s)
     kernels.push_back(kernelOf(s));
-  const auto groups = multiTensorGroups(kernels);
+  const auto groups = multiTensorGroups(kernels, [this](int id) {
+    const DeviceTensor &t = tensors_.at(size_t(id));
+    const auto begin = uint64_t(reinterpret_cast<uintptr_t>(t.ptr));
+    return MemoryExtent{begin, begin + t.bytes};
+  });
   if (!groups.empty() && std::string(envOr("MANTISSA_VERBOSE", "0")) != "0") {
     size_t batched = 0;
     for (const auto &g : groups)

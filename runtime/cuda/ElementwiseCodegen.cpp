@@ -351,31 +351,41 @@ ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elemen
   return out;
 }
 
-std::vector<std::vector<size_t>>
-multiTensorGroups(const std::vector<const ElementwiseKernel *> &steps, size_t maxGroup) {
+std::vector<std::vector<size_t>> multiTensorGroups(const std::vector<const ElementwiseKernel *> &steps,
+                                                   const MemoryExtentOf &extentOf,
+                                                   size_t maxGroup) {
   std::vector<std::vector<size_t>> groups;
   auto eligible = [&](size_t i) { return steps[i] && !steps[i]->multiName.empty(); };
+  auto overlaps = [](const std::vector<MemoryExtent> &set, const MemoryExtent &x) {
+    for (const MemoryExtent &y : set)
+      if (x.first < y.second && y.first < x.second)
+        return true;
+    return false;
+  };
   for (size_t s = 0; s < steps.size();) {
     if (!eligible(s)) {
       ++s;
       continue;
     }
-    // The window: consecutive eligible steps, none reading or writing what another
-    // writes, so that they may run in any order.
-    std::set<int> written, touched;
+    // The window: consecutive eligible steps, none reading or writing bytes that
+    // another writes, so that they may run in any order.
+    std::vector<MemoryExtent> written, touched;
     size_t e = s;
     for (; e < steps.size() && eligible(e); ++e) {
       const ElementwiseKernel &k = *steps[e];
       bool independent = true;
       for (int id : k.outputs)
-        independent = independent && !touched.count(id);
+        independent = independent && !overlaps(touched, extentOf(id));
       for (int id : k.inputs)
-        independent = independent && !written.count(id);
+        independent = independent && !overlaps(written, extentOf(id));
       if (!independent)
         break;
-      written.insert(k.outputs.begin(), k.outputs.end());
-      touched.insert(k.inputs.begin(), k.inputs.end());
-      touched.insert(k.outputs.begin(), k.outputs.end());
+      for (int id : k.outputs) {
+        written.push_back(extentOf(id));
+        touched.push_back(extentOf(id));
+      }
+      for (int id : k.inputs)
+        touched.push_back(extentOf(id));
     }
     // Its steps by kernel, in order of first appearance.
     std::vector<std::vector<size_t>> byKernel;
@@ -395,6 +405,25 @@ multiTensorGroups(const std::vector<const ElementwiseKernel *> &steps, size_t ma
   }
   std::sort(groups.begin(), groups.end());
   return groups;
+}
+
+MemoryExtentOf planMemoryExtents(const plan::Plan &plan) {
+  std::vector<MemoryExtent> extents;
+  // Tensors outside the arena each get a range of their own above every offset.
+  uint64_t outside = uint64_t(1) << 62;
+  for (const plan::Tensor *t : *plan.tensors()) {
+    uint64_t bytes = uint64_t(dtypeBytes(t->dtype()));
+    if (t->shape())
+      for (int64_t d : *t->shape())
+        bytes *= uint64_t(d);
+    if (t->role() == plan::Role::Temp && t->offset() >= 0) {
+      extents.push_back({uint64_t(t->offset()), uint64_t(t->offset()) + bytes});
+    } else {
+      extents.push_back({outside, outside + bytes});
+      outside += bytes + 1;
+    }
+  }
+  return [extents](int id) { return extents.at(size_t(id)); };
 }
 
 } // namespace cuda

@@ -21,6 +21,7 @@
 #include "plan/mantissa_plan_generated.h"
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,14 +50,29 @@ struct ElementwiseKernel {
 /// Kernel parameters: (inputs as const T*..., outputs as T*..., long long n[, geometry]).
 ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elementwise &step);
 
+/// Where a tensor's bytes lie: [begin, end), in whatever address space the caller
+/// uses (device pointers; arena offsets). Tensors of one plan may share bytes: the
+/// memory plan overlaps temps whose lives do not, and an elementwise step may write
+/// its result over an input that dies there.
+using MemoryExtent = std::pair<uint64_t, uint64_t>;
+using MemoryExtentOf = std::function<MemoryExtent(int tensor)>;
+
 /// The groups of two or more steps that one multi-tensor launch each can take (step
 /// indices, ascending; groups ordered by their first step). `steps[i]` is null for a
 /// step that is not an elementwise step with a multi-tensor entry. A window of
-/// consecutive such steps in which none reads or writes what another writes (a step
-/// may update its own tensors in place) may run in any order; its steps are grouped
-/// by kernel, each group launched at its first step, at most `maxGroup` steps each.
-std::vector<std::vector<size_t>>
-multiTensorGroups(const std::vector<const ElementwiseKernel *> &steps, size_t maxGroup = 65535);
+/// consecutive such steps in which none reads or writes bytes that another writes (a
+/// step may update its own tensors in place) may run in any order, and at once; its
+/// steps are grouped by kernel, each group launched at its first step, at most
+/// `maxGroup` steps each. The bytes, not the tensor ids, decide: a step's result may
+/// lie where an earlier step's dying input was, and running both in one launch would
+/// overwrite that input before it is read.
+std::vector<std::vector<size_t>> multiTensorGroups(const std::vector<const ElementwiseKernel *> &steps,
+                                                   const MemoryExtentOf &extentOf,
+                                                   size_t maxGroup = 65535);
+
+/// The extents the memory plan gives `plan`'s tensors: temps at their arena offsets,
+/// every other tensor in a range of its own.
+MemoryExtentOf planMemoryExtents(const plan::Plan &plan);
 
 /// An exact CUDA float literal: a hex float for finite values ("0x1.8p+0f"),
 /// __int_as_float(0x...) for infinities and NaNs (with their payload).

@@ -296,12 +296,34 @@ TEST(CudaCodegen, MultiTensorGroupsOfIndependentIdenticalSteps) {
                                    kernels[0].multiName + "(const mt_ew_item *items, int count)"),
             std::string::npos);
   using Groups = std::vector<std::vector<size_t>>;
+  const cuda::MemoryExtentOf extents = cuda::planMemoryExtents(lp.plan());
   // u1_again writes p1, which u1 wrote: a new window, in which the updates gather
   // across other_kernel (step 5, alone of its kernel), which none of them touches.
-  EXPECT_EQ(cuda::multiTensorGroups(steps), (Groups{{0, 1, 2}, {3, 4, 6, 7}}));
-  EXPECT_EQ(cuda::multiTensorGroups(steps, 2), (Groups{{0, 1}, {3, 4}, {6, 7}}));
+  EXPECT_EQ(cuda::multiTensorGroups(steps, extents), (Groups{{0, 1, 2}, {3, 4, 6, 7}}));
+  EXPECT_EQ(cuda::multiTensorGroups(steps, extents, 2), (Groups{{0, 1}, {3, 4}, {6, 7}}));
+
+  // The bytes decide, not the ids: were p2 to lie where g0 does (as a memory plan
+  // may put a result where an input that died earlier was), u2 would overwrite u0's
+  // input in a shared launch, so the window ends before u2.
+  auto idOf = [&](const std::string &name) {
+    for (uint32_t i = 0; i < lp->tensors()->size(); ++i)
+      if (lp->tensors()->Get(i)->name()->str() == name)
+        return int(i);
+    ADD_FAILURE() << "no tensor " << name;
+    return -1;
+  };
+  const int g0 = idOf("g0"), p2 = idOf("p2");
+  const cuda::MemoryExtentOf shared = [&](int id) {
+    return extents(id == p2 ? g0 : id);
+  };
+  EXPECT_EQ(cuda::multiTensorGroups(steps, shared), (Groups{{0, 1}, {2, 3, 4, 6, 7}}));
+  // Reading the same bytes is no conflict: g2 where g0 lies.
+  const int g2 = idOf("g2");
+  EXPECT_EQ(cuda::multiTensorGroups(steps, [&](int id) { return extents(id == g2 ? g0 : id); }),
+            (Groups{{0, 1, 2}, {3, 4, 6, 7}}));
+
   steps[1] = nullptr; // not an eligible step: ends u0's window; u2 starts the next
-  EXPECT_EQ(cuda::multiTensorGroups(steps), (Groups{{2, 3, 4, 6, 7}}));
+  EXPECT_EQ(cuda::multiTensorGroups(steps, extents), (Groups{{2, 3, 4, 6, 7}}));
 }
 
 //===--- (b) NVRTC compiles every kernel (no GPU needed) ---------------------------===//
@@ -586,7 +608,7 @@ TEST(CudaNvrtc, ThePlansOfAFolderCarryTheirKernels) {
             lp->tensors()->Get(uint32_t(kernels[i].outputs[0]))->role() == plan::Role::Temp)
           casts.push_back(i);
       }
-      const auto groups = cuda::multiTensorGroups(steps);
+      const auto groups = cuda::multiTensorGroups(steps, cuda::planMemoryExtents(lp.plan()));
       for (const auto &[what, list] : {std::pair{"optimizer updates", &updates},
                                       std::pair{"weight casts", &casts}}) {
         size_t covered = 0, shared = 0;
@@ -946,7 +968,7 @@ TEST(CudaHostEmulation, MultiTensorElementwiseMatchesTheCpuBitForBit) {
   std::vector<const cuda::ElementwiseKernel *> steps;
   for (const auto &k : kernels)
     steps.push_back(&k);
-  const auto groups = cuda::multiTensorGroups(steps);
+  const auto groups = cuda::multiTensorGroups(steps, cuda::planMemoryExtents(lp.plan()));
   ASSERT_EQ(groups.size(), 2u);
   for (size_t misalign : {size_t(0), size_t(4)}) {
     CpuExecutor<float> cpu(lp, 1);
