@@ -164,6 +164,16 @@ struct Rules {
     return success();
   }
 
+  // relu(x) > 0 exactly when x > 0 (NaN and -0 included), so relu_grad reads
+  // the result, as PyTorch's threshold_backward does: the result is usually
+  // kept anyway (the next layer's GEMM or convolution reads it again for its
+  // weight gradient), and the pre-activation then dies in the forward pass
+  // instead of living until the backward one.
+  LogicalResult rule(ReluOp op) {
+    set(0, [&] { return ReluGradOp::create(b, loc, op.getResult(), dy[0]).getResult(); });
+    return success();
+  }
+
   LogicalResult rule(ExpOp op) {
     set(0, [&] { return MulOp::create(b, loc, dy[0], op.getResult()).getResult(); });
     return success();
@@ -321,9 +331,8 @@ FailureOr<SmallVector<Value>> mantissa::buildOperandGradients(OpBuilder &b, Oper
       llvm::TypeSwitch<Operation *, LogicalResult>(op)
           .Case<LinearOp, MatmulOp, Conv2dOp, ConvTranspose2dOp, MaxPool2dOp, BatchNormOp, ExpOp, LogOp,
                 NegOp, AddOp, SubOp, MulOp, DivOp, CastOp, ReshapeOp, TransposeOp, BroadcastToOp, ConcatOp,
-                SliceOp, ReduceSumOp, ReduceMeanOp, SoftmaxCrossEntropyOp, MseOp>(
+                SliceOp, ReduceSumOp, ReduceMeanOp, SoftmaxCrossEntropyOp, MseOp, ReluOp>(
               [&](auto concrete) { return rules.rule(concrete); })
-          .Case<ReluOp>([&](Operation *o) { return rules.activation<ReluGradOp>(o); })
           .Case<GeluOp>([&](Operation *o) { return rules.activation<GeluGradOp>(o); })
           .Case<SigmoidOp>([&](Operation *o) { return rules.activation<SigmoidGradOp>(o); })
           .Case<TanhOp>([&](Operation *o) { return rules.activation<TanhGradOp>(o); })

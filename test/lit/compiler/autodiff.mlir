@@ -46,7 +46,7 @@ func.func @forward() -> (tensor<f32>, tensor<8x4xf32>) {
 //       CHECK:   %[[DR:.*]] = graph.matmul %[[DZ]], %[[W2H]] : tensor<8x4xf16>, tensor<4x4xf16> -> tensor<8x4xf16>
 //       CHECK:   %[[DW2H:.*]] = graph.matmul %[[DZ]], %[[R]] {transpose_a = true} : tensor<8x4xf16>, tensor<8x4xf16> -> tensor<4x4xf16>
 //       CHECK:   %[[DW2:.*]] = graph.cast %[[DW2H]] : tensor<4x4xf16> to tensor<4x4xf32>
-//       CHECK:   %[[DH:.*]] = graph.relu_grad %[[H]], %[[DR]] : tensor<8x4xf16>
+//       CHECK:   %[[DH:.*]] = graph.relu_grad %[[R]], %[[DR]] : tensor<8x4xf16>
 //       CHECK:   %[[DW1H:.*]] = graph.matmul %[[DH]], %[[XH]] {transpose_a = true} : tensor<8x4xf16>, tensor<8x3xf16> -> tensor<4x3xf16>
 //       CHECK:   %[[DB1S:.*]] = graph.reduce_sum %[[DH]] {axes = array<i64: 0>} : tensor<8x4xf16> -> tensor<4xf32>
 //       CHECK:   %[[DB1H:.*]] = graph.cast %[[DB1S]] : tensor<4xf32> to tensor<4xf16>

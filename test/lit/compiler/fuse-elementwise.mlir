@@ -17,8 +17,9 @@
 // PLAN-NEXT:    r2 = Add r0, r1
 // PLAN-NEXT:    r3 = RoundF16 r2
 // PLAN-NEXT:    r4 = Relu r3
-// PLAN-NEXT:    out0 {{.*}}:f16[64x128] = r3
-// PLAN-NEXT:    out1 {{.*}}:f16[64x128] = r4
+// relu_grad reads the relu's result, so the pre-activation is not stored.
+// PLAN-NEXT:    out0 {{.*}}:f16[64x128] = r4
+// PLAN-NEXT:  fc2 graph.linear
 // PLAN-LABEL: function eval_step:
 // UNFUSED:     fc1 graph.linear Gemm f16
 // UNFUSED-NEXT: fc1.bias_add graph.linear Elementwise f16

@@ -12,7 +12,7 @@
 
 // CHECK:      plan version 4
 // CHECK:      memory: peak {{[0-9]+}} bytes = temps
-// CHECK:      kernels: 14 modules, {{[0-9]+}} KiB (sources, CUBIN, PTX), NVRTC {{[0-9.]+}}, archs sm_90 sm_80, options --std=c++17 --fmad=false
+// CHECK:      kernels: 13 modules, {{[0-9]+}} KiB (sources, CUBIN, PTX), NVRTC {{[0-9.]+}}, archs sm_90 sm_80, options --std=c++17 --fmad=false
 // CHECK-NEXT: k0 mantissa_fixed f32 fuses [im2col, pooling, batch norm, losses, reductions, data movement], {{[0-9]+}} entry points; source {{.*}}; cubin sm_90 {{[0-9]+}} KiB; cubin sm_80 {{[0-9]+}} KiB; ptx compute_80 {{[0-9]+}} KiB
 // A linear kernel has its multi-tensor entry beside it; a broadcast one does not.
 // CHECK-NEXT: k1 mt_ew_{{[0-9a-f]+}} f16 fuses [Copy], 2 entry points; source {{[0-9]+}} B hash {{[0-9a-f]+}}; cubin sm_90 {{[0-9]+}} B; cubin sm_80 {{[0-9]+}} B; ptx compute_80

@@ -179,7 +179,7 @@ def Graph_ReluGradOp : Graph_UnaryGradOp<"relu_grad", [{
     int zero = p.constant(0.0);
     return {p.emit(ScalarOp::Select, p.emit(ScalarOp::CmpGt, in[0], zero), in[1], zero)};
   }]> {
-  let summary = "gradient of relu: grad where input > 0, else 0";
+  let summary = "gradient of relu: grad where x > 0, else 0 (x: the relu's input or, equally, its result)";
 }
 def Graph_GeluGradOp : Graph_UnaryGradOp<"gelu_grad", [{
     return {p.emit(ScalarOp::Mul, p.emit(ScalarOp::GeluDeriv, in[0]), in[1])};
