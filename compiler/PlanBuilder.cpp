@@ -971,6 +971,15 @@ LossScalingConfig PlanLowering::readLossScaling(func::FuncOp train) {
 /// to it to the last (to the end for the outputs and found_finite). A temp whose first
 /// step in some function reads it (its value would have to survive between calls), or
 /// that is used in no step, is live throughout every function.
+///
+/// The one exception is in place: the result of an elementwise step takes the bytes
+/// of an input that dies at that step, when both have as many elements of one size
+/// and the input is read at the result's own index (no broadcast, no transpose). Each
+/// element is then read before the same thread writes it, on the CPU and in the
+/// generated CUDA kernels alike (the loader checks the same conditions). This is what
+/// XLA's buffer assignment does for elementwise ops, and what PyTorch's in-place
+/// `relu_` or `mul_` do by hand; a training step's chains of gradient kernels
+/// (relu_grad, the unscale) then need one buffer each instead of two.
 PlanLowering::MemoryPlan PlanLowering::planMemory(const std::vector<PendingFunction> &fns,
                                                   const std::vector<bool> &used, int finiteT) {
   constexpr uint64_t kAlign = 256;
@@ -1019,6 +1028,51 @@ PlanLowering::MemoryPlan PlanLowering::planMemory(const std::vector<PendingFunct
         seen[t] = true;
       }
   }
+  auto bytesOf = [&](int t) {
+    return uint64_t(tensors[t].numElements()) * dtypeBytes(tensors[t].dtype);
+  };
+
+  // In place (above): `unit[t]` is the temp whose bytes t takes, itself if none.
+  std::vector<int> unit(tensors.size());
+  for (size_t t = 0; t < tensors.size(); ++t)
+    unit[t] = int(t);
+  auto single = [&](int t) { // a temp of one function, not pinned
+    return t >= 0 && tensors[t].role == plan::Role::Temp && used[t] && live[t].size() == 1 &&
+           !pinned[t] && t != finiteT;
+  };
+  for (size_t f = 0; f < fns.size(); ++f) {
+    for (size_t s = 0; s < fns[f].steps.size(); ++s) {
+      const PendingStep &step = fns[f].steps[s];
+      if (step.kind != plan::Kernel::Elementwise)
+        continue;
+      std::vector<int> taken;
+      for (const Slot &o : step.slots) {
+        int out = o.tensor;
+        if (!o.write || o.read || !single(out) || unit[out] != out || live[out][0].start != int64_t(s))
+          continue;
+        for (const Slot &i : step.slots) {
+          int in = i.tensor;
+          if (!i.read || i.write || !single(in) || live[in][0].end != int64_t(s) ||
+              live[in][0].fn != f || llvm::is_contained(taken, unit[in]) ||
+              tensors[in].numElements() != tensors[out].numElements() ||
+              dtypeBytes(tensors[in].dtype) != dtypeBytes(tensors[out].dtype))
+            continue;
+          bool sameIndex = true; // every operand reading `in` at the result's index
+          for (const Slot &other : step.slots)
+            if (other.tensor == in && (other.write || !other.contiguous))
+              sameIndex = false;
+          if (!sameIndex)
+            continue;
+          unit[out] = unit[in];
+          taken.push_back(unit[in]);
+          // The unit lives on to the result's end.
+          live[unit[in]][0].end = live[out][0].end;
+          break;
+        }
+      }
+    }
+  }
+
   std::vector<int> temps;
   for (size_t t = 0; t < tensors.size(); ++t) {
     const TensorInfo &info = tensors[t];
@@ -1040,11 +1094,9 @@ PlanLowering::MemoryPlan PlanLowering::planMemory(const std::vector<PendingFunct
       for (size_t f = 0; f < fns.size(); ++f)
         live[t].push_back({f, -1, int64_t(fns[f].steps.size()) + 1});
     }
-    temps.push_back(int(t));
+    if (unit[t] == int(t))
+      temps.push_back(int(t));
   }
-  auto bytesOf = [&](int t) {
-    return uint64_t(tensors[t].numElements()) * dtypeBytes(tensors[t].dtype);
-  };
   std::stable_sort(temps.begin(), temps.end(),
                    [&](int a, int b) { return bytesOf(a) > bytesOf(b); });
   auto intersect = [&](int a, int b) {
@@ -1075,6 +1127,9 @@ PlanLowering::MemoryPlan PlanLowering::planMemory(const std::vector<PendingFunct
       m.arenaBytes = std::max(m.arenaBytes, (at + bytes + kAlign - 1) / kAlign * kAlign);
     }
   }
+  for (size_t t = 0; t < tensors.size(); ++t)
+    if (unit[t] != int(t))
+      m.offset[t] = m.offset[size_t(unit[t])];
   return m;
 }
 

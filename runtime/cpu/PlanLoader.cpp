@@ -124,6 +124,7 @@ private:
   void checkReduce(const plan::Reduce &k);
   void checkTranspose(const plan::Transpose &k);
   void checkConcat(const plan::Concat &k);
+  bool inPlace(const plan::Function &fn, int64_t s, int in, int out) const;
   void checkMemory(const plan::Function &fn, int64_t steps);
 
   uint64_t bytesOf(int id) const {
@@ -260,9 +261,45 @@ void Checker::checkCudaCode(const plan::CudaCode &code) {
   }
 }
 
+/// Whether temp `out` may take the bytes of temp `in` at step `s`: an elementwise
+/// step that reads `in` only at its own index (as many elements as the iteration,
+/// contiguous strides) and writes `out`, an element of the same size in the same
+/// bytes, so that each element is read before the same thread writes it.
+bool Checker::inPlace(const plan::Function &fn, int64_t s, int in, int out) const {
+  const plan::Step *step = fn.steps()->Get(uint32_t(s));
+  if (step->kernel_type() != Kernel::Elementwise)
+    return false;
+  const plan::Elementwise &k = *step->kernel_as_Elementwise();
+  const plan::Tensor *ti = p_.tensors()->Get(in), *to = p_.tensors()->Get(out);
+  if (ti->offset() != to->offset() || dtypeBytes(ti->dtype()) != dtypeBytes(to->dtype()) ||
+      numElements_[in] != numElements_[out] || numElements_[in] != product(k.shape()))
+    return false;
+  bool reads = false, writes = false;
+  for (const plan::Operand *o : *k.inputs()) {
+    if (o->tensor() != in)
+      continue;
+    reads = true;
+    int64_t expected = 1;
+    for (int d = int(k.shape()->size()) - 1; d >= 0; --d) {
+      int64_t extent = k.shape()->Get(uint32_t(d));
+      if (extent > 1 && (!o->strides() || o->strides()->size() != k.shape()->size() ||
+                         o->strides()->Get(uint32_t(d)) != expected))
+        return false;
+      expected *= extent;
+    }
+  }
+  for (int o : *k.outputs()) {
+    if (o == in)
+      return false;
+    writes = writes || o == out;
+  }
+  return reads && writes;
+}
+
 /// The memory plan: within this function, temps live at a common step (from their
 /// first to their last reference, to the end for outputs and found_finite) must not
-/// share bytes of the arena.
+/// share bytes of the arena, except for a result written in place of an input that
+/// dies at its step (inPlace).
 void Checker::checkMemory(const plan::Function &fn, int64_t steps) {
   auto toEnd = [&](int id) {
     if (id >= 0 && id < numTensors_ && live_[size_t(id)].first >= 0)
@@ -292,6 +329,8 @@ void Checker::checkMemory(const plan::Function &fn, int64_t steps) {
   for (size_t i = 0; i < temps.size(); ++i)
     for (size_t j = i + 1; j < temps.size() && temps[j].start <= temps[i].end; ++j) {
       const Live &a = temps[i], &b = temps[j];
+      if (a.end == b.start && b.start < steps && inPlace(fn, a.end, a.id, b.id))
+        continue;
       if (a.begin < b.begin + b.bytes && b.begin < a.begin + a.bytes)
         fail("memory plan: " + describe(a.id) + " (bytes [" + std::to_string(a.begin) + ", " +
              std::to_string(a.begin + a.bytes) + "), live at steps " + std::to_string(a.start) +

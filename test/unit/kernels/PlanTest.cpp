@@ -25,6 +25,8 @@ struct PlanOptions {
   int64_t offH = -1, offLogits = -1, offLoss = -1;
   uint64_t arenaBytes = 0;
   int64_t offW = -1; // an (invalid) offset for the Param w
+  plan::DType logitsType = plan::DType::F16;
+  std::vector<int64_t> hStrides = {4, 1}; // how step 1 reads h
 };
 
 // Tensors: 0 x [2,3] Input, 1 w [3,4] Param, 2 bias [4] Param, 3 h [2,4] Temp,
@@ -44,15 +46,15 @@ std::vector<uint8_t> buildPlan(const PlanOptions &o = {}) {
       plan::CreateTensorDirect(b, "bias", plan::DType::F32, &sb, plan::Role::Param, &bias),
       plan::CreateTensorDirect(b, "h", plan::DType::F32, &sh, plan::Role::Temp, nullptr,
                                plan::InitKind::Values, 0, 0, 0, o.offH),
-      plan::CreateTensorDirect(b, "logits", plan::DType::F16, &sh, plan::Role::Temp, nullptr,
+      plan::CreateTensorDirect(b, "logits", o.logitsType, &sh, plan::Role::Temp, nullptr,
                                plan::InitKind::Values, 0, 0, 0, o.offLogits),
       plan::CreateTensorDirect(b, "y", o.labelType, &sl, plan::Role::Input),
       plan::CreateTensorDirect(b, "loss", plan::DType::F32, &s0, plan::Role::Temp, nullptr,
                                plan::InitKind::Values, 0, 0, 0, o.offLoss),
   };
   auto gemm = plan::CreateGemm(b, 0, o.gemmB, 3, false, false, 2, 4, 3);
-  std::vector<int64_t> hStrides = {4, 1}, biasStrides = {0, 1};
-  std::vector<fb::Offset<plan::Operand>> inputs = {plan::CreateOperandDirect(b, 3, &hStrides),
+  std::vector<int64_t> biasStrides = {0, 1};
+  std::vector<fb::Offset<plan::Operand>> inputs = {plan::CreateOperandDirect(b, 3, &o.hStrides),
                                                    plan::CreateOperandDirect(b, 2, &biasStrides)};
   std::vector<plan::Instr> program = {plan::Instr(uint8_t(ScalarOp::Load), 0, 0, 0, 0.0f),
                                       plan::Instr(uint8_t(ScalarOp::Load), 0, 0, 0, 1.0f),
@@ -86,7 +88,8 @@ std::string loadError(std::vector<uint8_t> bytes) {
 }
 
 template <class T>
-double expectedLoss(const std::vector<double> &x, const std::vector<double> &lab) {
+double expectedLoss(const std::vector<double> &x, const std::vector<double> &lab,
+                    bool f16Logits = true) {
   std::vector<double> w = {0.5, -1.0, 0.25, 2.0, 1.5, 0.125, -0.75, 1.0, -2.0, 0.3f, 0.6f, 0.9f};
   std::vector<double> bias = {0.1f, 0.2f, 0.3f, 0.4f};
   double total = 0;
@@ -97,7 +100,9 @@ double expectedLoss(const std::vector<double> &x, const std::vector<double> &lab
       for (int k = 0; k < 3; ++k)
         h += x[i * 3 + k] * w[k * 4 + j];
       // h (fp32 tensor) + bias, stored as fp16
-      logits[j] = roundToF16(double(T(h)) + bias[j]);
+      logits[j] = double(T(h)) + bias[j];
+      if (f16Logits)
+        logits[j] = roundToF16(logits[j]);
       mx = std::max(mx, logits[j]);
     }
     double s = 0;
@@ -272,6 +277,30 @@ TEST(Plan, MemoryPlanRejectsOverlapWhileLive) {
                       "1..2) and tensor 6 'loss' (bytes [256, 260), live at "
                       "steps 2..3) overlap"),
             std::string::npos);
+}
+
+// In place: step 1 writes logits over h, which dies there, when both have elements of
+// one size and h is read at logits' own index. Any other overlap is rejected.
+TEST(Plan, MemoryPlanAcceptsAnElementwiseResultInPlaceOfItsDyingInput) {
+  PlanOptions o;
+  o.offH = 0;
+  o.offLogits = 0;
+  o.offLoss = 256;
+  o.arenaBytes = 512;
+  o.logitsType = plan::DType::F32;
+  LoadedPlan lp = LoadedPlan::fromBytes(buildPlan(o), "inplace.plan");
+  CpuExecutor<double> ex(lp, 1);
+  std::vector<double> xv = {1.0, 2.0, -1.0, 0.5, -0.25, 3.0};
+  ex.tensor(0).assign(xv.begin(), xv.end());
+  ex.tensor(5) = {3, 1};
+  ex.run("train_step");
+  EXPECT_NEAR(ex.tensor(6)[0], expectedLoss<double>(xv, {3, 1}, false), 1e-13);
+
+  const std::string overlap = "(bytes [0, 32), live at steps 1..2) overlap in the arena";
+  o.hStrides = {0, 1}; // every row reads h's first: another thread's element
+  EXPECT_NE(loadError(buildPlan(o)).find(overlap), std::string::npos);
+  o.hStrides = {1, 2}; // transposed
+  EXPECT_NE(loadError(buildPlan(o)).find(overlap), std::string::npos);
 }
 
 TEST(Plan, MemoryPlanRejectsBadOffsets) {
