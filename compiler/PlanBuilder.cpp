@@ -652,9 +652,10 @@ LogicalResult PlanLowering::lowerOp(Operation *op, bool eval) {
   }
   if (auto mb = dyn_cast<MseBackwardOp>(op)) {
     int64_t count = product(shapeOf(mb.getInput()));
-    addStep(op, plan::Kernel::MseLossBackward,
-            {in(id(mb.getInput())), in(id(mb.getTarget())), in(id(mb.getGrad())),
-             out(id(mb.getResult()))},
+    // The input and the target are read at the result's own index (in place, below).
+    Slot a = in(id(mb.getInput())), t = in(id(mb.getTarget()));
+    a.contiguous = t.contiguous = true;
+    addStep(op, plan::Kernel::MseLossBackward, {a, t, in(id(mb.getGrad())), out(id(mb.getResult()))},
             [=](fb::FlatBufferBuilder &b, const std::vector<int> &t) {
               return plan::CreateMseLossBackward(b, t[0], t[1], t[2], t[3], count).Union();
             });
@@ -972,9 +973,10 @@ LossScalingConfig PlanLowering::readLossScaling(func::FuncOp train) {
 /// step in some function reads it (its value would have to survive between calls), or
 /// that is used in no step, is live throughout every function.
 ///
-/// The one exception is in place: the result of an elementwise step takes the bytes
-/// of an input that dies at that step, when both have as many elements of one size
-/// and the input is read at the result's own index (no broadcast, no transpose). Each
+/// The one exception is in place: the result of an elementwise step (or of the MSE
+/// gradient, elementwise too) takes the bytes of an input that dies at that step,
+/// when both have as many elements of one size and the input is read at the result's
+/// own index (no broadcast, no transpose). Each
 /// element is then read before the same thread writes it, on the CPU and in the
 /// generated CUDA kernels alike (the loader checks the same conditions). This is what
 /// XLA's buffer assignment does for elementwise ops, and what PyTorch's in-place
@@ -1043,7 +1045,7 @@ PlanLowering::MemoryPlan PlanLowering::planMemory(const std::vector<PendingFunct
   for (size_t f = 0; f < fns.size(); ++f) {
     for (size_t s = 0; s < fns[f].steps.size(); ++s) {
       const PendingStep &step = fns[f].steps[s];
-      if (step.kind != plan::Kernel::Elementwise)
+      if (step.kind != plan::Kernel::Elementwise && step.kind != plan::Kernel::MseLossBackward)
         continue;
       std::vector<int> taken;
       for (const Slot &o : step.slots) {

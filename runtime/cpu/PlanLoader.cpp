@@ -264,15 +264,20 @@ void Checker::checkCudaCode(const plan::CudaCode &code) {
 /// Whether temp `out` may take the bytes of temp `in` at step `s`: an elementwise
 /// step that reads `in` only at its own index (as many elements as the iteration,
 /// contiguous strides) and writes `out`, an element of the same size in the same
-/// bytes, so that each element is read before the same thread writes it.
+/// bytes, so that each element is read before the same thread writes it; or the MSE
+/// gradient writing da over a or b.
 bool Checker::inPlace(const plan::Function &fn, int64_t s, int in, int out) const {
   const plan::Step *step = fn.steps()->Get(uint32_t(s));
+  const plan::Tensor *ti = p_.tensors()->Get(in), *to = p_.tensors()->Get(out);
+  if (ti->offset() != to->offset() || dtypeBytes(ti->dtype()) != dtypeBytes(to->dtype()) ||
+      numElements_[in] != numElements_[out])
+    return false;
+  if (const plan::MseLossBackward *m = step->kernel_as_MseLossBackward()) // da[i] from a[i], b[i]
+    return (in == m->a() || in == m->b()) && out == m->da() && in != m->dloss();
   if (step->kernel_type() != Kernel::Elementwise)
     return false;
   const plan::Elementwise &k = *step->kernel_as_Elementwise();
-  const plan::Tensor *ti = p_.tensors()->Get(in), *to = p_.tensors()->Get(out);
-  if (ti->offset() != to->offset() || dtypeBytes(ti->dtype()) != dtypeBytes(to->dtype()) ||
-      numElements_[in] != numElements_[out] || numElements_[in] != product(k.shape()))
+  if (numElements_[in] != product(k.shape()))
     return false;
   bool reads = false, writes = false;
   for (const plan::Operand *o : *k.inputs()) {
