@@ -136,7 +136,8 @@ struct Rules {
       return failure();
     set(0, [&] {
       Value d = MaxPool2dBackwardOp::create(b, loc, withElementType(op.getInput().getType(), elementOf(dy[0])),
-                                            dy[0], op.getIndices(), op.getKernel(), op.getStride());
+                                            dy[0], op.getInput(), op.getResult(), op.getKernel(),
+                                            op.getStride());
       return sumToOperand(b, loc, d, op.getInput());
     });
     return success();

@@ -497,10 +497,16 @@ LogicalResult PlanLowering::lowerOp(Operation *op, bool eval) {
   if (auto pool = dyn_cast<MaxPool2dOp>(op)) {
     ArrayRef<int64_t> x = shapeOf(pool.getInput());
     int64_t n = x[0], c = x[1], h = x[2], w = x[3], k = pool.getKernel(), s = pool.getStride();
-    addStep(op, plan::Kernel::MaxPool2d,
-            {in(id(pool.getInput())), out(id(pool.getResult())), out(id(pool.getIndices()))},
+    // The indices are stored only when something reads them: the gradient finds the
+    // argmax again in the input.
+    std::vector<Slot> slots = {in(id(pool.getInput())), out(id(pool.getResult()))};
+    bool indices = !pool.getIndices().use_empty();
+    if (indices)
+      slots.push_back(out(id(pool.getIndices())));
+    addStep(op, plan::Kernel::MaxPool2d, std::move(slots),
             [=](fb::FlatBufferBuilder &b, const std::vector<int> &t) {
-              return plan::CreateMaxPool2d(b, t[0], t[1], t[2], n, c, h, w, k, s).Union();
+              return plan::CreateMaxPool2d(b, t[0], t[1], indices ? t[2] : -1, n, c, h, w, k, s)
+                  .Union();
             });
     return success();
   }
@@ -508,9 +514,10 @@ LogicalResult PlanLowering::lowerOp(Operation *op, bool eval) {
     ArrayRef<int64_t> x = shapeOf(pb.getResult());
     int64_t n = x[0], c = x[1], h = x[2], w = x[3], k = pb.getKernel(), s = pb.getStride();
     addStep(op, plan::Kernel::MaxPool2dBackward,
-            {in(id(pb.getGrad())), in(id(pb.getIndices())), out(id(pb.getResult()))},
+            {in(id(pb.getGrad())), in(id(pb.getInput())), in(id(pb.getPooled())),
+             out(id(pb.getResult()))},
             [=](fb::FlatBufferBuilder &b, const std::vector<int> &t) {
-              return plan::CreateMaxPool2dBackward(b, t[0], t[1], t[2], n, c, h, w, k, s).Union();
+              return plan::CreateMaxPool2dBackward(b, t[0], t[1], t[2], t[3], n, c, h, w, k, s).Union();
             });
     return success();
   }

@@ -10,7 +10,8 @@
 
 namespace mantissa {
 
-inline constexpr uint32_t kPlanVersion = 4; // 2: initialisers (InitKind); 3: memory plan (offsets, arena);
-                                         // 4: CUDA kernels compiled ahead of time (Plan.cuda)
+inline constexpr uint32_t kPlanVersion = 5; // 2: initialisers (InitKind); 3: memory plan (offsets, arena);
+                                         // 4: CUDA kernels compiled ahead of time (Plan.cuda);
+                                         // 5: max-pool gradients from x and y (no indices)
 
 } // namespace mantissa

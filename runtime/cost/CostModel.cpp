@@ -115,11 +115,13 @@ KernelWork stepWork(const LoadedPlan &plan, const plan::Step &step) {
   }
   case K::MaxPool2d: {
     const auto &k = *step.kernel_as_MaxPool2d();
+    if (k.indices() < 0)
+      return memoryWork(plan, {k.x()}, {k.y()});
     return memoryWork(plan, {k.x()}, {k.y(), k.indices()});
   }
   case K::MaxPool2dBackward: {
     const auto &k = *step.kernel_as_MaxPool2dBackward();
-    return memoryWork(plan, {k.dy(), k.indices()}, {k.dx()});
+    return memoryWork(plan, {k.dy(), k.x(), k.y()}, {k.dx()});
   }
   case K::BatchNorm: {
     const auto &k = *step.kernel_as_BatchNorm();

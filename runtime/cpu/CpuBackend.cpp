@@ -216,14 +216,15 @@ void CpuExecutor<T>::runStep(const plan::Step &step, const kernels::ElementwiseP
   case Kernel::MaxPool2d: {
     const plan::MaxPool2d &k = *step.kernel_as_MaxPool2d();
     PoolShape sh{k.n(), k.c(), k.h(), k.w(), k.kernel(), k.stride()};
-    maxPool2dForward<T>(sh, ptr(k.x()), ptr(k.y()), indices_[size_t(k.indices())].data());
+    maxPool2dForward<T>(sh, ptr(k.x()), ptr(k.y()),
+                        k.indices() >= 0 ? indices_[size_t(k.indices())].data() : nullptr);
     roundOutput(k.y()); // a max of rounded values is already rounded; kept for uniformity
     return;
   }
   case Kernel::MaxPool2dBackward: {
     const plan::MaxPool2dBackward &k = *step.kernel_as_MaxPool2dBackward();
     PoolShape sh{k.n(), k.c(), k.h(), k.w(), k.kernel(), k.stride()};
-    maxPool2dBackward<T>(sh, ptr(k.dy()), indices_[size_t(k.indices())].data(), ptr(k.dx()));
+    maxPool2dBackward<T>(sh, ptr(k.dy()), ptr(k.x()), ptr(k.y()), ptr(k.dx()));
     roundOutput(k.dx());
     return;
   }

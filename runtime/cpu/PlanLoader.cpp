@@ -435,10 +435,12 @@ void Checker::checkStep(const plan::Step &step) {
     if (fwd) {
       data(f->x(), "x", in);
       data(f->y(), "y", out);
-      index(f->indices(), "indices", out);
+      if (f->indices() != -1)
+        index(f->indices(), "indices", out);
     } else {
       data(b->dy(), "dy", out);
-      index(b->indices(), "indices", out);
+      data(b->x(), "x", in);
+      data(b->y(), "y", out);
       data(b->dx(), "dx", in);
     }
     return;

@@ -996,7 +996,7 @@ CudaExecutor::Launch CudaExecutor::prepareStep(const plan::Step &step, int site,
     const long long planes = k.n() * k.c(), H = k.h(), W = k.w(), KK = k.kernel(), S = k.stride();
     const long long OH = (H - KK) / S + 1, OW = (W - KK) / S + 1;
     void *x = ptr(k.x()), *y = ptr(k.y());
-    int *ind = static_cast<int *>(ptr(k.indices()));
+    int *ind = static_cast<int *>(ptr(k.indices())); // null: not stored
     int xt = dcode(k.x()), yt = dcode(k.y());
     return [=] {
       const long long total = planes * OH * OW;
@@ -1009,14 +1009,13 @@ CudaExecutor::Launch CudaExecutor::prepareStep(const plan::Step &step, int site,
     const plan::MaxPool2dBackward &k = *step.kernel_as_MaxPool2dBackward();
     const long long planes = k.n() * k.c(), H = k.h(), W = k.w(), KK = k.kernel(), S = k.stride();
     const long long OH = (H - KK) / S + 1, OW = (W - KK) / S + 1;
-    void *dy = ptr(k.dy()), *dx = ptr(k.dx());
-    const int *ind = static_cast<const int *>(ptr(k.indices()));
-    int dyt = dcode(k.dy()), dxt = dcode(k.dx());
+    void *dy = ptr(k.dy()), *x = ptr(k.x()), *y = ptr(k.y()), *dx = ptr(k.dx());
+    int dyt = dcode(k.dy()), xt = dcode(k.x()), yt = dcode(k.y()), dxt = dcode(k.dx());
     return [=] {
       const long long total = planes * H * W;
       if (total > 0)
-        launch(fixed_.mt_maxpool_bwd, blocksFor(total), 256, dy, dyt, ind, dx, dxt, planes, H, W,
-               OH, OW, KK, S);
+        launch(fixed_.mt_maxpool_bwd, blocksFor(total), 256, dy, dyt, x, xt, y, yt, dx, dxt,
+               planes, H, W, OH, OW, KK, S);
     };
   }
   case Kernel::BatchNorm:

@@ -260,14 +260,30 @@ extern "C" __global__ void mt_maxpool_fwd(const void *x, int xt, void *y, int yt
         }
       }
     mt_store(y, yt, e, best);
-    indices[e] = (int)bestIndex;
+    if (indices) indices[e] = (int)bestIndex;
   }
 }
 
-// dx = 0, then dx[plane][indices[o]] += dy[o] for o ascending: a gather over the windows
+// The window's argmax found again from x and y (the forward's pick): the last NaN if y
+// is NaN, else the first element equal to y; the window's first if none is.
+__device__ long long mt_pool_argmax(const void *x, int xt, long long base, long long W,
+                                    long long h0, long long w0, long long kernel, float y) {
+  const bool nan = isnan(y);
+  long long found = -1;
+  for (long long r = 0; r < kernel; ++r)
+    for (long long s = 0; s < kernel; ++s) {
+      const long long index = (h0 + r) * W + (w0 + s);
+      const float v = mt_load(x, xt, base + index);
+      if (nan ? isnan(v) : found < 0 && v == y) found = index;
+    }
+  return found >= 0 ? found : h0 * W + w0;
+}
+
+// dx = 0, then dx[plane][argmax(o)] += dy[o] for o ascending: a gather over the windows
 // that contain each dx element, visited in ascending o, so the float sums are the CPU's.
-extern "C" __global__ void mt_maxpool_bwd(const void *dy, int dyt, const int *indices, void *dx,
-                                          int dxt, long long planes, long long H, long long W,
+extern "C" __global__ void mt_maxpool_bwd(const void *dy, int dyt, const void *x, int xt,
+                                          const void *y, int yt, void *dx, int dxt,
+                                          long long planes, long long H, long long W,
                                           long long OH, long long OW, long long kernel,
                                           long long stride) {
   MT_GRID_STRIDE(e, planes * H * W) {
@@ -280,7 +296,9 @@ extern "C" __global__ void mt_maxpool_bwd(const void *dy, int dyt, const int *in
     for (long long i = iLo; i <= iHi; ++i)
       for (long long j = jLo; j <= jHi; ++j) {
         const long long o = (pl * OH + i) * OW + j;
-        if ((long long)indices[o] == target) acc += mt_load(dy, dyt, o);
+        if (mt_pool_argmax(x, xt, pl * H * W, W, i * stride, j * stride, kernel,
+                           mt_load(y, yt, o)) == target)
+          acc += mt_load(dy, dyt, o);
       }
     mt_store(dx, dxt, e, acc);
   }

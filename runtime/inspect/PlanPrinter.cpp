@@ -355,11 +355,13 @@ std::string Printer::kernel(const Step &s) {
     if (k->accumulate())
       o << " accumulate";
   } else if (auto *k = s.kernel_as_MaxPool2d()) {
-    o << "x=" << ref(k->x()) << " y=" << ref(k->y()) << " indices=" << ref(k->indices())
-      << " kernel=" << k->kernel() << " stride=" << k->stride();
+    o << "x=" << ref(k->x()) << " y=" << ref(k->y());
+    if (k->indices() >= 0)
+      o << " indices=" << ref(k->indices());
+    o << " kernel=" << k->kernel() << " stride=" << k->stride();
   } else if (auto *k = s.kernel_as_MaxPool2dBackward()) {
-    o << "dy=" << ref(k->dy()) << " indices=" << ref(k->indices()) << " dx=" << ref(k->dx())
-      << " kernel=" << k->kernel() << " stride=" << k->stride();
+    o << "dy=" << ref(k->dy()) << " x=" << ref(k->x()) << " y=" << ref(k->y())
+      << " dx=" << ref(k->dx()) << " kernel=" << k->kernel() << " stride=" << k->stride();
   } else if (auto *k = s.kernel_as_BatchNorm()) {
     o << (k->training() ? "training" : "eval") << " x=" << ref(k->x())
       << " gamma=" << ref(k->gamma()) << " beta=" << ref(k->beta()) << " y=" << ref(k->y())

@@ -22,7 +22,7 @@ template <class T> void maxPool2dForward(const PoolShape &sh, const T *x, T *y, 
     for (int64_t pl = begin; pl < end; ++pl) {
       const T *in = x + pl * sh.h * sh.w;
       T *out = y + pl * OH * OW;
-      int32_t *ind = indices + pl * OH * OW;
+      int32_t *ind = indices ? indices + pl * OH * OW : nullptr;
       for (int64_t i = 0; i < OH; ++i)
         for (int64_t j = 0; j < OW; ++j) {
           int64_t h0 = i * sh.stride, w0 = j * sh.stride;
@@ -40,28 +40,41 @@ template <class T> void maxPool2dForward(const PoolShape &sh, const T *x, T *y, 
               }
             }
           out[i * OW + j] = best;
-          ind[i * OW + j] = int32_t(bestIndex);
+          if (ind)
+            ind[i * OW + j] = int32_t(bestIndex);
         }
     }
   });
 }
 
 template <class T>
-void maxPool2dBackward(const PoolShape &sh, const T *dy, const int32_t *indices, T *dx) {
-  const int64_t OHW = sh.oh() * sh.ow(), HW = sh.h * sh.w, planes = sh.n * sh.c;
+int64_t maxPool2dArgmax(const PoolShape &sh, const T *plane, int64_t i, int64_t j, T y) {
+  const int64_t h0 = i * sh.stride, w0 = j * sh.stride;
+  const bool nan = std::isnan(y);
+  int64_t found = -1;
+  for (int64_t r = 0; r < sh.kernel; ++r)
+    for (int64_t s = 0; s < sh.kernel; ++s) {
+      int64_t index = (h0 + r) * sh.w + (w0 + s);
+      T v = plane[index];
+      if (nan ? std::isnan(v) : found < 0 && v == y)
+        found = index;
+    }
+  // None equal (y = -inf over an all -inf window is found; only an x and y that are
+  // not input and result of one pooling get here): the forward's starting index.
+  return found >= 0 ? found : h0 * sh.w + w0;
+}
+
+template <class T>
+void maxPool2dBackward(const PoolShape &sh, const T *dy, const T *x, const T *y, T *dx) {
+  const int64_t OH = sh.oh(), OW = sh.ow(), HW = sh.h * sh.w, planes = sh.n * sh.c;
   parallelFor(planes, grainFor(HW), [&](int64_t begin, int64_t end) {
     for (int64_t pl = begin; pl < end; ++pl) {
       T *d = dx + pl * HW;
       std::fill(d, d + HW, T(0));
-      const T *g = dy + pl * OHW;
-      const int32_t *ind = indices + pl * OHW;
-      for (int64_t o = 0; o < OHW; ++o) {
-        int32_t index = ind[o];
-        if (index < 0 || index >= HW)
-          throw Error("max_pool2d backward: index " + std::to_string(index) +
-                      " outside the plane of " + std::to_string(HW) + " elements");
-        d[index] += g[o];
-      }
+      const T *g = dy + pl * OH * OW, *in = x + pl * HW, *out = y + pl * OH * OW;
+      for (int64_t i = 0; i < OH; ++i)
+        for (int64_t j = 0; j < OW; ++j)
+          d[maxPool2dArgmax(sh, in, i, j, out[i * OW + j])] += g[i * OW + j];
     }
   });
 }
@@ -409,7 +422,8 @@ template <class T> bool allFinite(int64_t count, const T *data) {
 
 #define MANTISSA_INSTANTIATE(T)                                                                    \
   template void maxPool2dForward<T>(const PoolShape &, const T *, T *, int32_t *);                 \
-  template void maxPool2dBackward<T>(const PoolShape &, const T *, const int32_t *, T *);          \
+  template int64_t maxPool2dArgmax<T>(const PoolShape &, const T *, int64_t, int64_t, T);         \
+  template void maxPool2dBackward<T>(const PoolShape &, const T *, const T *, const T *, T *);     \
   template void batchNormTrainForward<T>(const BatchNormShape &, const T *, const T *, const T *,  \
                                          T *, T *, T *, T *, T *, double, double);                 \
   template void batchNormEvalForward<T>(const BatchNormShape &, const T *, const T *, const T *,   \

@@ -72,13 +72,20 @@ struct PoolShape {
   int64_t ow() const { return (w - kernel) / stride + 1; }
 };
 
-/// y[n,c,i,j] = max of the window; indices[n,c,i,j] = flat index (row*w + col) of the
-/// maximum within the (n,c) plane, the first one on ties; a NaN wins (as in PyTorch).
+/// y[n,c,i,j] = max of the window; indices[n,c,i,j] (when not null) = flat index
+/// (row*w + col) of the maximum within the (n,c) plane, the first one on ties; a NaN
+/// wins, the last one (as in PyTorch).
 template <class T>
 void maxPool2dForward(const PoolShape &shape, const T *x, T *y, int32_t *indices);
-/// dx = 0, then dx[plane][indices] += dy (overlapping windows accumulate).
+/// The flat index in its plane of the element maxPool2dForward picked for window
+/// (i, j), found from the plane of x and the window's y: the last NaN if y is NaN,
+/// else the first element equal to y.
 template <class T>
-void maxPool2dBackward(const PoolShape &shape, const T *dy, const int32_t *indices, T *dx);
+int64_t maxPool2dArgmax(const PoolShape &shape, const T *plane, int64_t i, int64_t j, T y);
+/// dx = 0, then dx[plane][argmax] += dy for each window in order (overlapping windows
+/// accumulate); x and y are the forward's input and result.
+template <class T>
+void maxPool2dBackward(const PoolShape &shape, const T *dy, const T *x, const T *y, T *dx);
 
 //===--- Batch normalisation ---------------------------------------------------===//
 

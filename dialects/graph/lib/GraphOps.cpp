@@ -337,9 +337,14 @@ LogicalResult MaxPool2dOp::inferReturnTypes(MLIRContext *ctx, std::optional<Loca
 }
 
 LogicalResult MaxPool2dBackwardOp::verify() {
-  auto dy = getGrad().getType(), idx = getIndices().getType(), dx = getResult().getType();
-  if (dy.getShape() != idx.getShape())
-    return emitOpError("grad ") << dy << " and indices " << idx << " differ in shape";
+  auto dy = getGrad().getType(), y = getPooled().getType(), dx = getResult().getType(),
+       x = getInput().getType();
+  if (dy.getShape() != y.getShape())
+    return emitOpError("grad ") << dy << " and pooled " << y << " differ in shape";
+  if (x.getShape() != dx.getShape())
+    return emitOpError("input ") << x << " and result " << dx << " differ in shape";
+  if (x.getElementType() != y.getElementType())
+    return emitOpError("input ") << x << " and pooled " << y << " differ in element type";
   if (dx.getRank() != 4 || dy.getRank() != 4 || dx.getDimSize(0) != dy.getDimSize(0) ||
       dx.getDimSize(1) != dy.getDimSize(1) ||
       (dx.getDimSize(2) - getKernel()) / getStride() + 1 != dy.getDimSize(2) ||

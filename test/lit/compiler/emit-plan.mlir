@@ -16,7 +16,7 @@
 // RUN: not cmp -s %t/mlp.plan %t/mlp-seed8.plan
 
 // linear + relu + cross-entropy, SGD with momentum, dynamic loss scaling.
-// MLP:      plan version 4
+// MLP:      plan version 5
 // MLP-NEXT: model: tiny_mlp (classification, 4 classes), batch 8, input [3], label [], seed 7
 // MLP:      precision: fp32, tf32 off
 // MLP-NEXT: loss scaling: dynamic, init scale 65536, growth x2 after 2000 finite steps, backoff x0.5
@@ -118,9 +118,10 @@
 // CNN-NEXT:   in1 = t{{[0-9]+}}(conv.bias):f32[4] strides [0, 1, 0, 0]
 // Batch norm updates the running statistics in place: their assigns are no steps.
 // CNN:      2 bn graph.batch_norm BatchNorm f32 training x=t[[C]]:f32[2x4x6x6] gamma=t{{[0-9]+}}(bn.weight):f32[4] beta=t{{[0-9]+}}(bn.bias):f32[4] y=t{{[0-9]+}}:f32[2x4x6x6] saved_mean=t[[MEAN:[0-9]+]]:f32[4] saved_invstd=t[[INVSTD:[0-9]+]]:f32[4] running_mean=t{{[0-9]+}}(bn.running_mean):f32[4] running_var=t{{[0-9]+}}(bn.running_var):f32[4] n=2 c=4 hw=36 eps=1e-05 momentum=0.1
-// CNN:      4 pool graph.max_pool2d MaxPool2d f32 x=t{{[0-9]+}}:f32[2x4x6x6] y=t{{[0-9]+}}:f32[2x4x3x3] indices=t[[IDX:[0-9]+]]:i32[2x4x3x3] kernel=2 stride=2
+// The pooling stores no indices (nothing reads them): its gradient reads x and y.
+// CNN:      4 pool graph.max_pool2d MaxPool2d f32 x=t[[PX:[0-9]+]]:f32[2x4x6x6] y=t[[PY:[0-9]+]]:f32[2x4x3x3] kernel=2 stride=2
 // CNN-NEXT: 5 reshape.5 graph.reshape Copy f32 input=t{{[0-9]+}}:f32[2x4x3x3] output=t{{[0-9]+}}:f32[2x36] count=72
-// CNN:      15 max_pool2d_backward.15 graph.max_pool2d_backward MaxPool2dBackward f32 dy=t{{[0-9]+}}:f32[2x4x3x3] indices=t[[IDX]]:i32[2x4x3x3] dx=t{{[0-9]+}}:f32[2x4x6x6] kernel=2 stride=2
+// CNN:      15 max_pool2d_backward.15 graph.max_pool2d_backward MaxPool2dBackward f32 dy=t{{[0-9]+}}:f32[2x4x3x3] x=t[[PX]]:f32[2x4x6x6] y=t[[PY]]:f32[2x4x3x3] dx=t{{[0-9]+}}:f32[2x4x6x6] kernel=2 stride=2
 // CNN:      17 batch_norm_backward.17 graph.batch_norm_backward BatchNormBackward f32 dy=t{{[0-9]+}}:f32[2x4x6x6] x=t[[C]]:f32[2x4x6x6] gamma=t{{[0-9]+}}(bn.weight):f32[4] saved_mean=t[[MEAN]]:f32[4] saved_invstd=t[[INVSTD]]:f32[4] dx=t[[DC:[0-9]+]]:f32[2x4x6x6] dgamma=t{{[0-9]+}}:f32[4] dbeta=t{{[0-9]+}}:f32[4] n=2 c=4 hw=36
 // CNN-NEXT: 18 conv2d_backward_weight.18 graph.conv2d_backward_weight Conv2d f32 BackwardWeight in0=t{{[0-9]+}}(x):f32[2x1x6x6] in1=t[[DC]]:f32[2x4x6x6] out=t{{[0-9]+}}:f32[4x1x3x3] nchw=2x1x6x6 krs=4x3x3 stride=1,1 pad=1,1
 // CNN-NEXT: 19 reduce_sum.19 graph.reduce_sum Reduce f32 sum input=t[[DC]]:f32[2x4x6x6] output=t{{[0-9]+}}:f32[4] in_shape=[2x4x6x6] out_shape=[1x4x1x1]
@@ -274,7 +275,7 @@ module attributes {graph.model = "tiny_cnn", graph.task = "classification", grap
     %db2 = graph.reduce_sum %dz {axes = array<i64: 0>} : tensor<2x3xf32> -> tensor<3xf32>
     %df = graph.matmul %dz, %w2 : tensor<2x3xf32>, tensor<3x36xf32> -> tensor<2x36xf32>
     %dp = graph.reshape %df : tensor<2x36xf32> to tensor<2x4x3x3xf32>
-    %dr = graph.max_pool2d_backward %dp, %idx {kernel = 2 : i64, stride = 2 : i64} : tensor<2x4x3x3xf32>, tensor<2x4x3x3xi32> -> tensor<2x4x6x6xf32>
+    %dr = graph.max_pool2d_backward %dp, %r, %p {kernel = 2 : i64, stride = 2 : i64} : tensor<2x4x3x3xf32>, tensor<2x4x6x6xf32>, tensor<2x4x3x3xf32> -> tensor<2x4x6x6xf32>
     %dn = graph.relu_grad %n, %dr : tensor<2x4x6x6xf32>
     %dc, %dg, %dbe = graph.batch_norm_backward %dn, %c, %g, %mean, %invstd : tensor<2x4x6x6xf32>, tensor<2x4x6x6xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32> -> tensor<2x4x6x6xf32>, tensor<4xf32>, tensor<4xf32>
     %dw1 = graph.conv2d_backward_weight %x, %dc {stride = array<i64: 1, 1>, padding = array<i64: 1, 1>} : tensor<2x1x6x6xf32>, tensor<2x4x6x6xf32> -> tensor<4x1x3x3xf32>

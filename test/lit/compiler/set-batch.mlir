@@ -58,7 +58,7 @@ module {
     %one = graph.constant 1.0 : tensor<f32>
     %df = graph.softmax_cross_entropy_backward %f, %y, %one : tensor<4x16xf32>, tensor<4xi32>, tensor<f32> -> tensor<4x16xf32>
     %dp = graph.reshape %df : tensor<4x16xf32> to tensor<4x4x2x2xf32>
-    %dc = graph.max_pool2d_backward %dp, %i {kernel = 2 : i64, stride = 2 : i64} : tensor<4x4x2x2xf32>, tensor<4x4x2x2xi32> -> tensor<4x4x4x4xf32>
+    %dc = graph.max_pool2d_backward %dp, %c, %p {kernel = 2 : i64, stride = 2 : i64} : tensor<4x4x2x2xf32>, tensor<4x4x4x4xf32>, tensor<4x4x2x2xf32> -> tensor<4x4x4x4xf32>
     %dw = graph.conv2d_backward_weight %x, %dc {stride = array<i64: 1, 1>, padding = array<i64: 1, 1>} : tensor<4x1x4x4xf32>, tensor<4x4x4x4xf32> -> tensor<4x1x3x3xf32>
     %dx = graph.conv2d_backward_input %dc, %w {stride = array<i64: 1, 1>, padding = array<i64: 1, 1>} : tensor<4x4x4x4xf32>, tensor<4x1x3x3xf32> -> tensor<4x1x4x4xf32>
     %db = graph.reduce_sum %dc {axes = array<i64: 0, 2, 3>} : tensor<4x4x4x4xf32> -> tensor<4xf32>

@@ -185,6 +185,22 @@ func.func @max_pool_fit(%x: tensor<2x4x1x1xf32>) {
 
 // -----
 
+func.func @max_pool_backward_input(%dy: tensor<2x4x2x2xf32>, %x: tensor<2x4x4x5xf32>, %y: tensor<2x4x2x2xf32>) {
+  // expected-error @+1 {{'graph.max_pool2d_backward' op input 'tensor<2x4x4x5xf32>' and result 'tensor<2x4x4x4xf32>' differ in shape}}
+  %dx = graph.max_pool2d_backward %dy, %x, %y {kernel = 2 : i64, stride = 2 : i64} : tensor<2x4x2x2xf32>, tensor<2x4x4x5xf32>, tensor<2x4x2x2xf32> -> tensor<2x4x4x4xf32>
+  return
+}
+
+// -----
+
+func.func @max_pool_backward_pooled(%dy: tensor<2x4x2x2xf32>, %x: tensor<2x4x4x4xf16>, %y: tensor<2x4x2x2xf32>) {
+  // expected-error @+1 {{'graph.max_pool2d_backward' op input 'tensor<2x4x4x4xf16>' and pooled 'tensor<2x4x2x2xf32>' differ in element type}}
+  %dx = graph.max_pool2d_backward %dy, %x, %y {kernel = 2 : i64, stride = 2 : i64} : tensor<2x4x2x2xf32>, tensor<2x4x4x4xf16>, tensor<2x4x2x2xf32> -> tensor<2x4x4x4xf32>
+  return
+}
+
+// -----
+
 func.func @param_fp16() {
   // expected-error @+1 {{'graph.param' op parameters are fp32 master copies; got 'tensor<4xf16>'}}
   %p = graph.param "w" {init = "zeros"} : tensor<4xf16>

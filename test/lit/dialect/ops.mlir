@@ -84,13 +84,13 @@ func.func @convolutions(%x: tensor<2x3x8x8xf32>, %w: tensor<6x3x3x3xf32>, %b: te
   // CHECK: graph.conv2d_backward_input %{{.*}}, %{{.*}} {padding = array<i64: 1, 1>, stride = array<i64: 1, 1>} : tensor<2x6x8x8xf32>, tensor<6x3x3x3xf32> -> tensor<2x3x8x8xf32>
   // CHECK: graph.conv2d_backward_weight %{{.*}}, %{{.*}} {padding = array<i64: 1, 1>, stride = array<i64: 1, 1>} : tensor<2x3x8x8xf32>, tensor<2x6x8x8xf32> -> tensor<6x3x3x3xf32>
   // CHECK: graph.max_pool2d %{{.*}} : tensor<2x6x8x8xf32> -> tensor<2x6x4x4xf32>, tensor<2x6x4x4xi32>
-  // CHECK: graph.max_pool2d_backward %{{.*}}, %{{.*}} {kernel = 2 : i64, stride = 2 : i64} : tensor<2x6x4x4xf32>, tensor<2x6x4x4xi32> -> tensor<2x6x8x8xf32>
+  // CHECK: graph.max_pool2d_backward %{{.*}}, %{{.*}}, %{{.*}} {kernel = 2 : i64, stride = 2 : i64} : tensor<2x6x4x4xf32>, tensor<2x6x8x8xf32>, tensor<2x6x4x4xf32> -> tensor<2x6x8x8xf32>
   // CHECK: graph.conv_transpose2d %{{.*}}, %{{.*}}, %{{.*}} {stride = array<i64: 2, 2>} : tensor<2x6x4x4xf32>, tensor<6x4x2x2xf32>, tensor<4xf32> -> tensor<2x4x8x8xf32>
   %y = graph.conv2d %x, %w, %b {padding = array<i64: 1, 1>} : tensor<2x3x8x8xf32>, tensor<6x3x3x3xf32>, tensor<6xf32> -> tensor<2x6x8x8xf32>
   %dx = graph.conv2d_backward_input %y, %w {stride = array<i64: 1, 1>, padding = array<i64: 1, 1>} : tensor<2x6x8x8xf32>, tensor<6x3x3x3xf32> -> tensor<2x3x8x8xf32>
   %dw = graph.conv2d_backward_weight %x, %y {stride = array<i64: 1, 1>, padding = array<i64: 1, 1>} : tensor<2x3x8x8xf32>, tensor<2x6x8x8xf32> -> tensor<6x3x3x3xf32>
   %p, %i = graph.max_pool2d %y : tensor<2x6x8x8xf32> -> tensor<2x6x4x4xf32>, tensor<2x6x4x4xi32>
-  %dp = graph.max_pool2d_backward %p, %i {kernel = 2, stride = 2} : tensor<2x6x4x4xf32>, tensor<2x6x4x4xi32> -> tensor<2x6x8x8xf32>
+  %dp = graph.max_pool2d_backward %p, %y, %p {kernel = 2, stride = 2} : tensor<2x6x4x4xf32>, tensor<2x6x8x8xf32>, tensor<2x6x4x4xf32> -> tensor<2x6x8x8xf32>
   %u = graph.conv_transpose2d %p, %wt, %bt {stride = array<i64: 2, 2>} : tensor<2x6x4x4xf32>, tensor<6x4x2x2xf32>, tensor<4xf32> -> tensor<2x4x8x8xf32>
   return %u : tensor<2x4x8x8xf32>
 }

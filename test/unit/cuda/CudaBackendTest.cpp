@@ -1089,6 +1089,27 @@ std::vector<uint8_t> normReducePlan(int64_t N, int64_t C, int64_t H, int64_t W) 
   return pm.finish();
 }
 
+/// Max pooling (f16, values on a coarse grid so that windows tie; a few NaNs) and its
+/// gradient, which finds the argmax again from x and y (no indices).
+std::vector<uint8_t> poolPlan(int64_t kernel, int64_t stride) {
+  PlanMaker pm;
+  auto &b = pm.builder();
+  const int64_t N = 2, C = 3, H = 9, W = 10, OH = (H - kernel) / stride + 1,
+                OW = (W - kernel) / stride + 1;
+  std::vector<float> xv(size_t(N * C * H * W));
+  for (size_t i = 0; i < xv.size(); ++i)
+    xv[i] = i % 37 == 5 ? NAN : float(int((i * 7919) % 5) - 2);
+  int x = pm.tensor("x", plan::DType::F16, {N, C, H, W}, plan::Role::Param, 0, 0, xv);
+  int y = pm.tensor("pool_y", plan::DType::F16, {N, C, OH, OW}, plan::Role::Temp);
+  int dy = pm.tensor("pool_dy", plan::DType::F16, {N, C, OH, OW});
+  int dx = pm.tensor("pool_dx", plan::DType::F32, {N, C, H, W}, plan::Role::Temp);
+  pm.step("pool", plan::Kernel::MaxPool2d,
+          plan::CreateMaxPool2d(b, x, y, -1, N, C, H, W, kernel, stride).Union());
+  pm.step("pool_bwd", plan::Kernel::MaxPool2dBackward,
+          plan::CreateMaxPool2dBackward(b, dy, x, y, dx, N, C, H, W, kernel, stride).Union());
+  return pm.finish();
+}
+
 /// Runs the plan's batch-norm and reduce steps with FixedLaunch.h's sequences and the
 /// fixed kernels compiled for the CPU; compares every tensor with the CPU executor.
 /// Returns how many steps took a 16-byte kernel.
@@ -1136,6 +1157,20 @@ int expectHostNormReduceMatchesCpu(const std::vector<uint8_t> &bytes, size_t mis
         std::vector<double> part(size_t(std::max(1LL, a.outCount * s.chunks)));
         cuda::launchReduce(table, launch, blocks, a, s, part.data());
         vectorSteps += s.vector;
+      } else if (const plan::MaxPool2d *k = step->kernel_as_MaxPool2d()) {
+        const long long planes = k->n() * k->c(), OH = (k->h() - k->kernel()) / k->stride() + 1,
+                        OW = (k->w() - k->kernel()) / k->stride() + 1;
+        launch(table.mt_maxpool_fwd, cuda::Grid{blocks(planes * OH * OW)}, 256, ref(k->x()).data,
+               ref(k->x()).dtype, ref(k->y()).data, ref(k->y()).dtype,
+               static_cast<int *>(k->indices() >= 0 ? ht.ptr(k->indices()) : nullptr), planes,
+               k->h(), k->w(), OH, OW, k->kernel(), k->stride());
+      } else if (const plan::MaxPool2dBackward *k = step->kernel_as_MaxPool2dBackward()) {
+        const long long planes = k->n() * k->c(), OH = (k->h() - k->kernel()) / k->stride() + 1,
+                        OW = (k->w() - k->kernel()) / k->stride() + 1;
+        launch(table.mt_maxpool_bwd, cuda::Grid{blocks(planes * k->h() * k->w())}, 256,
+               ref(k->dy()).data, ref(k->dy()).dtype, ref(k->x()).data, ref(k->x()).dtype,
+               ref(k->y()).data, ref(k->y()).dtype, ref(k->dx()).data, ref(k->dx()).dtype, planes,
+               k->h(), k->w(), OH, OW, k->kernel(), k->stride());
       } else {
         ADD_FAILURE() << "unexpected step kind";
       }
@@ -1161,6 +1196,10 @@ TEST(CudaHostEmulation, BatchNormAndReduceKernelsMatchTheCpu) {
   EXPECT_EQ(expectHostNormReduceMatchesCpu(bytes, 4, true, hk, table), 0);
   // hw not a multiple of 8: scalar batch norm even when aligned.
   EXPECT_EQ(expectHostNormReduceMatchesCpu(normReducePlan(2, 3, 5, 7), 0, true, hk, table), 0);
+  // Max pooling and its gradient from x and y: overlapping 3x3 windows (stride 2),
+  // and 2x2 windows (f16, where ties are frequent).
+  expectHostNormReduceMatchesCpu(poolPlan(3, 2), 0, true, hk, table);
+  expectHostNormReduceMatchesCpu(poolPlan(2, 2), 0, true, hk, table);
 }
 
 // Kernels compiled ahead of time (Plan.cuda): CUBIN of the device's architecture,
@@ -1428,7 +1467,7 @@ std::vector<uint8_t> poolNormPlan() {
   int dx = pm.tensor("pool_dx", plan::DType::F32, {N, C, H, W}, plan::Role::Temp);
   pm.step("pool", plan::Kernel::MaxPool2d, plan::CreateMaxPool2d(b, x, y, ind, N, C, H, W, KK, S).Union());
   pm.step("pool_bwd", plan::Kernel::MaxPool2dBackward,
-          plan::CreateMaxPool2dBackward(b, dy, ind, dx, N, C, H, W, KK, S).Union());
+          plan::CreateMaxPool2dBackward(b, dy, x, y, dx, N, C, H, W, KK, S).Union());
   const int64_t hw = H * W;
   int gamma = pm.tensor("gamma", plan::DType::F32, {C}, plan::Role::Param, 0.5f, 1.5f);
   int beta = pm.tensor("beta", plan::DType::F32, {C});
@@ -1849,12 +1888,12 @@ std::vector<uint8_t> largePlan() {
   int r = temp("relu", F16, act);
   pm.elementwise("relu", act, {{y0, cs}}, {load(0), op(ScalarOp::Relu, 0)}, {r}, {1});
   int p = temp("pool", F16, {N, K, H / 2, W / 2});
-  int ind = temp("pool_idx", plan::DType::I32, {N, K, H / 2, W / 2});
-  pm.step("pool", plan::Kernel::MaxPool2d, plan::CreateMaxPool2d(b, y0, p, ind, N, K, H, W, 2, 2).Union());
+  // No indices: the gradient finds the argmax in x and y.
+  pm.step("pool", plan::Kernel::MaxPool2d, plan::CreateMaxPool2d(b, y0, p, -1, N, K, H, W, 2, 2).Union());
   int dp = param("dpool", F16, {N, K, H / 2, W / 2});
   int dr = temp("dpool_x", F16, act);
   pm.step("pool_bwd", plan::Kernel::MaxPool2dBackward,
-          plan::CreateMaxPool2dBackward(b, dp, ind, dr, N, K, H, W, 2, 2).Union());
+          plan::CreateMaxPool2dBackward(b, dp, y0, p, dr, N, K, H, W, 2, 2).Union());
   int g0 = param("grad_in", F16, act);
   int dz = temp("drelu", F16, act);
   pm.elementwise("relu_bwd", act, {{y0, cs}, {g0, cs}},

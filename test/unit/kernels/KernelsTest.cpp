@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 using namespace mantissa;
@@ -181,7 +182,7 @@ TEST(MaxPool2d, ForwardBackward) {
   // Ties keep the first index (5 at (2,0) and (2,1); 8 at (1,2) and (1,3)).
   EXPECT_EQ(idx, (std::vector<int32_t>{5, 7, 10, 17}));
   std::vector<float> dy = {1, 2, 3, 4}, dx(20, 99.0f);
-  maxPool2dBackward<float>(s, dy.data(), idx.data(), dx.data());
+  maxPool2dBackward<float>(s, dy.data(), x.data(), y.data(), dx.data());
   std::vector<float> expect(20, 0.0f);
   expect[5] = 1;
   expect[7] = 2;
@@ -194,6 +195,51 @@ TEST(MaxPool2d, ForwardBackward) {
   maxPool2dForward<float>(s1, xn.data(), y.data(), idx.data());
   EXPECT_TRUE(std::isnan(y[0]));
   EXPECT_EQ(idx[0], 1);
+}
+
+// The gradient finds each window's argmax again from x and y: it must be the element
+// the forward picked (its indices, the oracle), through ties, ±0, -inf and NaNs (the
+// last NaN), with overlapping windows; and the backward equals the scatter of dy to
+// those indices, windows in order.
+TEST(MaxPool2d, ArgmaxFoundAgainIsTheForwardsPick) {
+  const float values[] = {0.0f, -0.0f, 1.0f, 1.0f, -1.0f, -INFINITY, NAN, 2.0f};
+  for (PoolShape s : {PoolShape{2, 3, 7, 6, 2, 2}, PoolShape{2, 3, 7, 6, 3, 1},
+                      PoolShape{1, 2, 9, 9, 3, 2}}) {
+    const int64_t in = s.n * s.c * s.h * s.w, out = s.n * s.c * s.oh() * s.ow();
+    for (uint64_t seed = 1; seed <= 40; ++seed) {
+      std::vector<float> x(static_cast<size_t>(in)), y(static_cast<size_t>(out));
+      uint64_t state = seed * 0x9E3779B97F4A7C15ull;
+      for (float &v : x) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        // NaNs only in some seeds, so that most windows test ties among numbers.
+        int pick = int(state >> 61);
+        v = values[pick == 6 && seed % 3 ? 3 : pick];
+      }
+      std::vector<int32_t> idx(static_cast<size_t>(out));
+      maxPool2dForward<float>(s, x.data(), y.data(), idx.data());
+      std::vector<float> yNoIndices(static_cast<size_t>(out));
+      maxPool2dForward<float>(s, x.data(), yNoIndices.data(), nullptr);
+      const int64_t hw = s.h * s.w, ohw = s.oh() * s.ow();
+      for (int64_t pl = 0; pl < s.n * s.c; ++pl)
+        for (int64_t i = 0; i < s.oh(); ++i)
+          for (int64_t j = 0; j < s.ow(); ++j) {
+            const int64_t o = pl * ohw + i * s.ow() + j;
+            ASSERT_EQ(maxPool2dArgmax<float>(s, x.data() + pl * hw, i, j, y[size_t(o)]),
+                      idx[size_t(o)])
+                << "seed " << seed << " plane " << pl << " window " << i << "," << j;
+            ASSERT_EQ(std::memcmp(&y[size_t(o)], &yNoIndices[size_t(o)], sizeof(float)), 0);
+          }
+      std::vector<float> dy(static_cast<size_t>(out)), dx(static_cast<size_t>(in)),
+          expect(static_cast<size_t>(in), 0.0f);
+      for (size_t o = 0; o < dy.size(); ++o)
+        dy[o] = float(o % 7) - 2.5f;
+      for (int64_t pl = 0; pl < s.n * s.c; ++pl)
+        for (int64_t o = 0; o < ohw; ++o)
+          expect[size_t(pl * hw + idx[size_t(pl * ohw + o)])] += dy[size_t(pl * ohw + o)];
+      maxPool2dBackward<float>(s, dy.data(), x.data(), y.data(), dx.data());
+      ASSERT_EQ(dx, expect) << "seed " << seed;
+    }
+  }
 }
 
 TEST(BatchNorm, TrainForwardMatchesNaive) {

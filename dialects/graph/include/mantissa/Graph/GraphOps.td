@@ -292,11 +292,19 @@ def Graph_MaxPool2dOp : Graph_Op<"max_pool2d", "Follow",
 }
 
 def Graph_MaxPool2dBackwardOp : Graph_Op<"max_pool2d_backward", "Follow", [Pure]> {
-  let summary = "gradient of max pooling: scatter grad to the argmax";
-  let arguments = (ins Graph_FloatTensor:$grad, Graph_LabelTensor:$indices,
+  let summary = "gradient of max pooling: grad to each window's argmax, found again in the input";
+  let description = [{
+    `input` and `pooled` are the forward's input and result. The argmax of a window
+    is the element max_pool2d picked: the first equal to the pooled value, or the
+    last NaN when that value is NaN. So the forward's indices need not be kept from
+    the forward pass to the backward one (the input is kept anyway, for the
+    activation's gradient before it), as torch.compile's low-memory max pooling
+    keeps only small offsets.
+  }];
+  let arguments = (ins Graph_FloatTensor:$grad, Graph_FloatTensor:$input, Graph_FloatTensor:$pooled,
                        I64Attr:$kernel, I64Attr:$stride);
   let results = (outs Graph_FloatTensor:$result);
-  let assemblyFormat = "$grad `,` $indices attr-dict `:` type($grad) `,` type($indices) `->` type($result)";
+  let assemblyFormat = "$grad `,` $input `,` $pooled attr-dict `:` type($grad) `,` type($input) `,` type($pooled) `->` type($result)";
   let hasVerifier = 1;
 }
 
