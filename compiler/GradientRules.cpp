@@ -135,9 +135,9 @@ struct Rules {
     if (failed(onlyFirstResult(op)))
       return failure();
     set(0, [&] {
-      Value d = MaxPool2dBackwardOp::create(b, loc, withElementType(op.getInput().getType(), elementOf(dy[0])),
-                                            dy[0], op.getInput(), op.getResult(), op.getKernel(),
-                                            op.getStride());
+      Value d = MaxPool2dBackwardOp::create(
+          b, loc, withElementType(op.getInput().getType(), elementOf(dy[0])), dy[0], op.getInput(),
+          op.getResult(), op.getKernel(), op.getStride());
       return sumToOperand(b, loc, d, op.getInput());
     });
     return success();
@@ -330,10 +330,10 @@ FailureOr<SmallVector<Value>> mantissa::buildOperandGradients(OpBuilder &b, Oper
   Rules rules{b, op->getLoc(), resultGrads, wanted, grads};
   LogicalResult result =
       llvm::TypeSwitch<Operation *, LogicalResult>(op)
-          .Case<LinearOp, MatmulOp, Conv2dOp, ConvTranspose2dOp, MaxPool2dOp, BatchNormOp, ExpOp, LogOp,
-                NegOp, AddOp, SubOp, MulOp, DivOp, CastOp, ReshapeOp, TransposeOp, BroadcastToOp, ConcatOp,
-                SliceOp, ReduceSumOp, ReduceMeanOp, SoftmaxCrossEntropyOp, MseOp, ReluOp>(
-              [&](auto concrete) { return rules.rule(concrete); })
+          .Case<LinearOp, MatmulOp, Conv2dOp, ConvTranspose2dOp, MaxPool2dOp, BatchNormOp, ExpOp,
+                LogOp, NegOp, AddOp, SubOp, MulOp, DivOp, CastOp, ReshapeOp, TransposeOp,
+                BroadcastToOp, ConcatOp, SliceOp, ReduceSumOp, ReduceMeanOp, SoftmaxCrossEntropyOp,
+                MseOp, ReluOp>([&](auto concrete) { return rules.rule(concrete); })
           .Case<GeluOp>([&](Operation *o) { return rules.activation<GeluGradOp>(o); })
           .Case<SigmoidOp>([&](Operation *o) { return rules.activation<SigmoidGradOp>(o); })
           .Case<TanhOp>([&](Operation *o) { return rules.activation<TanhGradOp>(o); })

@@ -513,12 +513,13 @@ LogicalResult PlanLowering::lowerOp(Operation *op, bool eval) {
   if (auto pb = dyn_cast<MaxPool2dBackwardOp>(op)) {
     ArrayRef<int64_t> x = shapeOf(pb.getResult());
     int64_t n = x[0], c = x[1], h = x[2], w = x[3], k = pb.getKernel(), s = pb.getStride();
-    addStep(op, plan::Kernel::MaxPool2dBackward,
-            {in(id(pb.getGrad())), in(id(pb.getInput())), in(id(pb.getPooled())),
-             out(id(pb.getResult()))},
-            [=](fb::FlatBufferBuilder &b, const std::vector<int> &t) {
-              return plan::CreateMaxPool2dBackward(b, t[0], t[1], t[2], t[3], n, c, h, w, k, s).Union();
-            });
+    addStep(
+        op, plan::Kernel::MaxPool2dBackward,
+        {in(id(pb.getGrad())), in(id(pb.getInput())), in(id(pb.getPooled())),
+         out(id(pb.getResult()))},
+        [=](fb::FlatBufferBuilder &b, const std::vector<int> &t) {
+          return plan::CreateMaxPool2dBackward(b, t[0], t[1], t[2], t[3], n, c, h, w, k, s).Union();
+        });
     return success();
   }
 
@@ -662,7 +663,8 @@ LogicalResult PlanLowering::lowerOp(Operation *op, bool eval) {
     // The input and the target are read at the result's own index (in place, below).
     Slot a = in(id(mb.getInput())), t = in(id(mb.getTarget()));
     a.contiguous = t.contiguous = true;
-    addStep(op, plan::Kernel::MseLossBackward, {a, t, in(id(mb.getGrad())), out(id(mb.getResult()))},
+    addStep(op, plan::Kernel::MseLossBackward,
+            {a, t, in(id(mb.getGrad())), out(id(mb.getResult()))},
             [=](fb::FlatBufferBuilder &b, const std::vector<int> &t) {
               return plan::CreateMseLossBackward(b, t[0], t[1], t[2], t[3], count).Union();
             });
@@ -972,7 +974,6 @@ LossScalingConfig PlanLowering::readLossScaling(func::FuncOp train) {
 // Serialisation
 //===----------------------------------------------------------------------===//
 
-
 /// Memory planning: every Temp gets a byte offset in one arena, first fit by size
 /// (largest first), 256-byte aligned, so that no two temps live at a common step of
 /// one function overlap. A temp is live in a function from the first step that refers
@@ -1057,7 +1058,8 @@ PlanLowering::MemoryPlan PlanLowering::planMemory(const std::vector<PendingFunct
       std::vector<int> taken;
       for (const Slot &o : step.slots) {
         int out = o.tensor;
-        if (!o.write || o.read || !single(out) || unit[out] != out || live[out][0].start != int64_t(s))
+        if (!o.write || o.read || !single(out) || unit[out] != out ||
+            live[out][0].start != int64_t(s))
           continue;
         for (const Slot &i : step.slots) {
           int in = i.tensor;

@@ -1014,8 +1014,8 @@ CudaExecutor::Launch CudaExecutor::prepareStep(const plan::Step &step, int site,
     return [=] {
       const long long total = planes * H * W;
       if (total > 0)
-        launch(fixed_.mt_maxpool_bwd, blocksFor(total), 256, dy, dyt, x, xt, y, yt, dx, dxt,
-               planes, H, W, OH, OW, KK, S);
+        launch(fixed_.mt_maxpool_bwd, blocksFor(total), 256, dy, dyt, x, xt, y, yt, dx, dxt, planes,
+               H, W, OH, OW, KK, S);
     };
   }
   case Kernel::BatchNorm:

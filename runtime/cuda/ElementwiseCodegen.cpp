@@ -351,9 +351,9 @@ ElementwiseKernel generateElementwise(const plan::Plan &plan, const plan::Elemen
   return out;
 }
 
-std::vector<std::vector<size_t>> multiTensorGroups(const std::vector<const ElementwiseKernel *> &steps,
-                                                   const MemoryExtentOf &extentOf,
-                                                   size_t maxGroup) {
+std::vector<std::vector<size_t>>
+multiTensorGroups(const std::vector<const ElementwiseKernel *> &steps,
+                  const MemoryExtentOf &extentOf, size_t maxGroup) {
   std::vector<std::vector<size_t>> groups;
   auto eligible = [&](size_t i) { return steps[i] && !steps[i]->multiName.empty(); };
   auto overlaps = [](const std::vector<MemoryExtent> &set, const MemoryExtent &x) {

@@ -66,9 +66,9 @@ using MemoryExtentOf = std::function<MemoryExtent(int tensor)>;
 /// `maxGroup` steps each. The bytes, not the tensor ids, decide: a step's result may
 /// lie where an earlier step's dying input was, and running both in one launch would
 /// overwrite that input before it is read.
-std::vector<std::vector<size_t>> multiTensorGroups(const std::vector<const ElementwiseKernel *> &steps,
-                                                   const MemoryExtentOf &extentOf,
-                                                   size_t maxGroup = 65535);
+std::vector<std::vector<size_t>>
+multiTensorGroups(const std::vector<const ElementwiseKernel *> &steps,
+                  const MemoryExtentOf &extentOf, size_t maxGroup = 65535);
 
 /// The extents the memory plan gives `plan`'s tensors: temps at their arena offsets,
 /// every other tensor in a range of its own.

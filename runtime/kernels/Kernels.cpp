@@ -422,7 +422,7 @@ template <class T> bool allFinite(int64_t count, const T *data) {
 
 #define MANTISSA_INSTANTIATE(T)                                                                    \
   template void maxPool2dForward<T>(const PoolShape &, const T *, T *, int32_t *);                 \
-  template int64_t maxPool2dArgmax<T>(const PoolShape &, const T *, int64_t, int64_t, T);         \
+  template int64_t maxPool2dArgmax<T>(const PoolShape &, const T *, int64_t, int64_t, T);          \
   template void maxPool2dBackward<T>(const PoolShape &, const T *, const T *, const T *, T *);     \
   template void batchNormTrainForward<T>(const BatchNormShape &, const T *, const T *, const T *,  \
                                          T *, T *, T *, T *, T *, double, double);                 \

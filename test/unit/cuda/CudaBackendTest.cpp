@@ -313,9 +313,7 @@ TEST(CudaCodegen, MultiTensorGroupsOfIndependentIdenticalSteps) {
     return -1;
   };
   const int g0 = idOf("g0"), p2 = idOf("p2");
-  const cuda::MemoryExtentOf shared = [&](int id) {
-    return extents(id == p2 ? g0 : id);
-  };
+  const cuda::MemoryExtentOf shared = [&](int id) { return extents(id == p2 ? g0 : id); };
   EXPECT_EQ(cuda::multiTensorGroups(steps, shared), (Groups{{0, 1}, {2, 3, 4, 6, 7}}));
   // Reading the same bytes is no conflict: g2 where g0 lies.
   const int g2 = idOf("g2");
@@ -1889,7 +1887,8 @@ std::vector<uint8_t> largePlan() {
   pm.elementwise("relu", act, {{y0, cs}}, {load(0), op(ScalarOp::Relu, 0)}, {r}, {1});
   int p = temp("pool", F16, {N, K, H / 2, W / 2});
   // No indices: the gradient finds the argmax in x and y.
-  pm.step("pool", plan::Kernel::MaxPool2d, plan::CreateMaxPool2d(b, y0, p, -1, N, K, H, W, 2, 2).Union());
+  pm.step("pool", plan::Kernel::MaxPool2d,
+          plan::CreateMaxPool2d(b, y0, p, -1, N, K, H, W, 2, 2).Union());
   int dp = param("dpool", F16, {N, K, H / 2, W / 2});
   int dr = temp("dpool_x", F16, act);
   pm.step("pool_bwd", plan::Kernel::MaxPool2dBackward,

@@ -203,8 +203,8 @@ TEST(MaxPool2d, ForwardBackward) {
 // those indices, windows in order.
 TEST(MaxPool2d, ArgmaxFoundAgainIsTheForwardsPick) {
   const float values[] = {0.0f, -0.0f, 1.0f, 1.0f, -1.0f, -INFINITY, NAN, 2.0f};
-  for (PoolShape s : {PoolShape{2, 3, 7, 6, 2, 2}, PoolShape{2, 3, 7, 6, 3, 1},
-                      PoolShape{1, 2, 9, 9, 3, 2}}) {
+  for (PoolShape s :
+       {PoolShape{2, 3, 7, 6, 2, 2}, PoolShape{2, 3, 7, 6, 3, 1}, PoolShape{1, 2, 9, 9, 3, 2}}) {
     const int64_t in = s.n * s.c * s.h * s.w, out = s.n * s.c * s.oh() * s.ow();
     for (uint64_t seed = 1; seed <= 40; ++seed) {
       std::vector<float> x(static_cast<size_t>(in)), y(static_cast<size_t>(out));
