@@ -240,6 +240,17 @@ TEST(Plan, LabelsMayBeI32) {
   EXPECT_NEAR(ex.tensor(6)[0], expectedLoss<double>(xv, {3, 1}), 1e-13);
 }
 
+/// Runs `lp`'s train_step on the CPU (its own storage per tensor, whatever the memory
+/// plan) and returns the loss.
+double tinyLoss(const LoadedPlan &lp) {
+  CpuExecutor<double> ex(lp, 1);
+  std::vector<double> xv = {1.0, 2.0, -1.0, 0.5, -0.25, 3.0};
+  ex.tensor(0).assign(xv.begin(), xv.end());
+  ex.tensor(5) = {3, 1};
+  ex.run("train_step");
+  return ex.tensor(6)[0];
+}
+
 // The memory plan: h (32 bytes, live at steps 0..1), logits (16 bytes, 1..2) and loss
 // (4 bytes, 2..end, an output). h and loss may share bytes; logits may not overlap either.
 TEST(Plan, MemoryPlanAcceptsReuseByLiveness) {
@@ -250,13 +261,7 @@ TEST(Plan, MemoryPlanAcceptsReuseByLiveness) {
   o.arenaBytes = 512;
   LoadedPlan lp = LoadedPlan::fromBytes(buildPlan(o), "tiny.plan");
   EXPECT_EQ(lp->arena_bytes(), 512u);
-  // The CPU executor keeps its own storage per tensor: the same result.
-  CpuExecutor<double> ex(lp, 1);
-  std::vector<double> xv = {1.0, 2.0, -1.0, 0.5, -0.25, 3.0};
-  ex.tensor(0).assign(xv.begin(), xv.end());
-  ex.tensor(5) = {3, 1};
-  ex.run("train_step");
-  EXPECT_NEAR(ex.tensor(6)[0], expectedLoss<double>(xv, {3, 1}), 1e-13);
+  EXPECT_NEAR(tinyLoss(lp), expectedLoss<double>({1.0, 2.0, -1.0, 0.5, -0.25, 3.0}, {3, 1}), 1e-13);
 }
 
 TEST(Plan, MemoryPlanRejectsOverlapWhileLive) {
@@ -289,12 +294,8 @@ TEST(Plan, MemoryPlanAcceptsAnElementwiseResultInPlaceOfItsDyingInput) {
   o.arenaBytes = 512;
   o.logitsType = plan::DType::F32;
   LoadedPlan lp = LoadedPlan::fromBytes(buildPlan(o), "inplace.plan");
-  CpuExecutor<double> ex(lp, 1);
-  std::vector<double> xv = {1.0, 2.0, -1.0, 0.5, -0.25, 3.0};
-  ex.tensor(0).assign(xv.begin(), xv.end());
-  ex.tensor(5) = {3, 1};
-  ex.run("train_step");
-  EXPECT_NEAR(ex.tensor(6)[0], expectedLoss<double>(xv, {3, 1}, false), 1e-13);
+  EXPECT_NEAR(tinyLoss(lp),
+              expectedLoss<double>({1.0, 2.0, -1.0, 0.5, -0.25, 3.0}, {3, 1}, false), 1e-13);
 
   const std::string overlap = "(bytes [0, 32), live at steps 1..2) overlap in the arena";
   o.hStrides = {0, 1}; // every row reads h's first: another thread's element
