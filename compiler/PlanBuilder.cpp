@@ -984,9 +984,9 @@ LossScalingConfig PlanLowering::readLossScaling(func::FuncOp train) {
 /// The one exception is in place: the result of an elementwise step (or of the MSE
 /// gradient, elementwise too) takes the bytes of an input that dies at that step,
 /// when both have as many elements of one size and the input is read at the result's
-/// own index (no broadcast, no transpose). Each
-/// element is then read before the same thread writes it, on the CPU and in the
-/// generated CUDA kernels alike (the loader checks the same conditions). This is what
+/// own index (no broadcast, no transpose). Each element is then read before the same
+/// thread writes it, on the CPU and in the generated CUDA kernels alike (the loader
+/// checks the same conditions). This is what
 /// XLA's buffer assignment does for elementwise ops, and what PyTorch's in-place
 /// `relu_` or `mul_` do by hand; a training step's chains of gradient kernels
 /// (relu_grad, the unscale) then need one buffer each instead of two.

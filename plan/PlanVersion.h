@@ -10,9 +10,8 @@
 
 namespace mantissa {
 
-inline constexpr uint32_t kPlanVersion =
-    5; // 2: initialisers (InitKind); 3: memory plan (offsets, arena);
-       // 4: CUDA kernels compiled ahead of time (Plan.cuda);
-       // 5: max-pool gradients from x and y (no indices)
+// 2: initialisers (InitKind); 3: memory plan (offsets, arena); 4: CUDA kernels
+// compiled ahead of time (Plan.cuda); 5: max-pool gradients from x and y (no indices).
+inline constexpr uint32_t kPlanVersion = 5;
 
 } // namespace mantissa
