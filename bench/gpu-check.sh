@@ -56,16 +56,20 @@ for prec in fp32 fp16 bf16; do
   done
 done
 
-echo "== 1b. unet fp16/bf16 with the opt-in NHWC convolutions (MANTISSA_CUDA_CONV=nhwc), same criterion"
-for prec in fp16 bf16; do
-  tol=$(case $prec in fp16) echo 2e-3;; bf16) echo 1e-2;; esac)
-  atol=$(case $prec in bf16) echo 2e-5;; *) echo 1e-6;; esac)
-  if MANTISSA_CUDA_CONV=nhwc "$c/bin/cuda_vs_cpu" "$c/plans/check-unet-$prec.plan" --steps 1 --tol $tol \
-       --atol $atol --truth "$c/plans/check-unet-fp32.plan" > "$out/check-unet-$prec-nhwc.txt" 2>&1; then
-    echo "PASS unet $prec nhwc: $(grep -E 'loss|compared' "$out/check-unet-$prec-nhwc.txt" | tail -2 | tr '\n' ' ')"
-  else
-    echo "FAIL unet $prec nhwc"; tail -15 "$out/check-unet-$prec-nhwc.txt"; fail=1
-  fi
+echo "== 1b. unet fp16/bf16 with the opt-in NHWC convolutions (MANTISSA_CUDA_CONV=nhwc) and with"
+echo "      each convolution's fastest way timed at start (MANTISSA_CUDA_CONV=auto), same criterion"
+for conv in nhwc auto; do
+  for prec in fp16 bf16; do
+    tol=$(case $prec in fp16) echo 2e-3;; bf16) echo 1e-2;; esac)
+    atol=$(case $prec in bf16) echo 2e-5;; *) echo 1e-6;; esac)
+    if MANTISSA_CUDA_CONV=$conv MANTISSA_VERBOSE=1 "$c/bin/cuda_vs_cpu" "$c/plans/check-unet-$prec.plan" \
+         --steps 1 --tol $tol --atol $atol --truth "$c/plans/check-unet-fp32.plan" \
+         > "$out/check-unet-$prec-$conv.txt" 2>&1; then
+      echo "PASS unet $prec $conv: $(grep -E 'loss|compared|timed' "$out/check-unet-$prec-$conv.txt" | tail -3 | tr '\n' ' ')"
+    else
+      echo "FAIL unet $prec $conv"; tail -15 "$out/check-unet-$prec-$conv.txt"; fail=1
+    fi
+  done
 done
 
 echo "== 2. mlp_digits fp16 on the GPU"

@@ -20,7 +20,9 @@
 // (write the generated CUDA sources and the step-to-kernel map there),
 // MANTISSA_CUDA_DEVICE=n (which GPU), MANTISSA_CUDA_CONV=im2col (fp16/bf16 convolutions
 // through im2col + cuBLAS instead of the implicit-GEMM kernels of ConvKernels.h) or
-// =nhwc (the NHWC cp.async kernel where it applies, ConvGemmConfig::nhwc),
+// =nhwc (the NHWC cp.async kernel where it applies, ConvGemmConfig::nhwc) or =auto (each
+// convolution step timed every way it may run before the first step, the fastest kept:
+// tuneConvolutions),
 // MANTISSA_CUDA_CONV_WORKSPACE_MB (im2col budget), MANTISSA_CUDA_VECTOR=0 (batch norm and
 // reduce without their 16-byte kernels, FixedLaunch.h),
 // MANTISSA_CUDA_PROFILE=1 (time every step with events, no graphs; a table on stderr
@@ -55,6 +57,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <map>
 #include <set>
 #include <memory>
@@ -212,10 +215,18 @@ private:
     bool pending = false;
   };
   using Launch = std::function<void()>;
+  /// One way to run a convolution step (MANTISSA_CUDA_CONV=auto times them all).
+  struct ConvVariant {
+    std::string name; // im2col, gemm, nhwc
+    Launch launch;
+    size_t scratch = 0;
+    double ms = 0; // measured by tuneConvolutions
+  };
   struct PreparedStep {
     std::string where;
     Launch launch;
     Launch own; // this step alone (launch may also run other steps': batchElementwise)
+    std::vector<ConvVariant> variants; // MANTISSA_CUDA_CONV=auto: the ways it may run
   };
   struct PreparedFunction {
     std::vector<PreparedStep> steps;
@@ -246,6 +257,9 @@ private:
   Launch prepareElementwise(const plan::Elementwise &k);
   Launch prepareGemm(const plan::Gemm &k, ScratchLayout &sl);
   Launch prepareConv(const plan::Conv2d &k, ScratchLayout &sl);
+  Launch prepareConvIm2col(const plan::Conv2d &k, ScratchLayout &sl);
+  std::vector<ConvVariant> convVariants(const plan::Conv2d &k);
+  void tuneConvolutions();
   Launch prepareConvGemm(const plan::Conv2d &k, const ConvGemmConfig &cfg, ScratchLayout &sl);
   Launch prepareBatchNorm(const plan::BatchNorm &k, ScratchLayout &sl);
   Launch prepareBatchNormBackward(const plan::BatchNormBackward &k, ScratchLayout &sl);
@@ -313,6 +327,7 @@ private:
   int64_t allocatedBytes_ = 0; // every cudaMalloc of ours (deviceBytes())
   bool convGemm_ = true; // fp16/bf16 convolutions as implicit GEMMs (else im2col + cuBLAS)
   bool convNhwc_ = false;     // ... the NHWC kernel where it applies (MANTISSA_CUDA_CONV=nhwc)
+  bool convAuto_ = false;     // each convolution's fastest, timed at start (MANTISSA_CUDA_CONV=auto)
   bool vectorKernels_ = true; // batch norm and reduce with 16-byte loads where they apply
   bool multiTensor_ = true;   // runs of identical elementwise steps as one launch
   std::map<std::string, cudaKernel_t> convKernels_;
@@ -327,6 +342,7 @@ private:
   void *scratch_ = nullptr;
   void *arena_ = nullptr; // the plan's temp arena (Plan.arena_bytes; temps at their offsets)
   size_t scratchBytes_ = 0;
+  size_t otherScratch_ = 0; // the most scratch a step other than an autotuned convolution takes
   int *status_ = nullptr; // device: [code, site, a, b], written by kernels on errors
   std::vector<Site> sites_;
   std::map<std::string, PreparedFunction> functions_;
@@ -402,8 +418,12 @@ void CudaExecutor::init() {
   if (syncEachStep_ || profile_)
     useGraphs_ = false;
   dumpDir_ = envOr("MANTISSA_CUDA_DUMP", "");
-  convGemm_ = std::string(envOr("MANTISSA_CUDA_CONV", "gemm")) != "im2col";
-  convNhwc_ = std::string(envOr("MANTISSA_CUDA_CONV", "gemm")) == "nhwc";
+  const std::string conv = envOr("MANTISSA_CUDA_CONV", "gemm");
+  if (conv != "gemm" && conv != "im2col" && conv != "nhwc" && conv != "auto")
+    throw Error("MANTISSA_CUDA_CONV=" + conv + ": expected gemm (the default), im2col, nhwc or auto");
+  convGemm_ = conv != "im2col";
+  convNhwc_ = conv == "nhwc";
+  convAuto_ = conv == "auto";
   vectorKernels_ = std::string(envOr("MANTISSA_CUDA_VECTOR", "1")) != "0";
   multiTensor_ = std::string(envOr("MANTISSA_CUDA_MULTI_TENSOR", "1")) != "0";
   if (const char *mb = std::getenv("MANTISSA_CUDA_CONV_WORKSPACE_MB"))
@@ -413,6 +433,8 @@ void CudaExecutor::init() {
   allocateTensors();
   compileKernels();
   prepareFunctions();
+  if (convAuto_)
+    tuneConvolutions();
 }
 
 void CudaExecutor::initDevice() {
@@ -777,8 +799,19 @@ void CudaExecutor::prepareFunctions() {
       sites_.push_back({fn->name()->str() + " " + where, 0});
       ScratchLayout sl;
       try {
-        Launch l = prepareStep(*step, site, sl);
-        pf.steps.push_back({where, l, l});
+        if (convAuto_ && step->kernel_type() == Kernel::Conv2d) {
+          // Every way the convolution may run; the first (the default's choice) until
+          // tuneConvolutions has timed them. Scratch fits the largest for now.
+          std::vector<ConvVariant> variants = convVariants(*step->kernel_as_Conv2d());
+          for (const ConvVariant &v : variants)
+            maxScratch = std::max(maxScratch, v.scratch);
+          pf.steps.push_back({where, variants.front().launch, variants.front().launch,
+                              std::move(variants)});
+        } else {
+          Launch l = prepareStep(*step, site, sl);
+          pf.steps.push_back({where, l, l, {}});
+          otherScratch_ = std::max(otherScratch_, sl.size);
+        }
       } catch (const Error &e) {
         throw Error(plan_.name() + ": " + fn->name()->str() + " " + where + ": " + e.what());
       }
@@ -1150,18 +1183,124 @@ CudaExecutor::Launch CudaExecutor::prepareGemm(const plan::Gemm &k, ScratchLayou
 }
 
 CudaExecutor::Launch CudaExecutor::prepareConv(const plan::Conv2d &k, ScratchLayout &sl) {
-  const long long N = k.n(), C = k.c(), H = k.h(), W = k.w(), K = k.k(), R = k.r(), S = k.s();
-  const long long sh = k.stride_h(), sw = k.stride_w(), ph = k.pad_h(), pw = k.pad_w();
-  const long long P = (H + 2 * ph - R) / sh + 1, Q = (W + 2 * pw - S) / sw + 1;
-  const long long PQ = P * Q, CRS = C * R * S;
-  const bool accumulate = k.accumulate();
-  const int in0 = k.in0(), in1 = k.in1(), out = k.out();
   if (convNhwc_)
     if (auto cfg = convNhwcConfigFor(plan_.plan(), k))
       return prepareConvGemm(k, *cfg, sl);
   if (convGemm_)
     if (auto cfg = convGemmConfigFor(plan_.plan(), k))
       return prepareConvGemm(k, *cfg, sl);
+  return prepareConvIm2col(k, sl);
+}
+
+/// The ways convolution `k` may run, the default's choice first: the implicit GEMM
+/// (fp16/bf16), the NHWC implicit GEMM where it applies, im2col + cuBLAS. A way that
+/// cannot take this convolution (im2col past 32-bit indexing) is left out; with none
+/// left, its error.
+std::vector<CudaExecutor::ConvVariant> CudaExecutor::convVariants(const plan::Conv2d &k) {
+  std::vector<ConvVariant> out;
+  std::string lastError;
+  auto add = [&](const char *name, auto &&prepare) {
+    try {
+      ScratchLayout sl;
+      Launch l = prepare(sl);
+      out.push_back({name, std::move(l), sl.size, 0.0});
+    } catch (const Error &e) {
+      lastError = e.what();
+    }
+  };
+  if (auto cfg = convGemmConfigFor(plan_.plan(), k))
+    add("gemm", [&](ScratchLayout &sl) { return prepareConvGemm(k, *cfg, sl); });
+  if (auto cfg = convNhwcConfigFor(plan_.plan(), k))
+    add("nhwc", [&](ScratchLayout &sl) { return prepareConvGemm(k, *cfg, sl); });
+  add("im2col", [&](ScratchLayout &sl) { return prepareConvIm2col(k, sl); });
+  if (out.empty())
+    throw Error(lastError);
+  return out;
+}
+
+/// MANTISSA_CUDA_CONV=auto, as cuDNN's benchmark mode: each convolution step with more
+/// than one way to run is timed each way (one warm-up, then the best of three, CUDA
+/// events on the stream) before the first training step, and keeps the fastest. Only
+/// temps and scratch are written (a convolution's output is a temp, live only inside a
+/// step), so the timing runs change no state. The scratch is then cut to what the
+/// chosen ways need.
+void CudaExecutor::tuneConvolutions() {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  checkCuda(cudaEventCreate(&start), "cudaEventCreate");
+  checkCuda(cudaEventCreate(&stop), "cudaEventCreate");
+  const bool verbose = std::string(envOr("MANTISSA_VERBOSE", "0")) != "0";
+  size_t needed = 0, tuned = 0, changed = 0;
+  for (auto &[name, pf] : functions_) {
+    for (PreparedStep &ps : pf.steps) {
+      if (ps.variants.empty())
+        continue;
+      size_t best = 0;
+      if (ps.variants.size() > 1) {
+        for (ConvVariant &v : ps.variants) {
+          v.launch(); // warm-up
+          v.ms = std::numeric_limits<double>::infinity();
+          for (int r = 0; r < 3; ++r) {
+            checkCuda(cudaEventRecord(start, stream_), "cudaEventRecord");
+            v.launch();
+            checkCuda(cudaEventRecord(stop, stream_), "cudaEventRecord");
+            checkCuda(cudaEventSynchronize(stop), "cudaEventSynchronize (convolution tuning)");
+            float ms = 0;
+            checkCuda(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+            v.ms = std::min(v.ms, double(ms));
+          }
+        }
+        for (size_t i = 1; i < ps.variants.size(); ++i)
+          if (ps.variants[i].ms < ps.variants[best].ms)
+            best = i;
+        ++tuned;
+        changed += best != 0;
+        if (verbose) {
+          std::string line = "mantissa cuda: " + name + " " + ps.where + ":";
+          for (size_t i = 0; i < ps.variants.size(); ++i) {
+            char buf[64];
+            std::snprintf(buf, sizeof buf, " %s%s %.3f ms", i == best ? "*" : "",
+                          ps.variants[i].name.c_str(), ps.variants[i].ms);
+            line += buf;
+          }
+          std::fprintf(stderr, "%s\n", line.c_str());
+        }
+      }
+      ps.launch = ps.own = ps.variants[best].launch;
+      needed = std::max(needed, ps.variants[best].scratch);
+      std::vector<ConvVariant> chosen = {ps.variants[best]};
+      ps.variants = std::move(chosen);
+    }
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  // Scratch: the other steps' maximum and the chosen convolutions'. Launches look the
+  // scratch up when they run (scratch()), so it may move.
+  needed = std::max(needed, otherScratch_);
+  if (needed < scratchBytes_) {
+    checkCuda(cudaFree(scratch_), "cudaFree (scratch)");
+    scratch_ = nullptr;
+    allocatedBytes_ -= int64_t(scratchBytes_);
+    scratchBytes_ = 0;
+    if (needed > 0) {
+      checkCuda(cudaMalloc(&scratch_, needed), "cudaMalloc (scratch)");
+      allocatedBytes_ += int64_t(needed);
+      scratchBytes_ = needed;
+    }
+  }
+  if (verbose)
+    std::fprintf(stderr,
+                 "mantissa cuda: timed %zu convolutions each way, %zu run other than the "
+                 "default; scratch %zu bytes\n",
+                 tuned, changed, scratchBytes_);
+}
+
+CudaExecutor::Launch CudaExecutor::prepareConvIm2col(const plan::Conv2d &k, ScratchLayout &sl) {
+  const long long N = k.n(), C = k.c(), H = k.h(), W = k.w(), K = k.k(), R = k.r(), S = k.s();
+  const long long sh = k.stride_h(), sw = k.stride_w(), ph = k.pad_h(), pw = k.pad_w();
+  const long long P = (H + 2 * ph - R) / sh + 1, Q = (W + 2 * pw - S) / sw + 1;
+  const long long PQ = P * Q, CRS = C * R * S;
+  const bool accumulate = k.accumulate();
+  const int in0 = k.in0(), in1 = k.in1(), out = k.out();
 
   // Samples per group: the group's im2col matrix stays within the budget.
   auto groupFor = [&](size_t perSample) {

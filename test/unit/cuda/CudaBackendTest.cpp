@@ -1446,6 +1446,29 @@ TEST(CudaExecutor, ConvNhwcMatchesCpu) {
   unsetenv("MANTISSA_CUDA_CONV");
 }
 
+// MANTISSA_CUDA_CONV=auto: each convolution step (forward, input and weight gradient)
+// timed each way it may run (implicit GEMM, NHWC, im2col) before the first step; the
+// chosen ones must compute what the CPU does. A value it does not know is one error,
+// with or without a GPU.
+TEST(CudaExecutor, ConvAutoMatchesCpu) {
+  setenv("MANTISSA_CUDA_CONV", "fastest", 1);
+  try {
+    LoadedPlan lp = LoadedPlan::fromBytes(convPlan(plan::DType::F16), "conv_bad_env.plan");
+    auto exec = makeCudaExecutor(lp);
+    ADD_FAILURE() << "accepted MANTISSA_CUDA_CONV=fastest";
+  } catch (const Error &e) {
+    EXPECT_NE(std::string(e.what()).find("MANTISSA_CUDA_CONV=fastest: expected gemm (the "
+                                         "default), im2col, nhwc or auto"),
+              std::string::npos)
+        << e.what();
+  }
+  setenv("MANTISSA_CUDA_CONV", "auto", 1);
+  compareWithCpu(convPlan(plan::DType::F16, {2, 64, 13, 11, 32, 3, 3, 1, 1, 1, 1}),
+                 "conv_auto_f16.plan", 1, 1e-5, 4e-3);
+  compareWithCpu(convPlan(plan::DType::F32), "conv_auto_f32.plan", 1, 1e-5, 1e-5);
+  unsetenv("MANTISSA_CUDA_CONV");
+}
+
 TEST(CudaExecutor, ConvInSmallGroupsMatchesCpu) {
   // A workspace of a few bytes forces one sample per group.
   setenv("MANTISSA_CUDA_CONV_WORKSPACE_MB", "0.000001", 1);
