@@ -2,8 +2,9 @@
 # Where unet's step time goes on a GPU, with the .carry folder of bench/gpu-prepare.sh:
 #   1. MANTISSA_CUDA_PROFILE=1: CUDA-event time of every plan step (eager, after the
 #      first run), unet w32 L4 b16 384^2 fp16: as built, without the 16-byte batch-norm
-#      and reduce kernels (MANTISSA_CUDA_VECTOR=0), and with the opt-in NHWC
-#      convolutions (MANTISSA_CUDA_CONV=nhwc);
+#      and reduce kernels (MANTISSA_CUDA_VECTOR=0), with the opt-in NHWC
+#      convolutions (MANTISSA_CUDA_CONV=nhwc), and with each convolution's fastest way
+#      (MANTISSA_CUDA_CONV=auto, whose per-layer timings MANTISSA_VERBOSE=1 writes too);
 #   2. Nsight Compute (ncu, --clock-control none as the device notes ask) on the largest
 #      convolution of each kind and on the batch-norm kernels: throughput against the
 #      roofline, occupancy, and why warps stall.
@@ -15,11 +16,12 @@ mkdir -p "$out"
 run="$c/bin/mantissa-run"; plan="$c/plans/bench-unet-fp16.plan"
 data=(--data nowcast --train-samples 16 --held-out-samples 16 --fixed-batch --quiet)
 
-for env in MANTISSA_CUDA_VECTOR=1 MANTISSA_CUDA_VECTOR=0 MANTISSA_CUDA_CONV=nhwc; do
+for env in MANTISSA_CUDA_VECTOR=1 MANTISSA_CUDA_VECTOR=0 MANTISSA_CUDA_CONV=nhwc MANTISSA_CUDA_CONV=auto; do
   echo "== 1. per-step times, $env"
-  env "$env" MANTISSA_CUDA_PROFILE=1 "$run" train "$plan" --backend cuda --steps 4 \
+  env "$env" MANTISSA_CUDA_PROFILE=1 MANTISSA_VERBOSE=1 "$run" train "$plan" --backend cuda --steps 4 \
     "${data[@]}" 2>"$out/profile-$env.txt" >/dev/null
-  grep -A25 "train_step" "$out/profile-$env.txt" | head -30
+  grep -E "timed [0-9]+ convolutions" "$out/profile-$env.txt"
+  grep -A25 "train_step" "$out/profile-$env.txt" | grep -v "^mantissa cuda:" | head -30
 done
 
 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
