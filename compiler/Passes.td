@@ -207,6 +207,37 @@ def InsertLossScaling : Pass<"insert-loss-scaling", "mlir::ModuleOp"> {
   let dependentDialects = ["mantissa::graph::GraphDialect", "mlir::func::FuncDialect"];
 }
 
+def RematConcat : Pass<"remat-concat", "mlir::ModuleOp"> {
+  let summary = "Backward uses of a concatenation's input read it back out of the concatenation";
+  let description = [{
+    A U-Net concatenates each skip connection with the upsampled path, and the
+    backward pass reads the skip again (the relu's gradient, max pooling's
+    gradient): without this pass the skip is kept twice, on its own and inside
+    the concatenation. Here every use of a concatenation's input that comes after
+    the concatenation reads a `graph.slice` of it instead, taken just before the
+    first such use, so the input itself dies at the concatenation. The slice is an
+    exact copy (values are unchanged); it moves the input's bytes once more, in
+    exchange for keeping them once. torch.compile's partitioner makes the same kind
+    of trade (recompute or re-read cheap values instead of saving them). Inputs,
+    parameters, buffers and constants are left alone (they are not temporaries).
+
+    Before (the skip %r is read again by the backward's relu_grad):
+    ```mlir
+    %c = graph.concat %u, %r {axis = 1 : i64} : tensor<2x4x6x6xf32>, tensor<2x4x6x6xf32> -> tensor<2x8x6x6xf32>
+    ...
+    %d = graph.relu_grad %r, %g : tensor<2x4x6x6xf32>
+    ```
+    After:
+    ```mlir
+    %c = graph.concat %u, %r {axis = 1 : i64} : ...
+    ...
+    %s = graph.slice %c {axis = 1 : i64, offset = 4 : i64, size = 4 : i64} : tensor<2x8x6x6xf32> -> tensor<2x4x6x6xf32>
+    %d = graph.relu_grad %s, %g : tensor<2x4x6x6xf32>
+    ```
+  }];
+  let dependentDialects = ["mantissa::graph::GraphDialect", "mlir::func::FuncDialect"];
+}
+
 def FuseElementwise : Pass<"fuse-elementwise", "mlir::ModuleOp"> {
   let summary = "Fuse chains of elementwise ops (casts, activations, gradients, optimizer updates) into graph.fused kernels";
   let description = [{

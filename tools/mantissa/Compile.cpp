@@ -95,6 +95,7 @@ LogicalResult runCompilePipeline(ModuleOp module, const CompileOptions &o) {
   lo.weightDecay = o.weightDecay;
   pm.addPass(createLowerOptimizer(lo));
   pm.addPass(createInsertLossScaling(ls));
+  pm.addPass(createRematConcat());
   if (o.fuse)
     pm.addPass(createFuseElementwise());
   // Checked before the (slower) passes run.
