@@ -166,6 +166,23 @@ void splitLinearBias(Block &block) {
   }
 }
 
+/// Folds `relu` into the batch norm whose normalised result is its only operand
+/// and that nothing else reads: the batch norm gets `graph.activation = "relu"`
+/// and its result is the relu's (emit-plan: BatchNorm.relu, applied before the
+/// one rounding to the result's type; relu commutes with that rounding, NaN and
+/// -0 included, so the bits do not change). One pass over the activation fewer.
+void foldBatchNormRelu(Block &block) {
+  for (auto relu : llvm::make_early_inc_range(block.getOps<ReluOp>())) {
+    auto bn = relu.getInput().getDefiningOp<BatchNormOp>();
+    if (!bn || !bn.getResult().hasOneUse() || bn->hasAttr("graph.activation") ||
+        bn.getResult().getType() != relu.getResult().getType())
+      continue;
+    bn->setAttr("graph.activation", StringAttr::get(bn.getContext(), "relu"));
+    relu.getResult().replaceAllUsesWith(bn.getResult());
+    relu->erase();
+  }
+}
+
 /// Fuses `consumer` with one of its producers; returns the fused op or null.
 Operation *fuseOneProducer(Operation *consumer) {
   for (Value v : consumer->getOperands()) {
@@ -197,6 +214,7 @@ public:
       for (Block &block : fn.getBody()) {
         if (splitBias)
           splitLinearBias(block);
+        foldBatchNormRelu(block);
         fuseBlock(block);
       }
   }

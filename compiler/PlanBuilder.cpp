@@ -535,13 +535,18 @@ LogicalResult PlanLowering::lowerOp(Operation *op, bool eval) {
     valueTensor[bn.getNewRunningMean()] = rm;
     valueTensor[bn.getNewRunningVar()] = rv;
     Slot rmSlot = training ? inOut(rm) : in(rm), rvSlot = training ? inOut(rv) : in(rv);
+    auto activation = bn->getAttrOfType<StringAttr>("graph.activation");
+    if (activation && activation.getValue() != "relu")
+      return op->emitError() << "emit-plan: batch norm activation '" << activation.getValue()
+                             << "' (only relu is folded into a batch norm)";
+    const bool relu = activation != nullptr;
     addStep(op, plan::Kernel::BatchNorm,
             {in(id(bn.getInput())), in(id(bn.getGamma())), in(id(bn.getBeta())),
              out(id(bn.getResult())), out(id(bn.getSavedMean())), out(id(bn.getSavedInvstd())),
              rmSlot, rvSlot},
             [=](fb::FlatBufferBuilder &b, const std::vector<int> &t) {
               return plan::CreateBatchNorm(b, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], n, c,
-                                           hw, eps, momentum, training)
+                                           hw, eps, momentum, training, relu)
                   .Union();
             });
     return success();

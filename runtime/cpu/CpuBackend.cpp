@@ -241,6 +241,9 @@ void CpuExecutor<T>::runStep(const plan::Step &step, const kernels::ElementwiseP
       batchNormEvalForward<T>(sh, ptr(k.x()), ptr(k.gamma()), ptr(k.beta()), ptr(k.running_mean()),
                               ptr(k.running_var()), ptr(k.y()), double(k.eps()));
     }
+    if (k.relu()) // the elementwise Relu's rule (common/ScalarOps.def): NaN stays
+      for (T &v : tensor(k.y()))
+        v = v > T(0) ? v : (v != v ? v : T(0));
     roundOutput(k.y());
     return;
   }

@@ -389,16 +389,22 @@ extern "C" __global__ void mt_bn_eval_params(const void *runningMean, int rmt,
 }
 
 // y = (x - mean) * invstd * gamma + beta, in double as on the CPU. gamma/beta may be null.
+// relu: the elementwise Relu's rule (NaN stays) before the rounding, with which it
+// commutes.
+static __device__ __forceinline__ float mt_bn_relu(float v, int relu) {
+  return relu ? (v > 0.0f ? v : (v != v ? v : 0.0f)) : v;
+}
+
 extern "C" __global__ void mt_bn_apply(const void *x, int xt, void *y, int yt, long long n,
                                        long long c, long long hw, const double *mean,
                                        const double *invstd, const void *gamma, int gt,
-                                       const void *beta, int bt) {
+                                       const void *beta, int bt, int relu) {
   MT_GRID_STRIDE(e, n * c * hw) {
     const long long ch = mt_mod(mt_div(e, hw), c);
     const double g = gamma ? (double)mt_load(gamma, gt, ch) : 1.0;
     const double b = beta ? (double)mt_load(beta, bt, ch) : 0.0;
     const double v = ((double)mt_load(x, xt, e) - mean[ch]) * invstd[ch] * g + b;
-    mt_store(y, yt, e, (float)v);
+    mt_store(y, yt, e, mt_bn_relu((float)v, relu));
   }
 }
 
@@ -566,7 +572,7 @@ extern "C" __global__ void mt_bn_finalize8(const double *partial, long long chun
 extern "C" __global__ void mt_bn_apply8(const void *x, int xt, void *y, int yt, long long n,
                                         long long c, long long hw, const double *mean,
                                         const double *invstd, const void *gamma, int gt,
-                                        const void *beta, int bt) {
+                                        const void *beta, int bt, int relu) {
   MT_GRID_STRIDE(v, n * c * hw / 8) {
     const long long e = 8 * v, ch = mt_mod(mt_div(e, hw), c);
     const double g = gamma ? (double)mt_load(gamma, gt, ch) : 1.0;
@@ -574,7 +580,7 @@ extern "C" __global__ void mt_bn_apply8(const void *x, int xt, void *y, int yt, 
     const double mu = mean[ch], is = invstd[ch];
     float in[8], out[8];
     mt_load8(x, xt, e, in);
-    for (int u = 0; u < 8; ++u) out[u] = (float)(((double)in[u] - mu) * is * g + b);
+    for (int u = 0; u < 8; ++u) out[u] = mt_bn_relu((float)(((double)in[u] - mu) * is * g + b), relu);
     mt_store8(y, yt, e, out);
   }
 }

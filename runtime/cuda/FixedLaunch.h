@@ -90,6 +90,7 @@ struct BatchNormArgs {
   long long n = 0, c = 0, hw = 0;
   double eps = 1e-5, momentum = 0.1;
   bool training = true;
+  bool relu = false; // y = relu(normalised)
 };
 
 /// A BatchNorm step's arguments; `ref(id)` gives a TensorRef.
@@ -105,6 +106,7 @@ template <class Ref> BatchNormArgs batchNormArgs(const plan::BatchNorm &k, Ref &
   a.n = k.n(), a.c = k.c(), a.hw = k.hw();
   a.eps = double(k.eps()), a.momentum = double(k.momentum());
   a.training = k.training();
+  a.relu = k.relu();
   return a;
 }
 
@@ -151,10 +153,10 @@ void launchBatchNorm(const Table &k, Launch &&launch, Blocks &&blocks, const Bat
     return;
   if (s.vector)
     launch(k.mt_bn_apply8, Grid{blocks(total / 8)}, 256, a.x, a.xt, a.y, a.yt, a.n, a.c, a.hw,
-           w.mean, w.invstd, a.gamma, a.gt, a.beta, a.bt);
+           w.mean, w.invstd, a.gamma, a.gt, a.beta, a.bt, a.relu ? 1 : 0);
   else
     launch(k.mt_bn_apply, Grid{blocks(total)}, 256, a.x, a.xt, a.y, a.yt, a.n, a.c, a.hw, w.mean,
-           w.invstd, a.gamma, a.gt, a.beta, a.bt);
+           w.invstd, a.gamma, a.gt, a.beta, a.bt, a.relu ? 1 : 0);
 }
 
 struct BatchNormBackwardArgs {

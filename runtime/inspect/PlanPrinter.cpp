@@ -369,6 +369,8 @@ std::string Printer::kernel(const Step &s) {
       << " running_mean=" << ref(k->running_mean()) << " running_var=" << ref(k->running_var())
       << " n=" << k->n() << " c=" << k->c() << " hw=" << k->hw() << " eps=" << fmt(k->eps())
       << " momentum=" << fmt(k->momentum());
+    if (k->relu())
+      o << " relu";
   } else if (auto *k = s.kernel_as_BatchNormBackward()) {
     o << "dy=" << ref(k->dy()) << " x=" << ref(k->x()) << " gamma=" << ref(k->gamma())
       << " saved_mean=" << ref(k->saved_mean()) << " saved_invstd=" << ref(k->saved_invstd())

@@ -244,3 +244,28 @@ func.func @linear_bias() -> (tensor<4x2xf32>, tensor<4x8xf32>) {
   %d = graph.relu_grad %h, %g : tensor<4x8xf32>
   return %z, %d : tensor<4x2xf32>, tensor<4x8xf32>
 }
+
+// -----
+
+// A relu whose operand is a batch norm's normalised result, read by nothing else,
+// folds into the batch norm (emit-plan: BatchNorm relu, one pass over the
+// activation instead of two). A batch norm whose result is also read elsewhere
+// keeps its relu.
+// CHECK-LABEL: func.func @bn_relu
+//       CHECK:   %[[Y:.*]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} = graph.batch_norm %{{.*}} {graph.activation = "relu", graph.name = "b1"}
+//   CHECK-NOT:   graph.relu %[[Y]]
+//       CHECK:   %[[Z:.*]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} = graph.batch_norm %[[Y]], {{.*}} {graph.name = "b2"}
+//       CHECK:   %[[R:.*]] = graph.relu %[[Z]]
+//       CHECK:   return %[[Y]], %[[R]], %[[Z]]
+func.func @bn_relu() -> (tensor<2x4x3x3xf32>, tensor<2x4x3x3xf32>, tensor<2x4x3x3xf32>) {
+  %x = graph.input "x" : tensor<2x4x3x3xf32>
+  %g = graph.param "g" {init = "ones"} : tensor<4xf32>
+  %b = graph.param "b" {init = "zeros"} : tensor<4xf32>
+  %rm = graph.buffer "rm" {init = "zeros"} : tensor<4xf32>
+  %rv = graph.buffer "rv" {init = "ones"} : tensor<4xf32>
+  %n, %m, %i, %rm2, %rv2 = graph.batch_norm %x, %g, %b, %rm, %rv {graph.name = "b1"} : tensor<2x4x3x3xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32> -> tensor<2x4x3x3xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32>
+  %r = graph.relu %n : tensor<2x4x3x3xf32>
+  %n2, %m2, %i2, %rm3, %rv3 = graph.batch_norm %r, %g, %b, %rm, %rv {graph.name = "b2"} : tensor<2x4x3x3xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32> -> tensor<2x4x3x3xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32>
+  %r2 = graph.relu %n2 : tensor<2x4x3x3xf32>
+  return %r, %r2, %n2 : tensor<2x4x3x3xf32>, tensor<2x4x3x3xf32>, tensor<2x4x3x3xf32>
+}

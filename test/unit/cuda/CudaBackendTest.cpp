@@ -1062,11 +1062,19 @@ std::vector<uint8_t> normReducePlan(int64_t N, int64_t C, int64_t H, int64_t W) 
   pm.step("bn", plan::Kernel::BatchNorm,
           plan::CreateBatchNorm(b, x, gamma, beta, y, sm, si, rm, rv, N, C, hw, 1e-5f, 0.1f, true)
               .Union());
+  // With the relu folded in (fuse-elementwise): training into f16, eval into f32.
+  int yRelu = pm.tensor("bn_relu_y", plan::DType::F16, {N, C, H, W}, plan::Role::Temp);
+  int sm2 = pm.tensor("saved_mean2", plan::DType::F32, {C}, plan::Role::Temp);
+  int si2 = pm.tensor("saved_invstd2", plan::DType::F32, {C}, plan::Role::Temp);
+  pm.step("bn_relu", plan::Kernel::BatchNorm,
+          plan::CreateBatchNorm(b, x, gamma, beta, yRelu, sm2, si2, rm, rv, N, C, hw, 1e-5f, 0.1f,
+                                true, true)
+              .Union());
   int yEval = pm.tensor("bn_y_eval", plan::DType::F32, {N, C, H, W}, plan::Role::Temp);
-  pm.step(
-      "bn_eval", plan::Kernel::BatchNorm,
-      plan::CreateBatchNorm(b, x, gamma, beta, yEval, -1, -1, rm, rv, N, C, hw, 1e-5f, 0.1f, false)
-          .Union());
+  pm.step("bn_eval", plan::Kernel::BatchNorm,
+          plan::CreateBatchNorm(b, x, gamma, beta, yEval, -1, -1, rm, rv, N, C, hw, 1e-5f, 0.1f,
+                                false, true)
+              .Union());
   int dy = pm.tensor("bn_dy", plan::DType::BF16, {N, C, H, W});
   int dx = pm.tensor("bn_dx", plan::DType::F16, {N, C, H, W}, plan::Role::Temp);
   int dg = pm.tensor("dgamma", plan::DType::F32, {C}, plan::Role::Temp);
@@ -1186,9 +1194,9 @@ TEST(CudaHostEmulation, BatchNormAndReduceKernelsMatchTheCpu) {
   const cuda::FixedKernelTable<int> table = fixedHostTable(names);
   test::HostKernels hk(std::string(cuda::cudaPrelude()) + cuda::fixedKernelSource(), names);
   const std::vector<uint8_t> bytes = normReducePlan(3, 2, 64, 96);
-  // Aligned: the 16-byte kernels for bn, bn_eval, bn_bwd and bias_grad (pixel_mean
-  // has 6144 values per output: also one; rows is strided).
-  EXPECT_EQ(expectHostNormReduceMatchesCpu(bytes, 0, true, hk, table), 5);
+  // Aligned: the 16-byte kernels for bn, bn_relu, bn_eval, bn_bwd and bias_grad
+  // (pixel_mean has 6144 values per output: also one; rows is strided).
+  EXPECT_EQ(expectHostNormReduceMatchesCpu(bytes, 0, true, hk, table), 6);
   // The scalar kernels: turned off, and for tensors that are not 16-byte aligned.
   EXPECT_EQ(expectHostNormReduceMatchesCpu(bytes, 0, false, hk, table), 0);
   EXPECT_EQ(expectHostNormReduceMatchesCpu(bytes, 4, true, hk, table), 0);
