@@ -18,16 +18,30 @@ template <class T> struct CpuExecutor<T>::PreparedFunction {
 };
 
 template <class T>
-CpuExecutor<T>::CpuExecutor(const LoadedPlan &plan, int threads)
+CpuExecutor<T>::CpuExecutor(const LoadedPlan &plan, int threads, bool arena)
     : plan_(plan), pool_(std::make_unique<ThreadPool>(threads)) {
   const auto &tensors = *plan_->tensors();
   data_.resize(tensors.size());
   indices_.resize(tensors.size());
+  arenaOffset_.assign(tensors.size(), -1);
+  if (arena) {
+    try {
+      arena_.assign(size_t(plan_->arena_bytes()), T(0));
+    } catch (const std::bad_alloc &) {
+      throw Error(plan_.name() + ": cannot allocate an arena of " +
+                  std::to_string(plan_->arena_bytes()) + " elements");
+    }
+  }
   for (flatbuffers::uoffset_t id = 0; id < tensors.size(); ++id) {
     const plan::Tensor *t = tensors.Get(id);
     if (t->name())
       byName_.emplace(t->name()->str(), int(id));
     size_t n = size_t(plan_.numElements(int(id)));
+    if (arena && t->role() == plan::Role::Temp && t->offset() >= 0 &&
+        t->dtype() != plan::DType::I32) {
+      arenaOffset_[id] = t->offset(); // the loader checked it lies inside the arena
+      continue;
+    }
     // A plan can name tensors larger than this machine's memory: say which one.
     try {
       if (t->dtype() == plan::DType::I32)
@@ -70,7 +84,25 @@ template <class T> const std::vector<T> &CpuExecutor<T>::tensor(int id) const {
     throw Error("no tensor " + std::to_string(id) + " in " + plan_.name());
   if (plan_->tensors()->Get(id)->dtype() == plan::DType::I32)
     throw Error("tensor " + std::to_string(id) + " is I32: use indexTensor");
+  if (arenaOffset_[size_t(id)] >= 0)
+    throw Error("tensor " + std::to_string(id) + " is a temp in the arena: use data()");
   return data_[size_t(id)];
+}
+
+template <class T> const T *CpuExecutor<T>::data(int id) const {
+  if (id < 0 || size_t(id) >= data_.size())
+    throw Error("no tensor " + std::to_string(id) + " in " + plan_.name());
+  if (arenaOffset_[size_t(id)] >= 0)
+    return arena_.data() + arenaOffset_[size_t(id)];
+  return data_[size_t(id)].data();
+}
+
+template <class T> T *CpuExecutor<T>::data(int id) {
+  return const_cast<T *>(static_cast<const CpuExecutor *>(this)->data(id));
+}
+
+template <class T> size_t CpuExecutor<T>::count(int id) const {
+  return size_t(plan_.numElements(id));
 }
 
 template <class T> std::vector<int32_t> &CpuExecutor<T>::indexTensor(int id) {
@@ -123,7 +155,7 @@ template <class T> void CpuExecutor<T>::roundOutput(int id) {
   if (id < 0)
     return;
   plan::DType dtype = plan_->tensors()->Get(id)->dtype();
-  kernels::roundToDType(dtype, data_[size_t(id)].data(), int64_t(data_[size_t(id)].size()));
+  kernels::roundToDType(dtype, data(id), int64_t(count(id)));
 }
 
 template <class T>
@@ -241,9 +273,11 @@ void CpuExecutor<T>::runStep(const plan::Step &step, const kernels::ElementwiseP
       batchNormEvalForward<T>(sh, ptr(k.x()), ptr(k.gamma()), ptr(k.beta()), ptr(k.running_mean()),
                               ptr(k.running_var()), ptr(k.y()), double(k.eps()));
     }
-    if (k.relu()) // the elementwise Relu's rule (common/ScalarOps.def): NaN stays
-      for (T &v : tensor(k.y()))
-        v = v > T(0) ? v : (v != v ? v : T(0));
+    if (k.relu()) { // the elementwise Relu's rule (common/ScalarOps.def): NaN stays
+      T *y = ptr(k.y());
+      for (size_t i = 0, n = count(k.y()); i < n; ++i)
+        y[i] = y[i] > T(0) ? y[i] : (y[i] != y[i] ? y[i] : T(0));
+    }
     roundOutput(k.y());
     return;
   }

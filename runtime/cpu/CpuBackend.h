@@ -31,14 +31,27 @@ template <class T> class CpuExecutor {
 public:
   /// `plan` must outlive the executor. threads: 0 = the hardware thread count.
   /// Allocates every tensor; persistent ones start from their `init` values.
-  explicit CpuExecutor(const LoadedPlan &plan, int threads = 0);
+  ///
+  /// `arena`: floating-point temps live in one arena at their memory-plan offsets, as
+  /// on the GPU, so that temps the plan lets share bytes (by liveness, or a result in
+  /// place of a dying input) really share them; a plan whose memory plan were wrong
+  /// would then compute other numbers than with one array per tensor (the default).
+  /// A temp of n elements at byte offset o takes elements [o, o + n) of an arena of
+  /// arena_bytes elements: byte ranges that do not overlap give element ranges that
+  /// do not either, and a result in place of its input shares its elements exactly.
+  explicit CpuExecutor(const LoadedPlan &plan, int threads = 0, bool arena = false);
   ~CpuExecutor();
   CpuExecutor(const CpuExecutor &) = delete;
   CpuExecutor &operator=(const CpuExecutor &) = delete;
 
-  /// Storage of a floating-point tensor (throws Error for an I32 tensor or a bad id).
+  /// Storage of a floating-point tensor (throws Error for an I32 tensor, a bad id, or
+  /// a temp in the arena: data()).
   std::vector<T> &tensor(int id);
   const std::vector<T> &tensor(int id) const;
+  /// The elements of any floating-point tensor, in the arena or not, and their count.
+  T *data(int id);
+  const T *data(int id) const;
+  size_t count(int id) const;
   /// Storage of an I32 tensor (throws Error for a floating-point one).
   std::vector<int32_t> &indexTensor(int id);
   /// The id of the tensor called `name`, or -1.
@@ -66,14 +79,16 @@ private:
   const plan::Function &function(const std::string &name) const;
   void runSteps(const plan::Function &fn, uint32_t first, uint32_t last);
   void runStep(const plan::Step &step, const kernels::ElementwiseProgram *program);
-  T scalar(int id) const { return data_[size_t(id)][0]; }
-  T *ptr(int id) { return id < 0 ? nullptr : data_[size_t(id)].data(); }
+  T scalar(int id) const { return data(id)[0]; }
+  T *ptr(int id) { return id < 0 ? nullptr : data(id); }
   void roundOutput(int id);
   const T *labels(int id);
 
   const LoadedPlan &plan_;
   std::unique_ptr<ThreadPool> pool_;
   std::vector<std::vector<T>> data_;
+  std::vector<T> arena_;              // arena mode: the temps' elements
+  std::vector<int64_t> arenaOffset_;  // per tensor: its first element in arena_, or -1
   std::vector<std::vector<int32_t>> indices_;
   std::vector<T> labelScratch_;
   std::unordered_map<std::string, int> byName_;

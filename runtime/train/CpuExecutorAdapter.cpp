@@ -6,6 +6,8 @@
 #include "common/Float16.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
 #include <thread>
 
 namespace mantissa {
@@ -13,24 +15,31 @@ namespace {
 
 class CpuExecutorAdapter final : public Executor {
 public:
-  CpuExecutorAdapter(const LoadedPlan &plan, int threads) : exec_(plan, threads) {}
+  // MANTISSA_CPU_ARENA=1: temps at their memory-plan offsets in one arena, as on the
+  // GPU (CpuExecutor's arena mode): a check of the memory plan on the CPU.
+  CpuExecutorAdapter(const LoadedPlan &plan, int threads)
+      : exec_(plan, threads, arenaRequested()) {}
+  static bool arenaRequested() {
+    const char *v = std::getenv("MANTISSA_CPU_ARENA");
+    return v && std::string(v) != "0";
+  }
   const LoadedPlan &plan() const override { return exec_.plan(); }
   std::string backendName() const override { return "cpu"; }
   std::string deviceDescription() const override {
     return "CPU, " + std::to_string(exec_.threads()) + " threads";
   }
   void write(int id, const float *values, size_t n) override {
-    std::vector<float> &t = exec_.tensor(id);
-    check(id, n, t.size());
+    float *t = floats(id);
+    check(id, n, exec_.count(id));
     switch (exec_.plan()->tensors()->Get(id)->dtype()) {
     case plan::DType::F16:
-      std::transform(values, values + n, t.begin(), [](float v) { return roundToF16(v); });
+      std::transform(values, values + n, t, [](float v) { return roundToF16(v); });
       break;
     case plan::DType::BF16:
-      std::transform(values, values + n, t.begin(), [](float v) { return roundToBF16(v); });
+      std::transform(values, values + n, t, [](float v) { return roundToBF16(v); });
       break;
     default:
-      std::copy(values, values + n, t.begin());
+      std::copy(values, values + n, t);
     }
   }
   void writeIndices(int id, const int32_t *values, size_t n) override {
@@ -39,9 +48,9 @@ public:
     std::copy(values, values + n, t.begin());
   }
   void read(int id, float *values, size_t n) override {
-    const std::vector<float> &t = exec_.tensor(id);
-    check(id, n, t.size());
-    std::copy(t.begin(), t.begin() + long(n), values);
+    const float *t = floats(id);
+    check(id, n, exec_.count(id));
+    std::copy(t, t + n, values);
   }
   void run(const std::string &function) override { exec_.run(function); }
 
@@ -73,6 +82,13 @@ public:
   }
 
 private:
+  /// The elements of floating-point tensor `id` (in the arena or not).
+  float *floats(int id) {
+    float *t = exec_.data(id); // throws for a bad id
+    if (exec_.plan()->tensors()->Get(id)->dtype() == plan::DType::I32)
+      throw Error("tensor " + std::to_string(id) + " is I32: use indexTensor");
+    return t;
+  }
   void check(int id, size_t n, size_t size) const {
     if (n != size)
       throw Error("tensor " + std::to_string(id) + " holds " + std::to_string(size) +

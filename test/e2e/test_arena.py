@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""The memory plan, checked on the CPU: temps in one arena at their planned offsets
+(MANTISSA_CPU_ARENA=1, as the CUDA backend places them), so that the temps the plan
+lets share bytes (by liveness, and a result in place of an input that dies at its step)
+really share them. Trained for 5 steps from the same batches, the arena run must end
+with every parameter, buffer, optimizer and loss-scaler tensor bit-identical to the
+default run (one array per tensor). A memory plan that overlapped two live temps, or an
+in-place result whose kernel read an element after writing another, would change them.
+
+Models: mlp_digits, cnn_digits and a small unet (concatenations, batch norm + relu,
+max pooling, the MSE loss) in fp32, fp16 and bf16; prints the arena against the sum of
+the temps."""
+import os, re
+import numpy as np
+from common import Checks, compile_model, gen_unet, run, tmpdir, tool, train
+import torch_models
+
+STEPS = "5"
+c = Checks()
+d = tmpdir()
+unet = gen_unet(os.path.join(d, "unet_w4_l2.mlir"), 4, 2, 16, 2)
+MODELS = [
+    ("mlp_digits", "mlp_digits", ["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9"], []),
+    ("cnn_digits", "cnn_digits", ["--optimizer", "adam", "--lr", "0.01"], []),
+    ("unet_w4_l2", unet, ["--optimizer", "adam", "--lr", "0.003"],
+     ["--data", "nowcast", "--train-samples", "16", "--held-out-samples", "4"]),
+]
+
+for name, model, compile_opts, train_opts in MODELS:
+    for precision in ("fp32", "fp16", "bf16"):
+        tag = f"{name}.{precision}"
+        plan = compile_model(model, os.path.join(d, tag + ".plan"), "--precision", precision, *compile_opts)
+        out = run([tool("mantissa"), "inspect", plan]).stdout
+        m = re.search(r"temp arena: (\d+) bytes for (\d+) bytes of temps", out)
+        states = {}
+        for arena in ("0", "1"):
+            path = os.path.join(d, f"{tag}.arena{arena}.safetensors")
+            env = dict(os.environ, MANTISSA_CPU_ARENA=arena)
+            run([tool("mantissa-run"), "train", plan, "--quiet", "--steps", STEPS, "--no-shuffle",
+                 "--threads", "2", "--save", path, *train_opts], env=env)
+            states[arena] = torch_models.read_safetensors(path)
+        A, B = states["0"], states["1"]
+        differ = [n for n in A if n not in B or A[n].shape != B[n].shape or not np.array_equal(A[n], B[n])]
+        c.check(set(A) == set(B) and not differ,
+                f"{name} {precision}: temps in a {m.group(1)}-byte arena (for {m.group(2)} bytes of temps) "
+                f"give the same {len(A)} tensors bit for bit after {STEPS} steps"
+                + (f"; differ: {differ[:5]}" if differ else ""))
+c.done()
