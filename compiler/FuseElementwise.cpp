@@ -183,6 +183,32 @@ void foldBatchNormRelu(Block &block) {
   }
 }
 
+/// Folds `relu_grad %r, %dy` into the batch-norm backward that alone reads it, as
+/// its mask (the gradient that flows in is `%r > 0 ? %dy : 0`, computed inside the
+/// batch norm's two passes over dy): one pass and one stored tensor fewer. Only where
+/// %dy comes from a kernel that is not elementwise (a convolution's input gradient):
+/// an elementwise producer (the sum with a skip connection's gradient) fuses with the
+/// relu_grad instead, which already saves that pass.
+void foldReluGradIntoBatchNormBackward(Block &block) {
+  for (auto bb : llvm::make_early_inc_range(block.getOps<BatchNormBackwardOp>())) {
+    auto rg = bb.getGrad().getDefiningOp<ReluGradOp>();
+    if (bb.getMask() || !rg || !rg.getResult().hasOneUse() ||
+        rg->getOperand(0).getType() != rg.getResult().getType())
+      continue;
+    Operation *producer = rg->getOperand(1).getDefiningOp();
+    if (producer && producer->getBlock() == &block && isFusible(producer))
+      continue;
+    OpBuilder b(bb);
+    auto folded = BatchNormBackwardOp::create(b, bb.getLoc(), rg->getOperand(1), bb.getInput(),
+                                              bb.getGamma(), bb.getSavedMean(),
+                                              bb.getSavedInvstd(), rg->getOperand(0));
+    folded->setDiscardableAttrs(bb->getDiscardableAttrDictionary());
+    bb->replaceAllUsesWith(folded->getResults());
+    bb->erase();
+    rg->erase();
+  }
+}
+
 /// Fuses `consumer` with one of its producers; returns the fused op or null.
 Operation *fuseOneProducer(Operation *consumer) {
   for (Value v : consumer->getOperands()) {
@@ -215,6 +241,7 @@ public:
         if (splitBias)
           splitLinearBias(block);
         foldBatchNormRelu(block);
+        foldReluGradIntoBatchNormBackward(block);
         fuseBlock(block);
       }
   }

@@ -151,7 +151,7 @@ struct Rules {
     if (!want[0] && !want[1] && !want[2])
       return success(); // only the running statistics depend on parameters
     auto grads = BatchNormBackwardOp::create(b, loc, dy[0], op.getInput(), op.getGamma(), op.getSavedMean(),
-                                             op.getSavedInvstd());
+                                             op.getSavedInvstd(), Value());
     set(0, [&] { return sumToOperand(b, loc, grads.getGradInput(), op.getInput()); });
     set(1, [&] { return sumToOperand(b, loc, grads.getGradGamma(), op.getGamma()); });
     set(2, [&] { return sumToOperand(b, loc, grads.getGradBeta(), op.getBeta()); });

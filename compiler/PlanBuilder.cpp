@@ -554,13 +554,22 @@ LogicalResult PlanLowering::lowerOp(Operation *op, bool eval) {
   if (auto bb = dyn_cast<BatchNormBackwardOp>(op)) {
     ArrayRef<int64_t> x = shapeOf(bb.getInput());
     int64_t n = x[0], c = x[1], hw = x.size() == 4 ? x[2] * x[3] : 1;
-    addStep(op, plan::Kernel::BatchNormBackward,
-            {in(id(bb.getGrad())), in(id(bb.getInput())), in(id(bb.getGamma())),
-             in(id(bb.getSavedMean())), in(id(bb.getSavedInvstd())), out(id(bb.getGradInput())),
-             out(id(bb.getGradGamma())), out(id(bb.getGradBeta()))},
+    // dy, x and the mask are read at dx's own index (in place, planMemory), after
+    // the per-channel sums have read them all.
+    Slot dy = in(id(bb.getGrad())), xs = in(id(bb.getInput()));
+    dy.contiguous = xs.contiguous = true;
+    std::vector<Slot> slots = {dy, xs, in(id(bb.getGamma())), in(id(bb.getSavedMean())),
+                               in(id(bb.getSavedInvstd())), out(id(bb.getGradInput())),
+                               out(id(bb.getGradGamma())), out(id(bb.getGradBeta()))};
+    const bool mask = bool(bb.getMask());
+    if (mask) {
+      slots.push_back(in(id(bb.getMask())));
+      slots.back().contiguous = true;
+    }
+    addStep(op, plan::Kernel::BatchNormBackward, std::move(slots),
             [=](fb::FlatBufferBuilder &b, const std::vector<int> &t) {
               return plan::CreateBatchNormBackward(b, t[0], t[1], t[2], t[3], t[4], t[5], t[6],
-                                                   t[7], n, c, hw)
+                                                   t[7], n, c, hw, mask ? t[8] : -1)
                   .Union();
             });
     return success();
@@ -987,7 +996,8 @@ LossScalingConfig PlanLowering::readLossScaling(func::FuncOp train) {
 /// that is used in no step, is live throughout every function.
 ///
 /// The one exception is in place: the result of an elementwise step (or of the MSE
-/// gradient, elementwise too) takes the bytes of an input that dies at that step,
+/// gradient, elementwise too, or batch norm's dx, whose second pass reads dy, x and
+/// the mask at dx's index) takes the bytes of an input that dies at that step,
 /// when both have as many elements of one size and the input is read at the result's
 /// own index (no broadcast, no transpose). Each element is then read before the same
 /// thread writes it, on the CPU and in the generated CUDA kernels alike (the loader
@@ -1058,7 +1068,8 @@ PlanLowering::MemoryPlan PlanLowering::planMemory(const std::vector<PendingFunct
   for (size_t f = 0; f < fns.size(); ++f) {
     for (size_t s = 0; s < fns[f].steps.size(); ++s) {
       const PendingStep &step = fns[f].steps[s];
-      if (step.kind != plan::Kernel::Elementwise && step.kind != plan::Kernel::MseLossBackward)
+      if (step.kind != plan::Kernel::Elementwise && step.kind != plan::Kernel::MseLossBackward &&
+          step.kind != plan::Kernel::BatchNormBackward)
         continue;
       std::vector<int> taken;
       for (const Slot &o : step.slots) {

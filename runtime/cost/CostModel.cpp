@@ -129,7 +129,8 @@ KernelWork stepWork(const LoadedPlan &plan, const plan::Step &step) {
   }
   case K::BatchNormBackward: {
     const auto &k = *step.kernel_as_BatchNormBackward();
-    return memoryWork(plan, {k.dy(), k.x(), k.dy(), k.x()}, {k.dx(), k.dgamma(), k.dbeta()});
+    return memoryWork(plan, {k.dy(), k.x(), k.dy(), k.x(), k.mask(), k.mask()},
+                      {k.dx(), k.dgamma(), k.dbeta()});
   }
   case K::SoftmaxCrossEntropy: {
     const auto &k = *step.kernel_as_SoftmaxCrossEntropy();

@@ -285,7 +285,8 @@ void CpuExecutor<T>::runStep(const plan::Step &step, const kernels::ElementwiseP
     const plan::BatchNormBackward &k = *step.kernel_as_BatchNormBackward();
     BatchNormShape sh{k.n(), k.c(), k.hw()};
     batchNormBackward<T>(sh, ptr(k.dy()), ptr(k.x()), ptr(k.gamma()), ptr(k.saved_mean()),
-                         ptr(k.saved_invstd()), ptr(k.dx()), ptr(k.dgamma()), ptr(k.dbeta()));
+                         ptr(k.saved_invstd()), ptr(k.dx()), ptr(k.dgamma()), ptr(k.dbeta()),
+                         ptr(k.mask()));
     for (int id : {k.dx(), k.dgamma(), k.dbeta()})
       roundOutput(id);
     return;

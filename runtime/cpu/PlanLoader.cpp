@@ -265,7 +265,8 @@ void Checker::checkCudaCode(const plan::CudaCode &code) {
 /// step that reads `in` only at its own index (as many elements as the iteration,
 /// contiguous strides) and writes `out`, an element of the same size in the same
 /// bytes, so that each element is read before the same thread writes it; or the MSE
-/// gradient writing da over a or b.
+/// gradient writing da over a or b; or batch norm's dx over dy, x or the mask (its
+/// second pass, after the per-channel sums).
 bool Checker::inPlace(const plan::Function &fn, int64_t s, int in, int out) const {
   const plan::Step *step = fn.steps()->Get(uint32_t(s));
   const plan::Tensor *ti = p_.tensors()->Get(in), *to = p_.tensors()->Get(out);
@@ -274,6 +275,10 @@ bool Checker::inPlace(const plan::Function &fn, int64_t s, int in, int out) cons
     return false;
   if (const plan::MseLossBackward *m = step->kernel_as_MseLossBackward()) // da[i] from a[i], b[i]
     return (in == m->a() || in == m->b()) && out == m->da() && in != m->dloss();
+  // dx[i] from dy[i], x[i] and mask[i], once the sums over the channel are taken.
+  if (const plan::BatchNormBackward *b = step->kernel_as_BatchNormBackward())
+    return (in == b->dy() || in == b->x() || in == b->mask()) && out == b->dx() &&
+           out != b->dgamma() && out != b->dbeta();
   if (step->kernel_type() != Kernel::Elementwise)
     return false;
   const plan::Elementwise &k = *step->kernel_as_Elementwise();
@@ -663,6 +668,7 @@ void Checker::checkBatchNormBackward(const plan::BatchNormBackward &k) {
   optionalData(k.dx(), "dx", all);
   optionalData(k.dgamma(), "dgamma", k.c());
   optionalData(k.dbeta(), "dbeta", k.c());
+  optionalData(k.mask(), "mask", all);
 }
 
 void Checker::checkReduce(const plan::Reduce &k) {

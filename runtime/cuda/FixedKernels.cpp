@@ -409,10 +409,18 @@ extern "C" __global__ void mt_bn_apply(const void *x, int xt, void *y, int yt, l
 }
 
 // Backward partials: sum dy and sum dy * (x - mean) * invstd.
+// The gradient that flows into a batch norm's backward: dy, or with a folded relu_grad
+// (mask: the relu's result) mask > 0 ? dy : 0.
+static __device__ __forceinline__ float mt_bnb_grad(float g, const void *mask, int mt,
+                                                    long long i) {
+  return mask && !(mt_load(mask, mt, i) > 0.0f) ? 0.0f : g;
+}
+
 extern "C" __global__ void mt_bnb_partial(const void *dy, int dyt, const void *x, int xt,
                                           long long n, long long c, long long hw, long long chunk,
                                           long long chunks, const void *savedMean, int smt,
-                                          const void *savedInvstd, int sit, double *partial) {
+                                          const void *savedInvstd, int sit, double *partial,
+                                          const void *mask, int mt) {
   const long long m = n * hw;
   for (long long ch = blockIdx.y; ch < c; ch += gridDim.y) {
     const long long b = blockIdx.x;
@@ -422,7 +430,7 @@ extern "C" __global__ void mt_bnb_partial(const void *dy, int dyt, const void *x
     double s1 = 0.0, s2 = 0.0;
     for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
       const long long i = mt_div(j, hw), t = j - i * hw, idx = (i * c + ch) * hw + t;
-      const double g = (double)mt_load(dy, dyt, idx);
+      const double g = (double)mt_bnb_grad(mt_load(dy, dyt, idx), mask, mt, idx);
       s1 += g;
       s2 += g * ((double)mt_load(x, xt, idx) - mean) * invstd;
     }
@@ -451,14 +459,15 @@ extern "C" __global__ void mt_bnb_dx(const void *dy, int dyt, const void *x, int
                                      const void *gamma, int gt, const void *savedMean, int smt,
                                      const void *savedInvstd, int sit, const double *meanDy,
                                      const double *meanDyXhat, void *dx, int dxt, long long n,
-                                     long long c, long long hw) {
+                                     long long c, long long hw, const void *mask, int mt) {
   MT_GRID_STRIDE(e, n * c * hw) {
     const long long ch = mt_mod(mt_div(e, hw), c);
     const double mean = (double)mt_load(savedMean, smt, ch);
     const double invstd = (double)mt_load(savedInvstd, sit, ch);
     const double scale = (gamma ? (double)mt_load(gamma, gt, ch) : 1.0) * invstd;
     const double xhat = ((double)mt_load(x, xt, e) - mean) * invstd;
-    const double d = scale * ((double)mt_load(dy, dyt, e) - meanDy[ch] - xhat * meanDyXhat[ch]);
+    const double d = scale * ((double)mt_bnb_grad(mt_load(dy, dyt, e), mask, mt, e) - meanDy[ch] -
+                              xhat * meanDyXhat[ch]);
     mt_store(dx, dxt, e, (float)d);
   }
 }
@@ -589,7 +598,8 @@ extern "C" __global__ void mt_bn_apply8(const void *x, int xt, void *y, int yt, 
 extern "C" __global__ void mt_bnb_partial8(const void *dy, int dyt, const void *x, int xt,
                                            long long n, long long c, long long hw, long long chunk,
                                            long long chunks, const void *savedMean, int smt,
-                                           const void *savedInvstd, int sit, double *partial) {
+                                           const void *savedInvstd, int sit, double *partial,
+                                           const void *mask, int mt) {
   const long long m = n * hw;
   for (long long ch = blockIdx.y; ch < c; ch += gridDim.y) {
     const long long b = blockIdx.x;
@@ -602,6 +612,11 @@ extern "C" __global__ void mt_bnb_partial8(const void *dy, int dyt, const void *
       float g[8], xv[8];
       mt_load8(dy, dyt, idx, g);
       mt_load8(x, xt, idx, xv);
+      if (mask) {
+        float mv[8];
+        mt_load8(mask, mt, idx, mv);
+        for (int u = 0; u < 8; ++u) g[u] = mv[u] > 0.0f ? g[u] : 0.0f;
+      }
       for (int u = 0; u < 8; ++u) {
         s1 += (double)g[u];
         s2 += (double)g[u] * ((double)xv[u] - mean) * invstd;
@@ -615,7 +630,7 @@ extern "C" __global__ void mt_bnb_dx8(const void *dy, int dyt, const void *x, in
                                       const void *gamma, int gt, const void *savedMean, int smt,
                                       const void *savedInvstd, int sit, const double *meanDy,
                                       const double *meanDyXhat, void *dx, int dxt, long long n,
-                                      long long c, long long hw) {
+                                      long long c, long long hw, const void *mask, int mt) {
   MT_GRID_STRIDE(v, n * c * hw / 8) {
     const long long e = 8 * v, ch = mt_mod(mt_div(e, hw), c);
     const double mean = (double)mt_load(savedMean, smt, ch);
@@ -625,6 +640,11 @@ extern "C" __global__ void mt_bnb_dx8(const void *dy, int dyt, const void *x, in
     float g[8], xv[8], out[8];
     mt_load8(dy, dyt, e, g);
     mt_load8(x, xt, e, xv);
+    if (mask) {
+      float mv[8];
+      mt_load8(mask, mt, e, mv);
+      for (int u = 0; u < 8; ++u) g[u] = mv[u] > 0.0f ? g[u] : 0.0f;
+    }
     for (int u = 0; u < 8; ++u) {
       const double xhat = ((double)xv[u] - mean) * invstd;
       out[u] = (float)(scale * ((double)g[u] - md - xhat * mdx));

@@ -166,6 +166,8 @@ struct BatchNormBackwardArgs {
   void *dx = nullptr, *dgamma = nullptr, *dbeta = nullptr;
   int dxt = 0, dgt = 0, dbt = 0;
   long long n = 0, c = 0, hw = 0;
+  const void *mask = nullptr; // a folded relu_grad: the relu's result
+  int mt = 0;
 };
 
 template <class Ref>
@@ -179,12 +181,17 @@ BatchNormBackwardArgs batchNormBackwardArgs(const plan::BatchNormBackward &k, Re
   a.dx = dx.data, a.dxt = dx.dtype, a.dgamma = dg.data, a.dgt = dg.dtype, a.dbeta = db.data,
   a.dbt = db.dtype;
   a.n = k.n(), a.c = k.c(), a.hw = k.hw();
+  if (k.mask() >= 0) {
+    const TensorRef m = ref(k.mask());
+    a.mask = m.data, a.mt = m.dtype;
+  }
   return a;
 }
 
 inline bool batchNormVectorOk(const BatchNormBackwardArgs &a) {
-  return aligned16(a.dy) && aligned16(a.x) && (!a.dx || aligned16(a.dx)) && a.dyt != kI32 &&
-         a.xt != kI32 && a.dxt != kI32;
+  return aligned16(a.dy) && aligned16(a.x) && (!a.dx || aligned16(a.dx)) &&
+         (!a.mask || aligned16(a.mask)) && a.dyt != kI32 && a.xt != kI32 && a.dxt != kI32 &&
+         a.mt != kI32;
 }
 
 /// Scratch: `part` (batchNormPartialBytes(.., true)) and c doubles each for mean(dy) and
@@ -205,10 +212,10 @@ void launchBatchNormBackward(const Table &k, Launch &&launch, Blocks &&blocks,
   if (s.chunks > 0) {
     if (s.vector)
       launch(k.mt_bnb_partial8, perChannel, 256, a.dy, a.dyt, a.x, a.xt, a.n, a.c, a.hw, s.chunk,
-             s.chunks, a.savedMean, a.smt, a.savedInvstd, a.sit, w.part);
+             s.chunks, a.savedMean, a.smt, a.savedInvstd, a.sit, w.part, a.mask, a.mt);
     else
       launch(k.mt_bnb_partial, perChannel, 256, a.dy, a.dyt, a.x, a.xt, a.n, a.c, a.hw, s.chunk,
-             s.chunks, a.savedMean, a.smt, a.savedInvstd, a.sit, w.part);
+             s.chunks, a.savedMean, a.smt, a.savedInvstd, a.sit, w.part, a.mask, a.mt);
   }
   launch(k.mt_bnb_finalize, Grid{blocks(a.c)}, 256, w.part, s.chunks, a.c, m, a.dgamma, a.dgt,
          a.dbeta, a.dbt, w.meanDy, w.meanDyXhat);
@@ -217,11 +224,11 @@ void launchBatchNormBackward(const Table &k, Launch &&launch, Blocks &&blocks,
   if (s.vector)
     launch(k.mt_bnb_dx8, Grid{blocks(total / 8)}, 256, a.dy, a.dyt, a.x, a.xt, a.gamma, a.gt,
            a.savedMean, a.smt, a.savedInvstd, a.sit, w.meanDy, w.meanDyXhat, a.dx, a.dxt, a.n, a.c,
-           a.hw);
+           a.hw, a.mask, a.mt);
   else
     launch(k.mt_bnb_dx, Grid{blocks(total)}, 256, a.dy, a.dyt, a.x, a.xt, a.gamma, a.gt,
            a.savedMean, a.smt, a.savedInvstd, a.sit, w.meanDy, w.meanDyXhat, a.dx, a.dxt, a.n, a.c,
-           a.hw);
+           a.hw, a.mask, a.mt);
 }
 
 /// A reduction of rcount values into each of outCount outputs. Up to 2048 values an

@@ -376,6 +376,8 @@ std::string Printer::kernel(const Step &s) {
       << " saved_mean=" << ref(k->saved_mean()) << " saved_invstd=" << ref(k->saved_invstd())
       << " dx=" << ref(k->dx()) << " dgamma=" << ref(k->dgamma()) << " dbeta=" << ref(k->dbeta())
       << " n=" << k->n() << " c=" << k->c() << " hw=" << k->hw();
+    if (k->mask() >= 0)
+      o << " mask=" << ref(k->mask());
   } else if (auto *k = s.kernel_as_SoftmaxCrossEntropy()) {
     o << "logits=" << ref(k->logits()) << " labels=" << ref(k->labels())
       << " loss=" << ref(k->loss()) << " n=" << k->n() << " c=" << k->c();

@@ -153,18 +153,22 @@ void batchNormEvalForward(const BatchNormShape &sh, const T *x, const T *gamma, 
 
 template <class T>
 void batchNormBackward(const BatchNormShape &sh, const T *dy, const T *x, const T *gamma,
-                       const T *savedMean, const T *savedInvstd, T *dx, T *dgamma, T *dbeta) {
+                       const T *savedMean, const T *savedInvstd, T *dx, T *dgamma, T *dbeta,
+                       const T *mask) {
   const double m = double(sh.n * sh.hw);
+  // relu_grad's rule: the gradient where the relu's result is > 0 (NaN: 0).
+  auto grad = [&](int64_t i) { return !mask || mask[i] > T(0) ? double(dy[i]) : 0.0; };
   parallelFor(sh.c, grainFor(sh.n * sh.hw), [&](int64_t begin, int64_t end) {
     for (int64_t ch = begin; ch < end; ++ch) {
       double mean = double(savedMean[ch]), invstd = double(savedInvstd[ch]);
       double sumDy = 0, sumDyXhat = 0;
       for (int64_t i = 0; i < sh.n; ++i) {
-        const T *p = x + (i * sh.c + ch) * sh.hw;
-        const T *g = dy + (i * sh.c + ch) * sh.hw;
+        const int64_t base = (i * sh.c + ch) * sh.hw;
+        const T *p = x + base;
         for (int64_t j = 0; j < sh.hw; ++j) {
-          sumDy += double(g[j]);
-          sumDyXhat += double(g[j]) * (double(p[j]) - mean) * invstd;
+          const double g = grad(base + j);
+          sumDy += g;
+          sumDyXhat += g * (double(p[j]) - mean) * invstd;
         }
       }
       if (dbeta)
@@ -177,12 +181,12 @@ void batchNormBackward(const BatchNormShape &sh, const T *dy, const T *x, const 
       double scale = (gamma ? double(gamma[ch]) : 1.0) * invstd;
       double meanDy = sumDy / m, meanDyXhat = sumDyXhat / m;
       for (int64_t i = 0; i < sh.n; ++i) {
-        const T *p = x + (i * sh.c + ch) * sh.hw;
-        const T *g = dy + (i * sh.c + ch) * sh.hw;
-        T *d = dx + (i * sh.c + ch) * sh.hw;
+        const int64_t base = (i * sh.c + ch) * sh.hw;
+        const T *p = x + base;
+        T *d = dx + base;
         for (int64_t j = 0; j < sh.hw; ++j) {
           double xhat = (double(p[j]) - mean) * invstd;
-          d[j] = T(scale * (double(g[j]) - meanDy - xhat * meanDyXhat));
+          d[j] = T(scale * (grad(base + j) - meanDy - xhat * meanDyXhat));
         }
       }
     }
@@ -429,7 +433,7 @@ template <class T> bool allFinite(int64_t count, const T *data) {
   template void batchNormEvalForward<T>(const BatchNormShape &, const T *, const T *, const T *,   \
                                         const T *, const T *, T *, double);                        \
   template void batchNormBackward<T>(const BatchNormShape &, const T *, const T *, const T *,      \
-                                     const T *, const T *, T *, T *, T *);                         \
+                                     const T *, const T *, T *, T *, T *, const T *);              \
   template T softmaxCrossEntropy<T>(int64_t, int64_t, const T *, const T *);                       \
   template void softmaxCrossEntropyBackward<T>(int64_t, int64_t, const T *, const T *, T, T *);    \
   template T mseLoss<T>(int64_t, const T *, const T *);                                            \

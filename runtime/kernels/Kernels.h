@@ -108,9 +108,12 @@ void batchNormEvalForward(const BatchNormShape &shape, const T *x, const T *gamm
                           const T *runningMean, const T *runningVar, T *y, double eps);
 /// Backward of the training forward (batch statistics): dx, dgamma = sum dy*xhat,
 /// dbeta = sum dy. gamma may be null (1); dgamma/dbeta may be null (not wanted).
+/// `mask` (may be null): the gradient that flows in is mask > 0 ? dy : 0 (a folded
+/// relu_grad, mask being the relu's result).
 template <class T>
 void batchNormBackward(const BatchNormShape &shape, const T *dy, const T *x, const T *gamma,
-                       const T *savedMean, const T *savedInvstd, T *dx, T *dgamma, T *dbeta);
+                       const T *savedMean, const T *savedInvstd, T *dx, T *dgamma, T *dbeta,
+                       const T *mask = nullptr);
 
 //===--- Losses ----------------------------------------------------------------===//
 

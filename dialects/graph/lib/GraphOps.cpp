@@ -384,6 +384,10 @@ LogicalResult BatchNormBackwardOp::inferReturnTypes(MLIRContext *, std::optional
   if (dy.getShape() != x.getShape())
     return emitInferError(loc, "'graph.batch_norm_backward' grad " + shapeStr(dy.getShape()) +
                                    " and input " + shapeStr(x.getShape()) + " differ");
+  if (Value mask = adaptor.getMask(); mask && rankedType(mask).getShape() != dy.getShape())
+    return emitInferError(loc, "'graph.batch_norm_backward' mask " +
+                                   shapeStr(rankedType(mask).getShape()) + " and grad " +
+                                   shapeStr(dy.getShape()) + " differ");
   inferred.push_back(x);
   inferred.push_back(rankedType(adaptor.getGamma()));
   inferred.push_back(rankedType(adaptor.getGamma()));

@@ -269,3 +269,24 @@ func.func @bn_relu() -> (tensor<2x4x3x3xf32>, tensor<2x4x3x3xf32>, tensor<2x4x3x
   %r2 = graph.relu %n2 : tensor<2x4x3x3xf32>
   return %r, %r2, %n2 : tensor<2x4x3x3xf32>, tensor<2x4x3x3xf32>, tensor<2x4x3x3xf32>
 }
+
+// -----
+
+// A relu_grad that only a batch-norm backward reads folds into it as its mask when
+// its gradient comes from a kernel that is not elementwise (here a matmul); one whose
+// gradient is an elementwise sum (a skip connection's) fuses with that sum instead.
+// CHECK-LABEL: func.func @bn_backward_mask
+//       CHECK:   %[[D:.*]] = graph.matmul
+//   CHECK-NOT:   graph.relu_grad
+//       CHECK:   graph.batch_norm_backward %[[D]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[R:[^ ]*]] : {{.*}}
+//       CHECK:   graph.fused({{.*}}) {graph.name = "add+relu_grad"}
+//       CHECK:   graph.batch_norm_backward %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<4x4xf32>, tensor<4x4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32> ->
+func.func @bn_backward_mask(%x: tensor<4x4xf32>, %r: tensor<4x4xf32>, %w: tensor<4x4xf32>, %g: tensor<4xf32>, %m: tensor<4xf32>, %i: tensor<4xf32>, %s: tensor<4x4xf32>) -> (tensor<4x4xf32>, tensor<4x4xf32>) {
+  %d = graph.matmul %x, %w : tensor<4x4xf32>, tensor<4x4xf32> -> tensor<4x4xf32>
+  %dr = graph.relu_grad %r, %d : tensor<4x4xf32>
+  %dx, %dg, %db = graph.batch_norm_backward %dr, %x, %g, %m, %i : tensor<4x4xf32>, tensor<4x4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32> -> tensor<4x4xf32>, tensor<4xf32>, tensor<4xf32>
+  %sum = graph.add %dx, %s : tensor<4x4xf32>, tensor<4x4xf32> -> tensor<4x4xf32>
+  %dr2 = graph.relu_grad %r, %sum : tensor<4x4xf32>
+  %dx2, %dg2, %db2 = graph.batch_norm_backward %dr2, %x, %g, %m, %i : tensor<4x4xf32>, tensor<4x4xf32>, tensor<4xf32>, tensor<4xf32>, tensor<4xf32> -> tensor<4x4xf32>, tensor<4xf32>, tensor<4xf32>
+  return %dx, %dx2 : tensor<4x4xf32>, tensor<4x4xf32>
+}

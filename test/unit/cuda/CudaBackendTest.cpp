@@ -1081,6 +1081,14 @@ std::vector<uint8_t> normReducePlan(int64_t N, int64_t C, int64_t H, int64_t W) 
   int db = pm.tensor("dbeta", plan::DType::F32, {C}, plan::Role::Temp);
   pm.step("bn_bwd", plan::Kernel::BatchNormBackward,
           plan::CreateBatchNormBackward(b, dy, x, gamma, sm, si, dx, dg, db, N, C, hw).Union());
+  // With a folded relu_grad: the gradient counts where the mask (a relu's f16 result,
+  // here bn_relu_y: about half zeros) is > 0.
+  int dxm = pm.tensor("bn_dx_masked", plan::DType::F16, {N, C, H, W}, plan::Role::Temp);
+  int dgm = pm.tensor("dgamma_masked", plan::DType::F32, {C}, plan::Role::Temp);
+  int dbm = pm.tensor("dbeta_masked", plan::DType::F32, {C}, plan::Role::Temp);
+  pm.step("bn_bwd_masked", plan::Kernel::BatchNormBackward,
+          plan::CreateBatchNormBackward(b, dy, x, gamma, sm, si, dxm, dgm, dbm, N, C, hw, yRelu)
+              .Union());
   auto reduce = [&](const std::string &name, int in, std::vector<int64_t> inShape,
                     std::vector<int64_t> outShape, bool mean) {
     int out = pm.tensor(name, plan::DType::F32, outShape, plan::Role::Temp);
@@ -1194,9 +1202,9 @@ TEST(CudaHostEmulation, BatchNormAndReduceKernelsMatchTheCpu) {
   const cuda::FixedKernelTable<int> table = fixedHostTable(names);
   test::HostKernels hk(std::string(cuda::cudaPrelude()) + cuda::fixedKernelSource(), names);
   const std::vector<uint8_t> bytes = normReducePlan(3, 2, 64, 96);
-  // Aligned: the 16-byte kernels for bn, bn_relu, bn_eval, bn_bwd and bias_grad
-  // (pixel_mean has 6144 values per output: also one; rows is strided).
-  EXPECT_EQ(expectHostNormReduceMatchesCpu(bytes, 0, true, hk, table), 6);
+  // Aligned: the 16-byte kernels for bn, bn_relu, bn_eval, bn_bwd, bn_bwd_masked and
+  // bias_grad (pixel_mean has 6144 values per output: also one; rows is strided).
+  EXPECT_EQ(expectHostNormReduceMatchesCpu(bytes, 0, true, hk, table), 7);
   // The scalar kernels: turned off, and for tensors that are not 16-byte aligned.
   EXPECT_EQ(expectHostNormReduceMatchesCpu(bytes, 0, false, hk, table), 0);
   EXPECT_EQ(expectHostNormReduceMatchesCpu(bytes, 4, true, hk, table), 0);

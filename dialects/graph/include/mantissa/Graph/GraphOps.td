@@ -337,8 +337,13 @@ def Graph_BatchNormOp : Graph_Op<"batch_norm", "Follow",
 def Graph_BatchNormBackwardOp : Graph_Op<"batch_norm_backward", "Follow",
     [Pure, DeclareOpInterfaceMethods<InferTypeOpInterface>]> {
   let summary = "gradient of training-mode batch normalisation: (dx, dgamma, dbeta)";
+  let description = [{
+    With `mask` (fuse-elementwise folds a relu_grad into it: the relu's result), the
+    gradient that flows in is `mask > 0 ? grad : 0`, as relu_grad computes it.
+  }];
   let arguments = (ins Graph_FloatTensor:$grad, Graph_FloatTensor:$input, Graph_FloatTensor:$gamma,
-                       Graph_FloatTensor:$saved_mean, Graph_FloatTensor:$saved_invstd);
+                       Graph_FloatTensor:$saved_mean, Graph_FloatTensor:$saved_invstd,
+                       Optional<Graph_FloatTensor>:$mask);
   let results = (outs Graph_FloatTensor:$grad_input, Graph_FloatTensor:$grad_gamma,
                       Graph_FloatTensor:$grad_beta);
   let assemblyFormat = "operands attr-dict `:` type(operands) `->` type(results)";
