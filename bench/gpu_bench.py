@@ -53,7 +53,7 @@ def mantissa(carry, model, prec, data_args, tmp, env=None):
     if not os.path.isdir(os.path.join(carry, "bin")):  # packed by gpu-prepare.sh
         subprocess.run(["tar", "xzf", os.path.join(carry, "payload.tgz"), "-C", carry], check=True)
     plan = os.path.join(carry, "plans", f"bench-{model}-{prec}.plan")
-    res = []
+    res, breakdown = [], None
     stop, peak = threading.Event(), [0]
     t = threading.Thread(target=gpu_mem_poll, args=(stop, peak)); t.start()
     try:
@@ -61,10 +61,14 @@ def mantissa(carry, model, prec, data_args, tmp, env=None):
             out = os.path.join(tmp, f"{model}-{prec}-{n}.json")
             p = subprocess.run([os.path.join(carry, "bin", "mantissa-run"), "train", plan, "--backend", "cuda",
                                 "--fixed-batch", "--steps", str(n), "--quiet", "--json", out, *data_args],
-                               capture_output=True, text=True, env=dict(os.environ, **(env or {})))
+                               capture_output=True, text=True,
+                               env=dict(os.environ, **{"MANTISSA_VERBOSE": "1", **(env or {})}))
             if p.returncode:
                 return dict(error=p.stderr.strip()[-300:])
             res.append(json.load(open(out)))
+            # What device_bytes is made of (CudaExecutor::describeMemory).
+            breakdown = next((l.split(": ", 1)[1] for l in p.stderr.splitlines()
+                              if l.startswith("mantissa cuda: device memory")), breakdown)
     finally:
         stop.set(); t.join()
     (a, b), (na, nb) = res, CFG[model]["steps"]
@@ -74,7 +78,8 @@ def mantissa(carry, model, prec, data_args, tmp, env=None):
     # process memory (context included) is kept apart.
     held = b.get("device_bytes")
     return dict(ms_per_step=ms, final_loss=b["final_loss"], peak_mem_GiB=held / 2**30 if held else None,
-                process_mem_GiB=peak[0] / 1024 if peak[0] else None, device=b.get("device"))
+                process_mem_GiB=peak[0] / 1024 if peak[0] else None, device=b.get("device"),
+                memory_breakdown=breakdown)
 
 
 def torch_step(model, prec, compile_):

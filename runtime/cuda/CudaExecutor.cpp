@@ -260,6 +260,7 @@ private:
   Launch prepareConvIm2col(const plan::Conv2d &k, ScratchLayout &sl);
   std::vector<ConvVariant> convVariants(const plan::Conv2d &k);
   void tuneConvolutions();
+  void describeMemory() const;
   Launch prepareConvGemm(const plan::Conv2d &k, const ConvGemmConfig &cfg, ScratchLayout &sl);
   Launch prepareBatchNorm(const plan::BatchNorm &k, ScratchLayout &sl);
   Launch prepareBatchNormBackward(const plan::BatchNormBackward &k, ScratchLayout &sl);
@@ -319,6 +320,7 @@ private:
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   void *blasWorkspace_ = nullptr;
+  static constexpr size_t blasWorkspaceBytes_ = size_t(32) << 20;
   bool tf32_ = false;
   bool useGraphs_ = true;
   bool syncEachStep_ = false;
@@ -435,6 +437,26 @@ void CudaExecutor::init() {
   prepareFunctions();
   if (convAuto_)
     tuneConvolutions();
+  if (std::string(envOr("MANTISSA_VERBOSE", "0")) != "0")
+    describeMemory();
+}
+
+/// MANTISSA_VERBOSE=1: what deviceBytes() is made of, to compare with the plan's peak
+/// (arena + persistent + inputs) and with PyTorch's allocator peak.
+void CudaExecutor::describeMemory() const {
+  int64_t outside = 0;
+  for (const DeviceTensor &t : tensors_)
+    if (t.ptr && !t.inArena)
+      outside += int64_t(t.bytes);
+  const int64_t arena = arena_ ? int64_t(plan_->arena_bytes()) : 0;
+  const int64_t workspace = blasWorkspace_ ? int64_t(blasWorkspaceBytes_) : 0;
+  const int64_t other = allocatedBytes_ - outside - arena - workspace - int64_t(scratchBytes_);
+  std::fprintf(stderr,
+               "mantissa cuda: device memory %lld bytes = temp arena %lld + tensors outside it "
+               "%lld + scratch %lld + cuBLAS workspace %lld + tables %lld (plan peak %llu)\n",
+               (long long)allocatedBytes_, (long long)arena, (long long)outside,
+               (long long)scratchBytes_, (long long)workspace, (long long)other,
+               (unsigned long long)plan_->peak_bytes());
 }
 
 void CudaExecutor::initDevice() {
@@ -459,10 +481,9 @@ void CudaExecutor::initDevice() {
   checkBlas(cublasCreate(&blas_), "cublasCreate");
   checkBlas(cublasSetStream(blas_, stream_), "cublasSetStream");
   // An explicit workspace: cuBLAS then allocates nothing itself, which graph capture needs.
-  const size_t blasWorkspaceBytes = size_t(32) << 20;
-  checkCuda(cudaMalloc(&blasWorkspace_, blasWorkspaceBytes), "cudaMalloc (cuBLAS workspace)");
-  allocatedBytes_ += int64_t(blasWorkspaceBytes);
-  checkBlas(cublasSetWorkspace(blas_, blasWorkspace_, blasWorkspaceBytes), "cublasSetWorkspace");
+  checkCuda(cudaMalloc(&blasWorkspace_, blasWorkspaceBytes_), "cudaMalloc (cuBLAS workspace)");
+  allocatedBytes_ += int64_t(blasWorkspaceBytes_);
+  checkBlas(cublasSetWorkspace(blas_, blasWorkspace_, blasWorkspaceBytes_), "cublasSetWorkspace");
   // fp32 GEMMs use no TF32 unless the plan asks (then per call, with COMPUTE_32F_FAST_TF32);
   // fp16/bf16 GEMMs reduce in fp32 (no reduced-precision split-K reductions).
   checkBlas(cublasSetMathMode(blas_, cublasMath_t(CUBLAS_DEFAULT_MATH |
