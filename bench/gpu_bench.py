@@ -156,11 +156,17 @@ def main():
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--no-pytorch", action="store_true")
     p.add_argument("--json")
-    p.add_argument("--ab-env", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--ab-env", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                    help="also run Mantissa with this environment (e.g. MANTISSA_CUDA_VECTOR=0, "
-                        "MANTISSA_CUDA_CONV=im2col) and report its ms/step against the default's")
+                        "MANTISSA_CUDA_CONV=auto) and report its ms/step against the default's; "
+                        "each --ab-env is one variant")
     a = p.parse_args()
-    ab = dict(kv.split("=", 1) for kv in a.ab_env)
+    variants = []
+    for spec in a.ab_env:
+        try:
+            variants.append(dict(kv.split("=", 1) for kv in spec.split(",")))
+        except ValueError:
+            p.error(f"--ab-env {spec}: expected KEY=VALUE[,KEY=VALUE]")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = mantissa_data(tmp)
@@ -168,9 +174,10 @@ def main():
             for prec in a.precisions:
                 r = dict(model=model, precision=prec, batch=CFG[model]["batch"])
                 r["mantissa"] = mantissa(a.carry, model, prec, data[model], tmp)
-                if ab:
-                    r["mantissa_ab"] = mantissa(a.carry, model, prec, data[model], tmp, env=ab)
-                    r["mantissa_ab"]["env"] = ab
+                r["mantissa_ab"] = []
+                for env in variants:
+                    r["mantissa_ab"].append(mantissa(a.carry, model, prec, data[model], tmp, env=env))
+                    r["mantissa_ab"][-1]["env"] = env
                 if not a.no_pytorch:
                     r["eager"] = pytorch(model, prec, False)
                     if not a.no_compile:
@@ -197,12 +204,15 @@ def main():
             if k in r and "error" in r[k]:
                 print(f"   {k} error: {r[k]['error']}")
     print("(loss: each side's own data, not comparable across sides; see the docstring)")
-    if ab:
-        print(f"\nwith {' '.join(a.ab_env)}: ms/step, and its ratio to the default's")
+    for i, spec in enumerate(a.ab_env):
+        print(f"\nwith {spec}: ms/step and device memory, and their ratios to the default's")
         for r in rows:
-            m, x = r["mantissa"].get("ms_per_step"), r.get("mantissa_ab", {}).get("ms_per_step")
+            d, v = r["mantissa"], r["mantissa_ab"][i]
+            m, x = d.get("ms_per_step"), v.get("ms_per_step")
+            gm, gx = d.get("peak_mem_GiB"), v.get("peak_mem_GiB")
             print(f"{r['model']:<5} {r['precision']:<5} | {f(x):>9} ms vs {f(m):>9} ms | "
-                  f"{f(x / m if x and m else None)} x")
+                  f"{f(x / m if x and m else None)} x | {f(gx)} GiB vs {f(gm)} GiB"
+                  + (f" | error: {v['error']}" if "error" in v else ""))
     if a.json:
         json.dump(rows, open(a.json, "w"), indent=1)
 
