@@ -28,6 +28,19 @@ def gen_unet(path, width, levels, size, batch):
     return path
 
 
+def small_models(d):
+    """mlp_digits, cnn_digits and a unet (w=4, L=2, 16x16, batch 2; written into d), each as
+    (name, model, compile options, train options): the models of the whole-plan comparisons
+    (e2e.fusion, e2e.arena)."""
+    unet = gen_unet(os.path.join(d, "unet_w4_l2.mlir"), 4, 2, 16, 2)
+    return [
+        ("mlp_digits", "mlp_digits", ["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9"], []),
+        ("cnn_digits", "cnn_digits", ["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9"], []),
+        ("unet_w4_l2", unet, ["--optimizer", "adam", "--lr", "0.003"],
+         ["--data", "nowcast", "--train-samples", "16", "--held-out-samples", "4"]),
+    ]
+
+
 def compile_model(model, out, *opts):
     src = model if model.endswith(".mlir") else os.path.join(ROOT, "models", model + ".mlir")
     run([tool("mantissa"), "compile", src, "-o", out, *opts])

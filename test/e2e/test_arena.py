@@ -12,19 +12,13 @@ max pooling, the MSE loss) in fp32, fp16 and bf16; prints the arena against the 
 the temps."""
 import os, re
 import numpy as np
-from common import Checks, compile_model, gen_unet, run, tmpdir, tool, train
+from common import Checks, compile_model, run, small_models, tmpdir, tool
 import torch_models
 
 STEPS = "5"
 c = Checks()
 d = tmpdir()
-unet = gen_unet(os.path.join(d, "unet_w4_l2.mlir"), 4, 2, 16, 2)
-MODELS = [
-    ("mlp_digits", "mlp_digits", ["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9"], []),
-    ("cnn_digits", "cnn_digits", ["--optimizer", "adam", "--lr", "0.01"], []),
-    ("unet_w4_l2", unet, ["--optimizer", "adam", "--lr", "0.003"],
-     ["--data", "nowcast", "--train-samples", "16", "--held-out-samples", "4"]),
-]
+MODELS = small_models(d)
 
 for name, model, compile_opts, train_opts in MODELS:
     for precision in ("fp32", "fp16", "bf16"):

@@ -9,21 +9,13 @@ it (fp32 values are stored exactly), so GEMM, convolution and reduction inputs a
 Prints the kernel (step) counts of both plans per function."""
 import os, re
 import numpy as np
-from common import Checks, compile_model, gen_unet, run, tmpdir, tool, train
+from common import Checks, compile_model, run, small_models, tmpdir, tool, train
 import torch_models
 
 STEPS = "5"
 c = Checks()
 d = tmpdir()
-
-unet = gen_unet(os.path.join(d, "unet_w4_l2.mlir"), 4, 2, 16, 2)
-
-MODELS = [
-    ("mlp_digits", "mlp_digits", ["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9"], []),
-    ("cnn_digits", "cnn_digits", ["--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9"], []),
-    ("unet_w4_l2", unet, ["--optimizer", "adam", "--lr", "0.003"],
-     ["--data", "nowcast", "--train-samples", "16", "--held-out-samples", "4"]),
-]
+MODELS = small_models(d)
 
 
 def kernel_counts(plan):
