@@ -717,18 +717,14 @@ LogicalResult PlanLowering::lowerOp(Operation *op, bool eval) {
     // A result nothing reads is not stored (plain SGD's unused momentum result): a
     // write per element saved, and no temp that a later step's result could share
     // bytes with.
+    // A dead op (no result read) keeps all of its results.
+    const bool dead = llvm::all_of(op->getResults(), [](Value r) { return r.use_empty(); });
     std::vector<int> outs, outRegs;
     for (auto [r, reg] : llvm::zip(op->getResults(), regs))
-      if (!r.use_empty()) {
+      if (dead || !r.use_empty()) {
         outs.push_back(id(r));
         outRegs.push_back(reg);
       }
-    if (outs.empty()) { // a dead op: kept as it is
-      for (auto [r, reg] : llvm::zip(op->getResults(), regs)) {
-        outs.push_back(id(r));
-        outRegs.push_back(reg);
-      }
-    }
     return addElementwise(op, shape, SmallVector<Value>(op->getOperands()), p.instructions(), outs,
                           outRegs);
   }

@@ -261,6 +261,20 @@ private:
   std::vector<ConvVariant> convVariants(const plan::Conv2d &k);
   void tuneConvolutions();
   void describeMemory() const;
+  /// A copy of `items` on the device, owned (and counted in deviceBytes) by the
+  /// executor; null for none.
+  template <class Item> Item *uploadTable(const std::vector<Item> &items, const char *what) {
+    if (items.empty())
+      return nullptr;
+    Item *table = nullptr;
+    const size_t bytes = items.size() * sizeof(Item);
+    checkCuda(cudaMalloc(reinterpret_cast<void **>(&table), bytes), std::string("cudaMalloc (") + what + ")");
+    ownedDevice_.push_back(table);
+    allocatedBytes_ += int64_t(bytes);
+    checkCuda(cudaMemcpy(table, items.data(), bytes, cudaMemcpyHostToDevice),
+              std::string("cudaMemcpy (") + what + ")");
+    return table;
+  }
   Launch prepareConvGemm(const plan::Conv2d &k, const ConvGemmConfig &cfg, ScratchLayout &sl);
   Launch prepareBatchNorm(const plan::BatchNorm &k, ScratchLayout &sl);
   Launch prepareBatchNormBackward(const plan::BatchNormBackward &k, ScratchLayout &sl);
@@ -766,14 +780,7 @@ void CudaExecutor::batchElementwise(const plan::Function &fn, PreparedFunction &
       maxN = std::max<long long>(maxN, k.total);
       items.push_back(item);
     }
-    ElementwiseItem *table = nullptr;
-    checkCuda(cudaMalloc(reinterpret_cast<void **>(&table), items.size() * sizeof(ElementwiseItem)),
-              "cudaMalloc (multi-tensor table)");
-    ownedDevice_.push_back(table);
-    allocatedBytes_ += int64_t(items.size() * sizeof(ElementwiseItem));
-    checkCuda(cudaMemcpy(table, items.data(), items.size() * sizeof(ElementwiseItem),
-                         cudaMemcpyHostToDevice),
-              "cudaMemcpy (multi-tensor table)");
+    ElementwiseItem *table = uploadTable(items, "multi-tensor table");
     cudaKernel_t multi = elementwise_.at(first->multiName);
     const std::string name = first->multiName;
     const int count = int(items.size());
@@ -1578,16 +1585,7 @@ CudaExecutor::Launch CudaExecutor::prepareAllFinite(const plan::AllFinite &k, Sc
     items.push_back({ptr(id), tensors_[size_t(id)].count, int64_t(dtype(id))});
     maxCount = std::max(maxCount, tensors_[size_t(id)].count);
   }
-  FiniteItem *table = nullptr;
-  if (!items.empty()) {
-    checkCuda(cudaMalloc(reinterpret_cast<void **>(&table), items.size() * sizeof(FiniteItem)),
-              "cudaMalloc (all-finite table)");
-    ownedDevice_.push_back(table);
-    allocatedBytes_ += int64_t(items.size() * sizeof(FiniteItem));
-    checkCuda(cudaMemcpy(table, items.data(), items.size() * sizeof(FiniteItem),
-                         cudaMemcpyHostToDevice),
-              "cudaMemcpy (all-finite table)");
-  }
+  FiniteItem *table = uploadTable(items, "all-finite table");
   const size_t flagOff = sl.take(sizeof(int));
   const long long numItems = (long long)items.size();
   const unsigned blocksX = unsigned(std::min<int64_t>(std::max<int64_t>(1, (maxCount + 255) / 256), 1024));

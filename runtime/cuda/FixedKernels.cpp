@@ -408,7 +408,6 @@ extern "C" __global__ void mt_bn_apply(const void *x, int xt, void *y, int yt, l
   }
 }
 
-// Backward partials: sum dy and sum dy * (x - mean) * invstd.
 // The gradient that flows into a batch norm's backward: dy, or with a folded relu_grad
 // (mask: the relu's result) mask > 0 ? dy : 0.
 static __device__ __forceinline__ float mt_bnb_grad(float g, const void *mask, int mt,
@@ -416,6 +415,7 @@ static __device__ __forceinline__ float mt_bnb_grad(float g, const void *mask, i
   return mask && !(mt_load(mask, mt, i) > 0.0f) ? 0.0f : g;
 }
 
+// Backward partials: sum dy and sum dy * (x - mean) * invstd.
 extern "C" __global__ void mt_bnb_partial(const void *dy, int dyt, const void *x, int xt,
                                           long long n, long long c, long long hw, long long chunk,
                                           long long chunks, const void *savedMean, int smt,
@@ -594,6 +594,15 @@ extern "C" __global__ void mt_bn_apply8(const void *x, int xt, void *y, int yt, 
   }
 }
 
+// mt_bnb_grad on eight elements from i (a multiple of 8).
+static __device__ __forceinline__ void mt_bnb_grad8(float *g, const void *mask, int mt,
+                                                    long long i) {
+  if (!mask) return;
+  float mv[8];
+  mt_load8(mask, mt, i, mv);
+  for (int u = 0; u < 8; ++u) g[u] = mv[u] > 0.0f ? g[u] : 0.0f;
+}
+
 // partial[ch][b] = {sum dy, sum dy * (x - mean) * invstd} over the block's values.
 extern "C" __global__ void mt_bnb_partial8(const void *dy, int dyt, const void *x, int xt,
                                            long long n, long long c, long long hw, long long chunk,
@@ -612,11 +621,7 @@ extern "C" __global__ void mt_bnb_partial8(const void *dy, int dyt, const void *
       float g[8], xv[8];
       mt_load8(dy, dyt, idx, g);
       mt_load8(x, xt, idx, xv);
-      if (mask) {
-        float mv[8];
-        mt_load8(mask, mt, idx, mv);
-        for (int u = 0; u < 8; ++u) g[u] = mv[u] > 0.0f ? g[u] : 0.0f;
-      }
+      mt_bnb_grad8(g, mask, mt, idx);
       for (int u = 0; u < 8; ++u) {
         s1 += (double)g[u];
         s2 += (double)g[u] * ((double)xv[u] - mean) * invstd;
@@ -640,11 +645,7 @@ extern "C" __global__ void mt_bnb_dx8(const void *dy, int dyt, const void *x, in
     float g[8], xv[8], out[8];
     mt_load8(dy, dyt, e, g);
     mt_load8(x, xt, e, xv);
-    if (mask) {
-      float mv[8];
-      mt_load8(mask, mt, e, mv);
-      for (int u = 0; u < 8; ++u) g[u] = mv[u] > 0.0f ? g[u] : 0.0f;
-    }
+    mt_bnb_grad8(g, mask, mt, e);
     for (int u = 0; u < 8; ++u) {
       const double xhat = ((double)xv[u] - mean) * invstd;
       out[u] = (float)(scale * ((double)g[u] - md - xhat * mdx));

@@ -868,6 +868,22 @@ private:
   std::vector<uint8_t *> ptrs_;
 };
 
+/// The prelude and each distinct kernel's source, for HostKernels, and the kernels'
+/// names (each once).
+std::pair<std::string, std::vector<std::string>>
+hostElementwiseSource(const std::vector<cuda::ElementwiseKernel> &kernels) {
+  std::map<std::string, std::string> bodies;
+  for (const cuda::ElementwiseKernel &k : kernels)
+    bodies.emplace(k.name, k.source);
+  std::string source = cuda::cudaPrelude();
+  std::vector<std::string> names;
+  for (const auto &[n, body] : bodies) {
+    source += body;
+    names.push_back(n);
+  }
+  return {source, names};
+}
+
 /// One elementwise step's kernel on the CPU, as the executor launches it (its inputs'
 /// and outputs' data, the count, the geometry), on a small grid so that the
 /// grid-stride loops turn.
@@ -901,19 +917,12 @@ void expectHostElementwiseMatchesCpu(const std::vector<uint8_t> &bytes, const st
     if (f->name()->str() == "train_step")
       fn = f;
   ASSERT_NE(fn, nullptr);
-  std::map<std::string, std::string> bodies;
   std::vector<cuda::ElementwiseKernel> kernels;
   for (const plan::Step *step : *fn->steps()) {
     ASSERT_EQ(step->kernel_type(), plan::Kernel::Elementwise) << "elementwise steps only";
     kernels.push_back(cuda::generateElementwise(lp.plan(), *step->kernel_as_Elementwise()));
-    bodies.emplace(kernels.back().name, kernels.back().source);
   }
-  std::string source = cuda::cudaPrelude();
-  std::vector<std::string> names;
-  for (const auto &[n, body] : bodies) {
-    source += body;
-    names.push_back(n);
-  }
+  const auto [source, names] = hostElementwiseSource(kernels);
   test::HostKernels hk(source, names);
   for (size_t misalign : {size_t(0), size_t(4)}) {
     CpuExecutor<float> cpu(lp, 1);
@@ -950,17 +959,9 @@ TEST(CudaHostEmulation, ElementwiseKernelsMatchTheCpuBitForBit) {
 TEST(CudaHostEmulation, MultiTensorElementwiseMatchesTheCpuBitForBit) {
   LoadedPlan lp = LoadedPlan::fromBytes(multiTensorPlan(), "multi-host.plan");
   std::vector<cuda::ElementwiseKernel> kernels;
-  std::map<std::string, std::string> bodies;
-  for (const plan::Step *step : *lp->functions()->Get(0)->steps()) {
+  for (const plan::Step *step : *lp->functions()->Get(0)->steps())
     kernels.push_back(cuda::generateElementwise(lp.plan(), *step->kernel_as_Elementwise()));
-    bodies.emplace(kernels.back().name, kernels.back().source);
-  }
-  std::string source = cuda::cudaPrelude();
-  std::vector<std::string> names;
-  for (const auto &[n, body] : bodies) {
-    source += body;
-    names.push_back(n);
-  }
+  auto [source, names] = hostElementwiseSource(kernels);
   names.push_back(kernels[0].multiName);
   test::HostKernels hk(source, names);
   std::vector<const cuda::ElementwiseKernel *> steps;
