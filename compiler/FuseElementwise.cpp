@@ -56,7 +56,7 @@ std::string memberName(Operation *op) {
 /// is; if an op in between reads a result of the producer, the fused op goes
 /// just before the first such reader, provided every other operand of the
 /// consumer is defined before that reader (otherwise fusing would close a
-/// cycle, e.g. an unscaled gradient read by graph.all_finite whose flag the
+/// cycle, e.g. a gradient read by graph.all_finite whose flag the
 /// optimizer update reads).
 Operation *placement(Operation *producer, Operation *consumer) {
   Operation *firstReader = nullptr;

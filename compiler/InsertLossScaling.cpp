@@ -122,16 +122,31 @@ private:
     b.setInsertionPoint(first);
     Value one = createConstant(b, loc, scalar, 1.0);
     Value inverse = DivOp::create(b, loc, one, scale);
-    SmallVector<Value> unscaled;
+    // The check reads each gradient as it is (before a widening cast, exact) and
+    // multiplies inside, so that the unscale is read only by its update and fuses
+    // into it: no unscaled copy of the gradients is stored.
+    SmallVector<Value> checked, unscaled;
+    bool allF32 = true;
     for (Operation *update : updates) {
       OpOperand *grad = gradientOperand(update);
       Value g = grad->get();
-      Value u = MulOp::create(b, update->getLoc(), g,
-                              castToElement(b, loc, inverse, cast<RankedTensorType>(g.getType()).getElementType()));
+      Type element = cast<RankedTensorType>(g.getType()).getElementType();
+      Value u = MulOp::create(b, update->getLoc(), g, castToElement(b, loc, inverse, element));
       grad->set(u);
       unscaled.push_back(u);
+      allF32 &= element.isF32();
+      Value raw = g;
+      if (auto widen = g.getDefiningOp<CastOp>()) {
+        Type from = cast<RankedTensorType>(widen.getInput().getType()).getElementType();
+        if (element.isF32() && (from.isF16() || from.isBF16()))
+          raw = widen.getInput();
+      }
+      checked.push_back(raw);
     }
-    auto found = AllFiniteOp::create(b, loc, scalar, unscaled);
+    // (Updates read fp32 gradients of fp32 masters; were one not fp32, its unscale
+    // would round to its type, so the check reads the unscaled values instead.)
+    auto found = allF32 ? AllFiniteOp::create(b, loc, scalar, checked, inverse)
+                        : AllFiniteOp::create(b, loc, scalar, unscaled, Value());
     found->setAttr("graph.found_finite", b.getUnitAttr());
     finite.getResult().replaceAllUsesWith(found.getResult());
     finite.erase();

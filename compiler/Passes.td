@@ -170,11 +170,18 @@ def InsertLossScaling : Pass<"insert-loss-scaling", "mlir::ModuleOp"> {
     scale S (a `graph.buffer "scaler.scale"`; scaling the seed of the backward
     pass is scaling the loss), multiplies every gradient by 1/S before its
     update, replaces the updates' finite flag by one `graph.all_finite` over all
-    gradients, and, in dynamic mode, adds a `graph.loss_scale_update`
+    gradients times 1/S, and, in dynamic mode, adds a `graph.loss_scale_update`
     (×growth-factor after growth-interval finite steps, ×backoff-factor on
     inf/nan). The skip is decided inside the step: a non-finite step leaves the
     parameters and optimizer state unchanged. The optimizer step count only
     advances on finite steps. `mode=none` leaves the step as it is.
+
+    The check multiplies by 1/S inside (`times`, in fp32, as the `graph.mul`
+    does), reading each gradient as it is stored, before a widening cast from
+    fp16 or bf16 (exact): the unscaled gradients are read by their updates only,
+    so fuse-elementwise puts each unscale into its update's kernel and no
+    unscaled fp32 copy of the gradients is stored (PyTorch's GradScaler stores
+    them: `_amp_foreach_non_finite_check_and_unscale_` unscales in place).
 
     Before:
     ```mlir
@@ -190,7 +197,7 @@ def InsertLossScaling : Pass<"insert-loss-scaling", "mlir::ModuleOp"> {
     ...
     %inv = graph.div %one, %s : ...
     %dwu = graph.mul %dw, %inv : ...
-    %ok = graph.all_finite %dwu : tensor<4x3xf32>
+    %ok = graph.all_finite %dw times %inv : tensor<4x3xf32> times tensor<f32> -> tensor<f32>
     %p2, %b2 = graph.sgd_update %w, %dwu, %buf, %ok, %step {...} : tensor<4x3xf32>
     %s2, %t2 = graph.loss_scale_update %s, %t, %ok {growth_interval = 2000} : tensor<f32>
     graph.assign "scaler.scale", %s2 : tensor<f32>
@@ -238,6 +245,49 @@ def RematConcat : Pass<"remat-concat", "mlir::ModuleOp"> {
   let dependentDialects = ["mantissa::graph::GraphDialect", "mlir::func::FuncDialect"];
 }
 
+def PersistWorkingCopies : Pass<"persist-working-copies", "mlir::ModuleOp"> {
+  let summary = "Keep each parameter's low-precision working copy between steps; the update writes it";
+  let description = [{
+    After assign-precision, every step casts each fp32 master weight to the
+    precision of the ops that read it (the working copy) before the forward
+    pass. Here such a cast becomes a `graph.working_copy`, a persistent tensor
+    of its own, and the step that updates the master writes it too: a
+    `graph.cast` of the new master and a `graph.assign` of the working copy,
+    right after the master's assign, which fuse-elementwise joins to the
+    optimizer update's kernel. A step then reads 2 bytes per weight (the copy)
+    where it read 4 (the master), and writes 2 in the update where it wrote 2
+    in the cast; the update reads the master anyway. This is the multi-tensor
+    update of Apex's FusedAdam/FusedSGD with an fp16 model copy. A skipped step
+    (loss scaling found a non-finite gradient) keeps the master, so the cast
+    of it is the old copy: the values are those of casting every step, bit for
+    bit. `@forward` (eval_step) reads the same copies.
+
+    A cast is left as it is where the parameter is not assigned in
+    `@train_step` (frozen), or where a reader of the cast comes after the
+    assign (the copy would already be the new value).
+
+    Before (`@train_step`):
+    ```mlir
+    %w = graph.param "fc1.weight" {...} : tensor<128x64xf32>
+    %c = graph.cast %w : tensor<128x64xf32> to tensor<128x64xf16>
+    ...
+    %new, %mom = graph.sgd_update %w, %g, %m, %ok, %step {...} : tensor<128x64xf32>, tensor<f32>
+    graph.assign "fc1.weight", %new : tensor<128x64xf32>
+    ```
+    After:
+    ```mlir
+    %w = graph.param "fc1.weight" {...} : tensor<128x64xf32>
+    %c = graph.working_copy "fc1.weight:f16" of "fc1.weight" : tensor<128x64xf16>
+    ...
+    %new, %mom = graph.sgd_update %w, %g, %m, %ok, %step {...} : tensor<128x64xf32>, tensor<f32>
+    graph.assign "fc1.weight", %new : tensor<128x64xf32>
+    %n = graph.cast %new : tensor<128x64xf32> to tensor<128x64xf16>
+    graph.assign "fc1.weight:f16", %n : tensor<128x64xf16>
+    ```
+  }];
+  let dependentDialects = ["mantissa::graph::GraphDialect", "mlir::func::FuncDialect"];
+}
+
 def FuseElementwise : Pass<"fuse-elementwise", "mlir::ModuleOp"> {
   let summary = "Fuse chains of elementwise ops (casts, activations, gradients, optimizer updates) into graph.fused kernels";
   let description = [{
@@ -255,8 +305,8 @@ def FuseElementwise : Pass<"fuse-elementwise", "mlir::ModuleOp"> {
     all_finite) are boundaries: they stay as they are. The fused op goes where
     its last member was (or just before the first outside reader of a member's
     result, when the other operands allow it); a fusion that would break the
-    order (e.g. the loss-scale unscale whose result graph.all_finite checks
-    before the update reads the flag) is not made. Its `graph.name` joins the
+    order (e.g. a bias gradient's rounding to fp16, whose result graph.all_finite
+    checks before the update reads the flag) is not made. Its `graph.name` joins the
     members' names (or mnemonics) with `+`.
 
     The bias of a `graph.linear` whose result an elementwise op reads is split

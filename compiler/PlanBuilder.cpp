@@ -55,6 +55,7 @@ struct TensorInfo {
   plan::InitKind initKind = plan::InitKind::Fill;
   double initBound = 0;
   float initFill = 0;
+  int master = -1; // a WorkingCopy's Param
 
   int64_t numElements() const {
     return std::accumulate(shape.begin(), shape.end(), int64_t(1), std::multiplies<>());
@@ -216,6 +217,18 @@ FailureOr<int> PlanLowering::persistentTensor(Operation *op) {
     t.role = kind == "optimizer" ? plan::Role::OptState
              : kind == "scaler"  ? plan::Role::ScalerState
                                  : plan::Role::Buffer;
+  } else if (auto w = dyn_cast<WorkingCopyOp>(op)) {
+    name = w.getName().str();
+    t.role = plan::Role::WorkingCopy;
+    t.initKind = plan::InitKind::Values; // none of its own: the master's, rounded
+    auto master = named.find(w.getParam().str());
+    if (master == named.end() || tensors[master->second].role != plan::Role::Param)
+      return op->emitError() << "emit-plan: \"" << name << "\" is the working copy of \""
+                             << w.getParam() << "\", which no graph.param before it declares";
+    if (tensors[master->second].shape != toVec(type.getShape()))
+      return op->emitError() << "emit-plan: working copy \"" << name
+                             << "\" has another shape than its parameter";
+    t.master = master->second;
   } else {
     name = cast<InputOp>(op).getName().str();
     t.role = plan::Role::Input;
@@ -397,7 +410,7 @@ static std::vector<ScalarInstr> addProgram() {
 
 LogicalResult PlanLowering::lowerOp(Operation *op, bool eval) {
   // Values from outside: no step.
-  if (isa<ParamOp, BufferOp, InputOp>(op))
+  if (isa<ParamOp, BufferOp, InputOp, WorkingCopyOp>(op))
     return failure(failed(persistentTensor(op)));
 
   // Every result gets its tensor; batch_norm's running statistics are the exception
@@ -688,13 +701,18 @@ LogicalResult PlanLowering::lowerOp(Operation *op, bool eval) {
     std::vector<Slot> slots;
     for (Value v : af.getInputs())
       slots.push_back(in(id(v)));
+    const bool scaled = bool(af.getMultiplier());
+    if (scaled)
+      slots.push_back(in(id(af.getMultiplier())));
     slots.push_back(out(id(af.getResult())));
     if (op->hasAttr("graph.found_finite") && !eval)
       foundFinite = id(af.getResult());
     addStep(op, plan::Kernel::AllFinite, std::move(slots),
-            [](fb::FlatBufferBuilder &b, const std::vector<int> &t) {
-              std::vector<int32_t> inputs(t.begin(), t.end() - 1);
-              return plan::CreateAllFiniteDirect(b, &inputs, t.back()).Union();
+            [scaled](fb::FlatBufferBuilder &b, const std::vector<int> &t) {
+              std::vector<int32_t> inputs(t.begin(), t.end() - (scaled ? 2 : 1));
+              return plan::CreateAllFiniteDirect(b, &inputs, t.back(),
+                                                 scaled ? t[t.size() - 2] : -1)
+                  .Union();
             });
     return success();
   }
@@ -1200,7 +1218,7 @@ std::vector<uint8_t> PlanLowering::serialize(const std::vector<PendingFunction> 
     tensorOffsets.push_back(plan::CreateTensorDirect(
         b, info.name.empty() ? nullptr : info.name.c_str(), info.dtype, &info.shape, info.role,
         nullptr, persistent ? info.initKind : plan::InitKind::Values, info.initBound, info.initFill,
-        config.seed, memory.offset[t]));
+        config.seed, memory.offset[t], remap(info.master)));
   }
 
   std::vector<fb::Offset<plan::Function>> fnOffsets;

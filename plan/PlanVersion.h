@@ -11,7 +11,8 @@
 namespace mantissa {
 
 // 2: initialisers (InitKind); 3: memory plan (offsets, arena); 4: CUDA kernels
-// compiled ahead of time (Plan.cuda); 5: max-pool gradients from x and y (no indices).
-inline constexpr uint32_t kPlanVersion = 5;
+// compiled ahead of time (Plan.cuda); 5: max-pool gradients from x and y (no indices);
+// 6: working copies of parameters (Role.WorkingCopy, Tensor.master).
+inline constexpr uint32_t kPlanVersion = 6;
 
 } // namespace mantissa

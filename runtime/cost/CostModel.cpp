@@ -176,6 +176,8 @@ KernelWork stepWork(const LoadedPlan &plan, const plan::Step &step) {
   case K::AllFinite: {
     const auto &k = *step.kernel_as_AllFinite();
     KernelWork w = memoryWork(plan, {}, {k.output()});
+    if (k.multiplier() >= 0)
+      w.bytes += bytesOf(plan, k.multiplier());
     for (int id : *k.inputs()) {
       w.bytes += bytesOf(plan, id);
       w.flops += double(plan.numElements(id));

@@ -357,8 +357,9 @@ void CpuExecutor<T>::runStep(const plan::Step &step, const kernels::ElementwiseP
   case Kernel::AllFinite: {
     const plan::AllFinite &k = *step.kernel_as_AllFinite();
     bool finite = true;
+    const T *multiplier = k.multiplier() >= 0 ? ptr(k.multiplier()) : nullptr;
     for (int id : *k.inputs())
-      finite = finite && allFinite<T>(int64_t(data_[size_t(id)].size()), ptr(id));
+      finite = finite && allFinite<T>(int64_t(count(id)), ptr(id), multiplier);
     ptr(k.output())[0] = finite ? T(1) : T(0);
     return;
   }

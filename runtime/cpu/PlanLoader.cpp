@@ -369,9 +369,26 @@ void Checker::checkTensors() {
     numElements_[id] = product(t->shape());
     bool persistent = t->role() != plan::Role::Temp && t->role() != plan::Role::Input;
     int64_t initSize = t->init() ? int64_t(t->init()->size()) : 0;
+    if (t->role() == plan::Role::WorkingCopy) {
+      // Its value is always its master's, rounded: no initialiser of its own.
+      const int m = t->master();
+      if (m < 0 || m >= int(tensors.size()) || tensors.Get(m)->role() != plan::Role::Param)
+        fail("a WorkingCopy needs a Param as its master, got tensor " + std::to_string(m));
+      if (t->dtype() != plan::DType::F16 && t->dtype() != plan::DType::BF16)
+        fail(std::string("a WorkingCopy is F16 or BF16, got ") + plan::EnumNameDType(t->dtype()));
+      if (tensors.Get(m)->dtype() != plan::DType::F32 ||
+          product(tensors.Get(m)->shape()) != numElements_[id])
+        fail("a WorkingCopy has the element count of its F32 master (" + describe(m) + ")");
+      if (t->init_kind() != plan::InitKind::Values || initSize != 0)
+        fail("a WorkingCopy has no initial value of its own (it is its master's)");
+      if (!t->name())
+        fail("a WorkingCopy needs a name");
+    } else if (t->master() != -1) {
+      fail("only a WorkingCopy has a master (got tensor " + std::to_string(t->master()) + ")");
+    }
     switch (t->init_kind()) {
     case plan::InitKind::Values:
-      if (persistent && initSize != numElements_[id])
+      if (persistent && t->role() != plan::Role::WorkingCopy && initSize != numElements_[id])
         fail(std::string("init has ") + std::to_string(initSize) + " values, expected " +
              std::to_string(numElements_[id]) + " for a " + plan::EnumNameRole(t->role()));
       break;
@@ -522,6 +539,7 @@ void Checker::checkStep(const plan::Step &step) {
       ref(id, name);
       data(id, name, numElements_[id]);
     }
+    optionalData(k.multiplier(), "multiplier", 1);
     data(k.output(), "output", 1);
     return;
   }
@@ -756,10 +774,15 @@ void LoadedPlan::verify() {
                 " bytes fail FlatBuffers verification: truncated or damaged file)");
   plan_ = plan::GetPlan(bytes_.data());
   Checker(*plan_, name_, numElements_).run();
+  for (flatbuffers::uoffset_t id = 0; id < plan_->tensors()->size(); ++id)
+    if (plan_->tensors()->Get(id)->role() == plan::Role::WorkingCopy)
+      workingCopies_[plan_->tensors()->Get(id)->master()].push_back(int(id));
 }
 
 std::vector<float> LoadedPlan::initialValues(int id) const {
   const plan::Tensor *t = plan_->tensors()->Get(flatbuffers::uoffset_t(id));
+  if (t->role() == plan::Role::WorkingCopy)
+    return initialValues(t->master()); // the executor rounds them to the copy's dtype
   size_t n = size_t(numElements(id));
   switch (t->init_kind()) {
   case plan::InitKind::Uniform:
@@ -774,6 +797,23 @@ std::vector<float> LoadedPlan::initialValues(int id) const {
 }
 
 int64_t LoadedPlan::numElements(int id) const { return numElements_.at(size_t(id)); }
+
+void LoadedPlan::checkWritable(int id) const {
+  if (id < 0 || uint32_t(id) >= plan_->tensors()->size())
+    return; // the executor reports the bad id
+  const plan::Tensor *t = plan_->tensors()->Get(uint32_t(id));
+  if (t->role() == plan::Role::WorkingCopy)
+    throw Error(name_ + ": tensor " + std::to_string(id) + " '" + t->name()->str() +
+                "' is the working copy of '" +
+                plan_->tensors()->Get(uint32_t(t->master()))->name()->str() +
+                "': write the parameter, and its copy follows");
+}
+
+const std::vector<int> &LoadedPlan::workingCopies(int id) const {
+  static const std::vector<int> none;
+  auto it = workingCopies_.find(id);
+  return it == workingCopies_.end() ? none : it->second;
+}
 
 const plan::Function *LoadedPlan::findFunction(const std::string &name) const {
   if (!plan_->functions())

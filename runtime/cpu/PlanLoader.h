@@ -13,6 +13,7 @@
 #include "plan/mantissa_plan_generated.h"
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,11 @@ public:
   /// The initial value of tensor `id` (from its initialiser: stored values, a seeded
   /// uniform stream or a fill; zeros for tensors without one).
   std::vector<float> initialValues(int id) const;
+  /// The WorkingCopy tensors of Param `id` (empty for any other tensor). An executor
+  /// that writes a Param from outside (write()) writes these too, rounded.
+  const std::vector<int> &workingCopies(int id) const;
+  /// Throws if tensor `id` is a WorkingCopy: it is written through its master only.
+  void checkWritable(int id) const;
   /// The function called `name`, or null.
   const plan::Function *findFunction(const std::string &name) const;
 
@@ -52,6 +58,7 @@ private:
   std::string name_;
   const plan::Plan *plan_ = nullptr;
   std::vector<int64_t> numElements_;
+  std::map<int, std::vector<int>> workingCopies_;
 };
 
 } // namespace mantissa

@@ -298,6 +298,8 @@ private:
   Staging &beginWrite(int id, const DeviceTensor &t);
   void finishWrite(const DeviceTensor &t, Staging &s);
   const DeviceTensor &checkedTensor(int id, size_t n, bool wantIndices) const;
+  /// write() of one tensor (the master, then each working copy).
+  void store(int id, const float *values, size_t n);
 
   // Launch helpers.
   template <class... P, class... A>
@@ -1591,13 +1593,15 @@ CudaExecutor::Launch CudaExecutor::prepareAllFinite(const plan::AllFinite &k, Sc
   const unsigned blocksX = unsigned(std::min<int64_t>(std::max<int64_t>(1, (maxCount + 255) / 256), 1024));
   void *out = ptr(k.output());
   const int ot = dcode(k.output());
+  const void *mult = k.multiplier() >= 0 ? ptr(k.multiplier()) : nullptr;
+  const int mt = k.multiplier() >= 0 ? dcode(k.multiplier()) : 0;
   return [=] {
     int *flag = reinterpret_cast<int *>(scratch(flagOff));
     checkCuda(cudaMemsetAsync(flag, 0, sizeof(int), stream_), "cudaMemsetAsync");
     for (long long first = 0; first < numItems; first += 65535) {
       const unsigned count = unsigned(std::min<long long>(65535, numItems - first));
       const FiniteItem *items = table + first;
-      launch(fixed_.mt_allfinite, dim3(blocksX, count), 256, items, flag);
+      launch(fixed_.mt_allfinite, dim3(blocksX, count), 256, items, flag, mult, mt);
     }
     launch(fixed_.mt_allfinite_out, 1, 32, flag, out, ot);
   };
@@ -1878,6 +1882,13 @@ void CudaExecutor::finishWrite(const DeviceTensor &t, Staging &s) {
 }
 
 void CudaExecutor::write(int id, const float *values, size_t n) {
+  plan_.checkWritable(id);
+  store(id, values, n);
+  for (int copy : plan_.workingCopies(id)) // the master's rounded copies
+    store(copy, values, n);
+}
+
+void CudaExecutor::store(int id, const float *values, size_t n) {
   const DeviceTensor &t = checkedTensor(id, n, false);
   if (t.bytes == 0)
     return;

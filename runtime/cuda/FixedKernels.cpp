@@ -863,11 +863,15 @@ extern "C" __global__ void mt_transpose(const void *in, int it, void *out, int o
   }
 }
 
-// *flag = 1 if any element of any item is not finite. Block row blockIdx.y checks item y.
-extern "C" __global__ void mt_allfinite(const MtFiniteItem *items, int *flag) {
+// *flag = 1 if any element of any item (times *mult, in fp32, where mult is not null)
+// is not finite. Block row blockIdx.y checks item y.
+extern "C" __global__ void mt_allfinite(const MtFiniteItem *items, int *flag, const void *mult,
+                                        int mt) {
   const MtFiniteItem item = items[blockIdx.y];
+  const float m = mult ? mt_load(mult, mt, 0) : 1.0f;
   MT_GRID_STRIDE(i, item.count) {
-    if (!isfinite(mt_load(item.data, (int)item.dtype, i))) *flag = 1;
+    const float v = mt_load(item.data, (int)item.dtype, i);
+    if (!isfinite(v * m)) *flag = 1; // m is 1 without a multiplier: v * 1 == v
   }
 }
 

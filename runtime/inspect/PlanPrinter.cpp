@@ -303,6 +303,10 @@ void Printer::tensors() {
         << (t->name() ? t->name()->str() : "-") << " " << shape(t);
     if (t->offset() >= 0)
       os_ << " offset " << t->offset();
+    if (t->role() == Role::WorkingCopy) {
+      const Tensor *m = ts->Get(uint32_t(t->master()));
+      os_ << " = t" << t->master() << "(" << (m->name() ? m->name()->str() : "") << ") rounded";
+    }
     if (t->init_kind() == InitKind::Uniform)
       os_ << " init uniform +-" << fmt(float(t->init_bound())) << " seed " << t->init_seed();
     else if (t->init_kind() == InitKind::Fill && t->role() != Role::Temp && t->role() != Role::Input)
@@ -407,7 +411,10 @@ std::string Printer::kernel(const Step &s) {
   } else if (auto *k = s.kernel_as_Copy()) {
     o << "input=" << ref(k->input()) << " output=" << ref(k->output()) << " count=" << k->count();
   } else if (auto *k = s.kernel_as_AllFinite()) {
-    o << "inputs=" << refs(k->inputs()) << " output=" << ref(k->output());
+    o << "inputs=" << refs(k->inputs());
+    if (k->multiplier() >= 0)
+      o << " times=" << ref(k->multiplier());
+    o << " output=" << ref(k->output());
   } else {
     o << "<no kernel>";
   }

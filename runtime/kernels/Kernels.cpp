@@ -417,7 +417,14 @@ template <class T> void copy(int64_t count, const T *in, T *out) {
     std::memmove(out, in, size_t(count) * sizeof(T));
 }
 
-template <class T> bool allFinite(int64_t count, const T *data) {
+template <class T> bool allFinite(int64_t count, const T *data, const T *multiplier) {
+  if (multiplier) {
+    const T m = *multiplier;
+    for (int64_t i = 0; i < count; ++i)
+      if (!std::isfinite(data[i] * m))
+        return false;
+    return true;
+  }
   for (int64_t i = 0; i < count; ++i)
     if (!std::isfinite(data[i]))
       return false;
@@ -446,7 +453,7 @@ template <class T> bool allFinite(int64_t count, const T *data) {
   template void transpose<T>(const std::vector<int64_t> &, const std::vector<int64_t> &,           \
                              const T *, T *);                                                      \
   template void copy<T>(int64_t, const T *, T *);                                                  \
-  template bool allFinite<T>(int64_t, const T *);
+  template bool allFinite<T>(int64_t, const T *, const T *);
 MANTISSA_INSTANTIATE(float)
 MANTISSA_INSTANTIATE(double)
 #undef MANTISSA_INSTANTIATE

@@ -150,8 +150,9 @@ template <class T>
 void transpose(const std::vector<int64_t> &inShape, const std::vector<int64_t> &perm, const T *in,
                T *out);
 template <class T> void copy(int64_t count, const T *in, T *out);
-/// True if every element is finite.
-template <class T> bool allFinite(int64_t count, const T *data);
+/// True if every element is finite; with a `multiplier` (a scalar), if every element
+/// times it (rounded to T) is: the gradients, unscaled, without storing them unscaled.
+template <class T> bool allFinite(int64_t count, const T *data, const T *multiplier = nullptr);
 
 } // namespace kernels
 } // namespace mantissa

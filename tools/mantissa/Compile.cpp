@@ -96,6 +96,8 @@ LogicalResult runCompilePipeline(ModuleOp module, const CompileOptions &o) {
   pm.addPass(createLowerOptimizer(lo));
   pm.addPass(createInsertLossScaling(ls));
   pm.addPass(createRematConcat());
+  if (o.workingCopies)
+    pm.addPass(createPersistWorkingCopies());
   if (o.fuse)
     pm.addPass(createFuseElementwise());
   // Checked before the (slower) passes run.

@@ -23,7 +23,7 @@ struct CompileOptions {
   int64_t growthInterval = 2000;
   int64_t batch = 0;
   uint64_t seed = 0;
-  bool tf32 = false, emitIr = false, fuse = true;
+  bool tf32 = false, emitIr = false, fuse = true, workingCopies = true;
   bool verbose = false; // print what the kernel compilation did
   /// Architectures to compile every kernel for with NVRTC ("sm_90,sm_80"), or "none".
 #ifdef MANTISSA_HAVE_NVRTC
@@ -37,7 +37,8 @@ bool parseDouble(const std::string &s, double &out);
 bool parseInt(const std::string &s, int64_t &out);
 
 /// Runs [set-batch,] assign-precision, autodiff, lower-optimizer,
-/// insert-loss-scaling, [fuse-elementwise,] then emit-plan's lowering on `module`,
+/// insert-loss-scaling, remat-concat, [persist-working-copies,] [fuse-elementwise,]
+/// then emit-plan's lowering on `module`,
 /// with the kernels compiled for `options.arch` (AotKernels.h), writing
 /// `options.output`. Problems are printed (`error: ...` or at the ops' locations).
 mlir::LogicalResult runCompilePipeline(mlir::ModuleOp module, const CompileOptions &options);

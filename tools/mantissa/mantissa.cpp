@@ -6,7 +6,8 @@
 //
 // compile parses the model with MLIR's source manager (errors carry
 // file:line:col), runs [set-batch,] assign-precision, autodiff, lower-optimizer,
-// insert-loss-scaling and fuse-elementwise (unless --no-fuse) in one PassManager
+// insert-loss-scaling, remat-concat, persist-working-copies (unless
+// --no-working-copies) and fuse-elementwise (unless --no-fuse) in one PassManager
 // (tools/mantissa/Compile.cpp), then emit-plan's lowering; with --arch (default
 // sm_90) every kernel is generated and compiled with NVRTC into the plan
 // (runtime/cuda/AotKernels.h).
@@ -50,7 +51,8 @@ const char *kUsage =
     "                                           histogram, fp16/bf16 underflow and overflow\n"
     "  inspect --cost h100|h200 PLAN [--json F]   the cost model's time and energy per step\n"
     "  train PLAN [options]                       train a plan (mantissa train --help)\n"
-    "  tune MODEL.mlir -o POLICY.json [options]   search a precision policy (mantissa tune --help)\n"
+    "  tune MODEL.mlir -o POLICY.json [options]   search a precision policy (mantissa tune "
+    "--help)\n"
     "\n"
     "compile options:\n"
     "  --precision fp32|fp16|bf16|POLICY.json   precision policy (default fp32); a policy file\n"
@@ -65,7 +67,11 @@ const char *kUsage =
     "  --batch N                                retarget the model to batch N (set-batch)\n"
     "  --seed N                                 parameter initialisation seed (default 0)\n"
     "  --tf32                                   let fp32 GEMMs use TF32\n"
-    "  --no-fuse                                one kernel per elementwise op (no fuse-elementwise)\n"
+    "  --no-fuse                                one kernel per elementwise op (no "
+    "fuse-elementwise)\n"
+    "  --no-working-copies                      cast the fp32 masters every step instead of\n"
+    "                                           keeping low-precision copies the update writes\n"
+    "                                           (no persist-working-copies)\n"
     "  --arch sm_90[,sm_80...]|none             compile every kernel with NVRTC to CUBIN for\n"
     "                                           each architecture plus PTX of the oldest, into\n"
     "                                           the plan (default sm_90; none: no kernels, the\n"
@@ -131,6 +137,8 @@ int compileMain(int argc, char **argv) {
       o.emitIr = true;
     } else if (name == "--no-fuse" && !hasInline) {
       o.fuse = false;
+    } else if (name == "--no-working-copies" && !hasInline) {
+      o.workingCopies = false;
     } else if ((name == "-v" || name == "--verbose") && !hasInline) {
       o.verbose = true;
     } else if (name == "--arch") {

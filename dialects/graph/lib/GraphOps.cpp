@@ -84,6 +84,17 @@ LogicalResult ParamOp::verify() {
   return success();
 }
 
+LogicalResult WorkingCopyOp::verify() {
+  Type element = getResult().getType().getElementType();
+  if (!element.isF16() && !element.isBF16())
+    return emitOpError("a working copy is f16 or bf16; got ") << getResult().getType();
+  if (getName().empty() || getParam().empty())
+    return emitOpError("needs a non-empty name and param");
+  if (getName() == getParam())
+    return emitOpError("needs a name of its own, not its parameter's (\"") << getParam() << "\")";
+  return success();
+}
+
 LogicalResult BufferOp::verify() {
   StringRef init = getInit();
   if (init != "zeros" && init != "ones" && init != "value")

@@ -9,8 +9,10 @@
 // BADBACKOFF: error: insert-loss-scaling: invalid option: backoff-factor must be in (0, 1)
 
 // Dynamic (GradScaler's defaults): the seed is multiplied by the scale, every
-// gradient by 1/S before its update, one all_finite over the unscaled
-// gradients gates the updates and the step count, and the scale adapts.
+// gradient by 1/S before its update, one all_finite over the gradients times 1/S
+// (the unscaled values, computed inside the check, so that only the update reads
+// the unscale and it fuses into the update) gates the updates and the step count,
+// and the scale adapts.
 // CHECK-LABEL: func.func @train_step() -> tensor<f32>
 //       CHECK:   %[[S:.*]] = graph.buffer "scaler.scale" {init = "value", kind = "scaler", value = 6.553600e+04 : f64} : tensor<f32>
 //       CHECK:   %[[T:.*]] = graph.buffer "scaler.growth_tracker" {init = "zeros", kind = "scaler"} : tensor<f32>
@@ -29,7 +31,7 @@
 //  CHECK-NEXT:   %[[INV:.*]] = graph.div %[[C1]], %[[S]] : tensor<f32>, tensor<f32> -> tensor<f32>
 //  CHECK-NEXT:   %[[DWU:.*]] = graph.mul %[[DW]], %[[INV]] : tensor<4x3xf32>, tensor<f32> -> tensor<4x3xf32>
 //  CHECK-NEXT:   %[[DBU:.*]] = graph.mul %[[DB]], %[[INV]] : tensor<4xf32>, tensor<f32> -> tensor<4xf32>
-//  CHECK-NEXT:   %[[OK:.*]] = graph.all_finite %[[DWU]], %[[DBU]] {graph.found_finite} : tensor<4x3xf32>, tensor<4xf32> -> tensor<f32>
+//  CHECK-NEXT:   %[[OK:.*]] = graph.all_finite %[[DW]], %[[DB]] times %[[INV]] {graph.found_finite} : tensor<4x3xf32>, tensor<4xf32> times tensor<f32> -> tensor<f32>
 //  CHECK-NEXT:   %[[W2:.*]], %[[WBUF2:.*]] = graph.sgd_update %[[W]], %[[DWU]], %[[WBUF]], %[[OK]], %[[STEP]]
 //       CHECK:   %[[B2:.*]], %[[BBUF2:.*]] = graph.sgd_update %[[B]], %[[DBU]], %[[BBUF]], %[[OK]], %[[STEP]]
 //       CHECK:   %[[STEP2:.*]] = graph.add %[[STEP]], %[[OK]]
@@ -97,7 +99,7 @@ module {
 //       CHECK:   %[[G:.*]] = graph.broadcast_to %[[R]]
 //       CHECK:   %[[INV:.*]] = graph.div %{{.*}}, %[[S]]
 //       CHECK:   %[[GU:.*]] = graph.mul %[[G]], %[[INV]] : tensor<4xf32>, tensor<f32> -> tensor<4xf32>
-//       CHECK:   %[[OK:.*]] = graph.all_finite %[[GU]] {graph.found_finite} : tensor<4xf32> -> tensor<f32>
+//       CHECK:   %[[OK:.*]] = graph.all_finite %[[G]] times %[[INV]] {graph.found_finite} : tensor<4xf32> times tensor<f32> -> tensor<f32>
 //       CHECK:   graph.adam_update %{{.*}}, %[[GU]], %{{.*}}, %{{.*}}, %[[OK]], %{{.*}} {lr = 1.000000e-03 : f64}
 module {
   func.func @train_step() -> tensor<f32> {
@@ -114,6 +116,53 @@ module {
     graph.assign "p", %p2 : tensor<4xf32>
     graph.assign "p.exp_avg", %m2 : tensor<4xf32>
     graph.assign "p.exp_avg_sq", %v2 : tensor<4xf32>
+    %step2 = graph.add %step, %ok : tensor<f32>, tensor<f32> -> tensor<f32>
+    graph.assign "optimizer.step", %step2 : tensor<f32>
+    return %l : tensor<f32>
+  }
+}
+
+// -----
+
+// A gradient widened from fp16 or bf16 (exact) is checked before the cast, so the
+// stored fp16 value is what waits for the check: half the bytes of the fp32 one.
+// A narrowing cast is not skipped (it rounds).
+// CHECK-LABEL: func.func @train_step
+//       CHECK:   %[[G:.*]] = graph.broadcast_to
+//  CHECK-NEXT:   %[[H:.*]] = graph.cast %[[G]] : tensor<4xf32> to tensor<4xf16>
+//  CHECK-NEXT:   %[[HP:.*]] = graph.cast %[[H]] : tensor<4xf16> to tensor<4xf32>
+//  CHECK-NEXT:   %[[B:.*]] = graph.cast %[[G]] : tensor<4xf32> to tensor<4xbf16>
+//  CHECK-NEXT:   %[[BQ:.*]] = graph.cast %[[B]] : tensor<4xbf16> to tensor<4xf32>
+//  CHECK-NEXT:   %[[N:.*]] = graph.cast %[[BQ]] : tensor<4xf32> to tensor<4xf16>
+//  CHECK-NEXT:   %[[NR:.*]] = graph.cast %[[N]] : tensor<4xf16> to tensor<4xf32>
+//       CHECK:   %[[INV:.*]] = graph.div
+//       CHECK:   graph.all_finite %[[H]], %[[B]], %[[N]], %[[G]] times %[[INV]] {graph.found_finite} : tensor<4xf16>, tensor<4xbf16>, tensor<4xf16>, tensor<4xf32> times tensor<f32> -> tensor<f32>
+module {
+  func.func @train_step() -> tensor<f32> {
+    %step = graph.buffer "optimizer.step" {init = "zeros", kind = "optimizer"} : tensor<f32>
+    %p = graph.param "p" {init = "ones"} : tensor<4xf32>
+    %q = graph.param "q" {init = "ones"} : tensor<4xf32>
+    %u = graph.param "u" {init = "ones"} : tensor<4xf32>
+    %v = graph.param "v" {init = "ones"} : tensor<4xf32>
+    %l = graph.reduce_sum %p {axes = array<i64: 0>} : tensor<4xf32> -> tensor<f32>
+    %seed = graph.constant 1.0 {graph.loss_seed} : tensor<f32>
+    %r = graph.reshape %seed : tensor<f32> to tensor<1xf32>
+    %g = graph.broadcast_to %r : tensor<1xf32> to tensor<4xf32>
+    %h = graph.cast %g : tensor<4xf32> to tensor<4xf16>
+    %hp = graph.cast %h : tensor<4xf16> to tensor<4xf32>
+    %b = graph.cast %g : tensor<4xf32> to tensor<4xbf16>
+    %bq = graph.cast %b : tensor<4xbf16> to tensor<4xf32>
+    %n = graph.cast %bq : tensor<4xf32> to tensor<4xf16>
+    %nr = graph.cast %n : tensor<4xf16> to tensor<4xf32>
+    %ok = graph.constant 1.0 {graph.finite_flag} : tensor<f32>
+    %p2, %pb = graph.sgd_update %p, %hp, %p, %ok, %step {lr = 0.5} : tensor<4xf32>, tensor<f32>
+    graph.assign "p", %p2 : tensor<4xf32>
+    %q2, %qb = graph.sgd_update %q, %bq, %q, %ok, %step {lr = 0.5} : tensor<4xf32>, tensor<f32>
+    graph.assign "q", %q2 : tensor<4xf32>
+    %u2, %ub = graph.sgd_update %u, %nr, %u, %ok, %step {lr = 0.5} : tensor<4xf32>, tensor<f32>
+    graph.assign "u", %u2 : tensor<4xf32>
+    %v2, %vb = graph.sgd_update %v, %g, %v, %ok, %step {lr = 0.5} : tensor<4xf32>, tensor<f32>
+    graph.assign "v", %v2 : tensor<4xf32>
     %step2 = graph.add %step, %ok : tensor<f32>, tensor<f32> -> tensor<f32>
     graph.assign "optimizer.step", %step2 : tensor<f32>
     return %l : tensor<f32>

@@ -2,7 +2,7 @@
 // eval_step never run at the same time, so their temps share it too. inspect prints
 // the peak (temp arena + persistent + inputs) and every temp's offset. The arena is far
 // below the sum of the temps' sizes: mlp_digits fp32 169984 of 505400 bytes, fp16
-// 135424 of 486292. An elementwise result takes the bytes of an input of its size that
+// 93696 of 278912. An elementwise result takes the bytes of an input of its size that
 // dies at its step (in place): the fused bias add + relu writes over the GEMM's result,
 // relu_grad over the relu's result that it reads last.
 // RUN: mantissa compile %models/mlp_digits.mlir -o %t.plan
@@ -10,7 +10,7 @@
 // RUN: mantissa compile %models/mlp_digits.mlir -o %t.fp16.plan --precision fp16
 // RUN: mantissa inspect %t.fp16.plan | FileCheck %s --check-prefix=FP16
 
-// CHECK:      plan version 5
+// CHECK:      plan version 6
 // CHECK:        Temp: 25 tensors, 126350 elements, 505400 bytes
 // CHECK:      memory: peak 291116 bytes = temps 169984 + persistent 104492 + inputs 16640 (plan peak_bytes 291116)
 // CHECK-NEXT:   temp arena: 169984 bytes for 505400 bytes of temps sharing it by liveness (34%)
@@ -29,6 +29,10 @@
 // CHECK-NEXT:   t33 Temp - f32[] offset 2560
 // CHECK-NEXT: kernels: {{[0-9]+}} modules
 
-// FP16:        Temp: 51 tensors, 214831 elements, 486292 bytes
-// FP16:      memory: peak 256564 bytes = temps 135424 + persistent 104500 + inputs 16640 (plan peak_bytes 256564)
-// FP16-NEXT:   temp arena: 135424 bytes for 486292 bytes of temps sharing it by liveness (28%)
+// fp16 keeps the weights' fp16 working copies (52244 bytes) among the persistent
+// tensors instead of casting them into temps each step, and checks the fp16
+// gradients times 1/scale instead of storing unscaled fp32 copies.
+// FP16:        Temp: 39 tensors, 136997 elements, 278912 bytes
+// FP16:        WorkingCopy: 6 tensors, 26122 elements, 52244 bytes
+// FP16:      memory: peak 267080 bytes = temps 93696 + persistent 156744 + inputs 16640 (plan peak_bytes 267080)
+// FP16-NEXT:   temp arena: 93696 bytes for 278912 bytes of temps sharing it by liveness (34%)

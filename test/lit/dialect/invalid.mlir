@@ -268,3 +268,19 @@ func.func @fused_uses_outside(%x: tensor<4x4xf32>, %y: tensor<4x4xf32>) {
   }
   return
 }
+
+// -----
+
+func.func @working_copy_f32() {
+  // expected-error @+1 {{'graph.working_copy' op a working copy is f16 or bf16; got 'tensor<4xf32>'}}
+  %w = graph.working_copy "w:f16" of "w" : tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @working_copy_own_name() {
+  // expected-error @+1 {{'graph.working_copy' op needs a name of its own, not its parameter's ("w")}}
+  %w = graph.working_copy "w" of "w" : tensor<4xf16>
+  return
+}

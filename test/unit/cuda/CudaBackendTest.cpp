@@ -590,6 +590,11 @@ TEST(CudaNvrtc, ThePlansOfAFolderCarryTheirKernels) {
       // The optimizer's updates: the elementwise steps that write a parameter; the
       // weight casts: those that read only a parameter (emit-plan puts them first).
       std::vector<size_t> updates, casts;
+      // Each working copy is written by its master's update, in the same kernel.
+      std::map<int, int> copyWrites;
+      for (flatbuffers::uoffset_t id = 0; id < lp->tensors()->size(); ++id)
+        if (lp->tensors()->Get(id)->role() == plan::Role::WorkingCopy)
+          copyWrites[int(id)] = 0;
       for (flatbuffers::uoffset_t i = 0; i < fn->steps()->size(); ++i) {
         const plan::Step *step = fn->steps()->Get(i);
         if (step->kernel_type() != plan::Kernel::Elementwise)
@@ -599,6 +604,9 @@ TEST(CudaNvrtc, ThePlansOfAFolderCarryTheirKernels) {
         for (int id : kernels[i].outputs)
           if (lp->tensors()->Get(uint32_t(id))->role() == plan::Role::Param) {
             updates.push_back(i);
+            for (int out : kernels[i].outputs)
+              if (copyWrites.count(out) && lp->tensors()->Get(uint32_t(out))->master() == id)
+                ++copyWrites[out];
             break;
           }
         if (kernels[i].inputs.size() == 1 &&
@@ -606,6 +614,10 @@ TEST(CudaNvrtc, ThePlansOfAFolderCarryTheirKernels) {
             lp->tensors()->Get(uint32_t(kernels[i].outputs[0]))->role() == plan::Role::Temp)
           casts.push_back(i);
       }
+      std::printf("%s: %zu working copies\n", e.path().filename().c_str(), copyWrites.size());
+      for (const auto &[copy, writes] : copyWrites)
+        EXPECT_EQ(writes, 1) << e.path() << ": working copy t" << copy
+                             << " is not written once by its master's update";
       const auto groups = cuda::multiTensorGroups(steps, cuda::planMemoryExtents(lp.plan()));
       for (const auto &[what, list] : {std::pair{"optimizer updates", &updates},
                                       std::pair{"weight casts", &casts}}) {
@@ -1217,6 +1229,66 @@ TEST(CudaHostEmulation, BatchNormAndReduceKernelsMatchTheCpu) {
   expectHostNormReduceMatchesCpu(poolPlan(2, 2), 0, true, hk, table);
 }
 
+/// All-finite checks, plain and times a multiplier (loss scaling's unscale, inside the
+/// check), with the flags they must give: 1, 1, 0 (f16 60000 x 1e35 overflows fp32),
+/// 0 (3e38 x 2), 0 (a NaN).
+std::vector<uint8_t> allFinitePlan(std::vector<float> &expected) {
+  PlanMaker pm;
+  auto &b = pm.builder();
+  int h16 = pm.tensor("h16", plan::DType::F16, {300}, plan::Role::Param, -60000.0f, 60000.0f);
+  int h32 = pm.tensor("h32", plan::DType::F32, {5}, plan::Role::Param, 0, 0,
+                      {3e38f, -1.0f, 0.5f, -3e38f, 7.0f});
+  int nan16 = pm.tensor("nan16", plan::DType::F16, {3}, plan::Role::Param, 0, 0, {1.0f, NAN, 2.0f});
+  auto scalar = [&](const char *name, float v) {
+    return pm.tensor(name, plan::DType::F32, {}, plan::Role::Param, 0, 0, {v});
+  };
+  int unscale = scalar("unscale", 1.0f / 65536), blowup = scalar("blowup", 1e35f),
+      two = scalar("two", 2.0f);
+  auto check = [&](const char *name, std::vector<int32_t> inputs, int multiplier, float want) {
+    int out = pm.tensor(name, plan::DType::F32, {}, plan::Role::Temp);
+    pm.step(name, plan::Kernel::AllFinite,
+            plan::CreateAllFiniteDirect(b, &inputs, out, multiplier).Union());
+    expected.push_back(want);
+  };
+  check("plain", {h16, h32}, -1, 1.0f);
+  check("unscaled", {h16}, unscale, 1.0f);
+  check("f16_times_1e35", {h16}, blowup, 0.0f);
+  check("f32_times_2", {h32}, two, 0.0f);
+  check("nan_unscaled", {h16, nan16}, unscale, 0.0f);
+  return pm.finish();
+}
+
+TEST(CudaHostEmulation, AllFiniteMatchesTheCpu) {
+  std::vector<std::string> names;
+  const cuda::FixedKernelTable<int> table = fixedHostTable(names);
+  test::HostKernels hk(std::string(cuda::cudaPrelude()) + cuda::fixedKernelSource(), names);
+  std::vector<float> expected;
+  LoadedPlan lp = LoadedPlan::fromBytes(allFinitePlan(expected), "allfinite.plan");
+  CpuExecutor<float> cpu(lp, 1);
+  HostTensors ht(lp, cpu, 0);
+  cpu.run("train_step");
+  HostLauncher launch{hk};
+  size_t i = 0;
+  for (const plan::Step *step : *lp.findFunction("train_step")->steps()) {
+    const plan::AllFinite &k = *step->kernel_as_AllFinite();
+    // The executor's launches (prepareAllFinite): one block row per tensor, then the flag.
+    std::vector<cuda::FiniteItem> items;
+    for (int id : *k.inputs())
+      items.push_back({ht.ptr(id), lp.numElements(id), int64_t(ht.dtype(id))});
+    int flag = 0;
+    const int m = k.multiplier();
+    launch(table.mt_allfinite, cuda::Grid{2, unsigned(items.size())}, 256, items.data(), &flag,
+           ht.ptr(m), m < 0 ? 0 : int(ht.dtype(m)));
+    launch(table.mt_allfinite_out, cuda::Grid{1}, 32, &flag, ht.ptr(k.output()),
+           int(ht.dtype(k.output())));
+    const std::string name = step->name()->str();
+    EXPECT_EQ(cpu.tensor(k.output())[0], expected[i]) << name << " on the CPU";
+    EXPECT_EQ(ht.get(k.output())[0], expected[i]) << name << " in the CUDA kernel";
+    ++i;
+  }
+  EXPECT_EQ(i, expected.size());
+}
+
 // Kernels compiled ahead of time (Plan.cuda): CUBIN of the device's architecture,
 // and PTX JIT-compiled by the driver for a plan that has no CUBIN for it.
 TEST(CudaExecutor, KernelsFromThePlanMatchCpu) {
@@ -1637,6 +1709,8 @@ std::vector<uint8_t> movementPlan() {
 
 TEST(CudaExecutor, DataMovementAndReductionsMatchCpu) {
   compareWithCpu(movementPlan(), "movement.plan", 2, 1e-6, 2e-3);
+  std::vector<float> expected;
+  compareWithCpu(allFinitePlan(expected), "allfinite.plan", 2, 0, 0);
 }
 
 std::vector<uint8_t> kernelZooPlan() {

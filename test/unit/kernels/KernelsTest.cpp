@@ -403,4 +403,14 @@ TEST(DataMovement, ConcatSliceTransposeCopyAllFinite) {
   EXPECT_FALSE(allFinite<float>(6, t.data()));
   t[4] = NAN;
   EXPECT_FALSE(allFinite<float>(6, t.data()));
+  // Times a multiplier, rounded to float: 65504 (the largest f16) x 1e33 is finite,
+  // x 1e35 is not; a NaN stays one whatever it is multiplied by.
+  std::vector<float> g = {65504.0f, -3.0f};
+  const float small = 1.0f / 65536, fits = 1e33f, overflows = 1e35f, zero = 0.0f;
+  EXPECT_TRUE(allFinite<float>(2, g.data(), &small));
+  EXPECT_TRUE(allFinite<float>(2, g.data(), &fits));
+  EXPECT_FALSE(allFinite<float>(2, g.data(), &overflows));
+  EXPECT_FALSE(allFinite<float>(6, t.data(), &zero));
+  EXPECT_FALSE(
+      allFinite<double>(1, std::vector<double>{1e300}.data(), std::vector<double>{1e10}.data()));
 }

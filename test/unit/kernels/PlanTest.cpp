@@ -27,6 +27,10 @@ struct PlanOptions {
   int64_t offW = -1; // an (invalid) offset for the Param w
   plan::DType logitsType = plan::DType::F16;
   std::vector<int64_t> hStrides = {4, 1}; // how step 1 reads h
+  // A tensor 7 'w:f16' of role copyRole and dtype copyType with this master (-2: none).
+  int copyMaster = -2;
+  plan::Role copyRole = plan::Role::WorkingCopy;
+  plan::DType copyType = plan::DType::F16;
 };
 
 // Tensors: 0 x [2,3] Input, 1 w [3,4] Param, 2 bias [4] Param, 3 h [2,4] Temp,
@@ -52,6 +56,10 @@ std::vector<uint8_t> buildPlan(const PlanOptions &o = {}) {
       plan::CreateTensorDirect(b, "loss", plan::DType::F32, &s0, plan::Role::Temp, nullptr,
                                plan::InitKind::Values, 0, 0, 0, o.offLoss),
   };
+  if (o.copyMaster != -2)
+    tensors.push_back(plan::CreateTensorDirect(b, "w:f16", o.copyType, &o.wShape, o.copyRole,
+                                               nullptr, plan::InitKind::Values, 0, 0, 0, -1,
+                                               o.copyMaster));
   auto gemm = plan::CreateGemm(b, 0, o.gemmB, 3, false, false, 2, 4, 3);
   std::vector<int64_t> biasStrides = {0, 1};
   std::vector<fb::Offset<plan::Operand>> inputs = {plan::CreateOperandDirect(b, 3, &o.hStrides),
@@ -302,6 +310,52 @@ TEST(Plan, MemoryPlanAcceptsAnElementwiseResultInPlaceOfItsDyingInput) {
   EXPECT_NE(loadError(buildPlan(o)).find(overlap), std::string::npos);
   o.hStrides = {1, 2}; // transposed
   EXPECT_NE(loadError(buildPlan(o)).find(overlap), std::string::npos);
+}
+
+// A WorkingCopy (version 6) holds its Param master rounded: that is its initial value
+// (it has none of its own), it is written through the master only, and a plan that
+// gives it anything but an F32 Param of its size as master, or a master to another
+// role, is rejected.
+TEST(Plan, WorkingCopyOfAParam) {
+  PlanOptions o;
+  o.copyMaster = 1;
+  LoadedPlan lp = LoadedPlan::fromBytes(buildPlan(o), "copy.plan");
+  EXPECT_EQ(lp.workingCopies(1), std::vector<int>{7});
+  EXPECT_TRUE(lp.workingCopies(2).empty());
+  CpuExecutor<float> exec(lp, 1);
+  const std::vector<float> w = lp.initialValues(1);
+  ASSERT_EQ(exec.tensor(7).size(), w.size());
+  for (size_t i = 0; i < w.size(); ++i)
+    EXPECT_EQ(exec.tensor(7)[i], roundToF16(w[i])) << i;
+  EXPECT_NE(roundToF16(0.3f), 0.3f); // so the check above sees the rounding
+  lp.checkWritable(1);
+  try {
+    lp.checkWritable(7);
+    ADD_FAILURE() << "a working copy was writable";
+  } catch (const Error &e) {
+    EXPECT_EQ(std::string(e.what()), "copy.plan: tensor 7 'w:f16' is the working copy of 'w': "
+                                     "write the parameter, and its copy follows");
+  }
+
+  const std::string noParam = "model.plan: tensor 7 'w:f16': a WorkingCopy needs a Param as "
+                              "its master, got tensor ";
+  o.copyMaster = 3; // h, a Temp
+  EXPECT_EQ(loadError(buildPlan(o)), noParam + "3");
+  o.copyMaster = -1;
+  EXPECT_EQ(loadError(buildPlan(o)), noParam + "-1");
+  o.copyMaster = 99;
+  EXPECT_EQ(loadError(buildPlan(o)), noParam + "99");
+  o.copyMaster = 2; // bias: a Param of another size
+  EXPECT_EQ(loadError(buildPlan(o)), "model.plan: tensor 7 'w:f16': a WorkingCopy has the "
+                                     "element count of its F32 master (tensor 2 'bias')");
+  o.copyMaster = 1;
+  o.copyType = plan::DType::F32;
+  EXPECT_EQ(loadError(buildPlan(o)),
+            "model.plan: tensor 7 'w:f16': a WorkingCopy is F16 or BF16, got F32");
+  o.copyType = plan::DType::BF16;
+  o.copyRole = plan::Role::Buffer;
+  EXPECT_EQ(loadError(buildPlan(o)), "model.plan: tensor 7 'w:f16': only a WorkingCopy has a "
+                                     "master (got tensor 1)");
 }
 
 TEST(Plan, MemoryPlanRejectsBadOffsets) {

@@ -77,6 +77,26 @@ def Graph_BufferOp : Graph_Op<"buffer", "Fixed"> {
   let hasVerifier = 1;
 }
 
+def Graph_WorkingCopyOp : Graph_Op<"working_copy", "Fixed"> {
+  let summary = "the low-precision working copy of a parameter, kept between steps";
+  let description = [{
+    The value of `graph.cast` of the fp32 master `param` to this op's element type
+    (f16 or bf16), kept in its own storage from one step to the next instead of
+    being cast again each step. The runtime makes it from the master when the
+    master is initialised or written from outside (a checkpoint); within a step,
+    the step that updates the master writes it too (`graph.assign` of `name`).
+    `persist-working-copies` introduces it; `name` is `param:f16` or `param:bf16`.
+
+    ```mlir
+    %w = graph.working_copy "fc1.weight:f16" of "fc1.weight" : tensor<128x64xf16>
+    ```
+  }];
+  let arguments = (ins StrAttr:$name, StrAttr:$param);
+  let results = (outs Graph_FloatTensor:$result);
+  let assemblyFormat = "$name `of` $param attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
 def Graph_InputOp : Graph_Op<"input", "Fixed"> {
   let summary = "a batch of the data set: `x` (inputs) or `y` (labels or targets)";
   let description = [{
@@ -524,11 +544,21 @@ def Graph_AdamUpdateOp : Graph_ElementwiseOp<"adam_update", "Fixed", [{
   let hasVerifier = 1;
 }
 
-def Graph_AllFiniteOp : Graph_Op<"all_finite", "Fp32", [Pure]> {
-  let summary = "1 if every element of every operand is finite, else 0";
-  let arguments = (ins Variadic<Graph_FloatTensor>:$inputs);
+def Graph_AllFiniteOp : Graph_Op<"all_finite", "Fp32", [Pure, AttrSizedOperandSegments]> {
+  let summary = "1 if every element of every operand (times `multiplier`) is finite, else 0";
+  let description = [{
+    With a `multiplier` (a scalar), the check is of every element times it,
+    computed in fp32 as `graph.mul` would: loss scaling checks the unscaled
+    gradients this way without storing them unscaled.
+
+    ```mlir
+    %ok = graph.all_finite %g1, %g2 : tensor<4x3xf16>, tensor<4xf32> -> tensor<f32>
+    %ok2 = graph.all_finite %g1, %g2 times %inv : tensor<4x3xf16>, tensor<4xf32> times tensor<f32> -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins Variadic<Graph_FloatTensor>:$inputs, Optional<Graph_ScalarF32>:$multiplier);
   let results = (outs Graph_ScalarF32:$result);
-  let assemblyFormat = "$inputs attr-dict `:` type($inputs) `->` type($result)";
+  let assemblyFormat = "$inputs (`times` $multiplier^)? attr-dict `:` type($inputs) (`times` type($multiplier)^)? `->` type($result)";
 }
 
 def Graph_LossScaleUpdateOp : Graph_ElementwiseOp<"loss_scale_update", "Fixed", [{
