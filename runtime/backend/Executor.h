@@ -87,7 +87,11 @@ public:
 };
 
 /// The CPU executor behind the interface (fp32 compute, exact fp16/bf16 emulation).
-std::unique_ptr<Executor> makeCpuExecutor(const LoadedPlan &plan, int threads);
+/// `keepTemps`: every temp keeps its own storage even under MANTISSA_CPU_ARENA=1, so
+/// that a temp read after a run holds the value its step wrote (in the arena, a later
+/// temp may have taken its bytes).
+std::unique_ptr<Executor> makeCpuExecutor(const LoadedPlan &plan, int threads,
+                                          bool keepTemps = false);
 
 /// The CUDA executor, from the plugin libmantissa_cuda.so next to the running binary
 /// (or on the library path). Throws Error with the reason (no plugin, no driver, no

@@ -17,8 +17,8 @@ class CpuExecutorAdapter final : public Executor {
 public:
   // MANTISSA_CPU_ARENA=1: temps at their memory-plan offsets in one arena, as on the
   // GPU (CpuExecutor's arena mode): a check of the memory plan on the CPU.
-  CpuExecutorAdapter(const LoadedPlan &plan, int threads)
-      : exec_(plan, threads, arenaRequested()) {}
+  CpuExecutorAdapter(const LoadedPlan &plan, int threads, bool keepTemps)
+      : exec_(plan, threads, arenaRequested() && !keepTemps) {}
   static bool arenaRequested() {
     const char *v = std::getenv("MANTISSA_CPU_ARENA");
     return v && std::string(v) != "0";
@@ -118,8 +118,8 @@ private:
 
 } // namespace
 
-std::unique_ptr<Executor> makeCpuExecutor(const LoadedPlan &plan, int threads) {
-  return std::make_unique<CpuExecutorAdapter>(plan, threads);
+std::unique_ptr<Executor> makeCpuExecutor(const LoadedPlan &plan, int threads, bool keepTemps) {
+  return std::make_unique<CpuExecutorAdapter>(plan, threads, keepTemps);
 }
 
 } // namespace mantissa

@@ -270,9 +270,12 @@ private:
 } // namespace
 
 std::unique_ptr<Executor> openExecutor(const std::string &backend, const LoadedPlan &plan,
-                                       int threads) {
+                                       int threads, bool readsTemps) {
   if (backend != "cpu" && backend != "cuda")
     throw Error("--backend " + backend + ": expected cpu or cuda");
+  if (backend == "cuda" && readsTemps)
+    throw Error("this command reads every temporary after the step, and the CUDA backend "
+                "shares their memory (its arena): use --backend cpu");
   if (backend == "cuda") {
     try {
       return makeCudaExecutor(plan);
@@ -282,7 +285,7 @@ std::unique_ptr<Executor> openExecutor(const std::string &backend, const LoadedP
       std::fprintf(stderr, "warning: %s\nwarning: falling back to the CPU backend\n", e.what());
     }
   }
-  return makeCpuExecutor(plan, threads);
+  return makeCpuExecutor(plan, threads, readsTemps);
 }
 
 TrainSummary train(const TrainOptions &o) {
@@ -306,7 +309,8 @@ TrainSummary train(const TrainOptions &o) {
   BatchOrder order(data.train.n, batch, o.shuffle, seed);
   s.stepsPerEpoch = order.stepsPerEpoch();
 
-  std::unique_ptr<Executor> execPtr = openExecutor(o.backend, plan, o.threads);
+  std::unique_ptr<Executor> execPtr =
+      openExecutor(o.backend, plan, o.threads, bool(o.afterTraining) || bool(o.afterStep));
   Executor &exec = *execPtr;
   s.backend = exec.backendName();
   s.device = exec.deviceDescription();

@@ -44,7 +44,9 @@ struct TrainOptions {
   int64_t warmupSteps = 0;          // steps before TrainSummary::timedSecondsPerStep starts
   bool recordLosses = false;       // read the loss every step into TrainSummary::losses
   /// Called after the last step, before evaluation (the tuner and `inspect
-  /// --numerics` read tensors here).
+  /// --numerics` read tensors here). With either hook set, temps keep their own
+  /// storage (makeCpuExecutor's keepTemps), so that they hold the last step's values;
+  /// the CUDA backend is then refused (its temps share the arena).
   std::function<void(Executor &)> afterTraining;
   /// Called after each training step's train_step (the tuner compares the first
   /// step's outputs across precisions). Reading synchronises a device.
@@ -71,9 +73,11 @@ struct TrainSummary {
 };
 
 /// The executor for `backend` ("cpu" | "cuda"); cuda falls back to the CPU with a
-/// warning when no GPU (or plugin, or driver) can be had.
+/// warning when no GPU (or plugin, or driver) can be had. `readsTemps`: the caller
+/// reads temps after a run (the CPU then keeps them apart; the CUDA backend's temps
+/// share its arena, so it is refused).
 std::unique_ptr<Executor> openExecutor(const std::string &backend, const LoadedPlan &plan,
-                                       int threads);
+                                       int threads, bool readsTemps = false);
 
 /// Parses `train` options (argv after the subcommand); throws Error on bad usage.
 TrainOptions parseTrainOptions(int argc, char **argv);
