@@ -164,6 +164,13 @@ struct Rules {
     set(0, [&] { return GradOp::create(b, loc, op->getOperand(0), dy[0]).getResult(); });
     return success();
   }
+  /// sigmoid and tanh: the derivative is a function of the result, which the gradient
+  /// reads (PyTorch's sigmoid_backward/tanh_backward), so the input need not be kept.
+  template <typename GradOp>
+  LogicalResult fromResult(Operation *op) {
+    set(0, [&] { return GradOp::create(b, loc, op->getResult(0), dy[0]).getResult(); });
+    return success();
+  }
 
   // relu(x) > 0 exactly when x > 0 (NaN and -0 included), so relu_grad reads
   // the result, as PyTorch's threshold_backward does: the result is usually
@@ -335,8 +342,8 @@ FailureOr<SmallVector<Value>> mantissa::buildOperandGradients(OpBuilder &b, Oper
                 BroadcastToOp, ConcatOp, SliceOp, ReduceSumOp, ReduceMeanOp, SoftmaxCrossEntropyOp,
                 MseOp, ReluOp>([&](auto concrete) { return rules.rule(concrete); })
           .Case<GeluOp>([&](Operation *o) { return rules.activation<GeluGradOp>(o); })
-          .Case<SigmoidOp>([&](Operation *o) { return rules.activation<SigmoidGradOp>(o); })
-          .Case<TanhOp>([&](Operation *o) { return rules.activation<TanhGradOp>(o); })
+          .Case<SigmoidOp>([&](Operation *o) { return rules.fromResult<SigmoidGradOp>(o); })
+          .Case<TanhOp>([&](Operation *o) { return rules.fromResult<TanhGradOp>(o); })
           .Default([](Operation *o) {
             return o->emitOpError("autodiff: no gradient rule for this op (gradients of backward, "
                                   "optimizer and loss-scaling ops are not supported)");

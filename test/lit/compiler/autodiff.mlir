@@ -189,8 +189,8 @@ func.func @forward() -> (tensor<f32>, tensor<2x4xf32>) {
 //       CHECK:   %[[DGE:.*]] = graph.slice %[[DC]] {axis = 1 : i64, offset = 0 : i64, size = 4 : i64} : tensor<3x6xf32> -> tensor<3x4xf32>
 //       CHECK:   %[[DQ:.*]] = graph.slice %[[DC]] {axis = 1 : i64, offset = 4 : i64, size = 2 : i64} : tensor<3x6xf32> -> tensor<3x2xf32>
 //       CHECK:   %[[DTH:.*]] = graph.gelu_grad %[[TH]], %[[DGE]]
-//       CHECK:   %[[DSG:.*]] = graph.tanh_grad %[[SG]], %[[DTH]]
-//       CHECK:   %[[DNG:.*]] = graph.sigmoid_grad %[[NG]], %[[DSG]]
+//       CHECK:   %[[DSG:.*]] = graph.tanh_grad %[[TH]], %[[DTH]]
+//       CHECK:   %[[DNG:.*]] = graph.sigmoid_grad %[[SG]], %[[DSG]]
 //       CHECK:   %[[DLG:.*]] = graph.neg %[[DNG]]
 //       CHECK:   %[[DE:.*]] = graph.div %[[DLG]], %[[E]]
 //       CHECK:   %[[DA:.*]] = graph.mul %[[DE]], %[[E]]

@@ -207,18 +207,24 @@ def Graph_GeluGradOp : Graph_UnaryGradOp<"gelu_grad", [{
   let summary = "gradient of gelu: (Φ(x) + x φ(x)) grad";
 }
 def Graph_SigmoidGradOp : Graph_UnaryGradOp<"sigmoid_grad", [{
-    int y = p.emit(ScalarOp::Sigmoid, in[0]);
-    int dy = p.emit(ScalarOp::Mul, y, p.emit(ScalarOp::Sub, p.constant(1.0), y));
+    int dy = p.emit(ScalarOp::Mul, in[0], p.emit(ScalarOp::Sub, p.constant(1.0), in[0]));
     return {p.emit(ScalarOp::Mul, dy, in[1])};
   }]> {
-  let summary = "gradient of sigmoid: s(x)(1 - s(x)) grad";
+  let summary = "gradient of sigmoid from its result y = s(x): y(1 - y) grad";
+  let description = [{
+    As PyTorch's `sigmoid_backward(grad, output)`: it reads the stored result (in
+    fp16 or bf16, the rounded one), not the input, so the input can die in the
+    forward pass.
+  }];
 }
 def Graph_TanhGradOp : Graph_UnaryGradOp<"tanh_grad", [{
-    int t = p.emit(ScalarOp::Tanh, in[0]);
-    int d = p.emit(ScalarOp::Sub, p.constant(1.0), p.emit(ScalarOp::Square, t));
+    int d = p.emit(ScalarOp::Sub, p.constant(1.0), p.emit(ScalarOp::Square, in[0]));
     return {p.emit(ScalarOp::Mul, d, in[1])};
   }]> {
-  let summary = "gradient of tanh: (1 - tanh(x)^2) grad";
+  let summary = "gradient of tanh from its result y = tanh(x): (1 - y^2) grad";
+  let description = [{
+    As PyTorch's `tanh_backward(grad, output)`: it reads the stored result.
+  }];
 }
 
 def Graph_CastOp : Graph_ElementwiseOp<"cast", "Fixed", [{ return {in[0]}; }]> {
