@@ -49,16 +49,18 @@ def mantissa_data(tmp):
             "unet": ["--data", "nowcast", "--train-samples", "16", "--held-out-samples", "16"]}
 
 
-def mantissa(carry, model, prec, data_args, tmp, env=None):
+def mantissa(carry, model, prec, data_args, tmp, env=None, suffix=""):
     if not os.path.isdir(os.path.join(carry, "bin")):  # packed by gpu-prepare.sh
         subprocess.run(["tar", "xzf", os.path.join(carry, "payload.tgz"), "-C", carry], check=True)
-    plan = os.path.join(carry, "plans", f"bench-{model}-{prec}.plan")
+    plan = os.path.join(carry, "plans", f"bench-{model}-{prec}{suffix}.plan")
+    if not os.path.exists(plan):
+        return dict(error=f"no plan {plan} (bench/gpu-prepare.sh writes the variants it knows)")
     res, breakdown = [], None
     stop, peak = threading.Event(), [0]
     t = threading.Thread(target=gpu_mem_poll, args=(stop, peak)); t.start()
     try:
         for n in CFG[model]["steps"]:
-            out = os.path.join(tmp, f"{model}-{prec}-{n}.json")
+            out = os.path.join(tmp, f"{model}-{prec}{suffix}-{n}.json")
             p = subprocess.run([os.path.join(carry, "bin", "mantissa-run"), "train", plan, "--backend", "cuda",
                                 "--fixed-batch", "--steps", str(n), "--quiet", "--json", out, *data_args],
                                capture_output=True, text=True,
@@ -160,13 +162,17 @@ def main():
                    help="also run Mantissa with this environment (e.g. MANTISSA_CUDA_VECTOR=0, "
                         "MANTISSA_CUDA_CONV=auto) and report its ms/step against the default's; "
                         "each --ab-env is one variant")
+    p.add_argument("--ab-plan", action="append", default=[], metavar="NAME",
+                   help="also run the plans bench-MODEL-PREC-NAME.plan (e.g. nocopies: compiled "
+                        "with --no-working-copies) and report them against the default's")
     a = p.parse_args()
-    variants = []
+    variants = []  # (label, environment, plan suffix)
     for spec in a.ab_env:
         try:
-            variants.append(dict(kv.split("=", 1) for kv in spec.split(",")))
+            variants.append((f"--ab-env {spec}", dict(kv.split("=", 1) for kv in spec.split(",")), ""))
         except ValueError:
             p.error(f"--ab-env {spec}: expected KEY=VALUE[,KEY=VALUE]")
+    variants += [(f"--ab-plan {name}", {}, "-" + name) for name in a.ab_plan]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = mantissa_data(tmp)
@@ -175,9 +181,10 @@ def main():
                 r = dict(model=model, precision=prec, batch=CFG[model]["batch"])
                 r["mantissa"] = mantissa(a.carry, model, prec, data[model], tmp)
                 r["mantissa_ab"] = []
-                for env in variants:
-                    r["mantissa_ab"].append(mantissa(a.carry, model, prec, data[model], tmp, env=env))
-                    r["mantissa_ab"][-1]["env"] = env
+                for label, env, suffix in variants:
+                    r["mantissa_ab"].append(mantissa(a.carry, model, prec, data[model], tmp, env=env,
+                                                     suffix=suffix))
+                    r["mantissa_ab"][-1]["variant"] = label
                 if not a.no_pytorch:
                     r["eager"] = pytorch(model, prec, False)
                     if not a.no_compile:
@@ -204,8 +211,8 @@ def main():
             if k in r and "error" in r[k]:
                 print(f"   {k} error: {r[k]['error']}")
     print("(loss: each side's own data, not comparable across sides; see the docstring)")
-    for i, spec in enumerate(a.ab_env):
-        print(f"\nwith {spec}: ms/step and device memory, and their ratios to the default's")
+    for i, (label, _, _) in enumerate(variants):
+        print(f"\nwith {label}: ms/step and device memory, and their ratios to the default's")
         for r in rows:
             d, v = r["mantissa"], r["mantissa_ab"][i]
             m, x = d.get("ms_per_step"), v.get("ms_per_step")
