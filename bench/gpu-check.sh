@@ -5,6 +5,7 @@
 #   2. mlp_digits trained on the GPU reaches >= 0.95 held-out accuracy;
 #   3. full-size unet (w32, L4, b16, 384^2) trains on the GPU with falling loss;
 #   4. a forced overflow is skipped on the GPU exactly as on the CPU;
+#   5. a run resumed from a checkpoint on the GPU ends as an uninterrupted one;
 #   0. kernels load from the plan as CUBIN (sm_90), or JIT from PTX, or NVRTC at startup;
 #      the CUDA unit tests (MantissaCudaTests) on the GPU;
 # then (if --bench) the side-by-side benchmark against PyTorch (bench/gpu_bench.py).
@@ -107,6 +108,23 @@ rel = max(np.abs(B6[k] - A6[k]).max() / max(np.abs(A6[k]).max(), 1e-12) for k in
 ok = same_gpu and halved and j["skipped_steps"] == 1 and rel < 2e-3
 print(("PASS" if ok else "FAIL") + f" GPU: step 5 skipped (state unchanged: {same_gpu}), scale {float(B5['scaler.scale'])} -> {float(B6['scaler.scale'])} as on the CPU, skipped {j['skipped_steps']}; GPU vs CPU state after 6 steps: {rel:.1e}")
 sys.exit(0 if ok else 1)
+PY
+echo "== 5. resumed on the GPU: 3 steps and a checkpoint, then 3 more from it, against 6 in one go"
+# The fp16 working copies are not checkpointed: the resumed run must cast them on the
+# device from the loaded masters (Executor::write), or its first steps use stale ones.
+$run train $c/plans/mlp_digits-fp16.plan --backend cuda --steps 6 --quiet --save "$out/resume-ref.safetensors" > /dev/null
+$run train $c/plans/mlp_digits-fp16.plan --backend cuda --steps 3 --quiet --checkpoint "$out/resume-ck" --every 3 > /dev/null
+$run train $c/plans/mlp_digits-fp16.plan --backend cuda --steps 6 --quiet --checkpoint "$out/resume-ck" --every 3 \
+  --resume --save "$out/resume-out.safetensors" > /dev/null
+python3 - "$out" "$c" <<'PY' || fail=1
+import sys, numpy as np
+sys.path.insert(0, sys.argv[2]); import torch_models as tm
+A = tm.read_safetensors(f"{sys.argv[1]}/resume-ref.safetensors")
+B = tm.read_safetensors(f"{sys.argv[1]}/resume-out.safetensors")
+differ = [k for k in A if k not in B or not np.array_equal(A[k], B[k])]
+print(("PASS" if not differ and set(A) == set(B) else "FAIL") +
+      f" resumed run equals the uninterrupted one in all {len(A)} tensors" + (f"; differ: {differ[:5]}" if differ else ""))
+sys.exit(0 if not differ and set(A) == set(B) else 1)
 PY
 echo "== checks: $([ $fail = 0 ] && echo all passed || echo FAILURES)"
 tar czf "$out.tgz" -C "$(dirname "$out")" "$(basename "$out")" 2>/dev/null
