@@ -26,6 +26,7 @@ struct EmitPlanPass : mantissa::impl::EmitPlanBase<EmitPlanPass> {
     config.tf32 = tf32;
     config.source = source;
     config.expectedBatch = batch;
+    config.foldConvBias = foldConvBias;
     FailureOr<std::vector<uint8_t>> bytes = mantissa::emitPlan(module, config);
     if (failed(bytes) || failed(mantissa::writePlanFile(module, output, *bytes)))
       return signalPassFailure();

@@ -313,9 +313,10 @@ def FuseElementwise : Pass<"fuse-elementwise", "mlir::ModuleOp"> {
     off first (`split-bias`) into a `graph.add` after a bias-free linear: it is
     the ".bias_add" step emit-plan would add after the GEMM anyway, and now it
     joins the activation's kernel (GEMM + bias + relu: 3 kernels become 2).
-    The GEMM itself stays; the bias of a convolution stays in it (a [C] bias
-    broadcast over NCHW would need a reshape, itself a kernel). Epilogues inside
-    the GEMM (cuBLASLt) are a follow-up.
+    The GEMM itself stays; the bias of a convolution stays on the op (emit-plan
+    lowers it to a bias add step, or, where only batch norms read the
+    convolution's result, folds it into them: `fold-conv-bias`). Epilogues
+    inside the GEMM (cuBLASLt) are a follow-up.
 
     Inside, a value of element type f16 or bf16 that another member reads is
     rounded to that type (RoundF16/RoundBF16) where the unfused op stored it,
@@ -358,9 +359,18 @@ def EmitPlan : Pass<"emit-plan", "mlir::ModuleOp"> {
     initial value of every parameter (seeded PyTorch-default initialisation) and
     buffer; and records the model, precision, loss-scaling and optimizer
     configuration. Steps follow the program order, except that the casts of
-    parameters (the low-precision working copies of the fp32 weights) come first,
-    side by side, where one multi-tensor launch takes them. The IR is left
-    unchanged.
+    parameters (the low-precision working copies of the fp32 weights, where
+    persist-working-copies left any) come first, side by side, where one
+    multi-tensor launch takes them. The IR is left unchanged.
+
+    A convolution's bias is a bias add step after it, in place of its result,
+    except where every reader of the result is a batch norm (forward or
+    backward) reading it as its input: then the result is stored without the
+    bias and the batch norms read `x + bias[c]`, rounded to x's type as the bias
+    add would store it (`BatchNorm.input_bias`), so the numbers are the same
+    and one read and one write of the activation per convolution go away (a
+    U-Net's conv -> batch norm blocks). `fold-conv-bias=false` (`mantissa
+    compile --no-fuse`) keeps the step.
 
     ```
     mantissa-opt model.mlir --assign-precision --autodiff --lower-optimizer \
@@ -377,6 +387,9 @@ def EmitPlan : Pass<"emit-plan", "mlir::ModuleOp"> {
     Option<"tf32", "tf32", "bool", "false", "record that fp32 GEMMs may use TF32">,
     Option<"source", "source", "std::string", "\"\"",
            "the source file to record (empty: the module's location)">,
+    Option<"foldConvBias", "fold-conv-bias", "bool", "true",
+           "a convolution's bias add moves into the batch norms that read its result "
+           "(BatchNorm.input_bias), so the activation is not read and written once more">,
   ];
   let dependentDialects = ["mantissa::graph::GraphDialect", "mlir::func::FuncDialect"];
 }

@@ -158,6 +158,9 @@ private:
 
   // Per function.
   llvm::DenseMap<Value, int> valueTensor;
+  /// A convolution result stored without its bias, and the bias tensor that the batch
+  /// norms reading it add (PlanConfig::foldConvBias).
+  llvm::DenseMap<Value, int> inputBias;
   std::vector<PendingStep> *steps = nullptr;
   struct Assign {
     std::string name;
@@ -486,7 +489,25 @@ LogicalResult PlanLowering::lowerOp(Operation *op, bool eval) {
     addConv(plan::ConvKind::Forward, id(conv.getInput()), id(conv.getWeight()),
             id(conv.getResult()), shapeOf(conv.getInput()), shapeOf(conv.getWeight()),
             conv.getStride(), conv.getPadding());
-    return conv.getBias() ? addChannelBias(conv.getResult(), conv.getBias()) : success();
+    if (!conv.getBias())
+      return success();
+    // Read only as the input of batch norms (forward and backward): they add the bias
+    // as they read it, rounded as the bias add would store it, so the bias add's pass
+    // over the activation goes away.
+    auto readsAsInput = [&](OpOperand &use) {
+      Operation *user = use.getOwner();
+      return (isa<BatchNormOp>(user) && use.getOperandNumber() == 0) ||
+             (isa<BatchNormBackwardOp>(user) && use.getOperandNumber() == 1);
+    };
+    Value result = conv.getResult();
+    if (config.foldConvBias && !result.use_empty() &&
+        llvm::all_of(result.getUses(), readsAsInput) && shapeOf(conv.getBias()).size() == 1 &&
+        cast<RankedTensorType>(conv.getBias().getType()).getElementType() ==
+            cast<RankedTensorType>(result.getType()).getElementType()) {
+      inputBias[result] = id(conv.getBias());
+      return success();
+    }
+    return addChannelBias(result, conv.getBias());
   }
   if (auto convT = dyn_cast<ConvTranspose2dOp>(op)) {
     // The transposed convolution is the input gradient of the convolution whose
@@ -553,13 +574,21 @@ LogicalResult PlanLowering::lowerOp(Operation *op, bool eval) {
       return op->emitError() << "emit-plan: batch norm activation '" << activation.getValue()
                              << "' (only relu is folded into a batch norm)";
     const bool relu = activation != nullptr;
-    addStep(op, plan::Kernel::BatchNorm,
-            {in(id(bn.getInput())), in(id(bn.getGamma())), in(id(bn.getBeta())),
-             out(id(bn.getResult())), out(id(bn.getSavedMean())), out(id(bn.getSavedInvstd())),
-             rmSlot, rvSlot},
+    std::vector<Slot> slots = {in(id(bn.getInput())),
+                               in(id(bn.getGamma())),
+                               in(id(bn.getBeta())),
+                               out(id(bn.getResult())),
+                               out(id(bn.getSavedMean())),
+                               out(id(bn.getSavedInvstd())),
+                               rmSlot,
+                               rvSlot};
+    const bool biased = inputBias.count(bn.getInput()) > 0;
+    if (biased)
+      slots.push_back(in(inputBias.lookup(bn.getInput())));
+    addStep(op, plan::Kernel::BatchNorm, std::move(slots),
             [=](fb::FlatBufferBuilder &b, const std::vector<int> &t) {
               return plan::CreateBatchNorm(b, t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], n, c,
-                                           hw, eps, momentum, training, relu)
+                                           hw, eps, momentum, training, relu, biased ? t[8] : -1)
                   .Union();
             });
     return success();
@@ -579,10 +608,14 @@ LogicalResult PlanLowering::lowerOp(Operation *op, bool eval) {
       slots.push_back(in(id(bb.getMask())));
       slots.back().contiguous = true;
     }
+    const bool biased = inputBias.count(bb.getInput()) > 0;
+    if (biased)
+      slots.push_back(in(inputBias.lookup(bb.getInput())));
     addStep(op, plan::Kernel::BatchNormBackward, std::move(slots),
             [=](fb::FlatBufferBuilder &b, const std::vector<int> &t) {
               return plan::CreateBatchNormBackward(b, t[0], t[1], t[2], t[3], t[4], t[5], t[6],
-                                                   t[7], n, c, hw, mask ? t[8] : -1)
+                                                   t[7], n, c, hw, mask ? t[8] : -1,
+                                                   biased ? t.back() : -1)
                   .Union();
             });
     return success();
@@ -753,6 +786,7 @@ LogicalResult PlanLowering::lowerOp(Operation *op, bool eval) {
 
 LogicalResult PlanLowering::lowerFunction(func::FuncOp fn, bool eval, PendingFunction &result) {
   valueTensor.clear();
+  inputBias.clear();
   assigns.clear();
   steps = &result.steps;
   if (!fn.getBody().hasOneBlock())

@@ -48,6 +48,10 @@ struct PlanConfig {
   /// The compiled kernels (Plan.cuda), made from a first emission of the same module
   /// (runtime/cuda/AotKernels.h); null: none.
   const plan::CudaCodeT *cuda = nullptr;
+  /// A convolution's bias add moves into the batch norms that read its result (their
+  /// input_bias): x is stored without the bias and read as round(x + bias). Off with
+  /// `mantissa compile --no-fuse`.
+  bool foldConvBias = true;
 };
 
 /// Lowers `module` to plan bytes. Every problem is an error diagnostic at the

@@ -125,11 +125,12 @@ KernelWork stepWork(const LoadedPlan &plan, const plan::Step &step) {
   }
   case K::BatchNorm: {
     const auto &k = *step.kernel_as_BatchNorm();
-    return memoryWork(plan, {k.x(), k.x(), k.gamma(), k.beta()}, {k.y()}); // statistics pass + normalise
+    return memoryWork(plan, {k.x(), k.x(), k.gamma(), k.beta(), k.input_bias()},
+                      {k.y()}); // statistics pass + normalise
   }
   case K::BatchNormBackward: {
     const auto &k = *step.kernel_as_BatchNormBackward();
-    return memoryWork(plan, {k.dy(), k.x(), k.dy(), k.x(), k.mask(), k.mask()},
+    return memoryWork(plan, {k.dy(), k.x(), k.dy(), k.x(), k.mask(), k.mask(), k.input_bias()},
                       {k.dx(), k.dgamma(), k.dbeta()});
   }
   case K::SoftmaxCrossEntropy: {

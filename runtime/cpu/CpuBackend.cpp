@@ -159,6 +159,21 @@ template <class T> void CpuExecutor<T>::roundOutput(int id) {
 }
 
 template <class T>
+const T *CpuExecutor<T>::withInputBias(int64_t channels, int64_t hw, int x, int bias,
+                                       std::vector<T> &scratch) {
+  if (bias < 0)
+    return ptr(x);
+  const T *in = ptr(x), *b = ptr(bias);
+  scratch.resize(count(x));
+  const int64_t planes = hw > 0 ? int64_t(scratch.size()) / hw : 0;
+  for (int64_t p = 0; p < planes; ++p)
+    for (int64_t i = 0; i < hw; ++i)
+      scratch[size_t(p * hw + i)] = in[p * hw + i] + b[p % channels];
+  kernels::roundToDType(plan_->tensors()->Get(x)->dtype(), scratch.data(), int64_t(scratch.size()));
+  return scratch.data();
+}
+
+template <class T>
 const plan::Function &CpuExecutor<T>::function(const std::string &name) const {
   const plan::Function *fn = plan_.findFunction(name);
   if (!fn) {
@@ -263,14 +278,16 @@ void CpuExecutor<T>::runStep(const plan::Step &step, const kernels::ElementwiseP
   case Kernel::BatchNorm: {
     const plan::BatchNorm &k = *step.kernel_as_BatchNorm();
     BatchNormShape sh{k.n(), k.c(), k.hw()};
+    std::vector<T> biased;
+    const T *x = withInputBias(k.c(), k.hw(), k.x(), k.input_bias(), biased);
     if (k.training()) {
-      batchNormTrainForward<T>(sh, ptr(k.x()), ptr(k.gamma()), ptr(k.beta()), ptr(k.y()),
+      batchNormTrainForward<T>(sh, x, ptr(k.gamma()), ptr(k.beta()), ptr(k.y()),
                                ptr(k.saved_mean()), ptr(k.saved_invstd()), ptr(k.running_mean()),
                                ptr(k.running_var()), double(k.eps()), double(k.momentum()));
       for (int id : {k.saved_mean(), k.saved_invstd(), k.running_mean(), k.running_var()})
         roundOutput(id);
     } else {
-      batchNormEvalForward<T>(sh, ptr(k.x()), ptr(k.gamma()), ptr(k.beta()), ptr(k.running_mean()),
+      batchNormEvalForward<T>(sh, x, ptr(k.gamma()), ptr(k.beta()), ptr(k.running_mean()),
                               ptr(k.running_var()), ptr(k.y()), double(k.eps()));
     }
     if (k.relu()) { // the elementwise Relu's rule (common/ScalarOps.def): NaN stays
@@ -284,7 +301,9 @@ void CpuExecutor<T>::runStep(const plan::Step &step, const kernels::ElementwiseP
   case Kernel::BatchNormBackward: {
     const plan::BatchNormBackward &k = *step.kernel_as_BatchNormBackward();
     BatchNormShape sh{k.n(), k.c(), k.hw()};
-    batchNormBackward<T>(sh, ptr(k.dy()), ptr(k.x()), ptr(k.gamma()), ptr(k.saved_mean()),
+    std::vector<T> biased;
+    const T *x = withInputBias(k.c(), k.hw(), k.x(), k.input_bias(), biased);
+    batchNormBackward<T>(sh, ptr(k.dy()), x, ptr(k.gamma()), ptr(k.saved_mean()),
                          ptr(k.saved_invstd()), ptr(k.dx()), ptr(k.dgamma()), ptr(k.dbeta()),
                          ptr(k.mask()));
     for (int id : {k.dx(), k.dgamma(), k.dbeta()})

@@ -82,6 +82,9 @@ private:
   T scalar(int id) const { return data(id)[0]; }
   T *ptr(int id) { return id < 0 ? nullptr : data(id); }
   void roundOutput(int id);
+  /// A batch norm's x, or with an input bias (BatchNorm.input_bias) x + bias[channel]
+  /// rounded to x's dtype in `scratch`: what the folded bias add would have stored.
+  const T *withInputBias(int64_t channels, int64_t hw, int x, int bias, std::vector<T> &scratch);
   const T *labels(int id);
 
   const LoadedPlan &plan_;

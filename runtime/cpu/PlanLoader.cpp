@@ -658,6 +658,7 @@ void Checker::checkBatchNorm(const plan::BatchNorm &k) {
   int64_t all = product({k.n(), k.c(), k.hw()});
   data(k.x(), "x", all);
   data(k.y(), "y", all);
+  optionalData(k.input_bias(), "input_bias", k.c());
   optionalData(k.gamma(), "gamma", k.c());
   optionalData(k.beta(), "beta", k.c());
   optionalData(k.saved_mean(), "saved_mean", k.c());
@@ -687,6 +688,7 @@ void Checker::checkBatchNormBackward(const plan::BatchNormBackward &k) {
   optionalData(k.dgamma(), "dgamma", k.c());
   optionalData(k.dbeta(), "dbeta", k.c());
   optionalData(k.mask(), "mask", all);
+  optionalData(k.input_bias(), "input_bias", k.c());
 }
 
 void Checker::checkReduce(const plan::Reduce &k) {

@@ -310,10 +310,27 @@ extern "C" __global__ void mt_maxpool_bwd(const void *dy, int dyt, const void *x
 // consecutive ranges of `chunk` values; block (b, ch) sums range b in double into
 // partial[ch*chunks + b] (partial[2*(ch*chunks + b) + {0,1}] for two sums).
 
+// v rounded to type t, as a store of it would round (mt_store).
+static __device__ __forceinline__ float mt_round_as(float v, int t) {
+  if (t == MT_F16) return __half2float(__float2half_rn(v));
+  if (t == MT_BF16) return __bfloat162float(__float2bfloat16_rn(v));
+  return v;
+}
+
+// Element i of channel ch of a batch norm's x; with an input bias xb (the folded bias
+// add of the convolution that stored x without it), x + xb[ch] rounded to x's type,
+// the value that bias add would have stored.
+static __device__ __forceinline__ float mt_bn_x(const void *x, int xt, long long i,
+                                                const void *xb, int xbt, long long ch) {
+  const float v = mt_load(x, xt, i);
+  return xb ? mt_round_as(v + mt_load(xb, xbt, ch), xt) : v;
+}
+
 // mean == 0: sum of x; else sum of (x - mean[ch])^2 (the CPU's two passes).
 extern "C" __global__ void mt_bn_partial(const void *x, int xt, long long n, long long c,
                                          long long hw, long long chunk, long long chunks,
-                                         const double *mean, double *partial) {
+                                         const double *mean, double *partial, const void *xb,
+                                         int xbt) {
   const long long m = n * hw;
   for (long long ch = blockIdx.y; ch < c; ch += gridDim.y) {
     const long long b = blockIdx.x;
@@ -322,7 +339,7 @@ extern "C" __global__ void mt_bn_partial(const void *x, int xt, long long n, lon
     double s = 0.0;
     for (long long j = j0 + threadIdx.x; j < j1; j += blockDim.x) {
       const long long i = mt_div(j, hw), t = j - i * hw;
-      double v = (double)mt_load(x, xt, (i * c + ch) * hw + t);
+      double v = (double)mt_bn_x(x, xt, (i * c + ch) * hw + t, xb, xbt, ch);
       if (mean) {
         v -= mu;
         v *= v;
@@ -398,12 +415,13 @@ static __device__ __forceinline__ float mt_bn_relu(float v, int relu) {
 extern "C" __global__ void mt_bn_apply(const void *x, int xt, void *y, int yt, long long n,
                                        long long c, long long hw, const double *mean,
                                        const double *invstd, const void *gamma, int gt,
-                                       const void *beta, int bt, int relu) {
+                                       const void *beta, int bt, int relu, const void *xb,
+                                       int xbt) {
   MT_GRID_STRIDE(e, n * c * hw) {
     const long long ch = mt_mod(mt_div(e, hw), c);
     const double g = gamma ? (double)mt_load(gamma, gt, ch) : 1.0;
     const double b = beta ? (double)mt_load(beta, bt, ch) : 0.0;
-    const double v = ((double)mt_load(x, xt, e) - mean[ch]) * invstd[ch] * g + b;
+    const double v = ((double)mt_bn_x(x, xt, e, xb, xbt, ch) - mean[ch]) * invstd[ch] * g + b;
     mt_store(y, yt, e, mt_bn_relu((float)v, relu));
   }
 }
@@ -420,7 +438,7 @@ extern "C" __global__ void mt_bnb_partial(const void *dy, int dyt, const void *x
                                           long long n, long long c, long long hw, long long chunk,
                                           long long chunks, const void *savedMean, int smt,
                                           const void *savedInvstd, int sit, double *partial,
-                                          const void *mask, int mt) {
+                                          const void *mask, int mt, const void *xb, int xbt) {
   const long long m = n * hw;
   for (long long ch = blockIdx.y; ch < c; ch += gridDim.y) {
     const long long b = blockIdx.x;
@@ -432,7 +450,7 @@ extern "C" __global__ void mt_bnb_partial(const void *dy, int dyt, const void *x
       const long long i = mt_div(j, hw), t = j - i * hw, idx = (i * c + ch) * hw + t;
       const double g = (double)mt_bnb_grad(mt_load(dy, dyt, idx), mask, mt, idx);
       s1 += g;
-      s2 += g * ((double)mt_load(x, xt, idx) - mean) * invstd;
+      s2 += g * ((double)mt_bn_x(x, xt, idx, xb, xbt, ch) - mean) * invstd;
     }
     mt_block_sum2(s1, s2, partial + 2 * (ch * chunks + b));
   }
@@ -459,13 +477,14 @@ extern "C" __global__ void mt_bnb_dx(const void *dy, int dyt, const void *x, int
                                      const void *gamma, int gt, const void *savedMean, int smt,
                                      const void *savedInvstd, int sit, const double *meanDy,
                                      const double *meanDyXhat, void *dx, int dxt, long long n,
-                                     long long c, long long hw, const void *mask, int mt) {
+                                     long long c, long long hw, const void *mask, int mt,
+                                     const void *xb, int xbt) {
   MT_GRID_STRIDE(e, n * c * hw) {
     const long long ch = mt_mod(mt_div(e, hw), c);
     const double mean = (double)mt_load(savedMean, smt, ch);
     const double invstd = (double)mt_load(savedInvstd, sit, ch);
     const double scale = (gamma ? (double)mt_load(gamma, gt, ch) : 1.0) * invstd;
-    const double xhat = ((double)mt_load(x, xt, e) - mean) * invstd;
+    const double xhat = ((double)mt_bn_x(x, xt, e, xb, xbt, ch) - mean) * invstd;
     const double d = scale * ((double)mt_bnb_grad(mt_load(dy, dyt, e), mask, mt, e) - meanDy[ch] -
                               xhat * meanDyXhat[ch]);
     mt_store(dx, dxt, e, (float)d);
@@ -536,19 +555,28 @@ static __device__ __forceinline__ void mt_store8(void *p, int t, long long i, co
 // Block (b, ch): the channel's values j in [b * chunk, min(m, (b + 1) * chunk)) with
 // j = sample * hw + pixel; chunk is a multiple of 8 * blockDim.x. partial[ch][b] =
 // {sum d, sum d^2}.
+// mt_bn_x on eight elements of channel ch from i (a multiple of 8).
+static __device__ __forceinline__ void mt_bn_x8(const void *x, int xt, long long i, const void *xb,
+                                                int xbt, long long ch, float *v) {
+  mt_load8(x, xt, i, v);
+  if (!xb) return;
+  const float b = mt_load(xb, xbt, ch);
+  for (int u = 0; u < 8; ++u) v[u] = mt_round_as(v[u] + b, xt);
+}
+
 extern "C" __global__ void mt_bn_stats8(const void *x, int xt, long long n, long long c,
                                         long long hw, long long chunk, long long chunks,
-                                        double *partial) {
+                                        double *partial, const void *xb, int xbt) {
   const long long m = n * hw;
   for (long long ch = blockIdx.y; ch < c; ch += gridDim.y) {
     const long long b = blockIdx.x;
     const long long j1 = min(m, (b + 1) * chunk);
-    const double shift = (double)mt_load(x, xt, ch * hw);
+    const double shift = (double)mt_bn_x(x, xt, ch * hw, xb, xbt, ch);
     double s1 = 0.0, s2 = 0.0;
     for (long long j = b * chunk + 8 * (long long)threadIdx.x; j < j1; j += 8 * (long long)blockDim.x) {
       const long long i = mt_div(j, hw);
       float v[8];
-      mt_load8(x, xt, (i * c + ch) * hw + (j - i * hw), v);
+      mt_bn_x8(x, xt, (i * c + ch) * hw + (j - i * hw), xb, xbt, ch, v);
       for (int u = 0; u < 8; ++u) {
         const double d = (double)v[u] - shift;
         s1 += d;
@@ -564,7 +592,7 @@ extern "C" __global__ void mt_bn_finalize8(const double *partial, long long chun
                                            double eps, double momentum, void *savedMean, int smt,
                                            void *savedInvstd, int sit, void *runningMean, int rmt,
                                            void *runningVar, int rvt, double *applyMean,
-                                           double *applyInvstd) {
+                                           double *applyInvstd, const void *xb, int xbt) {
   MT_GRID_STRIDE(ch, c) {
     double s1 = 0.0, s2 = 0.0;
     for (long long b = 0; b < chunks; ++b) {
@@ -572,7 +600,7 @@ extern "C" __global__ void mt_bn_finalize8(const double *partial, long long chun
       s2 += partial[2 * (ch * chunks + b) + 1];
     }
     const double md = s1 / (double)m, var = s2 / (double)m - md * md;
-    mt_bn_finish(ch, m, (double)mt_load(x, xt, ch * hw) + md, var > 0.0 ? var : 0.0, eps,
+    mt_bn_finish(ch, m, (double)mt_bn_x(x, xt, ch * hw, xb, xbt, ch) + md, var > 0.0 ? var : 0.0, eps,
                  momentum, savedMean, smt, savedInvstd, sit, runningMean, rmt, runningVar, rvt,
                  applyMean, applyInvstd);
   }
@@ -581,14 +609,15 @@ extern "C" __global__ void mt_bn_finalize8(const double *partial, long long chun
 extern "C" __global__ void mt_bn_apply8(const void *x, int xt, void *y, int yt, long long n,
                                         long long c, long long hw, const double *mean,
                                         const double *invstd, const void *gamma, int gt,
-                                        const void *beta, int bt, int relu) {
+                                        const void *beta, int bt, int relu, const void *xb,
+                                        int xbt) {
   MT_GRID_STRIDE(v, n * c * hw / 8) {
     const long long e = 8 * v, ch = mt_mod(mt_div(e, hw), c);
     const double g = gamma ? (double)mt_load(gamma, gt, ch) : 1.0;
     const double b = beta ? (double)mt_load(beta, bt, ch) : 0.0;
     const double mu = mean[ch], is = invstd[ch];
     float in[8], out[8];
-    mt_load8(x, xt, e, in);
+    mt_bn_x8(x, xt, e, xb, xbt, ch, in);
     for (int u = 0; u < 8; ++u) out[u] = mt_bn_relu((float)(((double)in[u] - mu) * is * g + b), relu);
     mt_store8(y, yt, e, out);
   }
@@ -608,7 +637,7 @@ extern "C" __global__ void mt_bnb_partial8(const void *dy, int dyt, const void *
                                            long long n, long long c, long long hw, long long chunk,
                                            long long chunks, const void *savedMean, int smt,
                                            const void *savedInvstd, int sit, double *partial,
-                                           const void *mask, int mt) {
+                                           const void *mask, int mt, const void *xb, int xbt) {
   const long long m = n * hw;
   for (long long ch = blockIdx.y; ch < c; ch += gridDim.y) {
     const long long b = blockIdx.x;
@@ -620,7 +649,7 @@ extern "C" __global__ void mt_bnb_partial8(const void *dy, int dyt, const void *
       const long long i = mt_div(j, hw), idx = (i * c + ch) * hw + (j - i * hw);
       float g[8], xv[8];
       mt_load8(dy, dyt, idx, g);
-      mt_load8(x, xt, idx, xv);
+      mt_bn_x8(x, xt, idx, xb, xbt, ch, xv);
       mt_bnb_grad8(g, mask, mt, idx);
       for (int u = 0; u < 8; ++u) {
         s1 += (double)g[u];
@@ -635,7 +664,8 @@ extern "C" __global__ void mt_bnb_dx8(const void *dy, int dyt, const void *x, in
                                       const void *gamma, int gt, const void *savedMean, int smt,
                                       const void *savedInvstd, int sit, const double *meanDy,
                                       const double *meanDyXhat, void *dx, int dxt, long long n,
-                                      long long c, long long hw, const void *mask, int mt) {
+                                      long long c, long long hw, const void *mask, int mt,
+                                      const void *xb, int xbt) {
   MT_GRID_STRIDE(v, n * c * hw / 8) {
     const long long e = 8 * v, ch = mt_mod(mt_div(e, hw), c);
     const double mean = (double)mt_load(savedMean, smt, ch);
@@ -644,7 +674,7 @@ extern "C" __global__ void mt_bnb_dx8(const void *dy, int dyt, const void *x, in
     const double md = meanDy[ch], mdx = meanDyXhat[ch];
     float g[8], xv[8], out[8];
     mt_load8(dy, dyt, e, g);
-    mt_load8(x, xt, e, xv);
+    mt_bn_x8(x, xt, e, xb, xbt, ch, xv);
     mt_bnb_grad8(g, mask, mt, e);
     for (int u = 0; u < 8; ++u) {
       const double xhat = ((double)xv[u] - mean) * invstd;

@@ -91,6 +91,8 @@ struct BatchNormArgs {
   double eps = 1e-5, momentum = 0.1;
   bool training = true;
   bool relu = false; // y = relu(normalised)
+  const void *xb = nullptr; // input bias (BatchNorm.input_bias): x is read as x + xb[c]
+  int xbt = 0;
 };
 
 /// A BatchNorm step's arguments; `ref(id)` gives a TensorRef.
@@ -107,6 +109,10 @@ template <class Ref> BatchNormArgs batchNormArgs(const plan::BatchNorm &k, Ref &
   a.eps = double(k.eps()), a.momentum = double(k.momentum());
   a.training = k.training();
   a.relu = k.relu();
+  if (k.input_bias() >= 0) {
+    const TensorRef xb = ref(k.input_bias());
+    a.xb = xb.data, a.xbt = xb.dtype;
+  }
   return a;
 }
 
@@ -133,18 +139,19 @@ void launchBatchNorm(const Table &k, Launch &&launch, Blocks &&blocks, const Bat
     launch(k.mt_bn_eval_params, Grid{blocks(a.c)}, 256, a.runningMean, a.rmt, a.runningVar, a.rvt,
            a.c, a.eps, w.mean, w.invstd);
   } else if (s.vector) {
-    launch(k.mt_bn_stats8, perChannel, 256, a.x, a.xt, a.n, a.c, a.hw, s.chunk, s.chunks, w.part);
+    launch(k.mt_bn_stats8, perChannel, 256, a.x, a.xt, a.n, a.c, a.hw, s.chunk, s.chunks, w.part,
+           a.xb, a.xbt);
     launch(k.mt_bn_finalize8, Grid{blocks(a.c)}, 256, w.part, s.chunks, a.c, m, a.hw, a.x, a.xt,
            a.eps, a.momentum, a.savedMean, a.smt, a.savedInvstd, a.sit, a.runningMean, a.rmt,
-           a.runningVar, a.rvt, w.mean, w.invstd);
+           a.runningVar, a.rvt, w.mean, w.invstd, a.xb, a.xbt);
   } else {
     const long long chunks = std::max(1LL, s.chunks);
     const double *noMean = nullptr;
     launch(k.mt_bn_partial, perChannel, 256, a.x, a.xt, a.n, a.c, a.hw, s.chunk, chunks, noMean,
-           w.part);
+           w.part, a.xb, a.xbt);
     launch(k.mt_bn_mean, Grid{blocks(a.c)}, 256, w.part, chunks, a.c, m, w.batchMean);
     launch(k.mt_bn_partial, perChannel, 256, a.x, a.xt, a.n, a.c, a.hw, s.chunk, chunks,
-           w.batchMean, w.part);
+           w.batchMean, w.part, a.xb, a.xbt);
     launch(k.mt_bn_finalize, Grid{blocks(a.c)}, 256, w.part, chunks, a.c, m, a.eps, a.momentum,
            w.batchMean, a.savedMean, a.smt, a.savedInvstd, a.sit, a.runningMean, a.rmt,
            a.runningVar, a.rvt, w.mean, w.invstd);
@@ -153,10 +160,10 @@ void launchBatchNorm(const Table &k, Launch &&launch, Blocks &&blocks, const Bat
     return;
   if (s.vector)
     launch(k.mt_bn_apply8, Grid{blocks(total / 8)}, 256, a.x, a.xt, a.y, a.yt, a.n, a.c, a.hw,
-           w.mean, w.invstd, a.gamma, a.gt, a.beta, a.bt, a.relu ? 1 : 0);
+           w.mean, w.invstd, a.gamma, a.gt, a.beta, a.bt, a.relu ? 1 : 0, a.xb, a.xbt);
   else
     launch(k.mt_bn_apply, Grid{blocks(total)}, 256, a.x, a.xt, a.y, a.yt, a.n, a.c, a.hw, w.mean,
-           w.invstd, a.gamma, a.gt, a.beta, a.bt, a.relu ? 1 : 0);
+           w.invstd, a.gamma, a.gt, a.beta, a.bt, a.relu ? 1 : 0, a.xb, a.xbt);
 }
 
 struct BatchNormBackwardArgs {
@@ -168,6 +175,8 @@ struct BatchNormBackwardArgs {
   long long n = 0, c = 0, hw = 0;
   const void *mask = nullptr; // a folded relu_grad: the relu's result
   int mt = 0;
+  const void *xb = nullptr; // input bias (BatchNormBackward.input_bias)
+  int xbt = 0;
 };
 
 template <class Ref>
@@ -184,6 +193,10 @@ BatchNormBackwardArgs batchNormBackwardArgs(const plan::BatchNormBackward &k, Re
   if (k.mask() >= 0) {
     const TensorRef m = ref(k.mask());
     a.mask = m.data, a.mt = m.dtype;
+  }
+  if (k.input_bias() >= 0) {
+    const TensorRef xb = ref(k.input_bias());
+    a.xb = xb.data, a.xbt = xb.dtype;
   }
   return a;
 }
@@ -212,10 +225,10 @@ void launchBatchNormBackward(const Table &k, Launch &&launch, Blocks &&blocks,
   if (s.chunks > 0) {
     if (s.vector)
       launch(k.mt_bnb_partial8, perChannel, 256, a.dy, a.dyt, a.x, a.xt, a.n, a.c, a.hw, s.chunk,
-             s.chunks, a.savedMean, a.smt, a.savedInvstd, a.sit, w.part, a.mask, a.mt);
+             s.chunks, a.savedMean, a.smt, a.savedInvstd, a.sit, w.part, a.mask, a.mt, a.xb, a.xbt);
     else
       launch(k.mt_bnb_partial, perChannel, 256, a.dy, a.dyt, a.x, a.xt, a.n, a.c, a.hw, s.chunk,
-             s.chunks, a.savedMean, a.smt, a.savedInvstd, a.sit, w.part, a.mask, a.mt);
+             s.chunks, a.savedMean, a.smt, a.savedInvstd, a.sit, w.part, a.mask, a.mt, a.xb, a.xbt);
   }
   launch(k.mt_bnb_finalize, Grid{blocks(a.c)}, 256, w.part, s.chunks, a.c, m, a.dgamma, a.dgt,
          a.dbeta, a.dbt, w.meanDy, w.meanDyXhat);
@@ -224,11 +237,11 @@ void launchBatchNormBackward(const Table &k, Launch &&launch, Blocks &&blocks,
   if (s.vector)
     launch(k.mt_bnb_dx8, Grid{blocks(total / 8)}, 256, a.dy, a.dyt, a.x, a.xt, a.gamma, a.gt,
            a.savedMean, a.smt, a.savedInvstd, a.sit, w.meanDy, w.meanDyXhat, a.dx, a.dxt, a.n, a.c,
-           a.hw, a.mask, a.mt);
+           a.hw, a.mask, a.mt, a.xb, a.xbt);
   else
     launch(k.mt_bnb_dx, Grid{blocks(total)}, 256, a.dy, a.dyt, a.x, a.xt, a.gamma, a.gt,
            a.savedMean, a.smt, a.savedInvstd, a.sit, w.meanDy, w.meanDyXhat, a.dx, a.dxt, a.n, a.c,
-           a.hw, a.mask, a.mt);
+           a.hw, a.mask, a.mt, a.xb, a.xbt);
 }
 
 /// A reduction of rcount values into each of outCount outputs. Up to 2048 values an

@@ -375,6 +375,8 @@ std::string Printer::kernel(const Step &s) {
       << " momentum=" << fmt(k->momentum());
     if (k->relu())
       o << " relu";
+    if (k->input_bias() >= 0)
+      o << " input_bias=" << ref(k->input_bias());
   } else if (auto *k = s.kernel_as_BatchNormBackward()) {
     o << "dy=" << ref(k->dy()) << " x=" << ref(k->x()) << " gamma=" << ref(k->gamma())
       << " saved_mean=" << ref(k->saved_mean()) << " saved_invstd=" << ref(k->saved_invstd())
@@ -382,6 +384,8 @@ std::string Printer::kernel(const Step &s) {
       << " n=" << k->n() << " c=" << k->c() << " hw=" << k->hw();
     if (k->mask() >= 0)
       o << " mask=" << ref(k->mask());
+    if (k->input_bias() >= 0)
+      o << " input_bias=" << ref(k->input_bias());
   } else if (auto *k = s.kernel_as_SoftmaxCrossEntropy()) {
     o << "logits=" << ref(k->logits()) << " labels=" << ref(k->labels())
       << " loss=" << ref(k->loss()) << " n=" << k->n() << " c=" << k->c();

@@ -2,6 +2,8 @@
 """fuse-elementwise changes the schedule, not the numbers: for mlp_digits, cnn_digits and a small unet
 in fp32, fp16 and bf16, a fused plan and an unfused one (--no-fuse) trained for 5 steps on the same
 batches on the CPU end with bit-identical parameters, buffers, optimizer and loss-scaler state.
+--no-fuse also keeps emit-plan from folding convolution biases into the batch norms that read them
+(input_bias), so the small unet's conv -> batch norm blocks check that fold too.
 
 Bit-exact is the expectation, not a tolerance: only elementwise ops fuse, the fused program is the
 members' programs in order with every f16/bf16 value read inside rounded where the unfused plan stored

@@ -5,6 +5,8 @@
 // RUN: mantissa inspect %t/mlp.plan | FileCheck %s --check-prefix=MLP
 // RUN: mantissa-opt %t/cnn.mlir --emit-plan=output=%t/cnn.plan -o /dev/null
 // RUN: mantissa inspect %t/cnn.plan | FileCheck %s --check-prefix=CNN
+// RUN: mantissa-opt %t/cnn.mlir --emit-plan="output=%t/cnn-unfolded.plan fold-conv-bias=false" -o /dev/null
+// RUN: mantissa inspect %t/cnn-unfolded.plan | FileCheck %s --check-prefix=UNFOLDED
 // RUN: mantissa-opt %t/shapes.mlir --emit-plan=output=%t/shapes.plan -o /dev/null
 // RUN: mantissa inspect %t/shapes.plan | FileCheck %s --check-prefix=SHAPES
 // RUN: mantissa-opt %t/casts.mlir --emit-plan=output=%t/casts.plan -o /dev/null
@@ -112,24 +114,34 @@
 // CNN-DAG:  Buffer bn.running_var f32[4] init fill 1
 // CNN-DAG:  Param bn.weight f32[4] init fill 1
 // CNN-LABEL: function train_step:
+// The convolution's bias add is folded into the batch norms that read its result
+// (input_bias): they read x + bias, so the activation is stored once, without it.
 // CNN-NEXT: 0 conv graph.conv2d Conv2d f32 Forward in0=t{{[0-9]+}}(x):f32[2x1x6x6] in1=t{{[0-9]+}}(conv.weight):f32[4x1x3x3] out=t[[C:[0-9]+]]:f32[2x4x6x6] nchw=2x1x6x6 krs=4x3x3 stride=1,1 pad=1,1
-// CNN-NEXT: 1 conv.bias_add graph.conv2d Elementwise f32 shape [2x4x6x6]
-// CNN-NEXT:   in0 = t[[C]]:f32[2x4x6x6] strides [144, 36, 6, 1]
-// CNN-NEXT:   in1 = t{{[0-9]+}}(conv.bias):f32[4] strides [0, 1, 0, 0]
 // Batch norm updates the running statistics in place: their assigns are no steps.
-// CNN:      2 bn graph.batch_norm BatchNorm f32 training x=t[[C]]:f32[2x4x6x6] gamma=t{{[0-9]+}}(bn.weight):f32[4] beta=t{{[0-9]+}}(bn.bias):f32[4] y=t{{[0-9]+}}:f32[2x4x6x6] saved_mean=t[[MEAN:[0-9]+]]:f32[4] saved_invstd=t[[INVSTD:[0-9]+]]:f32[4] running_mean=t{{[0-9]+}}(bn.running_mean):f32[4] running_var=t{{[0-9]+}}(bn.running_var):f32[4] n=2 c=4 hw=36 eps=1e-05 momentum=0.1
+// CNN-NEXT: 1 bn graph.batch_norm BatchNorm f32 training x=t[[C]]:f32[2x4x6x6] gamma=t{{[0-9]+}}(bn.weight):f32[4] beta=t{{[0-9]+}}(bn.bias):f32[4] y=t{{[0-9]+}}:f32[2x4x6x6] saved_mean=t[[MEAN:[0-9]+]]:f32[4] saved_invstd=t[[INVSTD:[0-9]+]]:f32[4] running_mean=t{{[0-9]+}}(bn.running_mean):f32[4] running_var=t{{[0-9]+}}(bn.running_var):f32[4] n=2 c=4 hw=36 eps=1e-05 momentum=0.1 input_bias=t[[CB:[0-9]+]](conv.bias):f32[4]
+// CNN-NOT:  bias_add graph.conv2d
 // The pooling stores no indices (nothing reads them): its gradient reads x and y.
-// CNN:      4 pool graph.max_pool2d MaxPool2d f32 x=t[[PX:[0-9]+]]:f32[2x4x6x6] y=t[[PY:[0-9]+]]:f32[2x4x3x3] kernel=2 stride=2
-// CNN-NEXT: 5 reshape.5 graph.reshape Copy f32 input=t{{[0-9]+}}:f32[2x4x3x3] output=t{{[0-9]+}}:f32[2x36] count=72
-// CNN:      15 max_pool2d_backward.15 graph.max_pool2d_backward MaxPool2dBackward f32 dy=t{{[0-9]+}}:f32[2x4x3x3] x=t[[PX]]:f32[2x4x6x6] y=t[[PY]]:f32[2x4x3x3] dx=t{{[0-9]+}}:f32[2x4x6x6] kernel=2 stride=2
-// CNN:      17 batch_norm_backward.17 graph.batch_norm_backward BatchNormBackward f32 dy=t{{[0-9]+}}:f32[2x4x6x6] x=t[[C]]:f32[2x4x6x6] gamma=t{{[0-9]+}}(bn.weight):f32[4] saved_mean=t[[MEAN]]:f32[4] saved_invstd=t[[INVSTD]]:f32[4] dx=t[[DC:[0-9]+]]:f32[2x4x6x6] dgamma=t{{[0-9]+}}:f32[4] dbeta=t{{[0-9]+}}:f32[4] n=2 c=4 hw=36
-// CNN-NEXT: 18 conv2d_backward_weight.18 graph.conv2d_backward_weight Conv2d f32 BackwardWeight in0=t{{[0-9]+}}(x):f32[2x1x6x6] in1=t[[DC]]:f32[2x4x6x6] out=t{{[0-9]+}}:f32[4x1x3x3] nchw=2x1x6x6 krs=4x3x3 stride=1,1 pad=1,1
-// CNN-NEXT: 19 reduce_sum.19 graph.reduce_sum Reduce f32 sum input=t[[DC]]:f32[2x4x6x6] output=t{{[0-9]+}}:f32[4] in_shape=[2x4x6x6] out_shape=[1x4x1x1]
-// CNN-NEXT: 20 conv2d_backward_input.20 graph.conv2d_backward_input Conv2d f32 BackwardInput in0=t[[DC]]:f32[2x4x6x6] in1=t{{[0-9]+}}(conv.weight):f32[4x1x3x3] out=t{{[0-9]+}}:f32[2x1x6x6] nchw=2x1x6x6 krs=4x3x3 stride=1,1 pad=1,1
+// CNN:      3 pool graph.max_pool2d MaxPool2d f32 x=t[[PX:[0-9]+]]:f32[2x4x6x6] y=t[[PY:[0-9]+]]:f32[2x4x3x3] kernel=2 stride=2
+// CNN-NEXT: 4 reshape.4 graph.reshape Copy f32 input=t{{[0-9]+}}:f32[2x4x3x3] output=t{{[0-9]+}}:f32[2x36] count=72
+// CNN:      14 max_pool2d_backward.14 graph.max_pool2d_backward MaxPool2dBackward f32 dy=t{{[0-9]+}}:f32[2x4x3x3] x=t[[PX]]:f32[2x4x6x6] y=t[[PY]]:f32[2x4x3x3] dx=t{{[0-9]+}}:f32[2x4x6x6] kernel=2 stride=2
+// CNN:      16 batch_norm_backward.16 graph.batch_norm_backward BatchNormBackward f32 dy=t{{[0-9]+}}:f32[2x4x6x6] x=t[[C]]:f32[2x4x6x6] gamma=t{{[0-9]+}}(bn.weight):f32[4] saved_mean=t[[MEAN]]:f32[4] saved_invstd=t[[INVSTD]]:f32[4] dx=t[[DC:[0-9]+]]:f32[2x4x6x6] dgamma=t{{[0-9]+}}:f32[4] dbeta=t{{[0-9]+}}:f32[4] n=2 c=4 hw=36 input_bias=t[[CB]](conv.bias):f32[4]
+// CNN-NEXT: 17 conv2d_backward_weight.17 graph.conv2d_backward_weight Conv2d f32 BackwardWeight in0=t{{[0-9]+}}(x):f32[2x1x6x6] in1=t[[DC]]:f32[2x4x6x6] out=t{{[0-9]+}}:f32[4x1x3x3] nchw=2x1x6x6 krs=4x3x3 stride=1,1 pad=1,1
+// CNN-NEXT: 18 reduce_sum.18 graph.reduce_sum Reduce f32 sum input=t[[DC]]:f32[2x4x6x6] output=t{{[0-9]+}}:f32[4] in_shape=[2x4x6x6] out_shape=[1x4x1x1]
+// CNN-NEXT: 19 conv2d_backward_input.19 graph.conv2d_backward_input Conv2d f32 BackwardInput in0=t[[DC]]:f32[2x4x6x6] in1=t{{[0-9]+}}(conv.weight):f32[4x1x3x3] out=t{{[0-9]+}}:f32[2x1x6x6] nchw=2x1x6x6 krs=4x3x3 stride=1,1 pad=1,1
 // CNN:      out0 t{{[0-9]+}}(conv.weight):f32[4x1x3x3] = r8
 // CNN-NOT:  graph.assign
 // CNN-LABEL: function eval_step:
-// CNN:      2 bn graph.batch_norm BatchNorm f32 eval {{.*}} running_mean=t{{[0-9]+}}(bn.running_mean):f32[4] running_var=t{{[0-9]+}}(bn.running_var):f32[4]
+// CNN:      1 bn graph.batch_norm BatchNorm f32 eval {{.*}} running_mean=t{{[0-9]+}}(bn.running_mean):f32[4] running_var=t{{[0-9]+}}(bn.running_var):f32[4] {{.*}} input_bias=t{{[0-9]+}}(conv.bias):f32[4]
+
+// fold-conv-bias=false (mantissa compile --no-fuse): the bias add is a step of its own,
+// in place of the convolution's result, and the batch norms read that.
+// UNFOLDED-LABEL: function train_step:
+// UNFOLDED-NEXT: 0 conv graph.conv2d Conv2d f32 Forward {{.*}} out=t[[C:[0-9]+]]:f32[2x4x6x6]
+// UNFOLDED-NEXT: 1 conv.bias_add graph.conv2d Elementwise f32 shape [2x4x6x6]
+// UNFOLDED-NEXT:   in0 = t[[C]]:f32[2x4x6x6] strides [144, 36, 6, 1]
+// UNFOLDED-NEXT:   in1 = t{{[0-9]+}}(conv.bias):f32[4] strides [0, 1, 0, 0]
+// UNFOLDED:      2 bn graph.batch_norm BatchNorm f32 training x=t[[C]]:f32[2x4x6x6]
+// UNFOLDED-NOT:  input_bias
 
 // Transposed convolution, shape ops, MSE, casts; an assign whose old value is
 // read after the update becomes a Copy at the end.

@@ -1102,6 +1102,27 @@ std::vector<uint8_t> normReducePlan(int64_t N, int64_t C, int64_t H, int64_t W) 
   pm.step("bn_bwd_masked", plan::Kernel::BatchNormBackward,
           plan::CreateBatchNormBackward(b, dy, x, gamma, sm, si, dxm, dgm, dbm, N, C, hw, yRelu)
               .Union());
+  // With an input bias (the folded bias add of the convolution that wrote x): the
+  // batch norm, its eval form and its masked gradient read x + xb, rounded to f16.
+  int xb = pm.tensor("input_bias", plan::DType::F16, {C}, plan::Role::Param, -2.0f, 2.0f);
+  int yb = pm.tensor("bn_biased_y", plan::DType::F16, {N, C, H, W}, plan::Role::Temp);
+  int smb = pm.tensor("saved_mean_biased", plan::DType::F32, {C}, plan::Role::Temp);
+  int sib = pm.tensor("saved_invstd_biased", plan::DType::F32, {C}, plan::Role::Temp);
+  pm.step("bn_biased", plan::Kernel::BatchNorm,
+          plan::CreateBatchNorm(b, x, gamma, beta, yb, smb, sib, rm, rv, N, C, hw, 1e-5f, 0.1f,
+                                true, true, xb)
+              .Union());
+  int ybEval = pm.tensor("bn_biased_y_eval", plan::DType::F32, {N, C, H, W}, plan::Role::Temp);
+  pm.step("bn_eval_biased", plan::Kernel::BatchNorm,
+          plan::CreateBatchNorm(b, x, gamma, beta, ybEval, -1, -1, rm, rv, N, C, hw, 1e-5f, 0.1f,
+                                false, false, xb)
+              .Union());
+  int dxb = pm.tensor("bn_dx_biased", plan::DType::F16, {N, C, H, W}, plan::Role::Temp);
+  int dgb = pm.tensor("dgamma_biased", plan::DType::F32, {C}, plan::Role::Temp);
+  int dbb = pm.tensor("dbeta_biased", plan::DType::F32, {C}, plan::Role::Temp);
+  pm.step("bn_bwd_biased", plan::Kernel::BatchNormBackward,
+          plan::CreateBatchNormBackward(b, dy, x, gamma, smb, sib, dxb, dgb, dbb, N, C, hw, yb, xb)
+              .Union());
   auto reduce = [&](const std::string &name, int in, std::vector<int64_t> inShape,
                     std::vector<int64_t> outShape, bool mean) {
     int out = pm.tensor(name, plan::DType::F32, outShape, plan::Role::Temp);
@@ -1215,9 +1236,10 @@ TEST(CudaHostEmulation, BatchNormAndReduceKernelsMatchTheCpu) {
   const cuda::FixedKernelTable<int> table = fixedHostTable(names);
   test::HostKernels hk(std::string(cuda::cudaPrelude()) + cuda::fixedKernelSource(), names);
   const std::vector<uint8_t> bytes = normReducePlan(3, 2, 64, 96);
-  // Aligned: the 16-byte kernels for bn, bn_relu, bn_eval, bn_bwd, bn_bwd_masked and
-  // bias_grad (pixel_mean has 6144 values per output: also one; rows is strided).
-  EXPECT_EQ(expectHostNormReduceMatchesCpu(bytes, 0, true, hk, table), 7);
+  // Aligned: the 16-byte kernels for bn, bn_relu, bn_eval, bn_bwd, bn_bwd_masked, the
+  // three with an input bias and bias_grad (pixel_mean has 6144 values per output: also
+  // one; rows is strided).
+  EXPECT_EQ(expectHostNormReduceMatchesCpu(bytes, 0, true, hk, table), 10);
   // The scalar kernels: turned off, and for tensors that are not 16-byte aligned.
   EXPECT_EQ(expectHostNormReduceMatchesCpu(bytes, 0, false, hk, table), 0);
   EXPECT_EQ(expectHostNormReduceMatchesCpu(bytes, 4, true, hk, table), 0);
@@ -1287,6 +1309,58 @@ TEST(CudaHostEmulation, AllFiniteMatchesTheCpu) {
     ++i;
   }
   EXPECT_EQ(i, expected.size());
+}
+
+// A batch norm's input bias is the folded bias add: x + bias rounded to x's type, not
+// the unrounded sum. An eval batch norm with mean 0, variance 1, eps 0 and no affine
+// parameters is the identity, so its f32 output must equal round_f16(x + bias), computed
+// here independently, bit for bit: on the CPU, and in the scalar and 16-byte kernels.
+TEST(CudaHostEmulation, BatchNormInputBiasIsTheRoundedBiasAdd) {
+  std::vector<std::string> names;
+  const cuda::FixedKernelTable<int> table = fixedHostTable(names);
+  test::HostKernels hk(std::string(cuda::cudaPrelude()) + cuda::fixedKernelSource(), names);
+  const int64_t N = 2, C = 3, H = 4, W = 8, hw = H * W;
+  PlanMaker pm;
+  int x = pm.tensor("x", plan::DType::F16, {N, C, H, W}, plan::Role::Param, -300.0f, 300.0f);
+  // Biases that are not multiples of the ulps of x, so most sums round.
+  int xb = pm.tensor("bias", plan::DType::F16, {C}, plan::Role::Param, 0, 0, {0.3f, -0.7f, 0.05f});
+  int rm = pm.tensor("mean0", plan::DType::F32, {C}, plan::Role::Buffer, 0, 0, {0, 0, 0});
+  int rv = pm.tensor("var1", plan::DType::F32, {C}, plan::Role::Buffer, 0, 0, {1, 1, 1});
+  int y = pm.tensor("y", plan::DType::F32, {N, C, H, W}, plan::Role::Temp);
+  pm.step("identity", plan::Kernel::BatchNorm,
+          plan::CreateBatchNorm(pm.builder(), x, -1, -1, y, -1, -1, rm, rv, N, C, hw, 0.0f, 0.1f,
+                                false, false, xb)
+              .Union());
+  LoadedPlan lp = LoadedPlan::fromBytes(pm.finish(), "input-bias.plan");
+  CpuExecutor<float> cpu(lp, 1);
+  cpu.run("train_step");
+  const std::vector<float> &xv = cpu.tensor(x), &bv = cpu.tensor(xb);
+  std::vector<float> want(xv.size());
+  int rounded = 0;
+  for (size_t i = 0; i < xv.size(); ++i) {
+    want[i] = roundToF16(xv[i] + bv[(i / size_t(hw)) % size_t(C)]);
+    rounded += want[i] != xv[i] + bv[(i / size_t(hw)) % size_t(C)];
+  }
+  EXPECT_GT(rounded, int(xv.size()) / 2) << "the sums must mostly need rounding";
+  EXPECT_EQ(cpu.tensor(y), want) << "CPU";
+  for (bool vector : {true, false}) {
+    HostTensors ht(lp, cpu, 0);
+    ht.set(y, std::vector<float>(want.size(), 0.0f));
+    auto ref = [&](int id) {
+      return cuda::TensorRef{ht.ptr(id), id < 0 ? cuda::kF32 : int(ht.dtype(id))};
+    };
+    const plan::Step *step = lp.findFunction("train_step")->steps()->Get(0);
+    const cuda::BatchNormArgs a = cuda::batchNormArgs(*step->kernel_as_BatchNorm(), ref);
+    const cuda::ChannelSplit sp = cuda::channelSplit(a.n, a.hw, vector);
+    ASSERT_EQ(sp.vector, vector);
+    const size_t c = static_cast<size_t>(C);
+    std::vector<double> part(cuda::batchNormPartialBytes(sp, a.c, false) / 8), bm(c), mean(c),
+        inv(c);
+    cuda::launchBatchNorm(
+        table, HostLauncher{hk}, [](long long) { return 2u; }, a, sp,
+        cuda::BatchNormScratch{part.data(), bm.data(), mean.data(), inv.data()});
+    EXPECT_EQ(ht.get(y), want) << (vector ? "16-byte kernel" : "scalar kernel");
+  }
 }
 
 // Kernels compiled ahead of time (Plan.cuda): CUBIN of the device's architecture,
