@@ -804,11 +804,12 @@ void LoadedPlan::checkWritable(int id) const {
   if (id < 0 || uint32_t(id) >= plan_->tensors()->size())
     return; // the executor reports the bad id
   const plan::Tensor *t = plan_->tensors()->Get(uint32_t(id));
-  if (t->role() == plan::Role::WorkingCopy)
+  if (t->role() == plan::Role::WorkingCopy) {
+    const plan::Tensor *m = plan_->tensors()->Get(uint32_t(t->master())); // checked on load
     throw Error(name_ + ": tensor " + std::to_string(id) + " '" + t->name()->str() +
-                "' is the working copy of '" +
-                plan_->tensors()->Get(uint32_t(t->master()))->name()->str() +
+                "' is the working copy of '" + (m->name() ? m->name()->str() : "") +
                 "': write the parameter, and its copy follows");
+  }
 }
 
 const std::vector<int> &LoadedPlan::workingCopies(int id) const {
