@@ -296,7 +296,10 @@ int run(const Options &o) {
                  c.absMax <= o.atol);
     std::string truthText;
     if (truth) {
-      auto it = truthIds.find(t->name() ? t->name()->str() : "");
+      // A working copy is its master rounded: it is judged against the master's truth.
+      const plan::Tensor *named =
+          t->role() == plan::Role::WorkingCopy ? tensors.Get(uint32_t(t->master())) : t;
+      auto it = truthIds.find(named->name() ? named->name()->str() : "");
       if (it != truthIds.end() && truthPlan->numElements(it->second) == n) {
         const std::vector<double> &tv = truth->tensor(it->second);
         std::vector<float> tf(tv.begin(), tv.end());
