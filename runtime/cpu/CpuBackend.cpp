@@ -278,8 +278,7 @@ void CpuExecutor<T>::runStep(const plan::Step &step, const kernels::ElementwiseP
   case Kernel::BatchNorm: {
     const plan::BatchNorm &k = *step.kernel_as_BatchNorm();
     BatchNormShape sh{k.n(), k.c(), k.hw()};
-    std::vector<T> biased;
-    const T *x = withInputBias(k.c(), k.hw(), k.x(), k.input_bias(), biased);
+    const T *x = withInputBias(k.c(), k.hw(), k.x(), k.input_bias(), biasScratch_);
     if (k.training()) {
       batchNormTrainForward<T>(sh, x, ptr(k.gamma()), ptr(k.beta()), ptr(k.y()),
                                ptr(k.saved_mean()), ptr(k.saved_invstd()), ptr(k.running_mean()),
@@ -301,8 +300,7 @@ void CpuExecutor<T>::runStep(const plan::Step &step, const kernels::ElementwiseP
   case Kernel::BatchNormBackward: {
     const plan::BatchNormBackward &k = *step.kernel_as_BatchNormBackward();
     BatchNormShape sh{k.n(), k.c(), k.hw()};
-    std::vector<T> biased;
-    const T *x = withInputBias(k.c(), k.hw(), k.x(), k.input_bias(), biased);
+    const T *x = withInputBias(k.c(), k.hw(), k.x(), k.input_bias(), biasScratch_);
     batchNormBackward<T>(sh, ptr(k.dy()), x, ptr(k.gamma()), ptr(k.saved_mean()),
                          ptr(k.saved_invstd()), ptr(k.dx()), ptr(k.dgamma()), ptr(k.dbeta()),
                          ptr(k.mask()));

@@ -94,6 +94,7 @@ private:
   std::vector<int64_t> arenaOffset_;  // per tensor: its first element in arena_, or -1
   std::vector<std::vector<int32_t>> indices_;
   std::vector<T> labelScratch_;
+  std::vector<T> biasScratch_; // withInputBias: x + bias, reused from step to step
   std::unordered_map<std::string, int> byName_;
   std::unordered_map<const plan::Function *, std::unique_ptr<PreparedFunction>> prepared_;
   StepObserver observer_;
