@@ -226,7 +226,8 @@ def RematConcat : Pass<"remat-concat", "mlir::ModuleOp"> {
     exact copy (values are unchanged); it moves the input's bytes once more, in
     exchange for keeping them once. torch.compile's partitioner makes the same kind
     of trade (recompute or re-read cheap values instead of saving them). Inputs,
-    parameters, buffers and constants are left alone (they are not temporaries).
+    parameters, working copies, buffers and constants are left alone (they are not
+    temporaries).
 
     Before (the skip %r is read again by the backward's relu_grad):
     ```mlir

@@ -30,7 +30,7 @@ struct RematConcatPass : mantissa::impl::RematConcatBase<RematConcatPass> {
           const int64_t at = offset;
           offset += size;
           Operation *def = input.getDefiningOp();
-          if (!def || isa<ParamOp, BufferOp, InputOp, ConstantOp>(def))
+          if (!def || isa<ParamOp, BufferOp, InputOp, WorkingCopyOp, ConstantOp>(def))
             continue;
           // The uses after the concatenation, and the first of them.
           SmallVector<OpOperand *> later;

@@ -46,8 +46,15 @@ public:
   /// with PyTorch's torch.cuda.max_memory_allocated(). 0 for the CPU.
   virtual int64_t deviceBytes() const { return 0; }
   /// Copies `n` values (the tensor's element count) into a floating-point tensor,
-  /// rounding to its dtype.
-  virtual void write(int id, const float *values, size_t n) = 0;
+  /// rounding to its dtype. A Param's working copies (LoadedPlan::workingCopies) are
+  /// written too, rounded to theirs; a working copy itself is written only this way
+  /// (writing one is an Error).
+  void write(int id, const float *values, size_t n) {
+    plan().checkWritable(id);
+    store(id, values, n);
+    for (int copy : plan().workingCopies(id))
+      store(copy, values, n);
+  }
   /// Copies `n` values into an I32 tensor (labels).
   virtual void writeIndices(int id, const int32_t *values, size_t n) = 0;
   /// Copies a floating-point tensor out (converted to float).
@@ -84,6 +91,10 @@ public:
   }
   /// Waits until the queued work is done.
   virtual void synchronize() {}
+
+protected:
+  /// write() of one tensor: `n` values into it, rounded to its dtype.
+  virtual void store(int id, const float *values, size_t n) = 0;
 };
 
 /// The CPU executor behind the interface (fp32 compute, exact fp16/bf16 emulation).

@@ -173,7 +173,6 @@ public:
   std::string backendName() const override { return "cuda"; }
   std::string deviceDescription() const override { return description_; }
   int64_t deviceBytes() const override { return allocatedBytes_; }
-  void write(int id, const float *values, size_t n) override;
   void writeIndices(int id, const int32_t *values, size_t n) override;
   void read(int id, float *values, size_t n) override;
   void run(const std::string &function) override;
@@ -298,8 +297,7 @@ private:
   Staging &beginWrite(int id, const DeviceTensor &t);
   void finishWrite(const DeviceTensor &t, Staging &s);
   const DeviceTensor &checkedTensor(int id, size_t n, bool wantIndices) const;
-  /// write() of one tensor (the master, then each working copy).
-  void store(int id, const float *values, size_t n);
+  void store(int id, const float *values, size_t n) override;
 
   // Launch helpers.
   template <class... P, class... A>
@@ -1879,13 +1877,6 @@ void CudaExecutor::finishWrite(const DeviceTensor &t, Staging &s) {
             "cudaMemcpyAsync (write '" + t.name + "')");
   checkCuda(cudaEventRecord(s.done, stream_), "cudaEventRecord");
   s.pending = true;
-}
-
-void CudaExecutor::write(int id, const float *values, size_t n) {
-  plan_.checkWritable(id);
-  store(id, values, n);
-  for (int copy : plan_.workingCopies(id)) // the master's rounded copies
-    store(copy, values, n);
 }
 
 void CudaExecutor::store(int id, const float *values, size_t n) {

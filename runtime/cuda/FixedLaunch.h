@@ -109,10 +109,8 @@ template <class Ref> BatchNormArgs batchNormArgs(const plan::BatchNorm &k, Ref &
   a.eps = double(k.eps()), a.momentum = double(k.momentum());
   a.training = k.training();
   a.relu = k.relu();
-  if (k.input_bias() >= 0) {
-    const TensorRef xb = ref(k.input_bias());
-    a.xb = xb.data, a.xbt = xb.dtype;
-  }
+  const TensorRef xb = ref(k.input_bias()); // null for none
+  a.xb = xb.data, a.xbt = xb.dtype;
   return a;
 }
 
@@ -190,14 +188,8 @@ BatchNormBackwardArgs batchNormBackwardArgs(const plan::BatchNormBackward &k, Re
   a.dx = dx.data, a.dxt = dx.dtype, a.dgamma = dg.data, a.dgt = dg.dtype, a.dbeta = db.data,
   a.dbt = db.dtype;
   a.n = k.n(), a.c = k.c(), a.hw = k.hw();
-  if (k.mask() >= 0) {
-    const TensorRef m = ref(k.mask());
-    a.mask = m.data, a.mt = m.dtype;
-  }
-  if (k.input_bias() >= 0) {
-    const TensorRef xb = ref(k.input_bias());
-    a.xb = xb.data, a.xbt = xb.dtype;
-  }
+  const TensorRef m = ref(k.mask()), xb = ref(k.input_bias()); // null for none
+  a.mask = m.data, a.mt = m.dtype, a.xb = xb.data, a.xbt = xb.dtype;
   return a;
 }
 

@@ -418,15 +418,9 @@ template <class T> void copy(int64_t count, const T *in, T *out) {
 }
 
 template <class T> bool allFinite(int64_t count, const T *data, const T *multiplier) {
-  if (multiplier) {
-    const T m = *multiplier;
-    for (int64_t i = 0; i < count; ++i)
-      if (!std::isfinite(data[i] * m))
-        return false;
-    return true;
-  }
+  const T m = multiplier ? *multiplier : T(1); // x * 1 is x, NaN and inf included
   for (int64_t i = 0; i < count; ++i)
-    if (!std::isfinite(data[i]))
+    if (!std::isfinite(data[i] * m))
       return false;
   return true;
 }

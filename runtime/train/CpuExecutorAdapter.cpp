@@ -28,13 +28,7 @@ public:
   std::string deviceDescription() const override {
     return "CPU, " + std::to_string(exec_.threads()) + " threads";
   }
-  void write(int id, const float *values, size_t n) override {
-    exec_.plan().checkWritable(id);
-    store(id, values, n);
-    for (int copy : exec_.plan().workingCopies(id)) // the master's rounded copies
-      store(copy, values, n);
-  }
-  void store(int id, const float *values, size_t n) {
+  void store(int id, const float *values, size_t n) override {
     float *t = floats(id);
     check(id, n, exec_.count(id));
     switch (exec_.plan()->tensors()->Get(id)->dtype()) {
