@@ -8,7 +8,7 @@
 #   2. Nsight Compute (ncu, --clock-control none as the device notes ask) on the largest
 #      convolution of each kind and on the batch-norm kernels: throughput against the
 #      roofline, occupancy, and why warps stall.
-# Usage: bench/gpu-profile.sh [.carry] [results-dir]
+# Usage: bench/gpu-profile.sh [.carry] [results-dir] [--no-ncu]
 set -uo pipefail
 c=${1:-.carry}; out=${2:-gpu-results}
 mkdir -p "$out"
@@ -25,7 +25,10 @@ for env in MANTISSA_CUDA_VECTOR=1 MANTISSA_CUDA_VECTOR=0 MANTISSA_CUDA_CONV=nhwc
 done
 
 ncu=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
-if [ -z "$ncu" ]; then
+if [ "${3:-}" = --no-ncu ]; then
+  echo "== 2. skipped (--no-ncu)"
+  exit 0
+elif [ -z "$ncu" ]; then
   echo "== 2. skipped: no ncu on this machine"
   exit 0
 fi

@@ -226,6 +226,7 @@ private:
     Launch launch;
     Launch own; // this step alone (launch may also run other steps': batchElementwise)
     std::vector<ConvVariant> variants; // MANTISSA_CUDA_CONV=auto: the ways it may run
+    int convOut = -1;                  // with variants: the convolution's output tensor
   };
   struct PreparedFunction {
     std::vector<PreparedStep> steps;
@@ -834,7 +835,7 @@ void CudaExecutor::prepareFunctions() {
           for (const ConvVariant &v : variants)
             maxScratch = std::max(maxScratch, v.scratch);
           pf.steps.push_back({where, variants.front().launch, variants.front().launch,
-                              std::move(variants)});
+                              std::move(variants), step->kernel_as_Conv2d()->out()});
         } else {
           Launch l = prepareStep(*step, site, sl);
           pf.steps.push_back({where, l, l, {}});
@@ -1067,16 +1068,11 @@ CudaExecutor::Launch CudaExecutor::prepareStep(const plan::Step &step, int site,
     };
   }
   case Kernel::MaxPool2dBackward: {
-    const plan::MaxPool2dBackward &k = *step.kernel_as_MaxPool2dBackward();
-    const long long planes = k.n() * k.c(), H = k.h(), W = k.w(), KK = k.kernel(), S = k.stride();
-    const long long OH = (H - KK) / S + 1, OW = (W - KK) / S + 1;
-    void *dy = ptr(k.dy()), *x = ptr(k.x()), *y = ptr(k.y()), *dx = ptr(k.dx());
-    int dyt = dcode(k.dy()), xt = dcode(k.x()), yt = dcode(k.y()), dxt = dcode(k.dx());
+    const MaxPoolBackwardArgs a =
+        maxPoolBackwardArgs(*step.kernel_as_MaxPool2dBackward(), tensorRefs());
     return [=] {
-      const long long total = planes * H * W;
-      if (total > 0)
-        launch(fixed_.mt_maxpool_bwd, blocksFor(total), 256, dy, dyt, x, xt, y, yt, dx, dxt, planes,
-               H, W, OH, OW, KK, S);
+      launchMaxPoolBackward(
+          fixed_, fixedLauncher(), [this](long long n) { return blocksFor(n); }, a);
     };
   }
   case Kernel::BatchNorm:
@@ -1248,10 +1244,10 @@ std::vector<CudaExecutor::ConvVariant> CudaExecutor::convVariants(const plan::Co
 
 /// MANTISSA_CUDA_CONV=auto, as cuDNN's benchmark mode: each convolution step with more
 /// than one way to run is timed each way (one warm-up, then the best of three, CUDA
-/// events on the stream) before the first training step, and keeps the fastest. Only
-/// temps and scratch are written (a convolution's output is a temp, live only inside a
-/// step), so the timing runs change no state. The scratch is then cut to what the
-/// chosen ways need.
+/// events on the stream) before the first training step, and keeps the fastest. The
+/// timing runs change no state: they write temps (live only inside a step) and scratch,
+/// and an output outside the temp arena is saved before and restored after. The scratch
+/// is then cut to what the chosen ways need.
 void CudaExecutor::tuneConvolutions() {
   cudaEvent_t start = nullptr, stop = nullptr;
   checkCuda(cudaEventCreate(&start), "cudaEventCreate");
@@ -1264,6 +1260,15 @@ void CudaExecutor::tuneConvolutions() {
         continue;
       size_t best = 0;
       if (ps.variants.size() > 1) {
+        // An output outside the temp arena holds state (an accumulated gradient, say):
+        // the timing runs overwrite or add to it, so it is put back afterwards.
+        const DeviceTensor &out = tensors_[size_t(ps.convOut)];
+        void *saved = nullptr;
+        if (!out.inArena) {
+          checkCuda(cudaMalloc(&saved, out.bytes), "cudaMalloc (convolution tuning)");
+          checkCuda(cudaMemcpyAsync(saved, out.ptr, out.bytes, cudaMemcpyDeviceToDevice, stream_),
+                    "cudaMemcpyAsync (convolution tuning)");
+        }
         for (ConvVariant &v : ps.variants) {
           v.launch(); // warm-up
           v.ms = std::numeric_limits<double>::infinity();
@@ -1276,6 +1281,12 @@ void CudaExecutor::tuneConvolutions() {
             checkCuda(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
             v.ms = std::min(v.ms, double(ms));
           }
+        }
+        if (saved) {
+          checkCuda(cudaMemcpyAsync(out.ptr, saved, out.bytes, cudaMemcpyDeviceToDevice, stream_),
+                    "cudaMemcpyAsync (convolution tuning)");
+          checkCuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize (convolution tuning)");
+          checkCuda(cudaFree(saved), "cudaFree (convolution tuning)");
         }
         for (size_t i = 1; i < ps.variants.size(); ++i)
           if (ps.variants[i].ms < ps.variants[best].ms)

@@ -309,8 +309,9 @@ void launchReduce(const Table &k, Launch &&launch, Blocks &&blocks, const Reduce
   if (a.outCount == 0)
     return;
   if (s.small) {
-    launch(k.mt_reduce_small, Grid{blocks(a.outCount)}, 256, a.in, a.it, a.out, a.ot, a.outCount,
-           a.rcount, a.g, a.scale);
+    // 32 outputs per block (mt_reduce_small).
+    launch(k.mt_reduce_small, Grid{blocks((a.outCount + 31) / 32 * 256)}, 256, a.in, a.it, a.out,
+           a.ot, a.outCount, a.rcount, a.g, a.scale);
     return;
   }
   const Grid grid{unsigned(std::min<long long>(a.outCount * s.chunks, 1LL << 20))};
@@ -322,6 +323,44 @@ void launchReduce(const Table &k, Launch &&launch, Blocks &&blocks, const Reduce
            part);
   launch(k.mt_reduce_finalize, Grid{blocks(a.outCount)}, 256, part, a.outCount, s.chunks, a.scale,
          a.out, a.ot);
+}
+
+struct MaxPoolBackwardArgs {
+  TensorRef dy, x, y, dx;
+  long long planes = 0, h = 0, w = 0, oh = 0, ow = 0, kernel = 0, stride = 0;
+};
+
+template <class Ref>
+MaxPoolBackwardArgs maxPoolBackwardArgs(const plan::MaxPool2dBackward &k, Ref &&ref) {
+  MaxPoolBackwardArgs a{ref(k.dy()), ref(k.x()), ref(k.y()), ref(k.dx())};
+  a.planes = k.n() * k.c();
+  a.h = k.h();
+  a.w = k.w();
+  a.kernel = k.kernel();
+  a.stride = k.stride();
+  a.oh = (a.h - a.kernel) / a.stride + 1;
+  a.ow = (a.w - a.kernel) / a.stride + 1;
+  return a;
+}
+
+/// Max pooling's gradient: one thread per window where the windows tile the plane
+/// (mt_maxpool_bwd_tiles), else one per dx element gathering over its windows.
+template <class Table, class Launch, class Blocks>
+void launchMaxPoolBackward(const Table &k, Launch &&launch, Blocks &&blocks,
+                           const MaxPoolBackwardArgs &a) {
+  if (a.planes * a.h * a.w == 0)
+    return;
+  if (a.stride == a.kernel) {
+    const long long tiles =
+        a.planes * ((a.h + a.kernel - 1) / a.kernel) * ((a.w + a.kernel - 1) / a.kernel);
+    launch(k.mt_maxpool_bwd_tiles, Grid{blocks(tiles)}, 256, a.dy.data, a.dy.dtype, a.x.data,
+           a.x.dtype, a.y.data, a.y.dtype, a.dx.data, a.dx.dtype, a.planes, a.h, a.w, a.oh, a.ow,
+           a.kernel);
+    return;
+  }
+  launch(k.mt_maxpool_bwd, Grid{blocks(a.planes * a.h * a.w)}, 256, a.dy.data, a.dy.dtype, a.x.data,
+         a.x.dtype, a.y.data, a.y.dtype, a.dx.data, a.dx.dtype, a.planes, a.h, a.w, a.oh, a.ow,
+         a.kernel, a.stride);
 }
 
 /// An implicit-GEMM convolution kernel (ConvKernels.h): all share one signature.

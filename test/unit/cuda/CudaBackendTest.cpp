@@ -1213,12 +1213,7 @@ int expectHostNormReduceMatchesCpu(const std::vector<uint8_t> &bytes, size_t mis
                static_cast<int *>(k->indices() >= 0 ? ht.ptr(k->indices()) : nullptr), planes,
                k->h(), k->w(), OH, OW, k->kernel(), k->stride());
       } else if (const plan::MaxPool2dBackward *k = step->kernel_as_MaxPool2dBackward()) {
-        const long long planes = k->n() * k->c(), OH = (k->h() - k->kernel()) / k->stride() + 1,
-                        OW = (k->w() - k->kernel()) / k->stride() + 1;
-        launch(table.mt_maxpool_bwd, cuda::Grid{blocks(planes * k->h() * k->w())}, 256,
-               ref(k->dy()).data, ref(k->dy()).dtype, ref(k->x()).data, ref(k->x()).dtype,
-               ref(k->y()).data, ref(k->y()).dtype, ref(k->dx()).data, ref(k->dx()).dtype, planes,
-               k->h(), k->w(), OH, OW, k->kernel(), k->stride());
+        cuda::launchMaxPoolBackward(table, launch, blocks, cuda::maxPoolBackwardArgs(*k, ref));
       } else {
         ADD_FAILURE() << "unexpected step kind";
       }
