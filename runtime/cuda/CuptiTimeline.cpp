@@ -332,15 +332,17 @@ void CUPTIAPI callback(void *user, CUpti_CallbackDomain domain, CUpti_CallbackId
 }
 
 ClockAnchor readAnchor() {
-  // The host clock read on both sides of CUPTI's: the pair is good to half the gap.
-  // With CUPTI on steady_clock, the records' clock is read directly (whether
-  // cuptiGetTimestamp follows the callback is not stated for every version).
+  // With CUPTI on steady_clock, the records' clock is timelineClock()'s: the anchor
+  // is exact (two reads around it would be off by however long the thread was
+  // preempted between them).
+  if (api->steadyClock) {
+    const uint64_t ns = steadyNanoseconds();
+    return {ns, std::chrono::duration<double>(std::chrono::nanoseconds(ns)).count()};
+  }
+  // Else the host clock read on both sides of CUPTI's: the pair is good to half the gap.
   double before = timelineClock();
   uint64_t ns = 0;
-  if (api->steadyClock)
-    ns = steadyNanoseconds();
-  else
-    api->timestamp(&ns);
+  api->timestamp(&ns);
   double after = timelineClock();
   return {ns, 0.5 * (before + after)};
 }

@@ -102,6 +102,14 @@ std::vector<StepRecords> foldKernelRecords(const std::vector<KernelRecord> &reco
   }
 
   std::vector<StepRecords> out;
+  // Steps of one run, in step order (the stream's order): a step whose first record
+  // starts before the previous step's last record ends overlapped it. cuBLAS's Hopper
+  // kernels launch programmatically dependent: they start while their predecessor
+  // finishes and wait on the device for it, so the time they share is the
+  // predecessor's work. Each span starts at its predecessor's end, no earlier: the
+  // spans of a run then tile its time once, as the attribution assumes.
+  size_t prevRun = SIZE_MAX;
+  uint64_t prevEnd = 0;
   for (auto &[key, list] : groups) {
     std::sort(list.begin(), list.end(),
               [](const KernelRecord *x, const KernelRecord *y) { return x->start < y->start; });
@@ -115,6 +123,15 @@ std::vector<StepRecords> foldKernelRecords(const std::vector<KernelRecord> &reco
       if (std::find(s.names.begin(), s.names.end(), k->name) == s.names.end())
         s.names.push_back(k->name);
     }
+    const bool sameRun = key.first == prevRun;
+    if (sameRun && first < prevEnd) {
+      ++stats.overlapped;
+      const uint64_t clipped = std::min(prevEnd, last);
+      stats.overlapSeconds += double(clipped - first) * 1e-9;
+      first = clipped;
+    }
+    prevEnd = sameRun ? std::max(prevEnd, last) : last;
+    prevRun = key.first;
     s.records = uint32_t(list.size());
     s.span = {run.function, key.second, run.tag, cuptiToHost(first, a, b), cuptiToHost(last, a, b)};
     stats.used += list.size();

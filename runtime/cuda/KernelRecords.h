@@ -79,7 +79,8 @@ double cuptiToHost(uint64_t ns, const ClockAnchor &a, const ClockAnchor &b);
 
 /// One plan step in one run, from its records.
 struct StepRecords {
-  StepSpan span;            // [first record's start, last record's end] on the host clock
+  StepSpan span;            // [first record's start, last record's end] on the host clock,
+                            // the start clipped to the previous step's end
   double busySeconds = 0.0; // sum of the records' durations (<= the span)
   uint32_t records = 0;
   std::vector<uint32_t> names; // the distinct names of its records, in order of start
@@ -93,6 +94,10 @@ struct FoldStats {
   size_t unknownRun = 0;   // a node of ours, but no launch of this batch ran it
   bool byOrder = false;    // runs matched by order (no known correlation id)
   bool byPosition = false; // a run's records matched to its nodes by position (below)
+  /// Step spans that began before the previous step of their run had ended, and the
+  /// time cut from their starts (see foldKernelRecords).
+  size_t overlapped = 0;
+  double overlapSeconds = 0.0;
   /// Steps with graph nodes that got no record in some run ("function:step").
   std::vector<std::string> missing;
   size_t missingCount = 0;
@@ -105,7 +110,9 @@ struct FoldStats {
 /// (should CUPTI name nodes in a way no callback told us): if the run has exactly
 /// as many graph records as its function has record-giving nodes, the k-th record
 /// by start time is the k-th node's (one stream: the capture's order is the order
-/// they start in).
+/// they start in). A step's span starts no earlier than the previous step of its run
+/// ended: kernels launched programmatically dependent (cuBLAS on Hopper) start while
+/// their predecessor finishes, and that shared time is the predecessor's.
 std::vector<StepRecords> foldKernelRecords(const std::vector<KernelRecord> &records,
                                            const CapturedGraphs &graphs,
                                            const std::vector<GraphRun> &runs, const ClockAnchor &a,

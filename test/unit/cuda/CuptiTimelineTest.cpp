@@ -106,6 +106,36 @@ TEST(KernelRecords, StepsGetTheirKernelsAcrossRunsInAnyOrder) {
   EXPECT_EQ(s->names, (std::vector<uint32_t>{5}));
 }
 
+TEST(KernelRecords, AStepStartedBeforeItsPredecessorEndedStartsAtItsEnd) {
+  // Programmatic dependent launch (cuBLAS on Hopper): step 1's first kernel starts
+  // 150 ns before step 0 ends and waits on the device; step 2 starts 400 ns before
+  // step 1's last kernel ends and also ends first (inside it). Run 101 is a new run:
+  // its step 0 is not clipped against run 100.
+  std::vector<GraphRun> runs = {{100, 0, 1}, {101, 0, 2}};
+  std::vector<KernelRecord> r = {rec(0, 300, 10, 100),     rec(150, 400, 20, 100),
+                                 rec(400, 500, 21, 100),   rec(520, 900, 22, 100),
+                                 rec(500, 800, 30, 100),   rec(850, 1000, 10, 101),
+                                 rec(1000, 1100, 20, 101), rec(1100, 1200, 21, 101),
+                                 rec(1200, 1300, 22, 101), rec(1300, 1400, 30, 101)};
+  FoldStats st;
+  std::vector<StepRecords> out = foldKernelRecords(r, graphs(), runs, kA, kB, st);
+  ASSERT_EQ(out.size(), 6u);
+  EXPECT_EQ(st.overlapped, 2u);
+  EXPECT_NEAR(st.overlapSeconds, (150 + 300) * 1e-9, 1e-15);
+  auto at = [](uint64_t ns) { return 5000.0 + double(ns) * 1e-9; };
+  const StepRecords *s = find(out, 0, 0, 1);
+  EXPECT_NEAR(s->span.start, at(0), 1e-9);
+  EXPECT_NEAR(s->span.end, at(300), 1e-9);
+  s = find(out, 0, 1, 1);
+  EXPECT_NEAR(s->span.start, at(300), 1e-9); // was 150
+  EXPECT_NEAR(s->span.end, at(900), 1e-9);
+  s = find(out, 0, 2, 1);
+  EXPECT_NEAR(s->span.start, at(800), 1e-9); // inside step 1: an empty span at its end
+  EXPECT_NEAR(s->span.end, at(800), 1e-9);
+  s = find(out, 0, 0, 2);
+  EXPECT_NEAR(s->span.start, at(850), 1e-9); // the next run's first step: as recorded
+}
+
 TEST(KernelRecords, StepsWithoutARecordAreReported) {
   std::vector<GraphRun> runs = {{100, 0, 1}, {101, 0, 2}};
   // Run 100 lacks step 2, run 101 lacks step 1 entirely (all three of its nodes).
