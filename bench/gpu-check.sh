@@ -57,9 +57,10 @@ for prec in fp32 fp16 bf16; do
   done
 done
 
-echo "== 1b. unet fp16/bf16 with the opt-in NHWC convolutions (MANTISSA_CUDA_CONV=nhwc) and with"
-echo "      each convolution's fastest way timed at start (MANTISSA_CUDA_CONV=auto), same criterion"
-for conv in nhwc auto; do
+echo "== 1b. unet fp16/bf16 with the NCHW implicit-GEMM convolutions (MANTISSA_CUDA_CONV=gemm; section 1"
+echo "      ran the default NHWC ones) and with each convolution's fastest way timed at start"
+echo "      (MANTISSA_CUDA_CONV=auto), same criterion"
+for conv in gemm auto; do
   for prec in fp16 bf16; do
     tol=$(case $prec in fp16) echo 2e-3;; bf16) echo 1e-2;; esac)
     atol=$(case $prec in bf16) echo 2e-5;; *) echo 1e-6;; esac)

@@ -2,8 +2,9 @@
 # Where unet's step time goes on a GPU, with the .carry folder of bench/gpu-prepare.sh:
 #   1. MANTISSA_CUDA_PROFILE=1: CUDA-event time of every plan step (eager, after the
 #      first run), unet w32 L4 b16 384^2 fp16: as built, without the 16-byte batch-norm
-#      and reduce kernels (MANTISSA_CUDA_VECTOR=0), with the opt-in NHWC
-#      convolutions (MANTISSA_CUDA_CONV=nhwc), and with each convolution's fastest way
+#      and reduce kernels (MANTISSA_CUDA_VECTOR=0), with the NCHW implicit-GEMM
+#      convolutions instead of the default NHWC ones (MANTISSA_CUDA_CONV=gemm), and with
+#      each convolution's fastest way
 #      (MANTISSA_CUDA_CONV=auto, whose per-layer timings MANTISSA_VERBOSE=1 writes too);
 #   2. Nsight Compute (ncu, --clock-control none as the device notes ask) on the largest
 #      convolution of each kind and on the batch-norm kernels: throughput against the
@@ -16,7 +17,7 @@ mkdir -p "$out"
 run="$c/bin/mantissa-run"; plan="$c/plans/bench-unet-fp16.plan"
 data=(--data nowcast --train-samples 16 --held-out-samples 16 --fixed-batch --quiet)
 
-for env in MANTISSA_CUDA_VECTOR=1 MANTISSA_CUDA_VECTOR=0 MANTISSA_CUDA_CONV=nhwc MANTISSA_CUDA_CONV=auto; do
+for env in MANTISSA_CUDA_VECTOR=1 MANTISSA_CUDA_VECTOR=0 MANTISSA_CUDA_CONV=gemm MANTISSA_CUDA_CONV=auto; do
   echo "== 1. per-step times, $env"
   env "$env" MANTISSA_CUDA_PROFILE=1 MANTISSA_VERBOSE=1 "$run" train "$plan" --backend cuda --steps 4 \
     "${data[@]}" 2>"$out/profile-$env.txt" >/dev/null

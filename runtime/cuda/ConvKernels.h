@@ -41,7 +41,7 @@ struct ConvGemmConfig {
   plan::DType dtype = plan::DType::F16; // both operands
   int bn = 64;                          // output-channel tile (32 or 64)
   int r = 3, s = 3, sh = 1, sw = 1;
-  /// The NHWC kernel (opt-in, MANTISSA_CUDA_CONV=nhwc): the activations transposed to
+  /// The NHWC kernel (the CUDA backend's default where it applies): the activations transposed to
   /// NHWC and the weights to [k][r][s][c] (for the input gradient, flipped to
   /// [c][r][s][k]) first, then a forward convolution whose operand tiles arrive by
   /// 16-byte cp.async through a three-stage shared-memory pipeline. Needs the

@@ -1494,8 +1494,10 @@ TEST(CudaExecutor, ConvMatchesCpu) {
 // Shapes past one tile of the implicit-GEMM kernels (128 pixels x 32/64 channels x 32
 // of the reduction), with ragged edges, strides, a transposed convolution's 2x2 stride
 // 2, and a backward weight split over many blocks; the tiny shape above checks the
-// edges of a single tile. MANTISSA_CUDA_CONV=im2col runs the same through cuBLAS.
+// edges of a single tile (MANTISSA_CUDA_CONV=gemm: the NCHW kernel, not the default
+// NHWC one). MANTISSA_CUDA_CONV=im2col runs the same through cuBLAS.
 TEST(CudaExecutor, ConvImplicitGemmMatchesCpu) {
+  setenv("MANTISSA_CUDA_CONV", "gemm", 1);
   compareWithCpu(convPlan(plan::DType::F16, {2, 40, 13, 11, 70, 3, 3, 1, 1, 1, 1}),
                  "conv_igemm_f16.plan", 1, 1e-5, 4e-3);
   compareWithCpu(convPlan(plan::DType::BF16, {3, 48, 16, 10, 20, 2, 2, 2, 2, 0, 0}),
@@ -1504,6 +1506,7 @@ TEST(CudaExecutor, ConvImplicitGemmMatchesCpu) {
                  "conv_igemm_f16_split.plan", 1, 1e-5, 4e-3);
   compareWithCpu(convPlan(plan::DType::BF16, {2, 5, 12, 9, 33, 1, 1, 1, 1, 0, 0}),
                  "conv_igemm_bf16_1x1.plan", 1, 1e-5, 1.6e-2);
+  unsetenv("MANTISSA_CUDA_CONV");
 }
 
 struct alignas(16) mt_u4_host {
@@ -1615,8 +1618,8 @@ TEST(CudaExecutor, ConvAutoMatchesCpu) {
     auto exec = makeCudaExecutor(lp);
     ADD_FAILURE() << "accepted MANTISSA_CUDA_CONV=fastest";
   } catch (const Error &e) {
-    EXPECT_NE(std::string(e.what()).find("MANTISSA_CUDA_CONV=fastest: expected gemm (the "
-                                         "default), im2col, nhwc or auto"),
+    EXPECT_NE(std::string(e.what()).find("MANTISSA_CUDA_CONV=fastest: expected nhwc (the "
+                                         "default), gemm, im2col or auto"),
               std::string::npos)
         << e.what();
   }
