@@ -20,7 +20,13 @@
 // difference moves a stored fp16 value by an ulp, and through batch-norm backward's
 // cancellations and ReLU kinks such ulps grow into gradient differences of percents
 // that are the precision's own noise, not a kernel error; a wrong kernel is farther
-// from the truth than the emulation.
+// from the truth than the emulation. Where the emulation is farther from the truth
+// than the truth is large (relative error > 1: the gradient of a bias right before a
+// batch norm, exactly 0), both results are rounding noise of a cancelling sum, two
+// draws of one distribution. The ratio of two such noises' norms over 8 channels
+// (the ratio of two chi variables with 8 degrees of freedom) exceeds 1.5 with a chance
+// of 14 % and 2 with 1 in 30, so with a dozen such tensors in a plan 1.5 fails often;
+// there the factor is --noise-factor (4: 1 in 2700).
 #include "common/Error.h"
 #include "runtime/backend/Executor.h"
 #include "runtime/cpu/CpuBackend.h"
@@ -54,14 +60,16 @@ struct Options {
   int bench = 0;
   std::string truth;        // --truth: the fp32 plan of the same model, run in f64
   double truthFactor = 1.5; // --truth-factor
+  double noiseFactor = 4.0; // --noise-factor: where the truth is below the emulation's noise
 };
 
 [[noreturn]] void usage(const char *why) {
-  std::fprintf(stderr,
-               "error: %s\nusage: cuda_vs_cpu model.plan [--steps N] [--tol T] [--atol A] [--seed S] "
-               "[--x x.npy --y y.npy] [--threads N] [--all] [--bench K] [--truth fp32.plan "
-               "[--truth-factor F]]\n",
-               why);
+  std::fprintf(
+      stderr,
+      "error: %s\nusage: cuda_vs_cpu model.plan [--steps N] [--tol T] [--atol A] [--seed S] "
+      "[--x x.npy --y y.npy] [--threads N] [--all] [--bench K] [--truth fp32.plan "
+      "[--truth-factor F] [--noise-factor F]]\n",
+      why);
   std::exit(2);
 }
 
@@ -94,6 +102,8 @@ Options parse(int argc, char **argv) {
       o.truth = need();
     else if (a == "--truth-factor")
       o.truthFactor = std::atof(need().c_str());
+    else if (a == "--noise-factor")
+      o.noiseFactor = std::atof(need().c_str());
     else if (a == "--bench")
       o.bench = std::atoi(need().c_str());
     else if (a == "-h" || a == "--help")
@@ -308,9 +318,12 @@ int run(const Options &o) {
         char text[64];
         std::snprintf(text, sizeof text, " %11.3g %12.3g", eCpu, eGpu);
         truthText = text;
-        if (bad && eGpu <= o.truthFactor * eCpu) {
+        const bool noise = eCpu > 1.0; // the truth is smaller than the emulation's noise
+        if (bad && eGpu <= (noise ? o.noiseFactor : o.truthFactor) * eCpu) {
           bad = false;
-          truthText += "  (within the emulation's distance)";
+          truthText +=
+              noise ? "  (noise around a truth of ~0, within --noise-factor of the emulation's)"
+                    : "  (within the emulation's distance)";
         }
       }
     }
