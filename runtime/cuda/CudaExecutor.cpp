@@ -24,8 +24,9 @@
 // everywhere: no NHWC scratch) or =im2col (im2col + cuBLAS) or =auto (each convolution
 // step timed every way it may run before the first step, the fastest kept:
 // tuneConvolutions),
-// MANTISSA_CUDA_CONV_WORKSPACE_MB (im2col budget), MANTISSA_CUDA_VECTOR=0 (batch norm and
-// reduce without their 16-byte kernels, FixedLaunch.h),
+// MANTISSA_CUDA_CONV_WORKSPACE_MB (im2col budget), MANTISSA_CUDA_NHWC_MB (the most a
+// convolution's NHWC copies of its activations take: it runs in chunks of samples),
+// MANTISSA_CUDA_VECTOR=0 (batch norm and reduce without their 16-byte kernels, FixedLaunch.h),
 // MANTISSA_CUDA_PROFILE=1 (time every step with events, no graphs; a table on stderr
 // when the executor is destroyed), MANTISSA_VERBOSE=1 (say once how kernels were loaded),
 // MANTISSA_TIMELINE=cupti|events|auto (the energy timeline: CUPTI records inside the
@@ -342,6 +343,7 @@ private:
   bool syncEachStep_ = false;
   bool profile_ = false;
   size_t convBudget_ = size_t(256) << 20;
+  size_t nhwcBudget_ = size_t(128) << 20; // a convolution's NHWC copies (MANTISSA_CUDA_NHWC_MB)
   int64_t allocatedBytes_ = 0; // every cudaMalloc of ours (deviceBytes())
   bool convGemm_ = true; // fp16/bf16 convolutions as implicit GEMMs (else im2col + cuBLAS)
   bool convNhwc_ = true; // ... the NHWC kernel where it applies (MANTISSA_CUDA_CONV=nhwc)
@@ -450,6 +452,8 @@ void CudaExecutor::init() {
   multiTensor_ = std::string(envOr("MANTISSA_CUDA_MULTI_TENSOR", "1")) != "0";
   if (const char *mb = std::getenv("MANTISSA_CUDA_CONV_WORKSPACE_MB"))
     convBudget_ = size_t(std::max(1.0, std::atof(mb) * double(1 << 20)));
+  if (const char *mb = std::getenv("MANTISSA_CUDA_NHWC_MB"))
+    nhwcBudget_ = size_t(std::max(1.0, std::atof(mb) * double(1 << 20)));
   tf32_ = plan_->precision() && plan_->precision()->tf32();
   initDevice();
   allocateTensors();
@@ -1505,7 +1509,7 @@ CudaExecutor::Launch CudaExecutor::prepareConvGemm(const plan::Conv2d &k, const 
   const ConvGemmArgs a = convGemmArgs(k, cfg, tensorRefs());
   if (cfg.nhwc) {
     const ConvNhwcScratch need =
-        convNhwcScratch(a, cfg.bn, props_.multiProcessorCount, convBudget_);
+        convNhwcScratch(a, cfg.bn, props_.multiProcessorCount, convBudget_, nhwcBudget_);
     const size_t in0Off = sl.take(need.in0Bytes), in1Off = sl.take(need.in1Bytes);
     const size_t wsOff = need.split.workspaceBytes ? sl.take(need.split.workspaceBytes) : 0;
     const int bn = cfg.bn;

@@ -446,27 +446,52 @@ void launchConvGemm(const Table &fixed, const ConvGemmKernel<Handle> &kernel, La
 
 /// The NHWC convolution's scratch: its two operands rearranged (forward and input
 /// gradient: the activations in NHWC and the weights; weight gradient: x and dy in
-/// NHWC) and the weight gradient's partials.
+/// NHWC) and the weight gradient's partials. The activations go through in chunks of
+/// `chunk` samples, so that their NHWC copies take at most the budget (one sample at
+/// least): on unet w32 L4 b16 384^2, whole batches took 0.46 GB of scratch for the
+/// largest weight gradient.
 struct ConvNhwcScratch {
   size_t in0Bytes = 0, in1Bytes = 0;
-  ConvGemmSplit split; // the weight gradient's (workspaceBytes)
+  int chunk = 0, chunks = 1; // samples per chunk, and how many chunks
+  ConvGemmSplit split;       // the weight gradient's: per chunk (grid, kTilesPerSplit); the
+                             // partials of all chunks (splits, workspaceBytes)
 };
 
-inline ConvNhwcScratch convNhwcScratch(const ConvGemmArgs &a, int bn, int sms, size_t budget) {
+/// The weight gradient's split of the reduction for `n` samples, kTilesPerSplit `kPer`.
+inline int convSplitsFor(const ConvGemmArgs &a, int n, int kPer) {
+  const long long numK = ((long long)n * a.p * a.q + kConvTileK - 1) / kConvTileK;
+  return int((numK + kPer - 1) / kPer);
+}
+
+inline ConvNhwcScratch convNhwcScratch(const ConvGemmArgs &a, int bn, int sms, size_t budget,
+                                       size_t nhwcBudget = SIZE_MAX) {
   ConvNhwcScratch s;
-  const size_t x = size_t(a.n) * a.c * a.h * a.w * 2, dy = size_t(a.n) * a.k * a.p * a.q * 2,
-               w = size_t(a.k) * a.c * a.r * a.s * 2;
+  const size_t x = size_t(a.c) * a.h * a.w * 2, dy = size_t(a.k) * a.p * a.q * 2,
+               w = size_t(a.k) * a.c * a.r * a.s * 2; // x and dy per sample
+  const size_t perSample = a.mode == ConvGemmMode::Forward         ? x
+                           : a.mode == ConvGemmMode::BackwardInput ? dy
+                                                                   : x + dy;
+  s.chunk = int(std::clamp<size_t>(nhwcBudget / perSample, 1, size_t(std::max(a.n, 1))));
+  s.chunks = (a.n + s.chunk - 1) / s.chunk;
   switch (a.mode) {
   case ConvGemmMode::Forward:
-    s.in0Bytes = x, s.in1Bytes = w;
+    s.in0Bytes = s.chunk * x, s.in1Bytes = w;
     break;
   case ConvGemmMode::BackwardInput:
-    s.in0Bytes = dy, s.in1Bytes = w;
+    s.in0Bytes = s.chunk * dy, s.in1Bytes = w;
     break;
-  case ConvGemmMode::BackwardWeight:
-    s.in0Bytes = x, s.in1Bytes = dy;
-    s.split = convGemmSplit(a, bn, sms, budget);
+  case ConvGemmMode::BackwardWeight: {
+    s.in0Bytes = s.chunk * x, s.in1Bytes = s.chunk * dy;
+    // Each chunk's launch fills the GPU as a whole batch would; the partials of all
+    // chunks share the budget, and are summed in one fixed order.
+    ConvGemmArgs c = a;
+    c.n = s.chunk;
+    s.split = convGemmSplit(c, bn, sms, std::max<size_t>(budget / size_t(s.chunks), 1));
+    const int kPer = s.split.kTilesPerSplit, last = a.n - (s.chunks - 1) * s.chunk;
+    s.split.splits = (s.chunks - 1) * s.split.splits + convSplitsFor(a, last, kPer);
+    s.split.workspaceBytes = size_t(s.split.splits) * size_t(a.k) * a.c * a.r * a.s * 4;
     break;
+  }
   }
   return s;
 }
@@ -474,44 +499,66 @@ inline ConvNhwcScratch convNhwcScratch(const ConvGemmArgs &a, int bn, int sms, s
 /// ConvGemmConfig::nhwc. Forward: x to NHWC, w to [k][r][s][c], one forward
 /// convolution. Input gradient (stride 1): dy to NHWC, w flipped to [c][r'][s'][k], the
 /// forward convolution of dy with it and padding R-1-pad. Weight gradient: x and dy to
-/// NHWC, the split GEMM into fp32 partials, then their sum into dw.
+/// NHWC, the split GEMM into fp32 partials, then their sum into dw. The activations
+/// go through in chunks of samples (ConvNhwcScratch::chunk).
 template <class Table, class Handle, class Launch, class Blocks>
 void launchConvNhwc(const Table &fixed, const ConvGemmKernel<Handle> &kernel, Launch &&launch,
                     Blocks &&blocks, const ConvGemmArgs &a, int bn, const ConvNhwcScratch &s,
                     void *in0, void *in1, void *workspace) {
   auto tiles = [](long long n, long long t) { return unsigned((n + t - 1) / t); };
-  auto toNhwc = [&](const void *from, void *to, int channels, long long hw) {
+  auto toNhwc = [&](const void *from, void *to, int n, int channels, long long hw) {
     launch(fixed.mt_nchw_to_nhwc16,
-           Grid{tiles(hw, 32), tiles(channels, 32), unsigned(std::min(a.n, 65535))}, 256, from, to,
-           (long long)a.n, (long long)channels, hw);
+           Grid{tiles(hw, 32), tiles(channels, 32), unsigned(std::min(n, 65535))}, 256, from, to,
+           (long long)n, (long long)channels, hw);
+  };
+  // Sample n0 of a 16-bit NCHW input, or of the output (its own type).
+  auto at = [](const void *p, long long elements, int type) {
+    return static_cast<const char *>(p) + elements * (type == kF32 || type == kI32 ? 4 : 2);
   };
   const long long wCount = (long long)a.k * a.c * a.r * a.s;
+  const long long hw = (long long)a.h * a.w, pq = (long long)a.p * a.q;
   switch (a.mode) {
   case ConvGemmMode::Forward:
-    toNhwc(a.in0, in0, a.c, (long long)a.h * a.w);
     launch(fixed.mt_weight_krsc16, Grid{blocks(wCount)}, 256, a.in1, in1, (long long)a.k,
            (long long)a.c, (long long)a.r * a.s);
-    launch(kernel, Grid{tiles((long long)a.n * a.p * a.q, kConvTileM), tiles(a.k, bn)},
-           kConvThreads, in0, in1, a.out, a.outType, a.accumulate, a.n, a.c, a.h, a.w, a.k, a.p,
-           a.q, a.ph, a.pw, 0);
+    for (int n0 = 0; n0 < a.n; n0 += s.chunk) {
+      const int n = std::min(s.chunk, a.n - n0);
+      toNhwc(at(a.in0, (long long)n0 * a.c * hw, kF16), in0, n, a.c, hw);
+      launch(kernel, Grid{tiles(n * pq, kConvTileM), tiles(a.k, bn)}, kConvThreads, in0, in1,
+             const_cast<char *>(at(a.out, (long long)n0 * a.k * pq, a.outType)), a.outType,
+             a.accumulate, n, a.c, a.h, a.w, a.k, a.p, a.q, a.ph, a.pw, 0);
+    }
     return;
   case ConvGemmMode::BackwardInput:
     // dx = the forward convolution of dy [n][k][p][q] with the flipped weights.
-    toNhwc(a.in0, in0, a.k, (long long)a.p * a.q);
     launch(fixed.mt_weight_flip16, Grid{blocks(wCount)}, 256, a.in1, in1, (long long)a.k,
            (long long)a.c, (long long)a.r, (long long)a.s);
-    launch(kernel, Grid{tiles((long long)a.n * a.h * a.w, kConvTileM), tiles(a.c, bn)},
-           kConvThreads, in0, in1, a.out, a.outType, a.accumulate, a.n, a.k, a.p, a.q, a.c, a.h,
-           a.w, a.r - 1 - a.ph, a.s - 1 - a.pw, 0);
+    for (int n0 = 0; n0 < a.n; n0 += s.chunk) {
+      const int n = std::min(s.chunk, a.n - n0);
+      toNhwc(at(a.in0, (long long)n0 * a.k * pq, kF16), in0, n, a.k, pq);
+      launch(kernel, Grid{tiles(n * hw, kConvTileM), tiles(a.c, bn)}, kConvThreads, in0, in1,
+             const_cast<char *>(at(a.out, (long long)n0 * a.c * hw, a.outType)), a.outType,
+             a.accumulate, n, a.k, a.p, a.q, a.c, a.h, a.w, a.r - 1 - a.ph, a.s - 1 - a.pw, 0);
+    }
     return;
-  case ConvGemmMode::BackwardWeight:
-    toNhwc(a.in0, in0, a.c, (long long)a.h * a.w);
-    toNhwc(a.in1, in1, a.k, (long long)a.p * a.q);
-    launch(kernel, s.split.grid, kConvThreads, in0, in1, workspace, int(kF32), 0, a.n, a.c, a.h,
-           a.w, a.k, a.p, a.q, a.ph, a.pw, s.split.kTilesPerSplit);
+  case ConvGemmMode::BackwardWeight: {
+    const int kPer = s.split.kTilesPerSplit;
+    int split0 = 0; // the chunk's first partial
+    for (int n0 = 0; n0 < a.n; n0 += s.chunk) {
+      const int n = std::min(s.chunk, a.n - n0), splits = convSplitsFor(a, n, kPer);
+      toNhwc(at(a.in0, (long long)n0 * a.c * hw, kF16), in0, n, a.c, hw);
+      toNhwc(at(a.in1, (long long)n0 * a.k * pq, kF16), in1, n, a.k, pq);
+      Grid grid = s.split.grid;
+      grid.z = unsigned(splits);
+      launch(kernel, grid, kConvThreads, in0, in1,
+             const_cast<char *>(at(workspace, (long long)split0 * wCount, kF32)), int(kF32), 0, n,
+             a.c, a.h, a.w, a.k, a.p, a.q, a.ph, a.pw, kPer);
+      split0 += splits;
+    }
     launch(fixed.mt_conv_wsum_rsc, Grid{blocks(wCount)}, 256, workspace, s.split.splits,
            (long long)a.k, (long long)a.c, (long long)a.r * a.s, a.out, a.outType, a.accumulate);
     return;
+  }
   }
 }
 

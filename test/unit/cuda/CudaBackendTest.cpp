@@ -1518,7 +1518,8 @@ struct alignas(16) mt_u4_host {
 /// sequence, against the CPU executor. `sms`: the multiprocessors the weight gradient's
 /// split aims to fill.
 void expectHostConvMatchesCpu(const std::vector<uint8_t> &bytes, const std::string &name,
-                              double tolLow, bool nhwc = false) {
+                              double tolLow, bool nhwc = false, size_t nhwcBudget = SIZE_MAX,
+                              std::array<int, 3> wantChunks = {1, 1, 1}) {
   LoadedPlan lp = LoadedPlan::fromBytes(bytes, name);
   std::vector<std::string> names;
   const cuda::FixedKernelTable<int> table = fixedHostTable(names);
@@ -1557,7 +1558,9 @@ void expectHostConvMatchesCpu(const std::vector<uint8_t> &bytes, const std::stri
     const cuda::ConvGemmArgs a = cuda::convGemmArgs(*k, cfg, ref);
     const std::string kernelName = cfg.kernelName();
     if (cfg.nhwc) {
-      const cuda::ConvNhwcScratch need = cuda::convNhwcScratch(a, cfg.bn, 2, size_t(1) << 20);
+      const cuda::ConvNhwcScratch need =
+          cuda::convNhwcScratch(a, cfg.bn, 2, size_t(1) << 20, nhwcBudget);
+      EXPECT_EQ(need.chunks, wantChunks[size_t(a.mode)]) << name << ": " << kernelName;
       // 16-byte aligned, as the executor's scratch is (256).
       std::vector<mt_u4_host> in0(need.in0Bytes / 16 + 1), in1(need.in1Bytes / 16 + 1),
           ws(need.split.workspaceBytes / 16 + 1);
@@ -1594,6 +1597,22 @@ TEST(CudaHostEmulation, NhwcConvolutionsMatchTheCpu) {
   // tiles (96 = 64 + 32).
   expectHostConvMatchesCpu(convPlan(plan::DType::BF16, {1, 32, 9, 20, 96, 3, 3, 2, 2, 1, 1}),
                            "conv_nhwc_bf16_s2.plan", 1.6e-2, true);
+}
+
+TEST(CudaHostEmulation, NhwcConvolutionsInChunksOfSamplesMatchTheCpu) {
+  // 3 samples, x [64][13][11] (18304 bytes each in fp16) and dy [32][13][11] (9152).
+  // Chunks per mode (forward: x; input gradient: dy; weight gradient: x + dy) for a
+  // budget: 10000 bytes, one sample each; 40000, 2 + 1 samples of x, the whole batch of
+  // dy, 1 + 1 + 1 of x + dy; 60000, the whole batch of x, 2 + 1 of x + dy. Outputs are
+  // written per chunk (also where they accumulate); the weight gradient's partials of
+  // all chunks are summed once.
+  const auto plan = convPlan(plan::DType::F16, {3, 64, 13, 11, 32, 3, 3, 1, 1, 1, 1});
+  for (auto [budget, chunks] : {std::pair<size_t, std::array<int, 3>>{10000, {3, 3, 3}},
+                                {40000, {2, 1, 3}},
+                                {60000, {1, 1, 2}}}) {
+    SCOPED_TRACE(budget);
+    expectHostConvMatchesCpu(plan, "conv_nhwc_chunks.plan", 4e-3, true, budget, chunks);
+  }
 }
 
 TEST(CudaExecutor, ConvNhwcMatchesCpu) {
