@@ -58,18 +58,19 @@ for prec in fp32 fp16 bf16; do
 done
 
 echo "== 1b. unet fp16/bf16 with the NCHW implicit-GEMM convolutions (MANTISSA_CUDA_CONV=gemm; section 1"
-echo "      ran the default NHWC ones) and with each convolution's fastest way timed at start"
-echo "      (MANTISSA_CUDA_CONV=auto), same criterion"
-for conv in gemm auto; do
+echo "      ran the default NHWC ones), with each convolution's fastest way timed at start"
+echo "      (MANTISSA_CUDA_CONV=auto), and with NHWC copies of one sample at a time"
+echo "      (MANTISSA_CUDA_NHWC_MB=0.01: chunks of samples), same criterion"
+for env in MANTISSA_CUDA_CONV=gemm MANTISSA_CUDA_CONV=auto MANTISSA_CUDA_NHWC_MB=0.01; do
   for prec in fp16 bf16; do
     tol=$(case $prec in fp16) echo 2e-3;; bf16) echo 1e-2;; esac)
     atol=$(case $prec in bf16) echo 2e-5;; *) echo 1e-6;; esac)
-    if MANTISSA_CUDA_CONV=$conv MANTISSA_VERBOSE=1 "$c/bin/cuda_vs_cpu" "$c/plans/check-unet-$prec.plan" \
+    if env "$env" MANTISSA_VERBOSE=1 "$c/bin/cuda_vs_cpu" "$c/plans/check-unet-$prec.plan" \
          --steps 1 --tol $tol --atol $atol --truth "$c/plans/check-unet-fp32.plan" \
-         > "$out/check-unet-$prec-$conv.txt" 2>&1; then
-      echo "PASS unet $prec $conv: $(grep -E 'loss|compared|timed' "$out/check-unet-$prec-$conv.txt" | tail -3 | tr '\n' ' ')"
+         > "$out/check-unet-$prec-$env.txt" 2>&1; then
+      echo "PASS unet $prec $env: $(grep -E 'loss|compared|timed' "$out/check-unet-$prec-$env.txt" | tail -3 | tr '\n' ' ')"
     else
-      echo "FAIL unet $prec $conv"; tail -15 "$out/check-unet-$prec-$conv.txt"; fail=1
+      echo "FAIL unet $prec $env"; tail -15 "$out/check-unet-$prec-$env.txt"; fail=1
     fi
   done
 done

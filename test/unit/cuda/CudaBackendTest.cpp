@@ -1623,6 +1623,11 @@ TEST(CudaExecutor, ConvNhwcMatchesCpu) {
                  "conv_nhwc_bf16_s2.plan", 1, 1e-5, 1.6e-2);
   compareWithCpu(convPlan(plan::DType::F16, {4, 32, 64, 48, 32, 3, 3, 1, 1, 1, 1}),
                  "conv_nhwc_f16_large.plan", 1, 1e-5, 4e-3);
+  // Copies of one sample at a time (x: 196608 bytes a sample): the chunks of samples.
+  setenv("MANTISSA_CUDA_NHWC_MB", "0.2", 1);
+  compareWithCpu(convPlan(plan::DType::F16, {4, 32, 64, 48, 32, 3, 3, 1, 1, 1, 1}),
+                 "conv_nhwc_f16_chunks.plan", 1, 1e-5, 4e-3);
+  unsetenv("MANTISSA_CUDA_NHWC_MB");
   unsetenv("MANTISSA_CUDA_CONV");
 }
 
