@@ -53,9 +53,16 @@ adam = ["--optimizer", "adam", "--lr", "0.003", "--seed", "3"]
 if which == "unet":
     unet = gen_unet(os.path.join(d, "unet_tiny.mlir"), 4, 1, 16, 8)
     nowcast = ["--data", "nowcast", "--train-samples", "128", "--held-out-samples", "64"]
+    uemit = os.path.join(d, "unet-candidates")
     tune_and_check("unet w4 L1 16x16", unet, 0.05, ["--steps", "30", "--final-steps", "30", "--budget", "20",
                                                            "--cost-batch", "8192", *nowcast],
-                   adam, [*nowcast, "--steps", "80", "--seed", "3"], "mse")
+                   adam, [*nowcast, "--steps", "80", "--seed", "3"], "mse", emit=uemit)
+    # The plans the tuner trains keep each convolution's bias add (its sensitivity reads
+    # the group's output with the bias); the priced ones fold it into the batch norms.
+    steps = lambda plan: run([tool("mantissa"), "inspect", os.path.join(uemit, plan)]).stdout
+    trained, priced = steps("candidate-0.plan"), steps("candidate-0-cost.plan")
+    c.check(" down.0.c1.bias_add " in trained and " down.0.c1.bias_add " not in priced,
+            "unet: the trained candidate plans store down.0.c1 with its bias; the priced ones fold it")
     c.done()
 
 cnn = os.path.join(ROOT, "models", "cnn_digits.mlir")

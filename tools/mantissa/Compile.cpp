@@ -124,7 +124,7 @@ LogicalResult runCompilePipeline(ModuleOp module, const CompileOptions &o) {
   config.tf32 = o.tf32;
   config.source = o.model;
   config.expectedBatch = o.batch;
-  config.foldConvBias = o.fuse;
+  config.foldConvBias = o.fuse && o.foldConvBias;
   FailureOr<std::vector<uint8_t>> bytes = emitPlan(module, config);
   if (failed(bytes))
     return failure();

@@ -24,6 +24,9 @@ struct CompileOptions {
   int64_t batch = 0;
   uint64_t seed = 0;
   bool tf32 = false, emitIr = false, fuse = true, workingCopies = true;
+  /// With fuse: a convolution's bias add folded into the batch norms that read its result
+  /// (emit-plan's fold-conv-bias). The result is then stored without the bias.
+  bool foldConvBias = true;
   bool verbose = false; // print what the kernel compilation did
   /// Architectures to compile every kernel for with NVRTC ("sm_90,sm_80"), or "none".
 #ifdef MANTISSA_HAVE_NVRTC

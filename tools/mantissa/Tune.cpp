@@ -225,7 +225,8 @@ struct Candidate {
   std::string label;
   PolicyFile policy;
   std::string policyPath, planPath; // planPath: the plan trained on the CPU
-  std::string costPlanPath;          // the plan priced (and measured): --cost-batch's, else planPath
+  std::string costPlanPath;         // the plan priced (and measured): at --cost-batch, of
+                                    // --cost-model, with the convolution bias fold
   double seconds = 0, joules = 0; // per training step: modelled, or measured with --select
   bool measured = false;
   double metric = NAN, gap = INFINITY, divergence = INFINITY;
@@ -284,9 +285,13 @@ private:
     return p;
   }
 
-  /// Compiles `policy` for `module` to a plan and returns the plan's path.
+  /// Compiles `policy` for `module` to a plan and returns the plan's path. A plan to
+  /// train (`toTrain`) keeps each convolution's bias add as a step of its own: the
+  /// sensitivity analysis reads a group's output with its bias (anchorOutputs), which
+  /// the fold into batch norm would leave unstored. The fold changes no value (e2e.fusion
+  /// compares the two bit for bit); priced plans keep it, as `mantissa compile` does.
   std::string compile(ModuleOp module, const PolicyFile &policy, const std::string &stem,
-                      int64_t batch = 0) {
+                      int64_t batch, bool toTrain) {
     std::string policyPath = workDir_ + "/" + stem + ".json", planPath = workDir_ + "/" + stem + ".plan";
     std::ofstream(policyPath) << formatPolicyFile(policy);
     CompileOptions c = o_.compile;
@@ -297,6 +302,7 @@ private:
     // Candidates train on the CPU: no NVRTC here. An emitted candidate measured on a
     // GPU has its kernels compiled there at startup (or recompile it with --arch).
     c.arch = "none";
+    c.foldConvBias = !toTrain;
     OwningOpRef<ModuleOp> clone = module.clone();
     if (failed(runCompilePipeline(*clone, c)))
       throw Error("compiling candidate policy " + policyPath + " failed (see above)");
@@ -356,10 +362,9 @@ private:
     c.label = label;
     c.policy = policy;
     std::string stem = "candidate-" + std::to_string(candidates_.size());
-    c.planPath = compile(module_, policy, stem);
+    c.planPath = compile(module_, policy, stem, 0, true);
     c.policyPath = workDir_ + "/" + stem + ".json";
-    bool separate = o_.costBatch || costModule_ != module_;
-    c.costPlanPath = separate ? compile(costModule_, policy, stem + "-cost", o_.costBatch) : c.planPath;
+    c.costPlanPath = compile(costModule_, policy, stem + "-cost", o_.costBatch, false);
     PlanCost cost = costPlan(LoadedPlan::load(c.costPlanPath), device_);
     c.seconds = cost.seconds;
     c.joules = cost.joules;
