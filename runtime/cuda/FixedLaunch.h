@@ -237,7 +237,8 @@ void launchBatchNormBackward(const Table &k, Launch &&launch, Blocks &&blocks,
 }
 
 /// A reduction of rcount values into each of outCount outputs. Up to 2048 values an
-/// output is summed by one thread in the CPU's order; beyond, in chunks by blocks
+/// output is summed by eight threads, their sums added in a fixed order
+/// (mt_reduce_small); beyond, in chunks by blocks
 /// (partial sums), with 16-byte loads when the innermost reduced dimension is
 /// contiguous, every stride and that dimension's size are multiples of 8, and the
 /// input is aligned.
