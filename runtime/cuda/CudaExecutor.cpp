@@ -1608,20 +1608,14 @@ CudaExecutor::Launch CudaExecutor::prepareAllFinite(const plan::AllFinite &k, Sc
   FiniteItem *table = uploadTable(items, "all-finite table");
   const size_t flagOff = sl.take(sizeof(int));
   const long long numItems = (long long)items.size();
-  const unsigned blocksX = unsigned(std::min<int64_t>(std::max<int64_t>(1, (maxCount + 255) / 256), 1024));
   void *out = ptr(k.output());
   const int ot = dcode(k.output());
-  const void *mult = k.multiplier() >= 0 ? ptr(k.multiplier()) : nullptr;
-  const int mt = k.multiplier() >= 0 ? dcode(k.multiplier()) : 0;
+  const void *mult = ptr(k.multiplier()); // null for none
+  const int mt = dcode(k.multiplier());
   return [=] {
     int *flag = reinterpret_cast<int *>(scratch(flagOff));
     checkCuda(cudaMemsetAsync(flag, 0, sizeof(int), stream_), "cudaMemsetAsync");
-    for (long long first = 0; first < numItems; first += 65535) {
-      const unsigned count = unsigned(std::min<long long>(65535, numItems - first));
-      const FiniteItem *items = table + first;
-      launch(fixed_.mt_allfinite, dim3(blocksX, count), 256, items, flag, mult, mt);
-    }
-    launch(fixed_.mt_allfinite_out, 1, 32, flag, out, ot);
+    launchAllFinite(fixed_, fixedLauncher(), table, numItems, maxCount, flag, mult, mt, out, ot);
   };
 }
 

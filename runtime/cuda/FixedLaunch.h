@@ -326,6 +326,21 @@ void launchReduce(const Table &k, Launch &&launch, Blocks &&blocks, const Reduce
          a.out, a.ot);
 }
 
+/// The all-finite check of `numItems` tensors (a FiniteItem table where the kernel can
+/// read it), `maxCount` the most elements one has: one block row per tensor (at most
+/// 65535 rows a launch), each element times *mult where mult is not null, into *flag
+/// (zeroed by the caller); then 1 or 0 into `out`.
+template <class Table, class Launch>
+void launchAllFinite(const Table &k, Launch &&launch, const FiniteItem *items, long long numItems,
+                     long long maxCount, int *flag, const void *mult, int mt, void *out, int ot) {
+  const unsigned blocksX = unsigned(std::clamp<long long>((maxCount + 255) / 256, 1, 1024));
+  for (long long first = 0; first < numItems; first += 65535) {
+    const unsigned count = unsigned(std::min<long long>(65535, numItems - first));
+    launch(k.mt_allfinite, Grid{blocksX, count}, 256, items + first, flag, mult, mt);
+  }
+  launch(k.mt_allfinite_out, Grid{1}, 32, flag, out, ot);
+}
+
 struct MaxPoolBackwardArgs {
   TensorRef dy, x, y, dx;
   long long planes = 0, h = 0, w = 0, oh = 0, ow = 0, kernel = 0, stride = 0;

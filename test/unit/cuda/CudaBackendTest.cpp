@@ -1290,14 +1290,16 @@ TEST(CudaHostEmulation, AllFiniteMatchesTheCpu) {
     const plan::AllFinite &k = *step->kernel_as_AllFinite();
     // The executor's launches (prepareAllFinite): one block row per tensor, then the flag.
     std::vector<cuda::FiniteItem> items;
-    for (int id : *k.inputs())
+    long long maxCount = 0;
+    for (int id : *k.inputs()) {
       items.push_back({ht.ptr(id), lp.numElements(id), int64_t(ht.dtype(id))});
+      maxCount = std::max<long long>(maxCount, lp.numElements(id));
+    }
     int flag = 0;
     const int m = k.multiplier();
-    launch(table.mt_allfinite, cuda::Grid{2, unsigned(items.size())}, 256, items.data(), &flag,
-           ht.ptr(m), m < 0 ? 0 : int(ht.dtype(m)));
-    launch(table.mt_allfinite_out, cuda::Grid{1}, 32, &flag, ht.ptr(k.output()),
-           int(ht.dtype(k.output())));
+    cuda::launchAllFinite(table, launch, items.data(), (long long)items.size(), maxCount, &flag,
+                          ht.ptr(m), m < 0 ? 0 : int(ht.dtype(m)), ht.ptr(k.output()),
+                          int(ht.dtype(k.output())));
     const std::string name = step->name()->str();
     EXPECT_EQ(cpu.tensor(k.output())[0], expected[i]) << name << " on the CPU";
     EXPECT_EQ(ht.get(k.output())[0], expected[i]) << name << " in the CUDA kernel";
