@@ -138,6 +138,39 @@ FusedOp fuse(Operation *producer, Operation *consumer, Operation *at) {
   return fused;
 }
 
+/// Moves a linear's bias, and the relu that alone reads its result, into the GEMM
+/// (`graph.epilogue = "bias"` or `"bias_relu"`; emit-plan: Gemm.bias, Gemm.relu;
+/// cuBLASLt's BIAS / RELU_BIAS epilogues on the GPU): y = round(relu(x·wᵀ + b)) with
+/// the bias added to the fp32 product, one rounding to y's type. Unlike the rest of
+/// this pass that is not the unfused plan's bits in fp16/bf16, which round the
+/// product before the bias add: it is one rounding fewer, as PyTorch's addmm on CUDA
+/// (cuBLASLt's bias epilogue) computes it. In fp32 the product is stored exactly, so
+/// the bits are the same. Only where x, w, b and y have one element type (the
+/// epilogue's bias is of D's type) and x is a matrix. GELU does not fold: ours is
+/// the exact erf GELU, and cuBLASLt documents no formula for its GELU epilogue.
+void foldLinearEpilogue(Block &block) {
+  for (auto linear : block.getOps<LinearOp>()) {
+    Value bias = linear.getBias();
+    auto type = cast<RankedTensorType>(linear.getResult().getType());
+    auto elementOf = [](Value v) { return cast<RankedTensorType>(v.getType()).getElementType(); };
+    if (!bias || linear->hasAttr("graph.epilogue") || type.getRank() != 2 ||
+        elementOf(bias) != type.getElementType() ||
+        elementOf(linear.getInput()) != type.getElementType() ||
+        elementOf(linear.getWeight()) != type.getElementType())
+      continue;
+    StringRef epilogue = "bias";
+    Value result = linear.getResult();
+    if (result.hasOneUse())
+      if (auto relu = dyn_cast<ReluOp>(*result.getUsers().begin());
+          relu && relu.getResult().getType() == type) {
+        relu.getResult().replaceAllUsesWith(result);
+        relu->erase();
+        epilogue = "bias_relu";
+      }
+    linear->setAttr("graph.epilogue", StringAttr::get(linear.getContext(), epilogue));
+  }
+}
+
 /// Splits `linear %x, %w, %b` into `linear %x, %w` and `add %y, %b` where an
 /// elementwise op of the same shape reads the result, so that the bias add
 /// (emit-plan's ".bias_add" step after the GEMM) can join that op's kernel. The
@@ -148,7 +181,8 @@ void splitLinearBias(Block &block) {
   for (auto linear : llvm::make_early_inc_range(block.getOps<LinearOp>())) {
     Value bias = linear.getBias();
     auto type = cast<RankedTensorType>(linear.getResult().getType());
-    if (!bias || cast<RankedTensorType>(bias.getType()).getElementType() != type.getElementType())
+    if (!bias || linear->hasAttr("graph.epilogue") ||
+        cast<RankedTensorType>(bias.getType()).getElementType() != type.getElementType())
       continue;
     if (llvm::none_of(linear->getUsers(), [&](Operation *u) {
           return isFusible(u) && iterationShape(u) == type.getShape();
@@ -238,6 +272,8 @@ public:
   void runOnOperation() override {
     for (auto fn : getOperation().getOps<func::FuncOp>())
       for (Block &block : fn.getBody()) {
+        if (gemmEpilogue)
+          foldLinearEpilogue(block);
         if (splitBias)
           splitLinearBias(block);
         foldBatchNormRelu(block);

@@ -310,14 +310,24 @@ def FuseElementwise : Pass<"fuse-elementwise", "mlir::ModuleOp"> {
     checks before the update reads the flag) is not made. Its `graph.name` joins the
     members' names (or mnemonics) with `+`.
 
-    The bias of a `graph.linear` whose result an elementwise op reads is split
-    off first (`split-bias`) into a `graph.add` after a bias-free linear: it is
-    the ".bias_add" step emit-plan would add after the GEMM anyway, and now it
-    joins the activation's kernel (GEMM + bias + relu: 3 kernels become 2).
-    The GEMM itself stays; the bias of a convolution stays on the op (emit-plan
-    lowers it to a bias add step, or, where only batch norms read the
-    convolution's result, folds it into them: `fold-conv-bias`). Epilogues
-    inside the GEMM (cuBLASLt) are a follow-up.
+    First, a `graph.linear`'s bias, and a relu that alone reads its result,
+    move into the GEMM as its epilogue (`gemm-epilogue`): the linear gets
+    `graph.epilogue = "bias"` or `"bias_relu"`, emit-plan writes one Gemm step
+    with `bias` and `relu`, and the GPU runs it as cuBLASLt's BIAS or RELU_BIAS
+    epilogue (GEMM + bias + relu: 3 kernels become 1). The bias is added to the
+    fp32 product and the result rounded once, as PyTorch's addmm does on CUDA;
+    the unfused plan rounds the product before the bias add, so in fp16 and
+    bf16 (not fp32) this one fold changes the last bits. Only where x, w, b and
+    the result share one element type; not for GELU (ours is the exact erf
+    GELU; cuBLASLt documents no formula for its GELU epilogue).
+    `gemm-epilogue=false` (`mantissa compile --no-gemm-epilogue`) keeps the bits
+    of the unfused plan: then the bias of a linear whose result an elementwise
+    op reads is split off (`split-bias`) into a `graph.add` after a bias-free
+    linear: it is the ".bias_add" step emit-plan would add after the GEMM
+    anyway, and now it joins the activation's kernel (3 kernels become 2). The
+    bias of a convolution stays on the op (emit-plan lowers it to a bias add
+    step, or, where only batch norms read the convolution's result, folds it
+    into them: `fold-conv-bias`).
 
     Inside, a value of element type f16 or bf16 that another member reads is
     rounded to that type (RoundF16/RoundBF16) where the unfused op stored it,
@@ -344,6 +354,9 @@ def FuseElementwise : Pass<"fuse-elementwise", "mlir::ModuleOp"> {
     ```
   }];
   let options = [
+    Option<"gemmEpilogue", "gemm-epilogue", "bool", "true",
+           "a linear's bias and the relu that alone reads its result become the GEMM's "
+           "epilogue (graph.epilogue; one rounding, as cuBLASLt and PyTorch's addmm)">,
     Option<"splitBias", "split-bias", "bool", "true",
            "split the bias of a graph.linear into a graph.add that can fuse with its consumer">,
   ];
@@ -364,7 +377,9 @@ def EmitPlan : Pass<"emit-plan", "mlir::ModuleOp"> {
     persist-working-copies left any) come first, side by side, where one
     multi-tensor launch takes them. The IR is left unchanged.
 
-    A convolution's bias is a bias add step after it, in place of its result,
+    A linear that fuse-elementwise gave an epilogue (`graph.epilogue`) is one
+    Gemm step with `bias` (and `relu`); another linear's bias is a bias add step
+    after its GEMM. A convolution's bias is a bias add step after it, in place of its result,
     except where every reader of the result is a batch norm (forward or
     backward) reading it as its input: then the result is stored without the
     bias and the batch norms read `x + bias[c]`, rounded to x's type as the bias

@@ -442,6 +442,20 @@ LogicalResult PlanLowering::lowerOp(Operation *op, bool eval) {
     int x = id(lin.getInput()), w = id(lin.getWeight()), y = id(lin.getResult());
     int64_t m = shapeOf(lin.getInput())[0], k = shapeOf(lin.getInput())[1],
             n = shapeOf(lin.getWeight())[0];
+    // fuse-elementwise's gemm-epilogue: the bias (and relu) inside the GEMM.
+    if (auto epilogue = lin->getAttrOfType<StringAttr>("graph.epilogue")) {
+      if (!lin.getBias() || (epilogue.getValue() != "bias" && epilogue.getValue() != "bias_relu"))
+        return op->emitError() << "emit-plan: linear epilogue '" << epilogue.getValue()
+                               << "' (expected \"bias\" or \"bias_relu\", with a bias)";
+      const bool relu = epilogue.getValue() == "bias_relu";
+      addStep(op, plan::Kernel::Gemm, {in(x), in(w), in(id(lin.getBias())), out(y)},
+              [=](fb::FlatBufferBuilder &b, const std::vector<int> &t) {
+                return plan::CreateGemm(b, t[0], t[1], t[3], false, true, m, n, k, 1, 1.0f, 0.0f,
+                                        t[2], relu)
+                    .Union();
+              });
+      return success();
+    }
     addStep(op, plan::Kernel::Gemm, {in(x), in(w), out(y)},
             [m, n, k](fb::FlatBufferBuilder &b, const std::vector<int> &t) {
               return plan::CreateGemm(b, t[0], t[1], t[2], false, true, m, n, k).Union();

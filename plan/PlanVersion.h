@@ -13,7 +13,8 @@ namespace mantissa {
 // 2: initialisers (InitKind); 3: memory plan (offsets, arena); 4: CUDA kernels
 // compiled ahead of time (Plan.cuda); 5: max-pool gradients from x and y (no indices);
 // 6: working copies of parameters (Role.WorkingCopy, Tensor.master), the all-finite
-// check's multiplier, batch norms that add their input's bias (input_bias).
-inline constexpr uint32_t kPlanVersion = 6;
+// check's multiplier, batch norms that add their input's bias (input_bias); 7: GEMM
+// epilogues (Gemm.bias, Gemm.relu).
+inline constexpr uint32_t kPlanVersion = 7;
 
 } // namespace mantissa

@@ -94,9 +94,15 @@ KernelWork stepWork(const LoadedPlan &plan, const plan::Step &step) {
   switch (step.kernel_type()) {
   case K::Gemm: {
     const plan::Gemm &g = *step.kernel_as_Gemm();
-    return gemmWork(double(g.m()), double(g.n()), double(g.k()), double(g.batch()),
-                    elementSize(plan, g.a()), elementSize(plan, g.b()), elementSize(plan, g.c()),
-                    g.beta() != 0.0f, matrixClass(plan, g.a(), g.b()));
+    KernelWork w =
+        gemmWork(double(g.m()), double(g.n()), double(g.k()), double(g.batch()),
+                 elementSize(plan, g.a()), elementSize(plan, g.b()), elementSize(plan, g.c()),
+                 g.beta() != 0.0f, matrixClass(plan, g.a(), g.b()));
+    // The epilogue reads the bias once; its adds and relu are priced as free beside
+    // the 2k FLOPs of each output.
+    if (g.bias() >= 0)
+      w.bytes += bytesOf(plan, g.bias());
+    return w;
   }
   case K::Conv2d:
     return convWork(plan, *step.kernel_as_Conv2d());

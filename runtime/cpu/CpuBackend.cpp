@@ -174,6 +174,17 @@ const T *CpuExecutor<T>::withInputBias(int64_t channels, int64_t hw, int x, int 
 }
 
 template <class T>
+void CpuExecutor<T>::addBiasRows(T *c, const T *bias, int64_t m, int64_t n, bool relu) {
+  for (int64_t i = 0; i < m; ++i) {
+    T *row = c + i * n;
+    for (int64_t j = 0; j < n; ++j) {
+      T v = row[j] + bias[j];
+      row[j] = !relu || v > T(0) ? v : (v != v ? v : T(0)); // common/ScalarOps.def's Relu
+    }
+  }
+}
+
+template <class T>
 const plan::Function &CpuExecutor<T>::function(const std::string &name) const {
   const plan::Function *fn = plan_.findFunction(name);
   if (!fn) {
@@ -239,6 +250,8 @@ void CpuExecutor<T>::runStep(const plan::Step &step, const kernels::ElementwiseP
     gemmStridedBatched<T>(k.trans_a(), k.trans_b(), k.m(), k.n(), k.k(), T(k.alpha()), ptr(k.a()),
                           k.m() * k.k(), ptr(k.b()), k.k() * k.n(), T(k.beta()), ptr(k.c()),
                           k.m() * k.n(), k.batch());
+    if (k.bias() >= 0)
+      addBiasRows(ptr(k.c()), ptr(k.bias()), k.m(), k.n(), k.relu());
     roundOutput(k.c());
     return;
   }

@@ -86,6 +86,9 @@ private:
   /// rounded to x's dtype in `scratch`: what the folded bias add would have stored.
   const T *withInputBias(int64_t channels, int64_t hw, int x, int bias, std::vector<T> &scratch);
   const T *labels(int id);
+  /// A GEMM's epilogue (Gemm.bias, Gemm.relu): every row of the [m, n] product plus
+  /// bias, then the elementwise Relu's rule, before the one rounding (roundOutput).
+  void addBiasRows(T *c, const T *bias, int64_t m, int64_t n, bool relu);
 
   const LoadedPlan &plan_;
   std::unique_ptr<ThreadPool> pool_;

@@ -607,6 +607,22 @@ void Checker::checkGemm(const plan::Gemm &k) {
   data(k.a(), "a", product({k.batch(), k.m(), k.k()}));
   data(k.b(), "b", product({k.batch(), k.k(), k.n()}));
   data(k.c(), "c", product({k.batch(), k.m(), k.n()}));
+  if (k.bias() == -1) {
+    if (k.relu())
+      fail("relu without a bias (the epilogue is bias or bias + relu)");
+    return;
+  }
+  // The epilogue (cuBLASLt's BIAS / RELU_BIAS): one matrix, overwritten, one type.
+  if (k.batch() != 1 || k.beta() != 0.0f)
+    fail("a bias epilogue needs batch 1 and beta 0, got batch " + std::to_string(k.batch()) +
+         " and beta " + std::to_string(k.beta()));
+  data(k.bias(), "bias", k.n());
+  plan::DType ct = p_.tensors()->Get(k.c())->dtype();
+  for (auto [id, operand] : {std::pair{k.a(), "a"}, {k.b(), "b"}, {k.bias(), "bias"}})
+    if (p_.tensors()->Get(id)->dtype() != ct)
+      fail(std::string("operand ") + operand + " (" + describe(id) + ") is " +
+           plan::EnumNameDType(p_.tensors()->Get(id)->dtype()) +
+           "; a bias epilogue needs a, b, bias and c of c's type " + plan::EnumNameDType(ct));
 }
 
 void Checker::checkConv(const plan::Conv2d &k) {

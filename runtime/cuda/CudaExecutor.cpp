@@ -48,6 +48,7 @@
 #include "common/Error.h"
 #include "common/Float16.h"
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -134,6 +135,24 @@ struct GemmCall {
   const void *a = nullptr, *b = nullptr;
   void *c = nullptr;
   DType at = DType::F32, bt = DType::F32, ct = DType::F32;
+};
+
+/// A GEMM with its epilogue (Gemm.bias, Gemm.relu) through cuBLASLt: the descriptors
+/// and the algorithm, chosen once when the step is prepared.
+struct LtMatmul {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  LtMatmul() = default;
+  LtMatmul(const LtMatmul &) = delete;
+  LtMatmul &operator=(const LtMatmul &) = delete;
+  ~LtMatmul() {
+    for (cublasLtMatrixLayout_t l : {a, b, d})
+      if (l)
+        cublasLtMatrixLayoutDestroy(l);
+    if (desc)
+      cublasLtMatmulDescDestroy(desc);
+  }
 };
 
 bool cSupported(DType ab, DType c) {
@@ -258,6 +277,10 @@ private:
   Launch prepareStep(const plan::Step &step, int site, ScratchLayout &sl);
   Launch prepareElementwise(const plan::Elementwise &k);
   Launch prepareGemm(const plan::Gemm &k, ScratchLayout &sl);
+  Launch prepareGemmEpilogue(const plan::Gemm &k, ScratchLayout &sl);
+  /// The cuBLASLt matmul of a Gemm with an epilogue, or null where cuBLASLt has no
+  /// algorithm for it (then the fallback runs).
+  std::unique_ptr<LtMatmul> planLtMatmul(const plan::Gemm &k);
   Launch prepareConv(const plan::Conv2d &k, ScratchLayout &sl);
   Launch prepareConvIm2col(const plan::Conv2d &k, ScratchLayout &sl);
   std::vector<ConvVariant> convVariants(const plan::Conv2d &k);
@@ -336,6 +359,10 @@ private:
   std::string description_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
+  cublasLtHandle_t lt_ = nullptr;
+  std::vector<std::unique_ptr<LtMatmul>> ltMatmuls_; // the epilogue GEMMs' descriptors
+  bool epilogues_ = true;     // Gemm.bias/relu through cuBLASLt (else GEMM + mt_bias_act)
+  int epilogueFallbacks_ = 0; // epilogue GEMMs that cuBLASLt had no algorithm for
   void *blasWorkspace_ = nullptr;
   static constexpr size_t blasWorkspaceBytes_ = size_t(32) << 20;
   bool tf32_ = false;
@@ -422,6 +449,9 @@ CudaExecutor::~CudaExecutor() {
     cudaFree(scratch_);
   if (status_)
     cudaFree(status_);
+  ltMatmuls_.clear();
+  if (lt_)
+    cublasLtDestroy(lt_);
   if (blas_)
     cublasDestroy(blas_);
   if (blasWorkspace_)
@@ -449,6 +479,7 @@ void CudaExecutor::init() {
   convNhwc_ = conv == "nhwc";
   convAuto_ = conv == "auto";
   vectorKernels_ = std::string(envOr("MANTISSA_CUDA_VECTOR", "1")) != "0";
+  epilogues_ = std::string(envOr("MANTISSA_CUDA_EPILOGUE", "1")) != "0";
   multiTensor_ = std::string(envOr("MANTISSA_CUDA_MULTI_TENSOR", "1")) != "0";
   if (const char *mb = std::getenv("MANTISSA_CUDA_CONV_WORKSPACE_MB"))
     convBudget_ = size_t(std::max(1.0, std::atof(mb) * double(1 << 20)));
@@ -508,6 +539,8 @@ void CudaExecutor::initDevice() {
   checkCuda(cudaMalloc(&blasWorkspace_, blasWorkspaceBytes_), "cudaMalloc (cuBLAS workspace)");
   allocatedBytes_ += int64_t(blasWorkspaceBytes_);
   checkBlas(cublasSetWorkspace(blas_, blasWorkspace_, blasWorkspaceBytes_), "cublasSetWorkspace");
+  // cuBLASLt for the GEMMs with an epilogue; it shares the workspace: both run on stream_.
+  checkBlas(cublasLtCreate(&lt_), "cublasLtCreate");
   // fp32 GEMMs use no TF32 unless the plan asks (then per call, with COMPUTE_32F_FAST_TF32);
   // fp16/bf16 GEMMs reduce in fp32 (no reduced-precision split-K reductions).
   checkBlas(cublasSetMathMode(blas_, cublasMath_t(CUBLAS_DEFAULT_MATH |
@@ -868,6 +901,11 @@ void CudaExecutor::prepareFunctions() {
     allocatedBytes_ += int64_t(maxScratch);
     scratchBytes_ = maxScratch;
   }
+  if (epilogueFallbacks_ > 0)
+    std::fprintf(stderr,
+                 "mantissa cuda: note: cuBLASLt has no algorithm for %d GEMM epilogue(s); they "
+                 "run as a GEMM into fp32 and a bias kernel (same numbers, one more kernel)\n",
+                 epilogueFallbacks_);
 }
 
 //===--- launching ----------------------------------------------------------------===//
@@ -1008,6 +1046,129 @@ void CudaExecutor::runGemm(const GemmPlan &g, const GemmCall &c) {
                   ", k=" + std::to_string(k) + ", batch=" + std::to_string(c.batch) + ")");
   if (g.viaF32C)
     convert(cc, DType::F32, c.c, c.ct, countC);
+}
+
+std::unique_ptr<LtMatmul> CudaExecutor::planLtMatmul(const plan::Gemm &k) {
+  // Row-major C[m,n] = op(a) op(b) is column-major D[n,m] = op(b)^T op(a)^T: cuBLASLt's
+  // A is our b and its B our a; the bias indexes D's rows (our n), as a linear's does.
+  const DType t = dtype(k.c());
+  const cudaDataType_t type = blasType(t);
+  const uint64_t m = uint64_t(k.m()), n = uint64_t(k.n()), kk = uint64_t(k.k());
+  auto lt = std::make_unique<LtMatmul>();
+  const cublasComputeType_t compute =
+      (t == DType::F32 && tf32_) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  checkBlas(cublasLtMatmulDescCreate(&lt->desc, compute, CUDA_R_32F), "cublasLtMatmulDescCreate");
+  auto set = [&](cublasLtMatmulDescAttributes_t attr, const void *v, size_t bytes) {
+    checkBlas(cublasLtMatmulDescSetAttribute(lt->desc, attr, v, bytes),
+              "cublasLtMatmulDescSetAttribute(" + std::to_string(int(attr)) + ")");
+  };
+  const cublasOperation_t opA = k.trans_b() ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t opB = k.trans_a() ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasLtEpilogue_t epilogue =
+      k.relu() ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_BIAS;
+  const void *bias = ptr(k.bias());
+  const int32_t biasType = int32_t(type);
+  set(CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof opA);
+  set(CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof opB);
+  set(CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof epilogue);
+  set(CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+  set(CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &biasType, sizeof biasType);
+  // Column-major layouts as stored: b is [kk, n] row-major ([n, kk] with trans_b).
+  auto layout = [&](cublasLtMatrixLayout_t &l, uint64_t rows, uint64_t cols) {
+    checkBlas(cublasLtMatrixLayoutCreate(&l, type, rows, cols, int64_t(rows)),
+              "cublasLtMatrixLayoutCreate");
+  };
+  layout(lt->a, k.trans_b() ? kk : n, k.trans_b() ? n : kk);
+  layout(lt->b, k.trans_a() ? m : kk, k.trans_a() ? kk : m);
+  layout(lt->d, n, m);
+
+  cublasLtMatmulPreference_t pref = nullptr;
+  checkBlas(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
+  std::unique_ptr<std::remove_pointer_t<cublasLtMatmulPreference_t>,
+                  cublasStatus_t (*)(cublasLtMatmulPreference_t)>
+      prefOwner(pref, cublasLtMatmulPreferenceDestroy);
+  auto setPref = [&](cublasLtMatmulPreferenceAttributes_t attr, const void *v, size_t bytes) {
+    checkBlas(cublasLtMatmulPreferenceSetAttribute(pref, attr, v, bytes),
+              "cublasLtMatmulPreferenceSetAttribute(" + std::to_string(int(attr)) + ")");
+  };
+  const uint64_t workspace = blasWorkspaceBytes_;
+  setPref(CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace, sizeof workspace);
+  // Split-K partial sums in fp32 only, as the cuBLAS handle's
+  // DISALLOW_REDUCED_PRECISION_REDUCTION: never added up in fp16/bf16.
+  const uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+  setPref(CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof schemes);
+  // The operands' actual alignment (tensors sit at arena offsets), so that no
+  // algorithm that needs more is chosen.
+  auto alignment = [](const void *p) {
+    uint32_t a = 256;
+    while (a > 1 && reinterpret_cast<uintptr_t>(p) % a)
+      a /= 2;
+    return a;
+  };
+  const uint32_t alignA = alignment(ptr(k.b())), alignB = alignment(ptr(k.a())),
+                 alignD = alignment(ptr(k.c()));
+  setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &alignA, sizeof alignA);
+  setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &alignB, sizeof alignB);
+  setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &alignD, sizeof alignD);
+  setPref(CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &alignD, sizeof alignD);
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt_, lt->desc, lt->a, lt->b, lt->d, lt->d,
+                                                     pref, 1, &result, &found);
+  if (st == CUBLAS_STATUS_NOT_SUPPORTED || (st == CUBLAS_STATUS_SUCCESS && found == 0))
+    return nullptr;
+  checkBlas(st, "cublasLtMatmulAlgoGetHeuristic(m=" + std::to_string(m) +
+                    ", n=" + std::to_string(n) + ", k=" + std::to_string(kk) + ")");
+  lt->algo = result.algo;
+  return lt;
+}
+
+CudaExecutor::Launch CudaExecutor::prepareGemmEpilogue(const plan::Gemm &k, ScratchLayout &sl) {
+  // PlanLoader checked: batch 1, beta 0, a, b, bias and c of c's type.
+  const int64_t m = k.m(), n = k.n();
+  if (m == 0 || n == 0)
+    return [] {};
+  void *a = ptr(k.a()), *b = ptr(k.b()), *c = ptr(k.c());
+  const void *bias = ptr(k.bias());
+  const float alpha = k.alpha(), beta = 0.0f;
+  if (epilogues_ && k.k() > 0) {
+    if (std::unique_ptr<LtMatmul> lt = planLtMatmul(k)) {
+      const LtMatmul *p = lt.get();
+      ltMatmuls_.push_back(std::move(lt));
+      const std::string what = "cublasLtMatmul(m=" + std::to_string(m) +
+                               ", n=" + std::to_string(n) + ", k=" + std::to_string(k.k()) + ", " +
+                               (k.relu() ? "RELU_BIAS" : "BIAS") + ")";
+      return [=, this] {
+        checkBlas(cublasLtMatmul(lt_, p->desc, &alpha, b, p->a, a, p->b, &beta, c, p->d, c, p->d,
+                                 &p->algo, blasWorkspace_, blasWorkspaceBytes_, stream_),
+                  what);
+      };
+    }
+    ++epilogueFallbacks_;
+  }
+  // The fallback, exact as well: the product in fp32 scratch, then mt_bias_act's one
+  // rounding (also MANTISSA_CUDA_EPILOGUE=0, and k = 0, where the product is 0).
+  GemmCall g;
+  g.ta = k.trans_a();
+  g.tb = k.trans_b();
+  g.m = m;
+  g.n = n;
+  g.k = k.k();
+  g.alpha = alpha;
+  g.a = a;
+  g.b = b;
+  g.at = dtype(k.a());
+  g.bt = dtype(k.b());
+  g.ct = DType::F32;
+  const GemmPlan gp = planGemm(g.at, g.bt, DType::F32, m * k.k(), k.k() * n, m * n, sl);
+  const size_t acc = sl.take(size_t(m * n) * 4);
+  const int ct = dcode(k.c()), bt = dcode(k.bias()), relu = k.relu() ? 1 : 0;
+  return [=, this]() mutable {
+    g.c = scratch(acc);
+    runGemm(gp, g);
+    launch(fixed_.mt_bias_act, blocksFor(m * n), 256, static_cast<const float *>(g.c), c, ct, bias,
+           bt, (long long)m, (long long)n, relu);
+  };
 }
 
 //===--- steps --------------------------------------------------------------------===//
@@ -1190,6 +1351,8 @@ CudaExecutor::Launch CudaExecutor::prepareStep(const plan::Step &step, int site,
 }
 
 CudaExecutor::Launch CudaExecutor::prepareGemm(const plan::Gemm &k, ScratchLayout &sl) {
+  if (k.bias() >= 0)
+    return prepareGemmEpilogue(k, sl);
   GemmCall c;
   c.ta = k.trans_a();
   c.tb = k.trans_b();

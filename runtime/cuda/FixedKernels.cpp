@@ -146,6 +146,18 @@ extern "C" __global__ void mt_scale(void *p, int t, long long n, float beta) {
   MT_GRID_STRIDE(i, n) mt_store(p, t, i, beta * mt_load(p, t, i));
 }
 
+// A GEMM's epilogue where cuBLASLt offers none (or MANTISSA_CUDA_EPILOGUE=0): the fp32
+// product [rows, cols] plus bias[col], then relu (the elementwise Relu's rule: NaN
+// stays), rounded once to c's type, as Gemm.bias / Gemm.relu define it.
+extern "C" __global__ void mt_bias_act(const float *acc, void *c, int ct, const void *bias, int bt,
+                                       long long rows, long long cols, int relu) {
+  MT_GRID_STRIDE(i, rows * cols) {
+    float v = acc[i] + mt_load(bias, bt, i % cols);
+    if (relu) v = v > 0.0f ? v : (v != v ? v : 0.0f);
+    mt_store(c, ct, i, v);
+  }
+}
+
 // ---- convolution: im2col / col2im around cuBLAS ----
 //
 // layout 0: col[g][c][r][s][p][q]   (one [CRS, PQ] matrix per sample: strided-batched GEMM)

@@ -350,6 +350,8 @@ std::string Printer::kernel(const Step &s) {
       o << " batch=" << k->batch();
     if (k->alpha() != 1.0f || k->beta() != 0.0f)
       o << " alpha=" << fmt(k->alpha()) << " beta=" << fmt(k->beta());
+    if (k->bias() >= 0)
+      o << " epilogue=" << (k->relu() ? "bias+relu" : "bias") << " bias=" << ref(k->bias());
   } else if (auto *k = s.kernel_as_Conv2d()) {
     o << EnumNameConvKind(k->kind()) << " in0=" << ref(k->in0()) << " in1=" << ref(k->in1())
       << " out=" << ref(k->out()) << " nchw=" << k->n() << "x" << k->c() << "x" << k->h() << "x"

@@ -98,8 +98,11 @@ LogicalResult runCompilePipeline(ModuleOp module, const CompileOptions &o) {
   pm.addPass(createRematConcat());
   if (o.workingCopies)
     pm.addPass(createPersistWorkingCopies());
-  if (o.fuse)
-    pm.addPass(createFuseElementwise());
+  if (o.fuse) {
+    FuseElementwiseOptions fe;
+    fe.gemmEpilogue = o.gemmEpilogue;
+    pm.addPass(createFuseElementwise(fe));
+  }
   // Checked before the (slower) passes run.
   std::vector<int> archs;
   if (o.arch != "none") {

@@ -27,6 +27,9 @@ struct CompileOptions {
   /// With fuse: a convolution's bias add folded into the batch norms that read its result
   /// (emit-plan's fold-conv-bias). The result is then stored without the bias.
   bool foldConvBias = true;
+  /// With fuse: a linear's bias and relu in its GEMM (fuse-elementwise's gemm-epilogue),
+  /// one rounding fewer in fp16/bf16.
+  bool gemmEpilogue = true;
   bool verbose = false; // print what the kernel compilation did
   /// Architectures to compile every kernel for with NVRTC ("sm_90,sm_80"), or "none".
 #ifdef MANTISSA_HAVE_NVRTC

@@ -69,7 +69,9 @@ const char *kUsage =
     "  --tf32                                   let fp32 GEMMs use TF32\n"
     "  --no-fuse                                one kernel per elementwise op (no\n"
     "                                           fuse-elementwise, convolution biases not\n"
-    "                                           folded into batch norms)\n"
+    "                                           folded into batch norms, no GEMM epilogues)\n"
+    "  --no-gemm-epilogue                       keep a linear's bias (and relu) out of its\n"
+    "                                           GEMM: the unfused plan's roundings, bit for bit\n"
     "  --no-working-copies                      cast the fp32 masters every step instead of\n"
     "                                           keeping low-precision copies the update writes\n"
     "                                           (no persist-working-copies)\n"
@@ -138,6 +140,8 @@ int compileMain(int argc, char **argv) {
       o.emitIr = true;
     } else if (name == "--no-fuse" && !hasInline) {
       o.fuse = false;
+    } else if (name == "--no-gemm-epilogue" && !hasInline) {
+      o.gemmEpilogue = false;
     } else if (name == "--no-working-copies" && !hasInline) {
       o.workingCopies = false;
     } else if ((name == "-v" || name == "--verbose") && !hasInline) {

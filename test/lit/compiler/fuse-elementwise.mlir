@@ -1,9 +1,15 @@
 // RUN: mantissa-opt %s --split-input-file --fuse-elementwise | FileCheck %s
-// RUN: mantissa-opt %s --split-input-file --fuse-elementwise=split-bias=false | FileCheck %s --check-prefix=NOSPLIT
-// In a plan: the fused program rounds an f16 value read inside the kernel where
-// the unfused ops stored it (fc1's bias add, read by its relu, in mlp_digits).
-// RUN: mantissa compile %models/mlp_digits.mlir -o %t.plan --precision fp16
+// RUN: mantissa-opt %s --split-input-file --fuse-elementwise=gemm-epilogue=false | FileCheck %s --check-prefix=SPLIT
+// RUN: mantissa-opt %s --split-input-file --fuse-elementwise="gemm-epilogue=false split-bias=false" | FileCheck %s --check-prefix=NOSPLIT
+// In a plan without GEMM epilogues: the fused program rounds an f16 value read
+// inside the kernel where the unfused ops stored it (fc1's bias add, read by its
+// relu, in mlp_digits).
+// RUN: mantissa compile %models/mlp_digits.mlir -o %t.plan --precision fp16 --no-gemm-epilogue
 // RUN: mantissa inspect %t.plan | FileCheck %s --check-prefix=PLAN
+// With them (the default): fc1's and fc2's bias and relu are their GEMMs' epilogues,
+// fc3's bias too (its result goes to the loss through a cast).
+// RUN: mantissa compile %models/mlp_digits.mlir -o %t.epilogue.plan --precision fp16
+// RUN: mantissa inspect %t.epilogue.plan | FileCheck %s --check-prefix=EPILOGUE
 // RUN: mantissa compile %models/mlp_digits.mlir -o %t.unfused.plan --precision fp16 --no-fuse
 // RUN: mantissa inspect %t.unfused.plan | FileCheck %s --check-prefix=UNFUSED
 
@@ -21,6 +27,14 @@
 // PLAN-NEXT:    out0 {{.*}}:f16[64x128] = r4
 // PLAN-NEXT:  fc2 graph.linear
 // PLAN-LABEL: function eval_step:
+// EPILOGUE-LABEL: function train_step:
+// EPILOGUE:       fc1 graph.linear Gemm f16 {{.*}} c=[[R:t[0-9]+]]:f16[64x128] {{.*}} epilogue=bias+relu bias={{t[0-9]+}}(fc1.bias:f16):f16[128]
+// EPILOGUE-NEXT:  fc2 graph.linear Gemm f16 a=[[R]]:f16[64x128] {{.*}} epilogue=bias+relu bias={{t[0-9]+}}(fc2.bias:f16):f16[128]
+// EPILOGUE-NEXT:  fc3 graph.linear Gemm f16 {{.*}} epilogue=bias bias={{t[0-9]+}}(fc3.bias:f16):f16[10]
+// EPILOGUE-NEXT:  cast.4 graph.cast Elementwise f32 shape [64x10]
+// EPILOGUE-NOT:   fc1+relu
+// EPILOGUE-LABEL: function eval_step:
+// EPILOGUE:       fc1 graph.linear Gemm f16 {{.*}} epilogue=bias+relu
 // UNFUSED:     fc1 graph.linear Gemm f16
 // UNFUSED-NEXT: fc1.bias_add graph.linear Elementwise f16
 // UNFUSED-NOT: graph.fused
@@ -215,19 +229,26 @@ func.func @two_consumers() -> (tensor<4x4xf32>, tensor<4x4xf32>) {
 
 // -----
 
-// The bias of a linear whose result an activation reads is split off, and
-// joins the activation's kernel: GEMM, bias add, relu (3 kernels) become the
-// GEMM and one fused kernel; the pre-activation that relu_grad reads later is
-// a second result. The last layer's result goes to the loss: nothing to fuse
-// with, its bias stays in the linear.
+// Without GEMM epilogues, the bias of a linear whose result an activation reads
+// is split off, and joins the activation's kernel: GEMM, bias add, relu (3
+// kernels) become the GEMM and one fused kernel; the pre-activation that
+// relu_grad reads later is a second result. The last layer's result goes to the
+// loss: nothing to fuse with, its bias stays in the linear.
+// SPLIT-LABEL: func.func @linear_bias
+//       SPLIT:   %[[Y:.*]] = graph.linear %{{.*}}, %{{.*}} {graph.name = "fc1"} : tensor<4x3xf32>, tensor<8x3xf32> -> tensor<4x8xf32>
+//  SPLIT-NEXT:   %[[F:.*]]:2 = graph.fused(%[[Y]], %{{.*}}) {graph.name = "fc1+relu"}
+//       SPLIT:     graph.add %{{.*}}, %{{.*}} {graph.name = "fc1"} : tensor<4x8xf32>, tensor<8xf32> -> tensor<4x8xf32>
+//  SPLIT-NEXT:     graph.relu
+//       SPLIT:   graph.linear %[[F]]#1, %{{.*}}, %{{.*}} {graph.name = "fc2"} : tensor<4x8xf32>, tensor<2x8xf32>, tensor<2xf32> -> tensor<4x2xf32>
+//       SPLIT:   %[[G:.*]] = graph.matmul
+//  SPLIT-NEXT:   graph.relu_grad %[[F]]#0, %[[G]]
+// With them (the default), both biases are epilogues; the relu does not fold,
+// since relu_grad reads the pre-activation too.
 // CHECK-LABEL: func.func @linear_bias
-//       CHECK:   %[[Y:.*]] = graph.linear %{{.*}}, %{{.*}} {graph.name = "fc1"} : tensor<4x3xf32>, tensor<8x3xf32> -> tensor<4x8xf32>
-//  CHECK-NEXT:   %[[F:.*]]:2 = graph.fused(%[[Y]], %{{.*}}) {graph.name = "fc1+relu"}
-//       CHECK:     graph.add %{{.*}}, %{{.*}} {graph.name = "fc1"} : tensor<4x8xf32>, tensor<8xf32> -> tensor<4x8xf32>
-//  CHECK-NEXT:     graph.relu
-//       CHECK:   graph.linear %[[F]]#1, %{{.*}}, %{{.*}} {graph.name = "fc2"} : tensor<4x8xf32>, tensor<2x8xf32>, tensor<2xf32> -> tensor<4x2xf32>
-//       CHECK:   %[[G:.*]] = graph.matmul
-//  CHECK-NEXT:   graph.relu_grad %[[F]]#0, %[[G]]
+//       CHECK:   %[[H:.*]] = graph.linear %{{.*}}, %{{.*}}, %{{.*}} {graph.epilogue = "bias", graph.name = "fc1"}
+//  CHECK-NEXT:   %[[R:.*]] = graph.relu %[[H]]
+//  CHECK-NEXT:   graph.linear %[[R]], %{{.*}}, %{{.*}} {graph.epilogue = "bias", graph.name = "fc2"}
+//       CHECK:   graph.relu_grad %[[H]],
 // NOSPLIT-LABEL: func.func @linear_bias
 //   NOSPLIT-NOT:   graph.fused
 //       NOSPLIT:   graph.linear %{{.*}}, %{{.*}}, %{{.*}} {graph.name = "fc1"}
@@ -243,6 +264,46 @@ func.func @linear_bias() -> (tensor<4x2xf32>, tensor<4x8xf32>) {
   %g = graph.matmul %z, %w2 : tensor<4x2xf32>, tensor<2x8xf32> -> tensor<4x8xf32>
   %d = graph.relu_grad %h, %g : tensor<4x8xf32>
   return %z, %d : tensor<4x2xf32>, tensor<4x8xf32>
+}
+
+// -----
+
+// A relu that alone reads a linear's result folds into the GEMM's epilogue with
+// the bias (relu_grad reads the relu's result, which is now the linear's). A GELU
+// does not fold (cuBLASLt's GELU is not the exact erf GELU), nor does a linear
+// whose bias has another element type, nor one without a bias.
+// CHECK-LABEL: func.func @linear_epilogue
+//       CHECK:   %[[R:.*]] = graph.linear %{{.*}}, %{{.*}}, %{{.*}} {graph.epilogue = "bias_relu", graph.name = "fc1"}
+//   CHECK-NOT:   graph.relu %
+//       CHECK:   %[[Z:.*]] = graph.linear %[[R]], %{{.*}}, %{{.*}} {graph.epilogue = "bias", graph.name = "fc2"}
+//  CHECK-NEXT:   %[[G:.*]] = graph.fused(%[[Z]]) {graph.name = "gelu+cast"}
+//  CHECK-NEXT:   ^bb0
+//  CHECK-NEXT:     graph.gelu
+//       CHECK:   %[[N:.*]] = graph.linear %[[G]], %{{.*}} {graph.name = "fc3"}
+//  CHECK-NEXT:   %[[M:.*]] = graph.linear %[[N]], %{{.*}}, %{{.*}} {graph.name = "fc4"} : tensor<4x2xf16>, tensor<2x2xf16>, tensor<2xf32> -> tensor<4x2xf16>
+//       CHECK:   graph.relu_grad %[[R]],
+// NOSPLIT-LABEL: func.func @linear_epilogue
+//   NOSPLIT-NOT:   graph.epilogue
+func.func @linear_epilogue() -> (tensor<4x2xf32>, tensor<4x8xf32>) {
+  %x = graph.input "x" : tensor<4x3xf32>
+  %w1 = graph.param "fc1.weight" {init = "zeros"} : tensor<8x3xf32>
+  %b1 = graph.param "fc1.bias" {init = "zeros"} : tensor<8xf32>
+  %w2 = graph.param "fc2.weight" {init = "zeros"} : tensor<2x8xf32>
+  %b2 = graph.param "fc2.bias" {init = "zeros"} : tensor<2xf32>
+  %w3 = graph.input "w3" : tensor<2x2xf16>
+  %w4 = graph.input "w4" : tensor<2x2xf16>
+  %b4 = graph.param "fc4.bias" {init = "zeros"} : tensor<2xf32>
+  %h = graph.linear %x, %w1, %b1 {graph.name = "fc1"} : tensor<4x3xf32>, tensor<8x3xf32>, tensor<8xf32> -> tensor<4x8xf32>
+  %r = graph.relu %h : tensor<4x8xf32>
+  %z = graph.linear %r, %w2, %b2 {graph.name = "fc2"} : tensor<4x8xf32>, tensor<2x8xf32>, tensor<2xf32> -> tensor<4x2xf32>
+  %ge = graph.gelu %z : tensor<4x2xf32>
+  %c = graph.cast %ge : tensor<4x2xf32> to tensor<4x2xf16>
+  %n = graph.linear %c, %w3 {graph.name = "fc3"} : tensor<4x2xf16>, tensor<2x2xf16> -> tensor<4x2xf16>
+  %m16 = graph.linear %n, %w4, %b4 {graph.name = "fc4"} : tensor<4x2xf16>, tensor<2x2xf16>, tensor<2xf32> -> tensor<4x2xf16>
+  %m = graph.cast %m16 : tensor<4x2xf16> to tensor<4x2xf32>
+  %g = graph.matmul %z, %w2 : tensor<4x2xf32>, tensor<2x8xf32> -> tensor<4x8xf32>
+  %d = graph.relu_grad %r, %g : tensor<4x8xf32>
+  return %m, %d : tensor<4x2xf32>, tensor<4x8xf32>
 }
 
 // -----

@@ -5,5 +5,5 @@
 // RUN: env MANTISSA_CACHE_DIR=%t.cache mantissa compile %models/mlp_digits.mlir -o %t.2.plan --arch sm_90 -v 2>&1 | FileCheck %s --check-prefix=WARM
 // RUN: cmp %t.1.plan %t.2.plan
 
-// COLD: kernels: 7 modules for sm_90 + PTX, 14 compilations, 0 from the cache ({{.*}}.cache)
-// WARM: kernels: 7 modules for sm_90 + PTX, 14 compilations, 14 from the cache ({{.*}}.cache)
+// COLD: kernels: 5 modules for sm_90 + PTX, 10 compilations, 0 from the cache ({{.*}}.cache)
+// WARM: kernels: 5 modules for sm_90 + PTX, 10 compilations, 10 from the cache ({{.*}}.cache)

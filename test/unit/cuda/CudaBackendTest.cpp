@@ -1431,6 +1431,160 @@ std::vector<uint8_t> gemmPlan() {
 
 TEST(CudaExecutor, GemmMatchesCpu) { compareWithCpu(gemmPlan(), "gemm.plan", 2, 1e-5, 4e-3); }
 
+//===--- GEMM epilogues (Gemm.bias, Gemm.relu) -------------------------------------===//
+
+/// One epilogue GEMM c = relu?(a · bᵀ + bias), a linear's layout (b is [n, k]).
+struct EpilogueCase {
+  std::string name;
+  plan::DType dt;
+  bool relu;
+  int a = -1, b = -1, bias = -1, c = -1;
+  std::vector<float> av, bv, biasv;
+};
+
+constexpr int64_t kEpiM = 5, kEpiN = 8, kEpiK = 12;
+
+/// Every value a multiple of 1/4 below 8 in magnitude and k = 12, so every product
+/// and sum is exact in fp32 (and in any order): the one rounding to c's type is the
+/// only one. Row 0 holds a planted sum where rounding the product first (the unfused
+/// plan) gives another value: f16 2049 + 1 is 2050, but round(2049) + 1 = 2049 rounds
+/// to 2048; bf16 257 + 1 is 258 against 256. "f32_nan" has a NaN in row 1 of a.
+std::vector<uint8_t> gemmEpiloguePlan(std::vector<EpilogueCase> &cases) {
+  PlanMaker pm;
+  auto &b = pm.builder();
+  uint64_t state = 7;
+  auto quarter = [&](double range) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return float(std::floor((double(state >> 11) / double(1ull << 53) * 2 - 1) * range * 4) / 4);
+  };
+  cases = {{"f16_bias_relu", plan::DType::F16, true},
+           {"bf16_bias", plan::DType::BF16, false},
+           {"f32_bias_relu", plan::DType::F32, true},
+           {"f32_nan", plan::DType::F32, true}};
+  for (EpilogueCase &e : cases) {
+    for (int64_t i = 0; i < kEpiM * kEpiK; ++i)
+      e.av.push_back(quarter(4));
+    for (int64_t i = 0; i < kEpiN * kEpiK; ++i)
+      e.bv.push_back(quarter(4));
+    for (int64_t i = 0; i < kEpiN; ++i)
+      e.biasv.push_back(quarter(8));
+    const float big = e.dt == plan::DType::F16 ? 2048.0f : 256.0f; // the first non-integer step
+    if (e.dt != plan::DType::F32) {
+      for (int64_t k = 0; k < kEpiK; ++k)
+        e.av[size_t(k)] = k == 0 ? big : k == 1 ? 1.0f : 0.0f;
+      e.bv[0] = e.bv[1] = 1.0f;
+      e.biasv[0] = 1.0f;
+    }
+    if (e.name == "f32_nan") {
+      e.av[size_t(kEpiK + 2)] = std::numeric_limits<float>::quiet_NaN();
+      for (int64_t j = 0; j < kEpiN; ++j)
+        e.bv[size_t(j * kEpiK + 2)] = 0.5f; // nonzero: no BLAS may skip the NaN's product
+    }
+    e.a = pm.tensor(e.name + ".a", e.dt, {kEpiM, kEpiK}, plan::Role::Param, 0, 0, e.av);
+    e.b = pm.tensor(e.name + ".b", e.dt, {kEpiN, kEpiK}, plan::Role::Param, 0, 0, e.bv);
+    e.bias = pm.tensor(e.name + ".bias", e.dt, {kEpiN}, plan::Role::Param, 0, 0, e.biasv);
+    e.c = pm.tensor(e.name + ".c", e.dt, {kEpiM, kEpiN}, plan::Role::Temp);
+    pm.step(e.name, plan::Kernel::Gemm,
+            plan::CreateGemm(b, e.a, e.b, e.c, false, true, kEpiM, kEpiN, kEpiK, 1, 1.0f, 0.0f,
+                             e.bias, e.relu)
+                .Union());
+  }
+  return pm.finish();
+}
+
+float roundTo(plan::DType dt, float v) {
+  if (dt == plan::DType::F16)
+    return halfBitsToFloat(floatToHalfBits(v));
+  if (dt == plan::DType::BF16)
+    return bf16BitsToFloat(floatToBF16Bits(v));
+  return v;
+}
+
+/// The exact product (in double: every term and sum is exact, see gemmEpiloguePlan).
+std::vector<float> epilogueProduct(const EpilogueCase &e) {
+  std::vector<float> acc(size_t(kEpiM * kEpiN));
+  for (int64_t i = 0; i < kEpiM; ++i)
+    for (int64_t j = 0; j < kEpiN; ++j) {
+      double s = 0;
+      for (int64_t k = 0; k < kEpiK; ++k)
+        s += double(roundTo(e.dt, e.av[size_t(i * kEpiK + k)])) *
+             double(roundTo(e.dt, e.bv[size_t(j * kEpiK + k)]));
+      acc[size_t(i * kEpiN + j)] = float(s);
+    }
+  return acc;
+}
+
+bool sameBits(float x, float y) { return std::memcmp(&x, &y, 4) == 0 || (x != x && y != y); }
+
+// The CPU backend's epilogue against an independent reference: the bias added to the
+// exact product, relu (NaN stays, the elementwise Relu's rule), one rounding.
+TEST(CpuGemmEpilogue, RoundsOnceAfterTheBiasAndTheRelu) {
+  std::vector<EpilogueCase> cases;
+  const std::vector<uint8_t> bytes = gemmEpiloguePlan(cases);
+  LoadedPlan lp = LoadedPlan::fromBytes(bytes, "epilogue.plan");
+  CpuExecutor<float> cpu(lp, 1);
+  cpu.run("train_step");
+  for (const EpilogueCase &e : cases) {
+    const std::vector<float> acc = epilogueProduct(e), &c = cpu.tensor(e.c);
+    int negatives = 0, nans = 0;
+    for (int64_t i = 0; i < kEpiM; ++i)
+      for (int64_t j = 0; j < kEpiN; ++j) {
+        const size_t at = size_t(i * kEpiN + j);
+        const float bias = roundTo(e.dt, e.biasv[size_t(j)]), v = acc[at] + bias;
+        negatives += v < 0;
+        nans += v != v;
+        const float want = roundTo(e.dt, !e.relu || v > 0 || v != v ? v : 0.0f);
+        EXPECT_TRUE(sameBits(c[at], want))
+            << e.name << " [" << i << ", " << j << "]: " << c[at] << ", expected " << want;
+      }
+    EXPECT_GT(negatives, 0) << e.name << ": the relu is not exercised";
+    EXPECT_EQ(nans, e.name == "f32_nan" ? int(kEpiN) : 0) << e.name;
+    if (e.dt != plan::DType::F32) { // the planted element tells one rounding from two
+      const float once = roundTo(e.dt, acc[0] + 1.0f);
+      const float twice = roundTo(e.dt, roundTo(e.dt, acc[0]) + 1.0f);
+      EXPECT_NE(once, twice) << e.name;
+      EXPECT_EQ(c[0], once) << e.name;
+    }
+  }
+}
+
+// The fallback's mt_bias_act (no cuBLASLt algorithm, or MANTISSA_CUDA_EPILOGUE=0) on
+// the CPU: from the fp32 product, the same bits as the CPU backend.
+TEST(CudaHostEmulation, BiasActKernelMatchesTheCpu) {
+  std::vector<std::string> names;
+  const cuda::FixedKernelTable<int> table = fixedHostTable(names);
+  test::HostKernels hk(std::string(cuda::cudaPrelude()) + cuda::fixedKernelSource(), names);
+  std::vector<EpilogueCase> cases;
+  const std::vector<uint8_t> bytes = gemmEpiloguePlan(cases);
+  LoadedPlan lp = LoadedPlan::fromBytes(bytes, "epilogue.plan");
+  CpuExecutor<float> cpu(lp, 1);
+  HostTensors ht(lp, cpu, 0);
+  cpu.run("train_step");
+  HostLauncher launch{hk};
+  for (const EpilogueCase &e : cases) {
+    std::vector<float> acc = epilogueProduct(e);
+    // One block of 32 threads over 30 elements and more: the grid-stride loop turns.
+    launch(table.mt_bias_act, cuda::Grid{1, 1, 1}, 32, acc.data(), ht.ptr(e.c), int(e.dt),
+           ht.ptr(e.bias), int(e.dt), (long long)kEpiM, (long long)kEpiN, e.relu ? 1 : 0);
+    const std::vector<float> h = ht.get(e.c), &c = cpu.tensor(e.c);
+    for (size_t i = 0; i < h.size(); ++i)
+      EXPECT_TRUE(sameBits(h[i], c[i]))
+          << e.name << " element " << i << ": kernel " << h[i] << ", CPU " << c[i];
+  }
+}
+
+// On a GPU: cuBLASLt's BIAS / RELU_BIAS epilogues, and the fallback, against the CPU.
+// The products are exact in any order (gemmEpiloguePlan), so the outputs must agree
+// bit for bit; f32_nan checks that a NaN stays NaN through cuBLASLt's relu, as through
+// ours and PyTorch's.
+TEST(CudaExecutor, GemmEpilogueMatchesCpu) {
+  std::vector<EpilogueCase> cases;
+  compareWithCpu(gemmEpiloguePlan(cases), "epilogue.plan", 1, 0.0, 0.0);
+  setenv("MANTISSA_CUDA_EPILOGUE", "0", 1);
+  compareWithCpu(gemmEpiloguePlan(cases), "epilogue-fallback.plan", 1, 0.0, 0.0);
+  unsetenv("MANTISSA_CUDA_EPILOGUE");
+}
+
 struct ConvShape {
   int64_t N = 3, C = 3, H = 9, W = 7, K = 4, R = 3, S = 2, sh = 2, sw = 1, ph = 1, pw = 0;
 };

@@ -31,6 +31,10 @@ struct PlanOptions {
   int copyMaster = -2;
   plan::Role copyRole = plan::Role::WorkingCopy;
   plan::DType copyType = plan::DType::F16;
+  // The Gemm's epilogue (bias tensor, relu) and beta.
+  int gemmBias = -1;
+  bool gemmRelu = false;
+  float gemmBeta = 0.0f;
 };
 
 // Tensors: 0 x [2,3] Input, 1 w [3,4] Param, 2 bias [4] Param, 3 h [2,4] Temp,
@@ -60,7 +64,8 @@ std::vector<uint8_t> buildPlan(const PlanOptions &o = {}) {
     tensors.push_back(plan::CreateTensorDirect(b, "w:f16", o.copyType, &o.wShape, o.copyRole,
                                                nullptr, plan::InitKind::Values, 0, 0, 0, -1,
                                                o.copyMaster));
-  auto gemm = plan::CreateGemm(b, 0, o.gemmB, 3, false, false, 2, 4, 3);
+  auto gemm = plan::CreateGemm(b, 0, o.gemmB, 3, false, false, 2, 4, 3, 1, 1.0f, o.gemmBeta,
+                               o.gemmBias, o.gemmRelu);
   std::vector<int64_t> biasStrides = {0, 1};
   std::vector<fb::Offset<plan::Operand>> inputs = {plan::CreateOperandDirect(b, 3, &o.hStrides),
                                                    plan::CreateOperandDirect(b, 2, &biasStrides)};
@@ -224,6 +229,25 @@ TEST(Plan, RejectsWrongOperandSize) {
   o.wShape = {5, 4};
   EXPECT_EQ(loadError(buildPlan(o)), "model.plan: train_step step 0 'fc1.matmul' (Gemm): operand b "
                                      "(tensor 1 'w') has 20 elements, expected 12");
+}
+
+TEST(Plan, GemmEpilogueOperandsAreChecked) {
+  PlanOptions o;
+  o.gemmBias = 2; // bias [4] f32, as a, b and c
+  o.gemmRelu = true;
+  EXPECT_EQ(loadError(buildPlan(o)), "");
+  o.gemmBias = 4; // logits: 8 elements
+  EXPECT_EQ(loadError(buildPlan(o)), "model.plan: train_step step 0 'fc1.matmul' (Gemm): operand "
+                                     "bias (tensor 4 'logits') has 8 elements, expected 4");
+  o.gemmBias = 2;
+  o.gemmBeta = 1.0f;
+  EXPECT_EQ(loadError(buildPlan(o)),
+            "model.plan: train_step step 0 'fc1.matmul' (Gemm): a bias "
+            "epilogue needs batch 1 and beta 0, got batch 1 and beta 1.000000");
+  o.gemmBias = -1;
+  o.gemmBeta = 0.0f;
+  EXPECT_EQ(loadError(buildPlan(o)), "model.plan: train_step step 0 'fc1.matmul' (Gemm): relu "
+                                     "without a bias (the epilogue is bias or bias + relu)");
 }
 
 TEST(Plan, RejectsOtherVersion) {
