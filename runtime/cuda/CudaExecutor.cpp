@@ -1300,38 +1300,18 @@ CudaExecutor::Launch CudaExecutor::prepareStep(const plan::Step &step, int site,
   case Kernel::Reduce:
     return prepareReduce(*step.kernel_as_Reduce(), sl);
   case Kernel::Concat: {
-    const plan::Concat &k = *step.kernel_as_Concat();
-    struct Piece {
-      void *in;
-      int it;
-      long long rowLen, outOffset;
-    };
-    std::vector<Piece> pieces;
-    long long outRow = 0;
-    for (flatbuffers::uoffset_t i = 0; i < k.inputs()->size(); ++i) {
-      long long rs = k.row_sizes()->Get(i);
-      pieces.push_back({ptr(k.inputs()->Get(i)), dcode(k.inputs()->Get(i)), rs, outRow});
-      outRow += rs;
-    }
-    const long long outer = k.outer();
-    void *out = ptr(k.output());
-    int ot = dcode(k.output());
+    const std::vector<CopyRowsArgs> pieces = concatArgs(*step.kernel_as_Concat(), tensorRefs());
     return [=] {
-      for (const Piece &p : pieces)
-        if (outer * p.rowLen > 0)
-          launch(fixed_.mt_copy_rows, blocksFor(outer * p.rowLen), 256, p.in, p.it, out, ot, outer,
-                 p.rowLen, p.rowLen, 0LL, outRow, p.outOffset);
+      for (const CopyRowsArgs &p : pieces)
+        launchCopyRows(
+            fixed_, fixedLauncher(), [this](long long n) { return blocksFor(n); }, p);
     };
   }
   case Kernel::Slice: {
-    const plan::Slice &k = *step.kernel_as_Slice();
-    const long long outer = k.outer(), inRow = k.in_row(), offset = k.offset(), outRow = k.out_row();
-    void *in = ptr(k.input()), *out = ptr(k.output());
-    int it = dcode(k.input()), ot = dcode(k.output());
+    const CopyRowsArgs a = sliceArgs(*step.kernel_as_Slice(), tensorRefs());
     return [=] {
-      if (outer * outRow > 0)
-        launch(fixed_.mt_copy_rows, blocksFor(outer * outRow), 256, in, it, out, ot, outer, outRow,
-               inRow, offset, outRow, 0LL);
+      launchCopyRows(
+          fixed_, fixedLauncher(), [this](long long n) { return blocksFor(n); }, a);
     };
   }
   case Kernel::Transpose:

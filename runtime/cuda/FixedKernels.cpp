@@ -937,6 +937,18 @@ extern "C" __global__ void mt_copy_rows(const void *in, int it, void *out, int o
   }
 }
 
+// The same with in and out of one type and every row start and length a whole number
+// of 16-byte vectors (in vectors here): one vector access each, no conversion (the
+// U-Net's concatenations along channels and remat-concat's slices).
+extern "C" __global__ void mt_copy_rows16(const mt_u4 *in, mt_u4 *out, long long outer,
+                                          long long rowLen, long long inRow, long long inOffset,
+                                          long long outRow, long long outOffset) {
+  MT_GRID_STRIDE(e, outer * rowLen) {
+    const long long r = mt_div(e, rowLen), j = e - r * rowLen;
+    out[r * outRow + outOffset + j] = in[r * inRow + inOffset + j];
+  }
+}
+
 extern "C" __global__ void mt_transpose(const void *in, int it, void *out, int ot, long long total,
                                         MtPermGeo g) {
   MT_GRID_STRIDE(o, total) {

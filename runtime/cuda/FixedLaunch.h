@@ -379,6 +379,62 @@ void launchMaxPoolBackward(const Table &k, Launch &&launch, Blocks &&blocks,
          a.kernel, a.stride);
 }
 
+/// Rows copied from one tensor into another (Concat: each input's rows into its columns
+/// of the output; Slice: columns of the input): out[r * outRow + outOffset + j] =
+/// in[r * inRow + inOffset + j] for r < outer, j < rowLen, in elements.
+struct CopyRowsArgs {
+  TensorRef in, out;
+  int elementBytes = 0; // of `in` and `out` where their types agree (else the scalar path)
+  long long outer = 0, rowLen = 0, inRow = 0, inOffset = 0, outRow = 0, outOffset = 0;
+};
+
+inline int dtypeCodeBytes(int code) { return code == kF16 || code == kBF16 ? 2 : 4; }
+
+/// One CopyRowsArgs per input of a concatenation.
+template <class Ref> std::vector<CopyRowsArgs> concatArgs(const plan::Concat &k, Ref &&ref) {
+  std::vector<CopyRowsArgs> pieces;
+  const TensorRef out = ref(k.output());
+  long long outRow = 0;
+  for (flatbuffers::uoffset_t i = 0; i < k.row_sizes()->size(); ++i)
+    outRow += k.row_sizes()->Get(i);
+  long long offset = 0;
+  for (flatbuffers::uoffset_t i = 0; i < k.inputs()->size(); ++i) {
+    const long long rs = k.row_sizes()->Get(i);
+    const TensorRef in = ref(k.inputs()->Get(i));
+    pieces.push_back({in, out, in.dtype == out.dtype ? dtypeCodeBytes(in.dtype) : 0, k.outer(), rs,
+                      rs, 0, outRow, offset});
+    offset += rs;
+  }
+  return pieces;
+}
+
+template <class Ref> CopyRowsArgs sliceArgs(const plan::Slice &k, Ref &&ref) {
+  const TensorRef in = ref(k.input()), out = ref(k.output());
+  return {in,         out,         in.dtype == out.dtype ? dtypeCodeBytes(in.dtype) : 0,
+          k.outer(),  k.out_row(), k.in_row(),
+          k.offset(), k.out_row(), 0};
+}
+
+/// 16-byte vectors where the types agree and every pointer, row start and length is a
+/// whole number of them (mt_copy_rows16), else one element at a time with conversion.
+template <class Table, class Launch, class Blocks>
+void launchCopyRows(const Table &k, Launch &&launch, Blocks &&blocks, const CopyRowsArgs &a) {
+  if (a.outer * a.rowLen == 0)
+    return;
+  const long long eb = a.elementBytes;
+  auto whole = [&](long long elements) { return eb > 0 && elements * eb % 16 == 0; };
+  if (a.in.dtype == a.out.dtype && aligned16(a.in.data) && aligned16(a.out.data) &&
+      whole(a.rowLen) && whole(a.inRow) && whole(a.inOffset) && whole(a.outRow) &&
+      whole(a.outOffset)) {
+    const long long v = 16 / eb; // elements per vector
+    launch(k.mt_copy_rows16, Grid{blocks(a.outer * a.rowLen / v)}, 256, a.in.data, a.out.data,
+           a.outer, a.rowLen / v, a.inRow / v, a.inOffset / v, a.outRow / v, a.outOffset / v);
+    return;
+  }
+  launch(k.mt_copy_rows, Grid{blocks(a.outer * a.rowLen)}, 256, a.in.data, a.in.dtype, a.out.data,
+         a.out.dtype, a.outer, a.rowLen, a.inRow, a.inOffset, a.outRow, a.outOffset);
+}
+
 /// An implicit-GEMM convolution kernel (ConvKernels.h): all share one signature.
 template <class Handle>
 using ConvGemmKernel = TypedKernel<Handle, const void *, const void *, void *, int, int, int, int,

@@ -746,6 +746,9 @@ TEST(CudaExecutor, WithoutAGpuSaysSo) {
 }
 
 /// Normwise relative difference max|a - b| / max|b|, NaNs required in the same places.
+/// The same bits, or both NaN.
+bool sameBits(float x, float y) { return std::memcmp(&x, &y, 4) == 0 || (x != x && y != y); }
+
 double relativeError(const std::vector<float> &a, const std::vector<float> &b, std::string &why) {
   double maxDiff = 0, maxRef = 0;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -1275,6 +1278,72 @@ std::vector<uint8_t> allFinitePlan(std::vector<float> &expected) {
   return pm.finish();
 }
 
+/// Concatenations and slices: f16 rows whose lengths and offsets are whole 16-byte
+/// vectors (the vector path when the tensors are aligned), a slice at an offset that
+/// is not, and a concatenation that converts (bf16 and f32 into f32).
+std::vector<uint8_t> copyRowsPlan() {
+  PlanMaker pm;
+  auto &b = pm.builder();
+  int a = pm.tensor("a", plan::DType::F16, {2, 16, 3});
+  int c = pm.tensor("c", plan::DType::F16, {2, 8, 3});
+  int cat = pm.tensor("cat", plan::DType::F16, {2, 24, 3}, plan::Role::Temp);
+  std::vector<int32_t> ins = {a, c};
+  std::vector<int64_t> rows = {48, 24};
+  pm.step("cat", plan::Kernel::Concat, plan::CreateConcatDirect(b, &ins, cat, 2, &rows).Union());
+  int sl = pm.tensor("slice", plan::DType::F16, {2, 8, 3}, plan::Role::Temp);
+  pm.step("slice", plan::Kernel::Slice, plan::CreateSlice(b, cat, sl, 2, 72, 48, 24).Union());
+  int odd = pm.tensor("odd_slice", plan::DType::F16, {2, 8, 3}, plan::Role::Temp);
+  pm.step("odd_slice", plan::Kernel::Slice, plan::CreateSlice(b, cat, odd, 2, 72, 3, 24).Union());
+  int x = pm.tensor("x", plan::DType::BF16, {2, 5});
+  int y = pm.tensor("y", plan::DType::F32, {2, 4});
+  int mixed = pm.tensor("mixed", plan::DType::F32, {2, 9}, plan::Role::Temp);
+  std::vector<int32_t> mixIn = {x, y};
+  std::vector<int64_t> mixRows = {5, 4};
+  pm.step("mixed", plan::Kernel::Concat,
+          plan::CreateConcatDirect(b, &mixIn, mixed, 2, &mixRows).Union());
+  return pm.finish();
+}
+
+// The executor's launches for Concat and Slice (FixedLaunch.h launchCopyRows) on the
+// CPU: the same bits as the CPU executor, through the 16-byte kernel where it applies
+// (aligned) and the scalar one otherwise (misaligned by 4 bytes: never).
+TEST(CudaHostEmulation, ConcatAndSliceMatchTheCpu) {
+  std::vector<std::string> names;
+  const cuda::FixedKernelTable<int> table = fixedHostTable(names);
+  test::HostKernels hk(std::string(cuda::cudaPrelude()) + cuda::fixedKernelSource(), names);
+  LoadedPlan lp = LoadedPlan::fromBytes(copyRowsPlan(), "copyrows.plan");
+  for (size_t misalign : {size_t(0), size_t(4)}) {
+    CpuExecutor<float> cpu(lp, 1);
+    HostTensors ht(lp, cpu, misalign);
+    cpu.run("train_step");
+    int vectorLaunches = 0;
+    HostLauncher host{hk};
+    auto launch = [&](const auto &kernel, cuda::Grid g, unsigned threads, auto &&...args) {
+      vectorLaunches += std::string(kernel.name) == "mt_copy_rows16";
+      host(kernel, g, threads, std::forward<decltype(args)>(args)...);
+    };
+    auto ref = [&](int id) { return cuda::TensorRef{ht.ptr(id), int(ht.dtype(id))}; };
+    auto blocks = [](long long n) { return unsigned(std::min<long long>((n + 31) / 32, 2)); };
+    for (const plan::Step *step : *lp.findFunction("train_step")->steps()) {
+      if (step->kernel_type() == plan::Kernel::Concat)
+        for (const cuda::CopyRowsArgs &p : cuda::concatArgs(*step->kernel_as_Concat(), ref))
+          cuda::launchCopyRows(table, launch, blocks, p);
+      else
+        cuda::launchCopyRows(table, launch, blocks, cuda::sliceArgs(*step->kernel_as_Slice(), ref));
+    }
+    // Aligned: both pieces of "cat" and "slice"; "odd_slice" starts mid-vector and
+    // "mixed" converts.
+    EXPECT_EQ(vectorLaunches, misalign == 0 ? 3 : 0) << "misaligned by " << misalign;
+    for (flatbuffers::uoffset_t id = 0; id < lp->tensors()->size(); ++id) {
+      const std::vector<float> h = ht.get(int(id)), &c = cpu.tensor(int(id));
+      for (size_t i = 0; i < h.size(); ++i)
+        ASSERT_TRUE(sameBits(h[i], c[i]))
+            << lp->tensors()->Get(id)->name()->str() << " misaligned by " << misalign
+            << ": element " << i << " is " << h[i] << ", the CPU's " << c[i];
+    }
+  }
+}
+
 TEST(CudaHostEmulation, AllFiniteMatchesTheCpu) {
   std::vector<std::string> names;
   const cuda::FixedKernelTable<int> table = fixedHostTable(names);
@@ -1513,8 +1582,6 @@ std::vector<float> epilogueProduct(const EpilogueCase &e) {
     }
   return acc;
 }
-
-bool sameBits(float x, float y) { return std::memcmp(&x, &y, 4) == 0 || (x != x && y != y); }
 
 // The CPU backend's epilogue against an independent reference: the bias added to the
 // exact product, relu (NaN stays, the elementwise Relu's rule), one rounding.
