@@ -52,8 +52,7 @@ HeatResult heatUntilSteady(const HeatDevice &d, const HeatOptions &o) {
     r.celsius = meanEndingAt(samples, t);
     // Either direction: a device hotter than the step's equilibrium cools to it.
     if (t - t0 >= o.steadyOverSeconds + kMeanSeconds &&
-        std::fabs(r.celsius - meanEndingAt(samples, t - o.steadyOverSeconds)) <
-            o.steadyRiseCelsius)
+        std::fabs(r.celsius - meanEndingAt(samples, t - o.steadyOverSeconds)) < o.steadyRiseCelsius)
       break;
     if (t - t0 >= o.maxSeconds) {
       r.capped = true;

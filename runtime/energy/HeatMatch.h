@@ -46,9 +46,10 @@ struct HeatOptions {
 
 struct HeatResult {
   bool measured = false; // false: no thermometer; nothing was run
-  double celsius = std::numeric_limits<double>::quiet_NaN(); // where it stopped
-  double seconds = 0.0;  // time spent
-  bool capped = false;   // stopped by the time cap, not by the criterion
+  /// Where it stopped.
+  double celsius = std::numeric_limits<double>::quiet_NaN();
+  double seconds = 0.0; // time spent
+  bool capped = false;  // stopped by the time cap, not by the criterion
 };
 
 /// Runs `heat` until the temperature is steady (HeatOptions) or maxSeconds pass.

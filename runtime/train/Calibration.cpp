@@ -94,8 +94,7 @@ std::string kernelJson(const KernelCalibration &k) {
     << ", \"joules_per_launch\": " << num(k.joulesPerLaunch)
     << ", \"seconds_per_launch\": " << num(k.secondsPerLaunch)
     << ", \"celsius_start\": " << num(k.celsiusStart) << ", \"celsius\": " << num(k.celsius)
-    << ", \"sm_clock_mhz\": " << num(k.smClockMHz)
-    << ", \"repeats\": " << k.repeats << "}";
+    << ", \"sm_clock_mhz\": " << num(k.smClockMHz) << ", \"repeats\": " << k.repeats << "}";
   return o.str();
 }
 
@@ -121,8 +120,7 @@ void writeCalibration(const std::string &path, const CalibrationFile &c) {
     << ", \"meter\": " << json::quote(c.meter)
     << (c.timeline.empty() ? "" : ", \"timeline\": " + json::quote(c.timeline))
     << ", \"training_celsius\": " << num(c.trainingCelsius)
-    << ",\n \"idle\": " << kernelJson(c.idle)
-    << ",\n \"kernels\": [";
+    << ",\n \"idle\": " << kernelJson(c.idle) << ",\n \"kernels\": [";
   for (size_t i = 0; i < c.kernels.size(); ++i)
     o << (i ? ",\n  " : "\n  ") << kernelJson(c.kernels[i]);
   o << "]}\n";
@@ -498,9 +496,8 @@ int profileMain(int argc, char **argv) {
       double perRun = (timelineClock() - t0) / runsPerUnit;
       runsPerUnit = std::clamp(int(0.01 / std::max(perRun, 1e-6)), 1, 10000);
     };
-    HeatMatching heat{{[&] { return meter->celsius(); }, heatUnit, rest, timelineClock},
-                      o.heatOptions,
-                      kNaN};
+    HeatMatching heat{
+        {[&] { return meter->celsius(); }, heatUnit, rest, timelineClock}, o.heatOptions, kNaN};
     HeatResult steady;
     if (o.heat)
       steady = heatUntilSteady(heat.device, heat.options);
@@ -514,9 +511,8 @@ int profileMain(int argc, char **argv) {
       heat.celsius = file.trainingCelsius = steady.celsius;
       std::printf("heat: training temperature %.1f °C: %s after %.1f s of %s back to back; each "
                   "window starts within %g °C of it (re-heating or resting for at most %g s)\n",
-                  steady.celsius,
-                  steady.capped ? "not steady (--heat-max)" : "steady", steady.seconds,
-                  o.function.c_str(), heat.options.toleranceCelsius,
+                  steady.celsius, steady.capped ? "not steady (--heat-max)" : "steady",
+                  steady.seconds, o.function.c_str(), heat.options.toleranceCelsius,
                   heat.options.reheatMaxSeconds);
     }
     const HeatMatching *matching = std::isnan(heat.celsius) ? nullptr : &heat;
@@ -535,9 +531,8 @@ int profileMain(int argc, char **argv) {
       bool idle = &k == &file.idle;
       std::string jpl = idle ? "" : fmt("%.6g", k.joulesPerLaunch);
       std::string above = idle ? "" : fmt("%.6g", (k.watts - file.idle.watts) * k.secondsPerLaunch);
-      std::string celsius = std::isnan(k.celsius)
-                                ? "-"
-                                : fmt("%.1f", k.celsiusStart) + ">" + fmt("%.1f", k.celsius);
+      std::string celsius =
+          std::isnan(k.celsius) ? "-" : fmt("%.1f", k.celsiusStart) + ">" + fmt("%.1f", k.celsius);
       std::printf("%-36.36s %11s %12s %12s %8.1f %6.2f%% %3d %9s %5s\n", k.name.c_str(),
                   idle ? "" : seconds(k.secondsPerLaunch).c_str(), jpl.c_str(), above.c_str(),
                   k.watts, 100 * k.relSpread, k.repeats, celsius.c_str(),

@@ -33,8 +33,8 @@ struct KernelCalibration {
   double celsius = 0.0;      // at each window's end
   double celsiusStart = 0.0; // at each window's start (NaN in files without it)
   double smClockMHz = 0.0;
-  int repeats = 0;     // windows measured
-  int heatCapped = 0;  // windows whose re-heat hit its time cap (printed, not cached)
+  int repeats = 0;    // windows measured
+  int heatCapped = 0; // windows whose re-heat hit its time cap (printed, not cached)
 };
 
 struct CalibrationFile {

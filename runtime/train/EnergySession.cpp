@@ -98,8 +98,7 @@ std::unique_ptr<EnergyMeter> openMeter(const std::string &choice, const std::str
     if (*end == ':' && end[1])
       celsius = std::strtod(end + 1, &end);
     if (*end || !(w > 0) || std::isinf(celsius))
-      throw Error("--meter " + choice +
-                  ": expected synthetic:WATTS[:CELSIUS] with WATTS > 0");
+      throw Error("--meter " + choice + ": expected synthetic:WATTS[:CELSIUS] with WATTS > 0");
     return std::make_unique<ClockedSyntheticMeter>(w, celsius);
   }
   throw Error("--meter " + choice + ": expected nvml, rapl, none or auto");

@@ -4,8 +4,8 @@
 // (leakage, rising linearly with T). Linear in T, so every interval is solved
 // exactly and the oracles (equilibria, the steady test's bound) are closed forms.
 // The parameters are a model, not measured figures of any GPU.
-#include "runtime/energy/Attribution.h"
 #include "runtime/energy/HeatMatch.h"
+#include "runtime/energy/Attribution.h"
 
 #include <gtest/gtest.h>
 

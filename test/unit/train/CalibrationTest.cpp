@@ -1,6 +1,6 @@
 //===- CalibrationTest.cpp - the calibration file: heat matching's fields ---===//
-#include "common/Error.h"
 #include "runtime/train/Calibration.h"
+#include "common/Error.h"
 
 #include <gtest/gtest.h>
 
@@ -45,7 +45,8 @@ TEST(CalibrationFile, TrainingAndWindowStartTemperaturesRoundTrip) {
 TEST(CalibrationFile, FilesWithoutHeatMatchingStillRead) {
   // As profile wrote them before heat matching: no training_celsius, no celsius_start.
   std::string path = tempPath("old.json");
-  writeText(path, R"json({"plan": "m.plan", "device": "dev", "meter": "NVML (GPU 0)", "timeline": "cupti",
+  writeText(path,
+            R"json({"plan": "m.plan", "device": "dev", "meter": "NVML (GPU 0)", "timeline": "cupti",
  "idle": {"name": "(idle)", "watts": 121.8, "rel_spread": 0.01, "joules_per_launch": null,
           "seconds_per_launch": null, "celsius": 47, "sm_clock_mhz": 1980, "repeats": 3},
  "kernels": [{"name": "gemm", "watts": 600, "rel_spread": 0.02, "joules_per_launch": 0.001,
