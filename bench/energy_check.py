@@ -3,7 +3,9 @@
 with the binaries and plans of bench/gpu-prepare.sh):
 
   for mlp and unet (fp16 AMP, the benchmark plans; inputs stay on the device):
-  1. `profile` (--top 40 for mlp, --top 24 for unet): calibration by replay (>= 1 s windows, repeated, cached);
+  1. `profile` (--top 40 for mlp, --top 24 for unet): calibration by replay (>= 1 s windows, repeated, cached),
+     heat-matched: each window starts near the temperature the whole step settles at (printed, and beside it
+     the temperature NVML reads during the measured training run);
   2. the measure mode's cost: train with --energy --meter none against without (< 5 %; the faster of
      two alternating runs each), with the default timeline (CUPTI: kernels timed inside the CUDA graph
      replays; the check fails, saying why, if CUPTI did not start), and the events timeline
@@ -74,6 +76,10 @@ def main():
         if p.returncode:
             raise SystemExit(f"profile failed: {p.stderr[-2000:]}")
         cal = json.load(open(prof))
+        # Heat matching: the kernels' windows start near the temperature the whole step settles at
+        # (compared below with the temperature of the measured training run).
+        tc = cal.get("training_celsius")
+        print(f"INFO profile's training temperature: {'not matched' if tc is None else f'{tc:.1f} °C'}", flush=True)
         # 2. the measure mode's cost (and the steps for ~a.seconds)
         pilot, _ = train(run, plan, 50, o("pilot.json"), data)
         steps = max(100, int(a.seconds / (pilot["wall_seconds"] / 50)))
@@ -107,6 +113,11 @@ def main():
         en = e["energy"]; at = en["attribution"]; origin = en["clock_origin_seconds"]
         if not at["measured"]:
             check(False, f"{model}: energy not measured ({at['meter']})"); continue
+        temps = [c for w in at["windows"] for c in s.celsius_between(origin + w["start"], origin + w["end"])]
+        if temps:
+            print(f"INFO GPU temperature in the measured windows: mean {sum(temps) / len(temps):.1f} °C "
+                  f"({min(temps)}..{max(temps)}); profile's training temperature "
+                  f"{'not matched' if tc is None else f'{tc:.1f} °C'}", flush=True)
         attributed = sum(k["joules"] for k in at["kernels"]) + at["idle"]["joules"]
         # Mantissa's window boundaries are counter changes it saw; read this sampler 20 ms later
         # (after the change whichever poller saw it first, before the next one ~100 ms on).

@@ -4,6 +4,7 @@ CLOCK_MONOTONIC (time.monotonic(): the clock of Mantissa's energy timeline, std:
     with Sampler() as s: ...work...
     s.joules_between(t0, t1)     # counter delta between the samples nearest t0 and t1
     s.windows(min_seconds=1.0)   # >= 1 s windows between observed counter changes (DESIGN.md)
+    s.celsius_between(t0, t1)    # the GPU temperatures sampled in [t0, t1] (every ~100 ms)
 """
 import ctypes, threading, time
 
@@ -26,17 +27,30 @@ class Nvml:
             raise RuntimeError(f"nvmlDeviceGetTotalEnergyConsumption: {r}")
         return v.value
 
+    def celsius(self):
+        v = ctypes.c_uint()
+        r = self.lib.nvmlDeviceGetTemperature(self.dev, 0, ctypes.byref(v))  # NVML_TEMPERATURE_GPU
+        return None if r else v.value
+
 
 class Sampler:
     """Polls the counter every `period` seconds: samples (t, joules)."""
     def __init__(self, period=0.005, index=0):
-        self.nvml, self.period, self.samples = Nvml(index), period, []
+        self.nvml, self.period, self.samples, self.temps = Nvml(index), period, [], []
         self._stop = threading.Event()
 
     def _run(self):
         while not self._stop.is_set():
-            self.samples.append((time.monotonic(), self.nvml.millijoules() * 1e-3))
+            t = time.monotonic()
+            self.samples.append((t, self.nvml.millijoules() * 1e-3))
+            if not self.temps or t - self.temps[-1][0] >= 0.1:
+                c = self.nvml.celsius()
+                if c is not None:
+                    self.temps.append((t, c))
             time.sleep(self.period)
+
+    def celsius_between(self, t0, t1):
+        return [c for t, c in self.temps if t0 <= t <= t1]
 
     def __enter__(self):
         self._t = threading.Thread(target=self._run, daemon=True)

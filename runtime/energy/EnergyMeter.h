@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,6 +44,9 @@ public:
   virtual std::string name() const = 0;
   /// False for NoMeter: no joule derived from it may be printed.
   virtual bool measures() const { return true; }
+  /// The metered device's temperature now; NaN for a meter without a thermometer
+  /// (only NVML has one: RAPL's package counters come with none).
+  virtual double celsius() { return std::numeric_limits<double>::quiet_NaN(); }
 };
 
 /// No meter: "not measured".

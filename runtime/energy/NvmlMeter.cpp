@@ -112,9 +112,14 @@ GpuReadings NvmlMeter::readings() {
   GpuReadings g;
   unsigned v = 0;
   g.watts = api_->powerUsage(device_, &v) == NVML_SUCCESS ? v * 1e-3 : NAN;
-  g.celsius = api_->temperature(device_, NVML_TEMPERATURE_GPU, &v) == NVML_SUCCESS ? v : NAN;
+  g.celsius = celsius();
   g.smClockMHz = api_->clockInfo(device_, NVML_CLOCK_SM, &v) == NVML_SUCCESS ? v : NAN;
   return g;
+}
+
+double NvmlMeter::celsius() {
+  unsigned v = 0;
+  return api_->temperature(device_, NVML_TEMPERATURE_GPU, &v) == NVML_SUCCESS ? v : NAN;
 }
 
 std::string NvmlMeter::name() const {

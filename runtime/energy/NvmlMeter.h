@@ -34,6 +34,7 @@ public:
   double updatePeriodSeconds() const override { return 0.1; } // DESIGN.md: ~100 ms
   double resolutionJoules() const override { return 1e-3; }   // 1 mJ
   std::string name() const override;
+  double celsius() override; // nvmlDeviceGetTemperature (GPU die), whole degrees
 
   GpuReadings readings();
   const std::string &deviceName() const { return deviceName_; }

@@ -4,6 +4,7 @@
 #include "runtime/train/Trainer.h"
 
 #include "common/Error.h"
+#include "runtime/energy/HeatMatch.h"
 #include "runtime/energy/NvmlMeter.h"
 #include "runtime/energy/ReportFormat.h"
 #include "runtime/io/AtomicFile.h"
@@ -55,6 +56,14 @@ double number(const json::Value &v, const char *key, const std::string &where) {
   throw Error(where + ": no '" + key + "'");
 }
 
+/// A number written by newer versions only: NaN where absent.
+double optionalNumber(const json::Value &v, const char *key, const std::string &where) {
+  for (const auto &[k, m] : v.members)
+    if (k == key)
+      return number(v, key, where);
+  return kNaN;
+}
+
 const json::Value &member(const json::Value &v, const char *key, const std::string &where) {
   for (const auto &[k, m] : v.members)
     if (k == key)
@@ -70,6 +79,7 @@ KernelCalibration readKernel(const json::Value &v, const std::string &where) {
   k.joulesPerLaunch = number(v, "joules_per_launch", where);
   k.secondsPerLaunch = number(v, "seconds_per_launch", where);
   k.celsius = number(v, "celsius", where);
+  k.celsiusStart = optionalNumber(v, "celsius_start", where);
   k.smClockMHz = number(v, "sm_clock_mhz", where);
   k.repeats = int(number(v, "repeats", where));
   if (!(k.watts > 0) || !(k.relSpread >= 0))
@@ -83,8 +93,8 @@ std::string kernelJson(const KernelCalibration &k) {
     << ", \"rel_spread\": " << num(k.relSpread)
     << ", \"joules_per_launch\": " << num(k.joulesPerLaunch)
     << ", \"seconds_per_launch\": " << num(k.secondsPerLaunch)
-    << ", \"celsius\": " << num(k.celsius) << ", \"sm_clock_mhz\": " << num(k.smClockMHz)
-    << ", \"repeats\": " << k.repeats << "}";
+    << ", \"celsius_start\": " << num(k.celsiusStart) << ", \"celsius\": " << num(k.celsius)
+    << ", \"sm_clock_mhz\": " << num(k.smClockMHz) << ", \"repeats\": " << k.repeats << "}";
   return o.str();
 }
 
@@ -109,8 +119,8 @@ void writeCalibration(const std::string &path, const CalibrationFile &c) {
   o << "{\"plan\": " << json::quote(c.plan) << ", \"device\": " << json::quote(c.device)
     << ", \"meter\": " << json::quote(c.meter)
     << (c.timeline.empty() ? "" : ", \"timeline\": " + json::quote(c.timeline))
-    << ",\n \"idle\": " << kernelJson(c.idle)
-    << ",\n \"kernels\": [";
+    << ", \"training_celsius\": " << num(c.trainingCelsius)
+    << ",\n \"idle\": " << kernelJson(c.idle) << ",\n \"kernels\": [";
   for (size_t i = 0; i < c.kernels.size(); ++i)
     o << (i ? ",\n  " : "\n  ") << kernelJson(c.kernels[i]);
   o << "]}\n";
@@ -130,6 +140,7 @@ CalibrationFile readCalibration(const std::string &path) {
   c.plan = member(v, "plan", path).text;
   c.device = member(v, "device", path).text;
   c.meter = member(v, "meter", path).text;
+  c.trainingCelsius = optionalNumber(v, "training_celsius", path);
   c.idle = readKernel(member(v, "idle", path), path + ": idle");
   for (const json::Value &k : member(v, "kernels", path).items)
     c.kernels.push_back(readKernel(k, path + ": kernels"));
@@ -195,7 +206,9 @@ CalibrationChoice chooseCalibration(const Executor &exec, const KernelTimeline &
   std::snprintf(buf, sizeof buf, "%s (%zu of %zu kernels replayed, %.1f %% of kernel time",
                 path.c_str(), covered, launched, tAll > 0 ? 100 * tSum / tAll : 0.0);
   choice.description =
-      std::string(buf) + (covered < launched ? "; the rest at their mean power ±100 %)" : ")");
+      std::string(buf) + (covered < launched ? "; the rest at their mean power ±100 %" : "") +
+      (std::isnan(file.trainingCelsius) ? ")"
+                                        : fmt("; heat-matched at %.0f °C)", file.trainingCelsius));
   return choice;
 }
 
@@ -210,6 +223,8 @@ struct ProfileOptions {
   int minRepeats = 3, maxRepeats = 8;
   int64_t top = 0; // only the N kernels with the most time (0: all)
   int threads = 0;
+  bool heat = true; // heat-match the windows where the meter has a thermometer
+  HeatOptions heatOptions;
 };
 
 /// One measurement of `work` (which runs some launches and returns how many):
@@ -258,27 +273,37 @@ double relSpread(const std::vector<double> &xs) {
   return mean != 0 ? dev / std::fabs(mean) : 0.0;
 }
 
+/// Heat matching (HeatMatch.h): each window starts within a tolerance of `celsius`.
+struct HeatMatching {
+  HeatDevice device;
+  HeatOptions options;
+  double celsius;
+};
+
 /// Repeats `m` until `minRepeats` agree within `spread` (or maxRepeats); fills the
-/// mean power, J/launch and their spread.
+/// mean power, J/launch and their spread. With `heat`, each window starts near the
+/// training temperature.
 KernelCalibration calibrate(const std::string &name, EnergyMeter &meter, const ProfileOptions &o,
-                            const std::function<int64_t()> &work) {
+                            const HeatMatching *heat, const std::function<int64_t()> &work) {
   std::vector<double> watts, jpl, spl;
   KernelCalibration k;
   k.name = name;
   auto *nvml = dynamic_cast<NvmlMeter *>(&meter);
-  double c = 0, clk = 0, lag = 0; // lag: the largest relative boundary error of a repeat
+  double c0 = 0, c = 0, clk = 0, lag = 0; // lag: the largest relative boundary error of a repeat
   for (int r = 0; r < o.maxRepeats; ++r) {
+    if (heat)
+      k.heatCapped += reheatTo(heat->device, heat->celsius, heat->options).capped;
+    c0 += meter.celsius();
     Measurement m = measure(meter, o.window, work);
+    c += meter.celsius();
     watts.push_back(m.joules / m.seconds);
     lag = std::max(lag, m.lagSeconds / m.seconds);
     if (m.launches > 0) {
       jpl.push_back(m.joules / m.launches);
       spl.push_back(m.seconds / m.launches);
     }
-    if (nvml) {
-      GpuReadings g = nvml->readings();
-      c += g.celsius, clk += g.smClockMHz;
-    }
+    if (nvml)
+      clk += nvml->readings().smClockMHz;
     // The counter's tick over a window bounds each repeat too.
     double tick = meter.resolutionJoules() / m.joules;
     if (int(watts.size()) >= o.minRepeats && relSpread(watts) + tick + lag <= o.spread)
@@ -297,7 +322,8 @@ KernelCalibration calibrate(const std::string &name, EnergyMeter &meter, const P
   k.relSpread = relSpread(watts) + meter.resolutionJoules() / (k.watts * o.window) + lag;
   k.joulesPerLaunch = mean(jpl);
   k.secondsPerLaunch = mean(spl);
-  k.celsius = nvml ? c / k.repeats : kNaN;
+  k.celsiusStart = c0 / k.repeats; // NaN without a thermometer
+  k.celsius = c / k.repeats;
   k.smClockMHz = nvml ? clk / k.repeats : kNaN;
   return k;
 }
@@ -337,6 +363,16 @@ ProfileOptions parseProfileOptions(int argc, char **argv) {
       o.threads = int(positive(i));
     else if (a == "--out")
       o.out = need(i);
+    else if (a == "--no-heat")
+      o.heat = false;
+    else if (a == "--heat-steady")
+      o.heatOptions.steadyRiseCelsius = positive(i);
+    else if (a == "--heat-max")
+      o.heatOptions.maxSeconds = positive(i);
+    else if (a == "--heat-tolerance")
+      o.heatOptions.toleranceCelsius = positive(i);
+    else if (a == "--reheat-max")
+      o.heatOptions.reheatMaxSeconds = positive(i);
     else if (!a.empty() && a[0] == '-')
       throw Error("profile: unknown option '" + a + "'\n" + profileUsage());
     else if (o.plan.empty())
@@ -362,6 +398,10 @@ Calibrates each distinct kernel (plan step) of a function by replaying it alone 
 windows of >= 1 s, the idle baseline measured the same way, repeated until the
 repeats agree; prints J/launch and watts with their spread and caches them for
 `train --energy` (per plan, device and meter).
+Static power rises with temperature, so with a thermometer (NVML) the windows are
+heat-matched: the function first runs back to back until the temperature is steady
+(the training temperature), and each window starts within a tolerance of it
+(whole-function runs while colder, rest while hotter).
   --backend cpu|cuda      the backend (default cpu)
   --meter nvml|rapl|none|auto   the meter (default auto: NVML for cuda, RAPL for cpu)
   --function NAME         the function whose steps are replayed (default train_step)
@@ -370,6 +410,11 @@ repeats agree; prints J/launch and watts with their spread and caches them for
   --max-repeats N         at most N windows per kernel (default 8)
   --top N                 only the N kernels with the most time in one run (default: all)
   --out FILE              also write the calibration there
+  --no-heat               no heat matching: each kernel at the temperature it finds
+  --heat-steady C         steady: the temperature moves less than C °C over 5 s (default 0.5)
+  --heat-max S            stop heating after S s even if not steady (default 60)
+  --heat-tolerance C      each window starts within C °C of the training temperature (default 1)
+  --reheat-max S          at most S s of re-heating or rest before a window (default 15)
   --threads N             CPU threads
 )";
 }
@@ -437,25 +482,66 @@ int profileMain(int argc, char **argv) {
     file.device = exec->deviceDescription();
     file.meter = meter->name();
     file.timeline = timeline;
-    file.idle = calibrate("(idle)", *meter, o, [] {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+
+    // Heat matching (HeatMatch.h): the whole function back to back until steady.
+    // A heating unit is ~10 ms of runs, as a replay call is, sized from the last
+    // unit: one synchronize per run would leave the device idle between short runs.
+    auto rest = [] { std::this_thread::sleep_for(std::chrono::milliseconds(10)); };
+    int runsPerUnit = 1;
+    auto heatUnit = [&] {
+      double t0 = timelineClock();
+      for (int i = 0; i < runsPerUnit; ++i)
+        exec->run(o.function);
+      exec->synchronize();
+      double perRun = (timelineClock() - t0) / runsPerUnit;
+      runsPerUnit = std::clamp(int(0.01 / std::max(perRun, 1e-6)), 1, 10000);
+    };
+    HeatMatching heat{
+        {[&] { return meter->celsius(); }, heatUnit, rest, timelineClock}, o.heatOptions, kNaN};
+    HeatResult steady;
+    if (o.heat)
+      steady = heatUntilSteady(heat.device, heat.options);
+    if (!o.heat)
+      std::printf("heat: off (--no-heat): each kernel at the temperature the replays before it "
+                  "left\n");
+    else if (!steady.measured)
+      std::printf("heat: not matched: the meter has no thermometer; each kernel at the "
+                  "temperature the replays before it left\n");
+    else {
+      heat.celsius = file.trainingCelsius = steady.celsius;
+      std::printf("heat: training temperature %.1f °C: %s after %.1f s of %s back to back; each "
+                  "window starts within %g °C of it (re-heating or resting for at most %g s)\n",
+                  steady.celsius, steady.capped ? "not steady (--heat-max)" : "steady",
+                  steady.seconds, o.function.c_str(), heat.options.toleranceCelsius,
+                  heat.options.reheatMaxSeconds);
+    }
+    const HeatMatching *matching = std::isnan(heat.celsius) ? nullptr : &heat;
+    file.idle = calibrate("(idle)", *meter, o, matching, [&] {
+      rest();
       return int64_t(0);
     });
-    std::printf("%-36s %11s %12s %12s %8s %7s %3s %4s %5s\n", "kernel", "time/launch", "J/launch",
+    std::printf("%-36s %11s %12s %12s %8s %7s %3s %9s %5s\n", "kernel", "time/launch", "J/launch",
                 "J>idle", "W", "spread", "rep", "°C", "MHz");
     std::printf("(windows of >= %g s between counter ticks; J>idle: J/launch above the idle "
                 "baseline; spread: the repeats' largest deviation plus the counter's resolution "
-                "and boundary lag)\n",
+                "and boundary lag; °C: at the windows' start>end, means)\n",
                 o.window);
     auto reading = [](double v) { return std::isnan(v) ? std::string("-") : fmt("%.0f", v); };
     auto row = [&](const KernelCalibration &k) {
       bool idle = &k == &file.idle;
       std::string jpl = idle ? "" : fmt("%.6g", k.joulesPerLaunch);
       std::string above = idle ? "" : fmt("%.6g", (k.watts - file.idle.watts) * k.secondsPerLaunch);
-      std::printf("%-36.36s %11s %12s %12s %8.1f %6.2f%% %3d %4s %5s\n", k.name.c_str(),
+      std::string celsius =
+          std::isnan(k.celsius) ? "-" : fmt("%.1f", k.celsiusStart) + ">" + fmt("%.1f", k.celsius);
+      std::printf("%-36.36s %11s %12s %12s %8.1f %6.2f%% %3d %9s %5s\n", k.name.c_str(),
                   idle ? "" : seconds(k.secondsPerLaunch).c_str(), jpl.c_str(), above.c_str(),
-                  k.watts, 100 * k.relSpread, k.repeats, reading(k.celsius).c_str(),
+                  k.watts, 100 * k.relSpread, k.repeats, celsius.c_str(),
                   reading(k.smClockMHz).c_str());
+      if (k.heatCapped)
+        std::printf("  ^ %d of %d windows started outside %g °C of %.1f °C: re-heating hit "
+                    "--reheat-max %g s\n",
+                    k.heatCapped, k.repeats, heat.options.toleranceCelsius, heat.celsius,
+                    heat.options.reheatMaxSeconds);
     };
     row(file.idle);
     for (auto [secs, step] : order) {
@@ -464,7 +550,7 @@ int profileMain(int argc, char **argv) {
       int64_t batch = std::max<int64_t>(1, int64_t(0.01 / std::max(secs, 1e-7)));
       std::string fname = o.function;
       uint32_t s = step;
-      KernelCalibration k = calibrate(pk.names[fnIndex][step], *meter, o, [&] {
+      KernelCalibration k = calibrate(pk.names[fnIndex][step], *meter, o, matching, [&] {
         exec->replayStep(fname, s, batch);
         exec->synchronize();
         return batch;

@@ -7,6 +7,7 @@
 #include "runtime/energy/Report.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -18,13 +19,14 @@ namespace {
 /// (well under the NVML counter's ~100 ms update period).
 constexpr auto kPollInterval = std::chrono::milliseconds(5);
 
-/// `--meter synthetic:W` (tests only, not in --help): a constant W watts on the
+/// `--meter synthetic:W[:C]` (tests only, not in --help): a constant W watts on the
 /// real clock, counter moving every 100 ms in 1 mJ steps like NVML's, so that the
-/// whole path of `train --energy` runs in CI with a known answer.
+/// whole path of `train --energy` runs in CI with a known answer; with C, a
+/// thermometer that reads a constant C °C (profile's heat matching then runs).
 class ClockedSyntheticMeter : public EnergyMeter {
 public:
-  explicit ClockedSyntheticMeter(double watts)
-      : meter_({{timelineClock(), watts}}, 0.1, 1e-3), watts_(watts) {}
+  ClockedSyntheticMeter(double watts, double celsius)
+      : meter_({{timelineClock(), watts}}, 0.1, 1e-3), watts_(watts), celsius_(celsius) {}
   double readJoules() override {
     meter_.setNow(timelineClock());
     return meter_.readJoules();
@@ -36,10 +38,11 @@ public:
     std::snprintf(buf, sizeof buf, "synthetic %g W (tests only)", watts_);
     return buf;
   }
+  double celsius() override { return celsius_; }
 
 private:
   SyntheticMeter meter_;
-  double watts_;
+  double watts_, celsius_;
 };
 
 std::string lower(std::string s) {
@@ -91,10 +94,12 @@ std::unique_ptr<EnergyMeter> openMeter(const std::string &choice, const std::str
   }
   if (c.rfind("synthetic:", 0) == 0) {
     char *end = nullptr;
-    double w = std::strtod(c.c_str() + 10, &end);
-    if (*end || !(w > 0))
-      throw Error("--meter " + choice + ": expected synthetic:WATTS with WATTS > 0");
-    return std::make_unique<ClockedSyntheticMeter>(w);
+    double w = std::strtod(c.c_str() + 10, &end), celsius = NAN;
+    if (*end == ':' && end[1])
+      celsius = std::strtod(end + 1, &end);
+    if (*end || !(w > 0) || std::isinf(celsius))
+      throw Error("--meter " + choice + ": expected synthetic:WATTS[:CELSIUS] with WATTS > 0");
+    return std::make_unique<ClockedSyntheticMeter>(w, celsius);
   }
   throw Error("--meter " + choice + ": expected nvml, rapl, none or auto");
 }

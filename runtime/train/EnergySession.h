@@ -26,7 +26,7 @@ namespace mantissa {
 
 struct EnergyOptions {
   bool table = false;         // --energy: the table at the end
-  std::string meter = "auto"; // --meter nvml|rapl|none|auto (synthetic:W: tests only)
+  std::string meter = "auto"; // --meter nvml|rapl|none|auto (synthetic:W[:C]: tests only)
   std::string html, trace, csv;
   double targetLoss = NAN; // --target-loss
   bool wanted() const {

@@ -2,7 +2,9 @@
 """`mantissa-run profile`: calibration by replay on the CPU backend (issue 4). With no meter it
 reports time only; with a synthetic meter of constant P watts (tests only) every replayed kernel
 and the idle baseline draw P, so J/launch must be P x its time per launch; the calibration is
-cached per plan, device and meter and `train --energy` then uses it. Bad options are errors."""
+cached per plan, device and meter and `train --energy` then uses it. Heat matching runs only with a
+thermometer (a synthetic one reading a constant temperature here: the plumbing, not the physics, which
+HeatMatchTest covers) and is said once either way. Bad options are errors."""
 import glob, json, os, re
 from common import Checks, compile_model, run, tmpdir, tool
 
@@ -28,6 +30,8 @@ cal = json.load(open(out))
 cached = glob.glob(os.path.join(d, "cache", "mantissa", "calib", "*.json"))
 c.check(len(cached) == 1 and json.load(open(cached[0])) == cal, f"cached per plan, device and meter: {cached}")
 c.check(cal.get("timeline") == "cpu", "the calibration file names the timeline")
+c.check(p.stdout.count("\nheat: not matched: the meter has no thermometer") == 1 and cal["training_celsius"] is None,
+        "no thermometer: no heat matching, said once, no training temperature")
 ks = cal["kernels"]
 c.check(len(ks) == 2 and all(k["repeats"] >= 2 for k in ks + [cal["idle"]]), "2 kernels and the idle baseline, >= 2 windows each")
 for k in ks + [cal["idle"]]:
@@ -46,6 +50,33 @@ steps = int(re.search(r"^function train_step: (\d+) steps", run([tool("mantissa"
                       re.M).group(1))
 c.check(e["calibrated"] and f"2 of {steps} kernels replayed" in e["calibration"],
         f"train uses it ({steps} train_step kernels): {e['calibration']}")
+
+# A thermometer reading 55 °C: heated until steady (the 1 s means 5 s apart agree), every window
+# starts there, the file and train --energy's calibration line say so.
+env55 = dict(os.environ, XDG_CACHE_HOME=os.path.join(d, "cache55"))
+out55 = os.path.join(d, "calib55.json")
+p = run([rt, "profile", plan, "--meter", f"synthetic:{P:g}:55", "--top", "1", "--max-repeats", "2", "--threads", "2",
+         "--out", out55], env=env55)
+print(p.stdout)
+m = re.search(r"^heat: training temperature 55\.0 °C: steady after ([\d.]+) s of train_step back to back", p.stdout, re.M)
+c.check(m and 6 <= float(m.group(1)) < 10 and p.stdout.count("\nheat: ") == 1,
+        f"heated until steady, said once: {m and m.group(0)}")
+cal = json.load(open(out55))
+c.check(cal["training_celsius"] == 55 and all(k["celsius_start"] == k["celsius"] == 55 for k in cal["kernels"] + [cal["idle"]]),
+        "training temperature and each kernel's window start and end temperatures in the file")
+c.check(re.search(r"^\(idle\) .* 55\.0>55\.0 ", p.stdout, re.M), "the table shows start>end °C")
+js = os.path.join(d, "t55.json")
+run([rt, "train", plan, "--quiet", "--threads", "2", "--steps", "20", "--energy", "--meter", f"synthetic:{P:g}:55",
+     "--json", js], env=env55)
+cdesc = json.load(open(js))["energy"]["calibration"]
+c.check("heat-matched at 55 °C" in cdesc, f"train names the training temperature: {cdesc}")
+p = run([rt, "profile", plan, "--meter", f"synthetic:{P:g}:55", "--top", "1", "--max-repeats", "1", "--threads", "2",
+         "--no-heat", "--out", out55], env=env55)
+c.check(p.stdout.count("\nheat: off (--no-heat)") == 1 and json.load(open(out55))["training_celsius"] is None,
+        "--no-heat: said once, no training temperature")
+bad = run([rt, "profile", plan, "--heat-tolerance", "0"], check=False, env=env)
+c.check(bad.returncode != 0 and "--heat-tolerance '0': expected a positive number" in bad.stderr,
+        "profile --heat-tolerance 0: one clear error")
 
 bad = run([rt, "train", plan, "--energy", "--meter", "bogus"], check=False, env=env)
 c.check(bad.returncode != 0 and "error: --meter bogus: expected nvml, rapl, none or auto" in bad.stderr,

@@ -19,6 +19,8 @@ TEST(NvmlMeter, ReadsTheCounterInJoulesAndTheReadingsInTheirUnits) {
   GpuReadings g = m->readings();
   EXPECT_DOUBLE_EQ(g.watts, 250.5);
   EXPECT_DOUBLE_EQ(g.celsius, 47);
+  EnergyMeter &meter = *m; // profile's heat matching reads it through the base class
+  EXPECT_DOUBLE_EQ(meter.celsius(), 47);
   EXPECT_DOUBLE_EQ(g.smClockMHz, 1980);
   EXPECT_EQ(m->deviceName(), "Fake GPU");
   EXPECT_EQ(m->driverVersion(), "999.1");
