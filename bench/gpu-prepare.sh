@@ -26,11 +26,17 @@ for prec in fp32 fp16 bf16; do
   m compile --arch sm_90 models/mlp.mlir --precision $prec --optimizer sgd --lr 0.001 --momentum 0.9 -o $c/plans/bench-mlp-$prec.plan
   m compile --arch sm_90 $c/unet.mlir --precision $prec --optimizer sgd --lr 0.001 --momentum 0.9 -o $c/plans/bench-unet-$prec.plan
 done
-# The same without persistent working copies (gpu_bench.py --ab-plan nocopies): what
-# keeping them costs in memory and saves in time.
+# The same compiled otherwise, for gpu_bench.py --ab-plan NAME: nocopies (no persistent
+# working copies: what keeping them costs in memory and saves in time), noepilogue (a
+# linear's bias and relu outside its GEMM: mlp), noremat (no remat-concat: the U-Net's
+# skip connections kept, no slices). Each for both models; where a switch changes nothing
+# the two plans are the same.
 for prec in fp16 bf16; do
-  m compile --arch sm_90 models/mlp.mlir --precision $prec --optimizer sgd --lr 0.001 --momentum 0.9 --no-working-copies -o $c/plans/bench-mlp-$prec-nocopies.plan
-  m compile --arch sm_90 $c/unet.mlir --precision $prec --optimizer sgd --lr 0.001 --momentum 0.9 --no-working-copies -o $c/plans/bench-unet-$prec-nocopies.plan
+  for variant in "nocopies --no-working-copies" "noepilogue --no-gemm-epilogue" "noremat --no-remat-concat"; do
+    read -r name flag <<< "$variant"
+    m compile --arch sm_90 models/mlp.mlir --precision $prec --optimizer sgd --lr 0.001 --momentum 0.9 $flag -o $c/plans/bench-mlp-$prec-$name.plan
+    m compile --arch sm_90 $c/unet.mlir --precision $prec --optimizer sgd --lr 0.001 --momentum 0.9 $flag -o $c/plans/bench-unet-$prec-$name.plan
+  done
 done
 m compile --arch sm_90 models/mlp_digits.mlir --precision fp16 --loss-scale dynamic --optimizer sgd --lr 0.05 --momentum 0.9 -o $c/plans/mlp_digits-fp16.plan
 m compile --arch sm_90 $c/unet.mlir --precision fp16 --optimizer adam --lr 0.001 -o $c/plans/unet-train-fp16.plan

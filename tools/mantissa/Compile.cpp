@@ -95,7 +95,8 @@ LogicalResult runCompilePipeline(ModuleOp module, const CompileOptions &o) {
   lo.weightDecay = o.weightDecay;
   pm.addPass(createLowerOptimizer(lo));
   pm.addPass(createInsertLossScaling(ls));
-  pm.addPass(createRematConcat());
+  if (o.rematConcat)
+    pm.addPass(createRematConcat());
   if (o.workingCopies)
     pm.addPass(createPersistWorkingCopies());
   if (o.fuse) {

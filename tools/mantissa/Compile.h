@@ -24,6 +24,9 @@ struct CompileOptions {
   int64_t batch = 0;
   uint64_t seed = 0;
   bool tf32 = false, emitIr = false, fuse = true, workingCopies = true;
+  /// remat-concat: a concatenation's inputs read after it are slices of it (memory for
+  /// copies); off, they stay alive until the backward pass.
+  bool rematConcat = true;
   /// With fuse: a convolution's bias add folded into the batch norms that read its result
   /// (emit-plan's fold-conv-bias). The result is then stored without the bias.
   bool foldConvBias = true;
@@ -43,7 +46,7 @@ bool parseDouble(const std::string &s, double &out);
 bool parseInt(const std::string &s, int64_t &out);
 
 /// Runs [set-batch,] assign-precision, autodiff, lower-optimizer,
-/// insert-loss-scaling, remat-concat, [persist-working-copies,] [fuse-elementwise,]
+/// insert-loss-scaling, [remat-concat,] [persist-working-copies,] [fuse-elementwise,]
 /// then emit-plan's lowering on `module`,
 /// with the kernels compiled for `options.arch` (AotKernels.h), writing
 /// `options.output`. Problems are printed (`error: ...` or at the ops' locations).

@@ -6,7 +6,7 @@
 //
 // compile parses the model with MLIR's source manager (errors carry
 // file:line:col), runs [set-batch,] assign-precision, autodiff, lower-optimizer,
-// insert-loss-scaling, remat-concat, persist-working-copies (unless
+// insert-loss-scaling, remat-concat (unless --no-remat-concat), persist-working-copies (unless
 // --no-working-copies) and fuse-elementwise (unless --no-fuse) in one PassManager
 // (tools/mantissa/Compile.cpp), then emit-plan's lowering; with --arch (default
 // sm_90) every kernel is generated and compiled with NVRTC into the plan
@@ -72,6 +72,8 @@ const char *kUsage =
     "                                           folded into batch norms, no GEMM epilogues)\n"
     "  --no-gemm-epilogue                       keep a linear's bias (and relu) out of its\n"
     "                                           GEMM: the unfused plan's roundings, bit for bit\n"
+    "  --no-remat-concat                        keep a concatenation's inputs for the backward\n"
+    "                                           pass instead of slicing them back out of it\n"
     "  --no-working-copies                      cast the fp32 masters every step instead of\n"
     "                                           keeping low-precision copies the update writes\n"
     "                                           (no persist-working-copies)\n"
@@ -140,6 +142,8 @@ int compileMain(int argc, char **argv) {
       o.emitIr = true;
     } else if (name == "--no-fuse" && !hasInline) {
       o.fuse = false;
+    } else if (name == "--no-remat-concat" && !hasInline) {
+      o.rematConcat = false;
     } else if (name == "--no-gemm-epilogue" && !hasInline) {
       o.gemmEpilogue = false;
     } else if (name == "--no-working-copies" && !hasInline) {
