@@ -69,7 +69,11 @@ def main():
         # call); unet: the 24 with the most time in one run (~1 s each), which hold the ten
         # with the most energy.
         top = ["--top", "40" if model == "mlp" else "24"]
-        p = subprocess.run([run, "profile", plan, "--backend", "cuda", "--meter", "nvml", *top,
+        # Heat matching adds up to --heat-max once and a re-heat before every window: capped at
+        # 3 s each here so that mlp's 40 kernels still fit a 10-minute call (a capped re-heat
+        # is said under its kernel's row).
+        heat = ["--heat-max", "45", "--reheat-max", "3"]
+        p = subprocess.run([run, "profile", plan, "--backend", "cuda", "--meter", "nvml", *top, *heat,
                             "--out", prof], capture_output=True, text=True)
         open(o("profile.txt"), "w").write(p.stdout + p.stderr)
         print(p.stdout, flush=True)
