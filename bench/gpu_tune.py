@@ -14,6 +14,9 @@
      every train_step step (eager mode, averaged over the runs after the first) against
      `mantissa-run inspect --cost` for the same plan; the median absolute error (us) and the
      median relative error are reported, with predicted and measured time per step.
+  4b. The same with per-class efficiencies fitted to the fp16 and fp32 plans' kernel times
+     (`inspect --cost DEVICE --fit`, written to RESULTS/DEVICE-fitted.json, usable as
+     `mantissa tune --device`), checked on the bf16 and tuned plans, which it was not fitted to.
 
     python3 gpu_tune.py --carry .carry --out results-dir
 
@@ -147,16 +150,13 @@ def measure_torch_time(prec):
 PROFILE = re.compile(r"^\s+([0-9.]+) ms/run\s+[0-9.]+%\s+(step (\d+) '.*' \(\w+\))$")
 
 
-def cost_model_error(carry, plan, device, tmp):
-    """Per-kernel CUDA-event times against the cost model; returns the summary."""
-    run = os.path.join(carry, "bin", "mantissa-run")
-    cost = os.path.join(tmp, "cost.json")
-    subprocess.run([run, "inspect", "--cost", device, plan, "--json", cost], check=True, capture_output=True)
-    predicted = {s["index"]: s["seconds"] * 1e6 for s in json.load(open(cost))["steps"]}
+def kernel_times(carry, plan):
+    """{step index: us} of train_step from MANTISSA_CUDA_PROFILE's CUDA-event times (eager mode,
+    averaged over the runs after the first), or the error text."""
     env = dict(os.environ, MANTISSA_CUDA_PROFILE="1")
-    p = subprocess.run([run, "train", plan, "--backend", "cuda", "--fixed-batch", "--steps", "6", "--quiet",
-                        "--data", "nowcast", "--train-samples", "16", "--held-out-samples", "16"],
-                       capture_output=True, text=True, env=env)
+    p = subprocess.run([os.path.join(carry, "bin", "mantissa-run"), "train", plan, "--backend", "cuda",
+                        "--fixed-batch", "--steps", "6", "--quiet", "--data", "nowcast", "--train-samples", "16",
+                        "--held-out-samples", "16"], capture_output=True, text=True, env=env)
     measured, inside = {}, False
     for line in p.stderr.splitlines():
         if line.startswith("mantissa cuda profile:"):
@@ -165,14 +165,38 @@ def cost_model_error(carry, plan, device, tmp):
         m = PROFILE.match(line)
         if inside and m:
             measured[int(m.group(3))] = float(m.group(1)) * 1e3
+    return measured or "no per-kernel profile (MANTISSA_CUDA_PROFILE) lines: " + p.stderr[-300:]
+
+
+def cost_model_error(carry, plan, device, tmp, measured):
+    """Per-kernel measured times against the cost model of `device` (built-in or fitted); the summary."""
+    if isinstance(measured, str):
+        return dict(error=measured)
+    cost = os.path.join(tmp, "cost.json")
+    subprocess.run([os.path.join(carry, "bin", "mantissa-run"), "inspect", "--cost", device, plan, "--json", cost],
+                   check=True, capture_output=True)
+    predicted = {s["index"]: s["seconds"] * 1e6 for s in json.load(open(cost))["steps"]}
     common = sorted(set(predicted) & set(measured))
     if not common:
-        return dict(error="no per-kernel profile (MANTISSA_CUDA_PROFILE) lines: " + p.stderr[-300:])
+        return dict(error="no step of the profile is in the plan")
     abs_err = [abs(predicted[i] - measured[i]) for i in common]
     rel_err = [abs(predicted[i] - measured[i]) / measured[i] for i in common if measured[i] > 0]
     return dict(kernels=len(common), median_abs_error_us=statistics.median(abs_err),
                 median_rel_error=statistics.median(rel_err), predicted_ms=sum(predicted[i] for i in common) / 1e3,
                 measured_ms=sum(measured[i] for i in common) / 1e3, timing="per kernel (CUDA events, eager)")
+
+
+def fit_cost_model(carry, device, plans, times, out):
+    """Fits the device's per-class efficiencies to the kernel times of `plans` (inspect --cost --fit);
+    returns the fitted description's path, or None."""
+    measured = os.path.join(out, "kernel-times.json")
+    json.dump({"plans": [{"plan": p, "steps": [{"index": i, "seconds": us * 1e-6} for i, us in times[p].items()]}
+                         for p in plans if not isinstance(times[p], str)]}, open(measured, "w"), indent=1)
+    fitted = os.path.join(out, f"{device}-fitted.json")
+    p = subprocess.run([os.path.join(carry, "bin", "mantissa-run"), "inspect", "--cost", device, "--fit", measured,
+                        "-o", fitted], capture_output=True, text=True)
+    print(p.stdout + p.stderr, flush=True)
+    return fitted if p.returncode == 0 else None
 
 
 def main():
@@ -188,13 +212,22 @@ def main():
     device = "h200" if "H200" in name else "h100"
     manifest = json.load(open(os.path.join(a.carry, "tune", "manifest.json")))
     passed = {m["label"]: m["passes"] for m in manifest["candidates"]}
-    rows, fail = {}, 0
+    rows, fail, times = {}, 0, {}
+    plan_of = lambda label: os.path.join(a.carry, "plans", f"tune-unet-{label}.plan")
     with tempfile.TemporaryDirectory() as tmp:
         for label in ("tuned", "fp16", "bf16", "fp32"):
-            plan = os.path.join(a.carry, "plans", f"tune-unet-{label}.plan")
+            plan = plan_of(label)
             rows[f"mantissa {label}"] = r = measure_mantissa(a.carry, plan, tmp)
-            r["cost_model"] = cost_model_error(a.carry, plan, device, tmp)
+            times[plan] = kernel_times(a.carry, plan)
+            r["cost_model"] = cost_model_error(a.carry, plan, device, tmp, times[plan])
             print(json.dumps({f"mantissa {label}": r}), flush=True)
+        # 4b. The cost model with per-class efficiencies fitted to the fp16 and fp32 plans' kernel
+        # times, checked on the two it was not fitted to (bf16, tuned): out of sample.
+        fitted = fit_cost_model(a.carry, device, [plan_of("fp16"), plan_of("fp32")], times, a.out)
+        if fitted:
+            for label in ("bf16", "tuned"):
+                rows[f"mantissa {label}"]["cost_model_fitted"] = cost_model_error(
+                    a.carry, plan_of(label), fitted, tmp, times[plan_of(label)])
         if not a.no_pytorch:
             for prec in ("fp16", "bf16"):
                 try:
@@ -213,6 +246,12 @@ def main():
         for part in (r, c):
             if "error" in part:
                 print(f"   error: {part['error']}")
+    print("\ncost model with efficiencies fitted to the fp16 and fp32 plans (out of sample):")
+    for label in ("bf16", "tuned"):
+        c = rows[f"mantissa {label}"].get("cost_model_fitted", {})
+        print(f"mantissa {label:<13} model {f(c.get('predicted_ms'))} ms, kernels {f(c.get('measured_ms'))} ms, "
+              f"median |err| {f(c.get('median_abs_error_us'), '{:.1f}')} us, median rel {f(c.get('median_rel_error'))}"
+              + (f" | error: {c['error']}" if "error" in c else ""))
     tuned = rows["mantissa tuned"].get("ms_per_step")
     uniform = [rows[f"mantissa {p}"].get("ms_per_step") for p, lab in (("fp16", "uniform fp16 (autocast)"), ("bf16", "uniform bf16"))
                if passed.get(lab) and rows[f"mantissa {p}"].get("ms_per_step")]

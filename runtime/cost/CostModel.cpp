@@ -89,7 +89,19 @@ KernelWork convWork(const LoadedPlan &plan, const plan::Conv2d &k) {
   return w;
 }
 
+KernelWork stepWorkOf(const LoadedPlan &plan, const plan::Step &step);
+
 KernelWork stepWork(const LoadedPlan &plan, const plan::Step &step) {
+  KernelWork w = stepWorkOf(plan, step);
+  w.costClass = plan::EnumNameKernel(step.kernel_type());
+  if (step.kernel_type() == plan::Kernel::Conv2d)
+    w.costClass += std::string(".") + plan::EnumNameConvKind(step.kernel_as_Conv2d()->kind());
+  if (w.opClass != OpClass::Memory)
+    w.costClass += std::string(".") + opClassName(w.opClass);
+  return w;
+}
+
+KernelWork stepWorkOf(const LoadedPlan &plan, const plan::Step &step) {
   using K = plan::Kernel;
   switch (step.kernel_type()) {
   case K::Gemm: {
@@ -220,7 +232,57 @@ DeviceSpec parseDeviceSpec(const std::string &text, const std::string &where) {
   d.tensorPower = positiveNumber(*power, "tensor", where + ": power_w");
   d.fp32Power = positiveNumber(*power, "fp32", where + ": power_w");
   d.memoryPower = positiveNumber(*power, "memory", where + ": power_w");
+  if (const json::Value *eff = member(root, "efficiency")) {
+    if (eff->kind != json::Value::Kind::Object)
+      throw Error(where + ": \"efficiency\" is an object of cost class -> fraction of the roofline");
+    for (const auto &[costClass, v] : eff->members)
+      d.efficiency[costClass] = positiveNumber(*eff, costClass, where + ": efficiency");
+  }
   return d;
+}
+
+std::string formatDeviceSpec(const DeviceSpec &d, const std::string &note) {
+  std::ostringstream o;
+  o.precision(6);
+  o << "{\n  \"name\": " << json::quote(d.name) << ",\n  \"description\": " << json::quote(note)
+    << ",\n  \"fp32_flops\": " << d.fp32Flops << ",\n  \"tf32_flops\": " << d.tf32Flops
+    << ",\n  \"tensor_flops\": " << d.tensorFlops << ",\n  \"memory_bandwidth\": " << d.memoryBandwidth
+    << ",\n  \"memory_bytes\": " << d.memoryBytes << ",\n  \"launch_overhead_s\": " << d.launchOverhead
+    << ",\n  \"power_w\": {\"tensor\": " << d.tensorPower << ", \"fp32\": " << d.fp32Power
+    << ", \"memory\": " << d.memoryPower << "}";
+  if (!d.efficiency.empty()) {
+    o << ",\n  \"efficiency\": {";
+    bool first = true;
+    for (const auto &[costClass, e] : d.efficiency) {
+      o << (first ? "\n    " : ",\n    ") << json::quote(costClass) << ": " << e;
+      first = false;
+    }
+    o << "\n  }";
+  }
+  o << "\n}\n";
+  return o.str();
+}
+
+std::map<std::string, double> fitEfficiency(const std::vector<FitSample> &samples,
+                                            double launchOverhead) {
+  struct Sums {
+    double roofline = 0, measured = 0;
+    int n = 0;
+  };
+  std::map<std::string, Sums> sums;
+  for (const FitSample &s : samples) {
+    Sums &c = sums[s.costClass];
+    c.roofline += s.rooflineSeconds;
+    c.measured += s.measuredSeconds;
+    ++c.n;
+  }
+  std::map<std::string, double> eff;
+  for (const auto &[costClass, c] : sums) {
+    const double work = c.measured - c.n * launchOverhead;
+    if (work > 0 && c.roofline > 0)
+      eff[costClass] = std::clamp(c.roofline / work, 1e-3, 10.0);
+  }
+  return eff;
 }
 
 DeviceSpec loadDeviceSpec(const std::string &nameOrPath) {
@@ -260,8 +322,11 @@ KernelTime roofline(const KernelWork &work, const DeviceSpec &device) {
   double power = work.opClass == OpClass::Tensor ? device.tensorPower
                  : work.opClass == OpClass::Fp32 ? device.fp32Power
                                                  : device.memoryPower;
+  auto fitted = device.efficiency.find(work.costClass);
+  const double efficiency = fitted == device.efficiency.end() ? 1.0 : fitted->second;
   KernelTime t;
-  t.seconds = std::max(work.flops / peak, work.bytes / device.memoryBandwidth) + device.launchOverhead;
+  t.seconds = std::max(work.flops / peak, work.bytes / device.memoryBandwidth) / efficiency +
+              device.launchOverhead;
   t.joules = t.seconds * power;
   return t;
 }

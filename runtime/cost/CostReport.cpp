@@ -1,39 +1,189 @@
 //===- CostReport.cpp - inspect --cost: the cost model per step of a plan --===//
 #include "common/Error.h"
 #include "runtime/cost/CostModel.h"
+#include "runtime/io/AtomicFile.h"
 #include "runtime/io/MiniJson.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 
 namespace mantissa {
+namespace {
+
+const char *kUsage = "usage: inspect --cost h100|h200|DEVICE.json PLAN [--json OUT.json]\n"
+                     "       inspect --cost h100|h200|DEVICE.json --fit MEASURED.json -o OUT.json\n";
+
+const json::Value &field(const json::Value &v, const char *key, json::Value::Kind kind,
+                         const std::string &where) {
+  for (const auto &[k, m] : v.members)
+    if (k == key) {
+      if (m.kind != kind) {
+        json::Value expected;
+        expected.kind = kind;
+        throw Error(where + ": \"" + key + "\" is " + m.kindName() + ", expected " +
+                    expected.kindName());
+      }
+      return m;
+    }
+  throw Error(where + ": no \"" + key + "\"");
+}
+
+double median(std::vector<double> v) {
+  if (v.empty())
+    return NAN;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/// One plan's measured kernels against the model: (modelled, measured) seconds per step.
+struct Measured {
+  std::string plan;
+  std::vector<std::pair<int, double>> steps; // (step index, measured seconds)
+};
+
+std::vector<Measured> readMeasured(const std::string &path) {
+  std::ifstream in(path);
+  if (!in)
+    throw Error("--fit '" + path + "': cannot read it");
+  std::stringstream text;
+  text << in.rdbuf();
+  json::Value root = json::parse(text.str(), path);
+  std::vector<Measured> out;
+  const json::Value &plans = field(root, "plans", json::Value::Kind::Array, path);
+  for (size_t p = 0; p < plans.items.size(); ++p) {
+    const std::string where = path + ": plans[" + std::to_string(p) + "]";
+    Measured m;
+    m.plan = field(plans.items[p], "plan", json::Value::Kind::String, where).text;
+    const json::Value &steps = field(plans.items[p], "steps", json::Value::Kind::Array, where);
+    for (size_t i = 0; i < steps.items.size(); ++i) {
+      const std::string at = where + ".steps[" + std::to_string(i) + "]";
+      int64_t index = 0;
+      if (!field(steps.items[i], "index", json::Value::Kind::Number, at).asInt64(index) || index < 0)
+        throw Error(at + ": \"index\" is not a step index");
+      double s = std::strtod(
+          field(steps.items[i], "seconds", json::Value::Kind::Number, at).text.c_str(), nullptr);
+      if (!(s >= 0) || !std::isfinite(s))
+        throw Error(at + ": \"seconds\" must be a time >= 0");
+      m.steps.push_back({int(index), s});
+    }
+    out.push_back(std::move(m));
+  }
+  if (out.empty())
+    throw Error(path + ": no plans measured");
+  return out;
+}
+
+int fitMain(const DeviceSpec &device, const std::string &measuredPath, const std::string &outPath) {
+  std::vector<Measured> measured = readMeasured(measuredPath);
+  struct Row {
+    std::string plan, costClass;
+    double roofline, measured;
+  };
+  std::vector<Row> rows;
+  DeviceSpec unfitted = device;
+  unfitted.efficiency.clear();
+  for (const Measured &m : measured) {
+    LoadedPlan plan = LoadedPlan::load(m.plan);
+    PlanCost cost = costPlan(plan, unfitted);
+    for (auto [index, seconds] : m.steps) {
+      if (size_t(index) >= cost.kernels.size())
+        throw Error(measuredPath + ": " + m.plan + " has " + std::to_string(cost.kernels.size()) +
+                    " train_step steps, no step " + std::to_string(index));
+      const KernelCost &k = cost.kernels[size_t(index)];
+      rows.push_back({m.plan, k.work.costClass, k.time.seconds - device.launchOverhead, seconds});
+    }
+  }
+  std::vector<FitSample> samples;
+  for (const Row &r : rows)
+    samples.push_back({r.costClass, r.roofline, r.measured});
+  DeviceSpec fitted = unfitted;
+  fitted.efficiency = fitEfficiency(samples, device.launchOverhead);
+
+  std::printf("efficiency per cost class, fitted to %zu kernels of %zu plans (%s) on %s:\n",
+              rows.size(), measured.size(), measuredPath.c_str(), device.name.c_str());
+  std::printf("%-32s %7s %12s %12s %10s\n", "class", "kernels", "measured ms", "roofline ms",
+              "efficiency");
+  std::map<std::string, std::pair<int, std::pair<double, double>>> byClass;
+  for (const Row &r : rows) {
+    auto &c = byClass[r.costClass];
+    ++c.first;
+    c.second.first += r.measured;
+    c.second.second += r.roofline;
+  }
+  for (const auto &[costClass, c] : byClass) {
+    auto e = fitted.efficiency.find(costClass);
+    std::printf("%-32s %7d %12.4f %12.4f %10s\n", costClass.c_str(), c.first, c.second.first * 1e3,
+                c.second.second * 1e3,
+                e == fitted.efficiency.end() ? "- (launch)" : std::to_string(e->second).c_str());
+  }
+  // The model's error before and after, per kernel and per plan (in sample: the fit
+  // makes each class's total exact over these kernels; a held-out plan tests it).
+  auto errors = [&](const DeviceSpec &d, const char *label) {
+    std::vector<double> absErr;
+    std::map<std::string, std::pair<double, double>> totals; // plan: modelled, measured
+    for (const Row &r : rows) {
+      auto e = d.efficiency.find(r.costClass);
+      double modelled = r.roofline / (e == d.efficiency.end() ? 1.0 : e->second) + d.launchOverhead;
+      absErr.push_back(std::fabs(modelled - r.measured));
+      totals[r.plan].first += modelled;
+      totals[r.plan].second += r.measured;
+    }
+    std::printf("%s: median |error| per kernel %.1f us", label, median(absErr) * 1e6);
+    for (const auto &[plan, t] : totals)
+      std::printf("; %s %.3f ms modelled, %.3f measured", plan.c_str(), t.first * 1e3,
+                  t.second * 1e3);
+    std::printf("\n");
+  };
+  errors(unfitted, "roofline");
+  errors(fitted, "fitted");
+  std::string text = formatDeviceSpec(
+      fitted, device.name + " with efficiencies fitted to the kernel times in " + measuredPath);
+  writeFileAtomic(outPath, text.data(), text.size());
+  std::printf("wrote %s (use it as --device / --cost)\n", outPath.c_str());
+  return 0;
+}
+
+} // namespace
 
 int costMain(int argc, char **argv) {
-  const char *usage = "usage: inspect --cost h100|h200|DEVICE.json PLAN [--json OUT.json]\n";
   try {
-    std::string device, plan, jsonPath;
+    std::string device, plan, jsonPath, fitPath, outPath;
     for (int i = 0; i < argc; ++i) {
       std::string arg = argv[i];
       if (arg == "--help" || arg == "-h") {
-        std::fputs(usage, stdout);
+        std::fputs(kUsage, stdout);
         return 0;
       }
-      if ((arg == "--cost" || arg == "--json") && i + 1 < argc) {
-        (arg == "--cost" ? device : jsonPath) = argv[++i];
+      if ((arg == "--cost" || arg == "--json" || arg == "--fit" || arg == "-o") && i + 1 < argc) {
+        (arg == "--cost" ? device : arg == "--json" ? jsonPath : arg == "--fit" ? fitPath : outPath) =
+            argv[++i];
       } else if (!arg.empty() && arg[0] != '-' && plan.empty()) {
         plan = arg;
       } else {
-        throw Error("inspect --cost: unexpected argument '" + arg + "'\n" + usage);
+        throw Error("inspect --cost: unexpected argument '" + arg + "'\n" + kUsage);
       }
     }
+    if (!fitPath.empty()) {
+      if (device.empty() || outPath.empty() || !plan.empty() || !jsonPath.empty())
+        throw Error(std::string("inspect --cost --fit needs a device, the measured times and "
+                                "-o OUT.json (the plans are named in the measured file)\n") +
+                    kUsage);
+      return fitMain(loadDeviceSpec(device), fitPath, outPath);
+    }
     if (device.empty() || plan.empty())
-      throw Error(std::string("inspect --cost needs a device and a plan\n") + usage);
+      throw Error(std::string("inspect --cost needs a device and a plan\n") + kUsage);
     DeviceSpec spec = loadDeviceSpec(device);
     LoadedPlan loaded = LoadedPlan::load(plan);
     PlanCost cost = costPlan(loaded, spec);
-    std::printf("modelled cost of %s train_step on %s (roofline + %.1f us launch per kernel)\n",
-                plan.c_str(), spec.name.c_str(), spec.launchOverhead * 1e6);
+    std::printf("modelled cost of %s train_step on %s (roofline%s + %.1f us launch per kernel)\n",
+                plan.c_str(), spec.name.c_str(),
+                spec.efficiency.empty() ? "" : " / fitted efficiency", spec.launchOverhead * 1e6);
     std::printf("%-48s %-7s %12s %12s %10s %10s\n", "step", "class", "GFLOP", "MB", "us", "mJ");
     std::string rows;
     for (size_t i = 0; i < cost.kernels.size(); ++i) {
@@ -45,7 +195,8 @@ int costMain(int argc, char **argv) {
       std::snprintf(buf, sizeof buf, "\"class\": \"%s\", \"flops\": %.6g, \"bytes\": %.6g, \"seconds\": %.6g, \"joules\": %.6g}",
                     opClassName(k.work.opClass), k.work.flops, k.work.bytes, k.time.seconds, k.time.joules);
       rows += std::string(rows.empty() ? "" : ",\n") + "    {\"index\": " + std::to_string(i) +
-              ", \"where\": " + json::quote(where) + ", " + buf;
+              ", \"where\": " + json::quote(where) + ", \"cost_class\": " +
+              json::quote(k.work.costClass) + ", " + buf;
     }
     std::printf("total: %.4f ms/step, %.4f J/step (%zu kernels)\n", cost.seconds * 1e3, cost.joules,
                 cost.kernels.size());

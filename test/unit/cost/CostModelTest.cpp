@@ -6,6 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <string>
+#include <vector>
+
 using namespace mantissa;
 
 namespace {
@@ -72,6 +76,59 @@ TEST(CostModel, BadDescriptionsNameTheField) {
     EXPECT_NE(std::string(e.what()).find("tf32_flops"), std::string::npos);
   }
   EXPECT_THROW(loadDeviceSpec("no-such-device"), Error);
+}
+
+TEST(CostModel, EfficiencyDividesTheRooflineOfItsClassOnly) {
+  DeviceSpec d = loadDeviceSpec("h100");
+  d.efficiency["Conv2d.Forward.tensor"] = 0.25;
+  KernelWork conv = gemmWork(4096, 4096, 4096, 1, 2, 2, 2, false, OpClass::Tensor);
+  conv.costClass = "Conv2d.Forward.tensor";
+  KernelWork gemm = conv;
+  gemm.costClass = "Gemm.tensor";
+  // 138.967 us of roofline at a quarter of it; the GEMM's class has no factor.
+  EXPECT_NEAR(roofline(conv, d).seconds, 4 * 138.967e-6 + kLaunch, 1e-8);
+  EXPECT_NEAR(roofline(gemm, d).seconds, 138.967e-6 + kLaunch, 1e-9);
+}
+
+TEST(CostModel, FitRecoversEachClassEfficiency) {
+  // Kernels generated at known efficiencies: roofline / e + launch each.
+  const std::map<std::string, double> planted = {{"Conv2d.BackwardWeight.tensor", 0.08},
+                                                 {"Elementwise", 0.7},
+                                                 {"BatchNorm", 0.35}};
+  std::vector<FitSample> samples;
+  double r = 1e-6;
+  for (int i = 0; i < 12; ++i)
+    for (const auto &[costClass, e] : planted) {
+      r = r * 1.7 + 3e-6; // rooflines of different sizes
+      samples.push_back({costClass, r, r / e + kLaunch});
+    }
+  // A class of launch-sized kernels: measured no longer than the overheads.
+  samples.push_back({"Slice", 1e-7, 3e-6});
+  const std::map<std::string, double> fitted = fitEfficiency(samples, kLaunch);
+  EXPECT_EQ(fitted.size(), planted.size()) << "the launch-sized class is left out";
+  for (const auto &[costClass, e] : planted) {
+    ASSERT_TRUE(fitted.count(costClass)) << costClass;
+    EXPECT_NEAR(fitted.at(costClass), e, 1e-9 * e) << costClass;
+  }
+}
+
+TEST(CostModel, FittedDescriptionsRoundTripAndBadFactorsAreNamed) {
+  DeviceSpec d = loadDeviceSpec("h100");
+  d.efficiency = {{"Elementwise", 0.625}, {"Gemm.tensor", 0.5}};
+  DeviceSpec back = parseDeviceSpec(formatDeviceSpec(d, "fitted"), "fitted.json");
+  EXPECT_EQ(back.name, "H100");
+  EXPECT_DOUBLE_EQ(back.tensorFlops, d.tensorFlops);
+  EXPECT_DOUBLE_EQ(back.launchOverhead, d.launchOverhead);
+  EXPECT_EQ(back.efficiency, d.efficiency);
+  std::string text = formatDeviceSpec(d, "fitted");
+  text.replace(text.find("0.625"), 5, "-1");
+  try {
+    parseDeviceSpec(text, "fitted.json");
+    FAIL() << "accepted a negative efficiency";
+  } catch (const Error &e) {
+    EXPECT_NE(std::string(e.what()).find("fitted.json: efficiency"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("Elementwise"), std::string::npos) << e.what();
+  }
 }
 
 } // namespace
