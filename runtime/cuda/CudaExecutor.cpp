@@ -363,6 +363,7 @@ private:
   std::vector<std::unique_ptr<LtMatmul>> ltMatmuls_; // the epilogue GEMMs' descriptors
   bool epilogues_ = true;     // Gemm.bias/relu through cuBLASLt (else GEMM + mt_bias_act)
   int epilogueFallbacks_ = 0; // epilogue GEMMs that cuBLASLt had no algorithm for
+  std::string epilogueFallbackWhy_; // the first one's reason
   void *blasWorkspace_ = nullptr;
   static constexpr size_t blasWorkspaceBytes_ = size_t(32) << 20;
   bool tf32_ = false;
@@ -903,9 +904,9 @@ void CudaExecutor::prepareFunctions() {
   }
   if (epilogueFallbacks_ > 0)
     std::fprintf(stderr,
-                 "mantissa cuda: note: cuBLASLt has no algorithm for %d GEMM epilogue(s); they "
-                 "run as a GEMM into fp32 and a bias kernel (same numbers, one more kernel)\n",
-                 epilogueFallbacks_);
+                 "mantissa cuda: note: %d GEMM epilogue(s) run as a GEMM into fp32 and a bias "
+                 "kernel (same numbers, one more kernel), not through cuBLASLt: %s\n",
+                 epilogueFallbacks_, epilogueFallbackWhy_.c_str());
 }
 
 //===--- launching ----------------------------------------------------------------===//
@@ -1132,7 +1133,17 @@ CudaExecutor::Launch CudaExecutor::prepareGemmEpilogue(const plan::Gemm &k, Scra
   const void *bias = ptr(k.bias());
   const float alpha = k.alpha(), beta = 0.0f;
   if (epilogues_ && k.k() > 0) {
-    if (std::unique_ptr<LtMatmul> lt = planLtMatmul(k)) {
+    std::unique_ptr<LtMatmul> lt;
+    try {
+      lt = planLtMatmul(k);
+      if (!lt && epilogueFallbackWhy_.empty())
+        epilogueFallbackWhy_ = "no algorithm for m=" + std::to_string(m) +
+                               ", n=" + std::to_string(n) + ", k=" + std::to_string(k.k());
+    } catch (const Error &e) { // a setup cuBLASLt rejects: the fallback computes the same
+      if (epilogueFallbackWhy_.empty())
+        epilogueFallbackWhy_ = e.what();
+    }
+    if (lt) {
       const LtMatmul *p = lt.get();
       ltMatmuls_.push_back(std::move(lt));
       const std::string what = "cublasLtMatmul(m=" + std::to_string(m) +

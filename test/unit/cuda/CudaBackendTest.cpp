@@ -1646,7 +1646,13 @@ TEST(CudaHostEmulation, BiasActKernelMatchesTheCpu) {
 // ours and PyTorch's.
 TEST(CudaExecutor, GemmEpilogueMatchesCpu) {
   std::vector<EpilogueCase> cases;
+  testing::internal::CaptureStderr();
   compareWithCpu(gemmEpiloguePlan(cases), "epilogue.plan", 1, 0.0, 0.0);
+  const std::string notices = testing::internal::GetCapturedStderr();
+  if (IsSkipped())
+    return;
+  EXPECT_EQ(notices.find("not through cuBLASLt"), std::string::npos)
+      << "the epilogues fell back: " << notices;
   setenv("MANTISSA_CUDA_EPILOGUE", "0", 1);
   compareWithCpu(gemmEpiloguePlan(cases), "epilogue-fallback.plan", 1, 0.0, 0.0);
   unsetenv("MANTISSA_CUDA_EPILOGUE");
