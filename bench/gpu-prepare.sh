@@ -83,5 +83,5 @@ strip $c/bin/*
 tar czf $c/payload.tgz -C $c bin plans && rm -rf $c/bin $c/plans
 cp bench/gpu-check.sh bench/gpu_bench.py bench/torch_models.py bench/gpu-energy-check.sh bench/energy_check.py \
    bench/nvml_energy.py bench/unet_energy_study.py bench/gpu-tune-check.sh bench/gpu_tune.py \
-   bench/gpu-profile.sh bench/gpu-env.sh $c/
+   bench/gpu-profile.sh bench/gpu-env.sh bench/gpu-session.sh $c/
 du -sh $c
