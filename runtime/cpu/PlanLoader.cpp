@@ -14,6 +14,7 @@
 #include <cstring>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 namespace mantissa {
 
@@ -613,9 +614,11 @@ void Checker::checkGemm(const plan::Gemm &k) {
     return;
   }
   // The epilogue (cuBLASLt's BIAS / RELU_BIAS): one matrix, overwritten, one type.
-  if (k.batch() != 1 || k.beta() != 0.0f)
-    fail("a bias epilogue needs batch 1 and beta 0, got batch " + std::to_string(k.batch()) +
-         " and beta " + std::to_string(k.beta()));
+  if (k.batch() != 1 || k.beta() != 0.0f) {
+    std::ostringstream got;
+    got << "batch " << k.batch() << " and beta " << k.beta();
+    fail("a bias epilogue needs batch 1 and beta 0, got " + got.str());
+  }
   data(k.bias(), "bias", k.n());
   plan::DType ct = p_.tensors()->Get(k.c())->dtype();
   for (auto [id, operand] : {std::pair{k.a(), "a"}, {k.b(), "b"}, {k.bias(), "bias"}})
