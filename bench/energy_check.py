@@ -13,11 +13,13 @@ with the binaries and plans of bench/gpu-prepare.sh):
   3. `train --energy --meter nvml` while this script samples NVML itself: the attributed
      energies (kernels + idle) add up to NVML's total over the same windows within +-2 %;
   4. the ten kernels with the most energy: attributed J/launch within +-10 % of the replay's;
-  5. Mantissa's J/step against the PyTorch peer's (torch.compile), measured the same way.
+  5. Mantissa's J/step against the PyTorch peer's (torch.compile), measured the same way;
+  6. (information) the cost model with its op classes' powers and efficiencies fitted to the
+     calibration (`inspect --cost --fit`): its J/step for the plan beside the measured one.
 
     python3 energy_check.py --carry .carry --out results/energy [--models mlp unet]
 """
-import argparse, json, os, subprocess, sys
+import argparse, json, os, re, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gpu_bench, nvml_energy  # noqa: E402
@@ -43,6 +45,29 @@ def train(run, plan, steps, out, data, *extra, timeline=None):
     if p.stderr.strip():
         print(p.stderr.strip(), flush=True)  # the timeline's notices (CUPTI not used, steps without records)
     return json.load(open(out)), p.stdout
+
+
+def fit_cost_model(run, plan, cal, out, model):
+    """`inspect --cost DEVICE --fit` on the calibration's kernels (time per launch, watts): the fitted
+    device description's path, or None. Calibration names are the plan's step names, with '#index'
+    where several steps share one (runtime/train/EnergySession.cpp planKernels)."""
+    cost = os.path.join(out, f"{model}-cost.json")
+    gpu = "h200" if "H200" in subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                                             capture_output=True, text=True).stdout else "h100"
+    if subprocess.run([run, "inspect", "--cost", gpu, plan, "--json", cost], capture_output=True).returncode:
+        return None
+    names = [re.match(r"step (\d+) '(.*)' \(\w+\)$", st["where"]).group(2) for st in json.load(open(cost))["steps"]]
+    index = {}
+    for i, n in enumerate(names):
+        index[n if names.count(n) == 1 and n else f"{n or 'step'}#{i}"] = i
+    steps = [{"index": index[k["name"]], "seconds": k["seconds_per_launch"], "watts": k["watts"]}
+             for k in cal["kernels"] if k["name"] in index and k.get("seconds_per_launch")]
+    measured = os.path.join(out, f"{model}-kernel-watts.json")
+    json.dump({"plans": [{"plan": plan, "steps": steps}]}, open(measured, "w"), indent=1)
+    fitted = os.path.join(out, f"{gpu}-fitted-{model}.json")
+    p = subprocess.run([run, "inspect", "--cost", gpu, "--fit", measured, "-o", fitted], capture_output=True, text=True)
+    print(p.stdout + p.stderr, flush=True)
+    return fitted if p.returncode == 0 else None
 
 
 def main():
@@ -144,6 +169,17 @@ def main():
                  timeline=e["energy"]["timeline"], attributed_joules=attributed, nvml_joules=nvml,
                  mantissa_joules_per_step=en["per_step"]["joules"], mantissa_joules_per_step_err=en["per_step"]["joules_err"],
                  mantissa_ms_per_step=1e3 * timed["wall_seconds"] / steps)
+        # 6. the cost model's energy (issue 5): the op classes' powers and the classes' efficiencies
+        # fitted to the calibration (each replayed kernel's time per launch and watts), and its J/step
+        # for this plan against the measured one (an estimate: kernels only, idle gaps not modelled).
+        fitted = fit_cost_model(run, plan, cal, a.out, model)
+        if fitted:
+            cp = subprocess.run([run, "inspect", "--cost", fitted, plan, "--json", o("cost-fitted.json")],
+                                capture_output=True, text=True)
+            if cp.returncode == 0:
+                r["model_joules_per_step"] = json.load(open(o("cost-fitted.json")))["joules"]
+                print(f"INFO cost model fitted to the calibration: {r['model_joules_per_step']:.4g} J/step "
+                      f"modelled vs {r['mantissa_joules_per_step']:.4g} J/step measured", flush=True)
         # 5. the PyTorch peer, measured the same way
         if not a.no_pytorch:
             t = gpu_bench.pytorch_energy(model, "fp16", compile_=True, seconds=a.seconds)

@@ -115,7 +115,9 @@ namespace mantissa {
 /// MANTISSA_CUDA_PROFILE report names them), and the total.
 /// `inspect --cost DEVICE --fit MEASURED.json -o OUT.json`: fits the device's
 /// efficiencies (fitEfficiency) to the measured kernel times of one or more plans,
-/// {"plans": [{"plan": PATH, "steps": [{"index": I, "seconds": S}, ...]}, ...]}, prints
+/// {"plans": [{"plan": PATH, "steps": [{"index": I, "seconds": S}, ...]}, ...]} (a step may
+/// also carry "watts", the device's power while it runs: then each op class's power is
+/// fitted too, as the time-weighted mean of its kernels' watts), prints
 /// them with the model's error before and after, and writes the fitted description.
 /// Returns the exit code.
 int costMain(int argc, char **argv);

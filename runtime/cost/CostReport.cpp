@@ -42,9 +42,14 @@ double median(std::vector<double> v) {
 }
 
 /// One plan's measured kernels against the model: (modelled, measured) seconds per step.
+struct MeasuredStep {
+  int index = 0;
+  double seconds = 0;
+  double watts = NAN; // the device's power while it runs, where measured
+};
 struct Measured {
   std::string plan;
-  std::vector<std::pair<int, double>> steps; // (step index, measured seconds)
+  std::vector<MeasuredStep> steps;
 };
 
 std::vector<Measured> readMeasured(const std::string &path) {
@@ -70,7 +75,15 @@ std::vector<Measured> readMeasured(const std::string &path) {
           field(steps.items[i], "seconds", json::Value::Kind::Number, at).text.c_str(), nullptr);
       if (!(s >= 0) || !std::isfinite(s))
         throw Error(at + ": \"seconds\" must be a time >= 0");
-      m.steps.push_back({int(index), s});
+      double watts = NAN;
+      for (const auto &[k, v] : steps.items[i].members)
+        if (k == "watts") {
+          watts = std::strtod(
+              field(steps.items[i], "watts", json::Value::Kind::Number, at).text.c_str(), nullptr);
+          if (!(watts > 0) || !std::isfinite(watts))
+            throw Error(at + ": \"watts\" must be a power > 0");
+        }
+      m.steps.push_back({int(index), s, watts});
     }
     out.push_back(std::move(m));
   }
@@ -83,7 +96,8 @@ int fitMain(const DeviceSpec &device, const std::string &measuredPath, const std
   std::vector<Measured> measured = readMeasured(measuredPath);
   struct Row {
     std::string plan, costClass;
-    double roofline, measured;
+    OpClass opClass;
+    double roofline, measured, watts;
   };
   std::vector<Row> rows;
   DeviceSpec unfitted = device;
@@ -91,12 +105,13 @@ int fitMain(const DeviceSpec &device, const std::string &measuredPath, const std
   for (const Measured &m : measured) {
     LoadedPlan plan = LoadedPlan::load(m.plan);
     PlanCost cost = costPlan(plan, unfitted);
-    for (auto [index, seconds] : m.steps) {
-      if (size_t(index) >= cost.kernels.size())
+    for (const MeasuredStep &st : m.steps) {
+      if (size_t(st.index) >= cost.kernels.size())
         throw Error(measuredPath + ": " + m.plan + " has " + std::to_string(cost.kernels.size()) +
-                    " train_step steps, no step " + std::to_string(index));
-      const KernelCost &k = cost.kernels[size_t(index)];
-      rows.push_back({m.plan, k.work.costClass, k.time.seconds - device.launchOverhead, seconds});
+                    " train_step steps, no step " + std::to_string(st.index));
+      const KernelCost &k = cost.kernels[size_t(st.index)];
+      rows.push_back({m.plan, k.work.costClass, k.work.opClass,
+                      k.time.seconds - device.launchOverhead, st.seconds, st.watts});
     }
   }
   std::vector<FitSample> samples;
@@ -104,6 +119,22 @@ int fitMain(const DeviceSpec &device, const std::string &measuredPath, const std
     samples.push_back({r.costClass, r.roofline, r.measured});
   DeviceSpec fitted = unfitted;
   fitted.efficiency = fitEfficiency(samples, device.launchOverhead);
+  // Power per op class, where the kernels' watts were measured (a profile's calibration):
+  // their time-weighted mean, so that the class's modelled joules add up to measured ones.
+  std::map<OpClass, std::pair<double, double>> power; // joules, seconds
+  for (const Row &r : rows)
+    if (!std::isnan(r.watts)) {
+      power[r.opClass].first += r.watts * r.measured;
+      power[r.opClass].second += r.measured;
+    }
+  for (const auto &[opClass, js] : power) {
+    if (!(js.second > 0))
+      continue;
+    double w = js.first / js.second;
+    (opClass == OpClass::Tensor ? fitted.tensorPower
+     : opClass == OpClass::Fp32 ? fitted.fp32Power
+                                : fitted.memoryPower) = w;
+  }
 
   std::printf("efficiency per cost class, fitted to %zu kernels of %zu plans (%s) on %s:\n",
               rows.size(), measured.size(), measuredPath.c_str(), device.name.c_str());
@@ -142,6 +173,33 @@ int fitMain(const DeviceSpec &device, const std::string &measuredPath, const std
   };
   errors(unfitted, "roofline");
   errors(fitted, "fitted");
+  if (!power.empty()) {
+    std::printf("power per op class, time-weighted over the kernels with measured watts:");
+    for (const auto &[opClass, js] : power)
+      std::printf(" %s %.1f W (was %.0f)", opClassName(opClass), js.first / js.second,
+                  opClass == OpClass::Tensor ? device.tensorPower
+                  : opClass == OpClass::Fp32 ? device.fp32Power
+                                             : device.memoryPower);
+    std::printf("\n");
+    // Energy of those kernels: modelled (time x class power) against measured (time x watts).
+    double before = 0, after = 0, measuredJ = 0;
+    for (const Row &r : rows)
+      if (!std::isnan(r.watts)) {
+        auto watts = [&](const DeviceSpec &d) {
+          return r.opClass == OpClass::Tensor ? d.tensorPower
+                 : r.opClass == OpClass::Fp32 ? d.fp32Power
+                                              : d.memoryPower;
+        };
+        auto e = fitted.efficiency.find(r.costClass);
+        const double t =
+            r.roofline / (e == fitted.efficiency.end() ? 1.0 : e->second) + device.launchOverhead;
+        before += (r.roofline + device.launchOverhead) * watts(unfitted);
+        after += t * watts(fitted);
+        measuredJ += r.measured * r.watts;
+      }
+    std::printf("energy of those kernels: roofline %.4g J, fitted %.4g J, measured %.4g J\n",
+                before, after, measuredJ);
+  }
   std::string text = formatDeviceSpec(
       fitted, device.name + " with efficiencies fitted to the kernel times in " + measuredPath);
   writeFileAtomic(outPath, text.data(), text.size());
