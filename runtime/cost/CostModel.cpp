@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 namespace mantissa {
 
@@ -317,17 +318,28 @@ KernelWork elementwiseWork(double elements, double instructions, double bytesIn,
   return w;
 }
 
+const double &opClassPower(const DeviceSpec &device, OpClass c) {
+  return c == OpClass::Tensor ? device.tensorPower
+         : c == OpClass::Fp32 ? device.fp32Power
+                              : device.memoryPower;
+}
+
+double &opClassPower(DeviceSpec &device, OpClass c) {
+  return const_cast<double &>(opClassPower(std::as_const(device), c));
+}
+
+double efficiencyOf(const DeviceSpec &device, const std::string &costClass) {
+  auto fitted = device.efficiency.find(costClass);
+  return fitted == device.efficiency.end() ? 1.0 : fitted->second;
+}
+
 KernelTime roofline(const KernelWork &work, const DeviceSpec &device) {
   double peak = work.opClass == OpClass::Tensor ? device.tensorFlops : device.fp32Flops;
-  double power = work.opClass == OpClass::Tensor ? device.tensorPower
-                 : work.opClass == OpClass::Fp32 ? device.fp32Power
-                                                 : device.memoryPower;
-  auto fitted = device.efficiency.find(work.costClass);
-  const double efficiency = fitted == device.efficiency.end() ? 1.0 : fitted->second;
   KernelTime t;
-  t.seconds = std::max(work.flops / peak, work.bytes / device.memoryBandwidth) / efficiency +
+  t.seconds = std::max(work.flops / peak, work.bytes / device.memoryBandwidth) /
+                  efficiencyOf(device, work.costClass) +
               device.launchOverhead;
-  t.joules = t.seconds * power;
+  t.joules = t.seconds * opClassPower(device, work.opClass);
   return t;
 }
 

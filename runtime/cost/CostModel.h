@@ -53,6 +53,12 @@ DeviceSpec loadDeviceSpec(const std::string &nameOrPath);
 /// "description".
 std::string formatDeviceSpec(const DeviceSpec &device, const std::string &note);
 
+/// The device's power while a kernel of `c` runs (DeviceSpec::tensorPower, ...).
+const double &opClassPower(const DeviceSpec &device, OpClass c);
+double &opClassPower(DeviceSpec &device, OpClass c);
+/// The efficiency of `costClass` on `device` (1 where it has none).
+double efficiencyOf(const DeviceSpec &device, const std::string &costClass);
+
 /// The work of one kernel.
 struct KernelWork {
   double flops = 0, bytes = 0;

@@ -130,11 +130,12 @@ int fitMain(const DeviceSpec &device, const std::string &measuredPath, const std
   for (const auto &[opClass, js] : power) {
     if (!(js.second > 0))
       continue;
-    double w = js.first / js.second;
-    (opClass == OpClass::Tensor ? fitted.tensorPower
-     : opClass == OpClass::Fp32 ? fitted.fp32Power
-                                : fitted.memoryPower) = w;
+    opClassPower(fitted, opClass) = js.first / js.second;
   }
+  // A row's modelled time on `d`.
+  auto modelled = [](const DeviceSpec &d, const Row &r) {
+    return r.roofline / efficiencyOf(d, r.costClass) + d.launchOverhead;
+  };
 
   std::printf("efficiency per cost class, fitted to %zu kernels of %zu plans (%s) on %s:\n",
               rows.size(), measured.size(), measuredPath.c_str(), device.name.c_str());
@@ -159,10 +160,9 @@ int fitMain(const DeviceSpec &device, const std::string &measuredPath, const std
     std::vector<double> absErr;
     std::map<std::string, std::pair<double, double>> totals; // plan: modelled, measured
     for (const Row &r : rows) {
-      auto e = d.efficiency.find(r.costClass);
-      double modelled = r.roofline / (e == d.efficiency.end() ? 1.0 : e->second) + d.launchOverhead;
-      absErr.push_back(std::fabs(modelled - r.measured));
-      totals[r.plan].first += modelled;
+      const double t = modelled(d, r);
+      absErr.push_back(std::fabs(t - r.measured));
+      totals[r.plan].first += t;
       totals[r.plan].second += r.measured;
     }
     std::printf("%s: median |error| per kernel %.1f us", label, median(absErr) * 1e6);
@@ -177,24 +177,14 @@ int fitMain(const DeviceSpec &device, const std::string &measuredPath, const std
     std::printf("power per op class, time-weighted over the kernels with measured watts:");
     for (const auto &[opClass, js] : power)
       std::printf(" %s %.1f W (was %.0f)", opClassName(opClass), js.first / js.second,
-                  opClass == OpClass::Tensor ? device.tensorPower
-                  : opClass == OpClass::Fp32 ? device.fp32Power
-                                             : device.memoryPower);
+                  opClassPower(device, opClass));
     std::printf("\n");
     // Energy of those kernels: modelled (time x class power) against measured (time x watts).
     double before = 0, after = 0, measuredJ = 0;
     for (const Row &r : rows)
       if (!std::isnan(r.watts)) {
-        auto watts = [&](const DeviceSpec &d) {
-          return r.opClass == OpClass::Tensor ? d.tensorPower
-                 : r.opClass == OpClass::Fp32 ? d.fp32Power
-                                              : d.memoryPower;
-        };
-        auto e = fitted.efficiency.find(r.costClass);
-        const double t =
-            r.roofline / (e == fitted.efficiency.end() ? 1.0 : e->second) + device.launchOverhead;
-        before += (r.roofline + device.launchOverhead) * watts(unfitted);
-        after += t * watts(fitted);
+        before += modelled(unfitted, r) * opClassPower(unfitted, r.opClass);
+        after += modelled(fitted, r) * opClassPower(fitted, r.opClass);
         measuredJ += r.measured * r.watts;
       }
     std::printf("energy of those kernels: roofline %.4g J, fitted %.4g J, measured %.4g J\n",

@@ -276,6 +276,8 @@ private:
   bool batchingNow() const { return multiTensor_ && !timer_ && !profile_; }
   Launch prepareStep(const plan::Step &step, int site, ScratchLayout &sl);
   Launch prepareElementwise(const plan::Elementwise &k);
+  /// A Gemm step's operands and shape as one cuBLAS call.
+  GemmCall gemmCallOf(const plan::Gemm &k) const;
   Launch prepareGemm(const plan::Gemm &k, ScratchLayout &sl);
   Launch prepareGemmEpilogue(const plan::Gemm &k, ScratchLayout &sl);
   /// The cuBLASLt matmul of a Gemm with an epilogue, or null where cuBLASLt has no
@@ -1159,17 +1161,7 @@ CudaExecutor::Launch CudaExecutor::prepareGemmEpilogue(const plan::Gemm &k, Scra
   }
   // The fallback, exact as well: the product in fp32 scratch, then mt_bias_act's one
   // rounding (also MANTISSA_CUDA_EPILOGUE=0, and k = 0, where the product is 0).
-  GemmCall g;
-  g.ta = k.trans_a();
-  g.tb = k.trans_b();
-  g.m = m;
-  g.n = n;
-  g.k = k.k();
-  g.alpha = alpha;
-  g.a = a;
-  g.b = b;
-  g.at = dtype(k.a());
-  g.bt = dtype(k.b());
+  GemmCall g = gemmCallOf(k); // batch 1, beta 0: c is set to the scratch when it runs
   g.ct = DType::F32;
   const GemmPlan gp = planGemm(g.at, g.bt, DType::F32, m * k.k(), k.k() * n, m * n, sl);
   const size_t acc = sl.take(size_t(m * n) * 4);
@@ -1341,9 +1333,7 @@ CudaExecutor::Launch CudaExecutor::prepareStep(const plan::Step &step, int site,
   }
 }
 
-CudaExecutor::Launch CudaExecutor::prepareGemm(const plan::Gemm &k, ScratchLayout &sl) {
-  if (k.bias() >= 0)
-    return prepareGemmEpilogue(k, sl);
+GemmCall CudaExecutor::gemmCallOf(const plan::Gemm &k) const {
   GemmCall c;
   c.ta = k.trans_a();
   c.tb = k.trans_b();
@@ -1362,6 +1352,13 @@ CudaExecutor::Launch CudaExecutor::prepareGemm(const plan::Gemm &k, ScratchLayou
   c.at = dtype(k.a());
   c.bt = dtype(k.b());
   c.ct = dtype(k.c());
+  return c;
+}
+
+CudaExecutor::Launch CudaExecutor::prepareGemm(const plan::Gemm &k, ScratchLayout &sl) {
+  if (k.bias() >= 0)
+    return prepareGemmEpilogue(k, sl);
+  const GemmCall c = gemmCallOf(k);
   if (c.batch > INT_MAX)
     throw Error("batch " + std::to_string(c.batch) + " exceeds what cuBLAS can index");
   GemmPlan g = planGemm(c.at, c.bt, c.ct, c.batch * c.m * c.k, c.batch * c.k * c.n,

@@ -16,6 +16,7 @@
 #pragma once
 
 #include "common/Error.h"
+#include "plan/DType.h"
 #include "plan/mantissa_plan_generated.h"
 #include "runtime/cuda/ConvKernels.h"
 #include "runtime/cuda/CudaKernelSource.h"
@@ -384,11 +385,8 @@ void launchMaxPoolBackward(const Table &k, Launch &&launch, Blocks &&blocks,
 /// in[r * inRow + inOffset + j] for r < outer, j < rowLen, in elements.
 struct CopyRowsArgs {
   TensorRef in, out;
-  int elementBytes = 0; // of `in` and `out` where their types agree (else the scalar path)
   long long outer = 0, rowLen = 0, inRow = 0, inOffset = 0, outRow = 0, outOffset = 0;
 };
-
-inline int dtypeCodeBytes(int code) { return code == kF16 || code == kBF16 ? 2 : 4; }
 
 /// One CopyRowsArgs per input of a concatenation.
 template <class Ref> std::vector<CopyRowsArgs> concatArgs(const plan::Concat &k, Ref &&ref) {
@@ -401,8 +399,7 @@ template <class Ref> std::vector<CopyRowsArgs> concatArgs(const plan::Concat &k,
   for (flatbuffers::uoffset_t i = 0; i < k.inputs()->size(); ++i) {
     const long long rs = k.row_sizes()->Get(i);
     const TensorRef in = ref(k.inputs()->Get(i));
-    pieces.push_back({in, out, in.dtype == out.dtype ? dtypeCodeBytes(in.dtype) : 0, k.outer(), rs,
-                      rs, 0, outRow, offset});
+    pieces.push_back({in, out, k.outer(), rs, rs, 0, outRow, offset});
     offset += rs;
   }
   return pieces;
@@ -410,9 +407,7 @@ template <class Ref> std::vector<CopyRowsArgs> concatArgs(const plan::Concat &k,
 
 template <class Ref> CopyRowsArgs sliceArgs(const plan::Slice &k, Ref &&ref) {
   const TensorRef in = ref(k.input()), out = ref(k.output());
-  return {in,         out,         in.dtype == out.dtype ? dtypeCodeBytes(in.dtype) : 0,
-          k.outer(),  k.out_row(), k.in_row(),
-          k.offset(), k.out_row(), 0};
+  return {in, out, k.outer(), k.out_row(), k.in_row(), k.offset(), k.out_row(), 0};
 }
 
 /// 16-byte vectors where the types agree and every pointer, row start and length is a
@@ -421,8 +416,8 @@ template <class Table, class Launch, class Blocks>
 void launchCopyRows(const Table &k, Launch &&launch, Blocks &&blocks, const CopyRowsArgs &a) {
   if (a.outer * a.rowLen == 0)
     return;
-  const long long eb = a.elementBytes;
-  auto whole = [&](long long elements) { return eb > 0 && elements * eb % 16 == 0; };
+  const long long eb = dtypeBytes(plan::DType(a.in.dtype));
+  auto whole = [&](long long elements) { return elements * eb % 16 == 0; };
   if (a.in.dtype == a.out.dtype && aligned16(a.in.data) && aligned16(a.out.data) &&
       whole(a.rowLen) && whole(a.inRow) && whole(a.inOffset) && whole(a.outRow) &&
       whole(a.outOffset)) {

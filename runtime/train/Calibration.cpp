@@ -498,9 +498,7 @@ int profileMain(int argc, char **argv) {
     };
     HeatMatching heat{
         {[&] { return meter->celsius(); }, heatUnit, rest, timelineClock}, o.heatOptions, kNaN};
-    HeatResult steady;
-    if (o.heat)
-      steady = heatUntilSteady(heat.device, heat.options);
+    const HeatResult steady = o.heat ? heatUntilSteady(heat.device, heat.options) : HeatResult{};
     if (!o.heat)
       std::printf("heat: off (--no-heat): each kernel at the temperature the replays before it "
                   "left\n");

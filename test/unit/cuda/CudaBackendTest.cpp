@@ -949,7 +949,7 @@ void expectHostElementwiseMatchesCpu(const std::vector<uint8_t> &bytes, const st
       const std::vector<float> h = ht.get(int(id)), &c = cpu.tensor(int(id));
       size_t bad = 0, first = 0;
       for (size_t i = 0; i < h.size(); ++i)
-        if (std::memcmp(&h[i], &c[i], 4) != 0 && !(h[i] != h[i] && c[i] != c[i]) && bad++ == 0)
+        if (!sameBits(h[i], c[i]) && bad++ == 0)
           first = i;
       EXPECT_EQ(bad, 0u) << name << " misaligned by " << misalign << ": tensor '"
                          << lp->tensors()->Get(id)->name()->str() << "': " << bad
