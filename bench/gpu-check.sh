@@ -58,10 +58,10 @@ for prec in fp32 fp16 bf16; do
 done
 
 echo "== 1b. unet fp16/bf16 with the NCHW implicit-GEMM convolutions (MANTISSA_CUDA_CONV=gemm; section 1"
-echo "      ran the default NHWC ones), with each convolution's fastest way timed at start"
-echo "      (MANTISSA_CUDA_CONV=auto), and with NHWC copies of one sample at a time"
-echo "      (MANTISSA_CUDA_NHWC_MB=0.01: chunks of samples), same criterion"
-for env in MANTISSA_CUDA_CONV=gemm MANTISSA_CUDA_CONV=auto MANTISSA_CUDA_NHWC_MB=0.01; do
+echo "      ran the default NHWC ones), with the 4-warp ldmatrix NHWC kernels (=nhwc-w4), with"
+echo "      each convolution's fastest way timed at start (=auto), and with NHWC copies of one"
+echo "      sample at a time (MANTISSA_CUDA_NHWC_MB=0.01: chunks of samples), same criterion"
+for env in MANTISSA_CUDA_CONV=gemm MANTISSA_CUDA_CONV=nhwc-w4 MANTISSA_CUDA_CONV=auto MANTISSA_CUDA_NHWC_MB=0.01; do
   for prec in fp16 bf16; do
     tol=$(case $prec in fp16) echo 2e-3;; bf16) echo 1e-2;; esac)
     atol=$(case $prec in bf16) echo 2e-5;; *) echo 1e-6;; esac)

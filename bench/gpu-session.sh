@@ -5,10 +5,11 @@
 # writes the part's results under $OUT/r/PART and packs them into $OUT/PART.tgz. The parts,
 # in the order a session with a GPU should run them (each fits one call):
 #   check        gpu-check.sh: CUDA against the CPU, training, overflow, resume, unit tests
-#   bench        gpu_bench.py fp16/bf16 beside PyTorch eager and torch.compile, A/B the NCHW
-#                convolutions (MANTISSA_CUDA_CONV=gemm)
-#   bench-ab     the same without PyTorch: A/B GEMM epilogues (plans without, and the
-#                fallback kernel), remat-concat
+#   bench        gpu_bench.py fp16/bf16 beside PyTorch eager and torch.compile, A/B the 4-warp
+#                ldmatrix NHWC convolutions (MANTISSA_CUDA_CONV=nhwc-w4)
+#   bench-ab     the same without PyTorch: A/B each convolution's fastest way timed at start
+#                (MANTISSA_CUDA_CONV=auto), GEMM epilogues (plans without, and the fallback
+#                kernel), remat-concat
 #   energy-mlp   gpu-energy-check.sh for mlp (calibration, measure-mode cost, conservation,
 #                top-10 kernels, J/step beside PyTorch)
 #   energy-unet  the same for unet
@@ -33,10 +34,10 @@ limit=${GPU_SESSION_SECONDS:-570}
 t() { timeout --signal=INT --kill-after=10 "$limit" "$@"; }
 case $part in
   check) t bash "$c/gpu-check.sh" "$c" "$r" ;;
-  bench) t python3 "$c/gpu_bench.py" --carry "$c" --precisions fp16 bf16 --ab-env MANTISSA_CUDA_CONV=gemm \
+  bench) t python3 "$c/gpu_bench.py" --carry "$c" --precisions fp16 bf16 --ab-env MANTISSA_CUDA_CONV=nhwc-w4 \
            --json "$r/bench.json" 2>&1 | tee "$r/bench.txt" ;;
   bench-ab) t python3 "$c/gpu_bench.py" --carry "$c" --precisions fp16 bf16 --no-pytorch \
-              --ab-plan noepilogue --ab-env MANTISSA_CUDA_EPILOGUE=0 --ab-plan noremat \
+              --ab-env MANTISSA_CUDA_CONV=auto --ab-plan noepilogue --ab-env MANTISSA_CUDA_EPILOGUE=0 --ab-plan noremat \
               --json "$r/bench-ab.json" 2>&1 | tee "$r/bench-ab.txt" ;;
   energy-mlp) t bash "$c/gpu-energy-check.sh" "$c" "$r" --no-study --models mlp ;;
   energy-unet) t bash "$c/gpu-energy-check.sh" "$c" "$r" --no-study --models unet ;;

@@ -14,7 +14,7 @@ std::string ConvGemmConfig::kernelName() const {
                                                             : "nhwc";
   return std::string("mt_conv_") + kind + (dtype == plan::DType::BF16 ? "_bf16" : "_f16") + "_n" +
          std::to_string(bn) + "_r" + std::to_string(r) + "s" + std::to_string(s) + "_u" +
-         std::to_string(sh) + "x" + std::to_string(sw);
+         std::to_string(sh) + "x" + std::to_string(sw) + (warps == 4 ? "_w4" : "");
 }
 
 std::optional<ConvGemmConfig> convGemmConfigFor(const plan::Plan &plan, const plan::Conv2d &k) {
@@ -88,11 +88,20 @@ std::optional<ConvGemmConfig> convNhwcConfigFor(const plan::Plan &plan, const pl
   return c;
 }
 
+std::optional<ConvGemmConfig> convNhwcWideConfigFor(const plan::Plan &plan, const plan::Conv2d &k) {
+  std::optional<ConvGemmConfig> c = convNhwcConfigFor(plan, k);
+  if (c)
+    c->warps = 4;
+  return c;
+}
+
 std::vector<ConvGemmConfig> convGemmConfigsFor(const plan::Plan &plan, const plan::Conv2d &k) {
   std::vector<ConvGemmConfig> out;
   if (auto c = convGemmConfigFor(plan, k))
     out.push_back(*c);
   if (auto c = convNhwcConfigFor(plan, k))
+    out.push_back(*c);
+  if (auto c = convNhwcWideConfigFor(plan, k))
     out.push_back(*c);
   return out;
 }
@@ -161,16 +170,17 @@ static __device__ __forceinline__ void mt_tile_mma(float (*acc)[BN / 16][4],
 }
 
 // The accumulators into Cs, the block's result tile column-major (BM + 4 floats per
-// column), so that consecutive threads then store consecutive rows.
-template <int BN>
+// column), so that consecutive threads then store consecutive rows. Warp (wm, wn) holds
+// rows wm * 16 * MI .. and columns wn * BN/2 .. as MI x (BN/16) m16n8 fragments.
+template <int BN, int MI = 2>
 static __device__ __forceinline__ void mt_stage_result(float *Cs, float (*acc)[BN / 16][4], int wm,
                                                        int wn, int g, int t) {
   constexpr int LDC = 128 + 4, WN = BN / 2, NI = WN / 8;
 #pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
+  for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
     for (int ni = 0; ni < NI; ++ni) {
-      const int row = wm * 32 + mi * 16 + g, col = wn * WN + ni * 8 + 2 * t;
+      const int row = wm * 16 * MI + mi * 16 + g, col = wn * WN + ni * 8 + 2 * t;
       Cs[col * LDC + row] = acc[mi][ni][0];
       Cs[(col + 1) * LDC + row] = acc[mi][ni][1];
       Cs[col * LDC + row + 8] = acc[mi][ni][2];
@@ -642,6 +652,259 @@ static __device__ __forceinline__ void mt_conv_nhwcw(
   }
 }
 
+// ---- the 4-warp NHWC kernels (ConvGemmConfig::warps == 4) ----
+// ldmatrix.x4: four 8 x 8 matrices of 16-bit values; lane l gives the shared address of
+// row l % 8 of matrix l / 8 (16 bytes, 16-byte aligned), and lane (g, t) receives in
+// r[j] elements 2t and 2t + 1 of row g of matrix j (TRANS: rows 2t and 2t + 1 of
+// column g), the layout of an mma.sync fragment register.
+template <bool TRANS>
+static __device__ __forceinline__ void mt_ldmatrix_x4(unsigned *r, const unsigned short *row) {
+#ifdef MT_HOST_EMULATION // test/unit/cuda/HostKernels.h
+  mt_host_ldmatrix_x4(r, row, TRANS);
+#else
+  unsigned addr;
+  asm volatile("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(addr) : "l"(row));
+  if (TRANS)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(addr));
+#endif
+}
+
+// One BK = 32 slice for warp (wm, wn) of 4 in a 2 x 2 grid: rows wm*64 .. +64, columns
+// wn*BN/2 .. +BN/2, as 4 x (BN/16) m16n8 fragments, the same mma in the same order per
+// output as mt_tile_mma's. KMAJOR: A as [m][k] rows (LDA halves apart) and B as [n][k];
+// else (the weight gradient) A as [k][m] and B as [k][n], read transposed.
+template <int DT, int BN, bool KMAJOR, int LDA, int LDB>
+static __device__ __forceinline__ void mt_tile_mma_w4(float (*acc)[BN / 16][4],
+                                                      const unsigned short *As,
+                                                      const unsigned short *Bs, int wm, int wn,
+                                                      int lane) {
+  constexpr int WN = BN / 2, NI = WN / 8;
+  const int l8 = lane & 7, j1 = (lane >> 3) & 1, j2 = lane >> 4;
+#pragma unroll
+  for (int ks = 0; ks < 32; ks += 16) {
+    unsigned a[4][4], b[NI][2];
+#pragma unroll
+    for (int mi = 0; mi < 4; ++mi) {
+      // Matrices 0..3: (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15),
+      // (rows 8-15, k 8-15) of the 16 x 16 fragment: a[mi][0..3].
+      const int m = wm * 64 + mi * 16;
+      if (KMAJOR)
+        mt_ldmatrix_x4<false>(a[mi], As + (m + l8 + 8 * j1) * LDA + ks + 8 * j2);
+      else
+        mt_ldmatrix_x4<true>(a[mi], As + (ks + l8 + 8 * j2) * LDA + m + 8 * j1);
+    }
+#pragma unroll
+    for (int ni = 0; ni < NI; ni += 2) {
+      // Matrices 0..3: (columns 0-7, k 0-7), (columns 0-7, k 8-15), (columns 8-15, k 0-7),
+      // (columns 8-15, k 8-15): b[ni][0], b[ni][1], b[ni + 1][0], b[ni + 1][1].
+      const int n = wn * WN + ni * 8;
+      unsigned r[4];
+      if (KMAJOR)
+        mt_ldmatrix_x4<false>(r, Bs + (n + l8 + 8 * j2) * LDB + ks + 8 * j1);
+      else
+        mt_ldmatrix_x4<true>(r, Bs + (ks + l8 + 8 * j1) * LDB + n + 8 * j2);
+      b[ni][0] = r[0];
+      b[ni][1] = r[1];
+      b[ni + 1][0] = r[2];
+      b[ni + 1][1] = r[3];
+    }
+#pragma unroll
+    for (int mi = 0; mi < 4; ++mi)
+#pragma unroll
+      for (int ni = 0; ni < NI; ++ni)
+        mt_mma16816<DT>(acc[mi][ni], a[mi], b[ni]);
+  }
+}
+
+// mt_conv_nhwc with 4 warps (128 threads): each thread copies 4 rows of A (rows tid/4
+// + 32 i, chunk tid % 4) and BN/32 rows of B per tile; tiles load in order, so the
+// tile's (r, s, first channel) advances by 32 channels per load instead of dividing.
+template <int DT, int BN, int R, int S, int SH, int SW>
+static __device__ __forceinline__ void mt_conv_nhwc_w4(
+    const unsigned short *__restrict__ x, const unsigned short *__restrict__ w, void *out,
+    int outType, int accumulate, int N, int C, int H, int W, int K, int P, int Q, int ph, int pw) {
+  constexpr int BM = 128, BK = 32, LDS = BK + 8, LDC = BM + 4, STAGES = 3, THREADS = 128;
+  constexpr int NI = BN / 16;
+  constexpr int STAGE = (BM + BN) * LDS; // halves
+  constexpr int SMEM_AB = STAGES * STAGE / 2, SMEM_C = BN * LDC;
+  __shared__ __align__(16) float smem[SMEM_AB > SMEM_C ? SMEM_AB : SMEM_C];
+  unsigned short *stages = (unsigned short *)smem; // per stage: A [BM][LDS], then B [BN][LDS]
+  float *Cs = smem;
+
+  const int PQ = P * Q, M = N * PQ, KD = R * S * C, numK = KD / BK;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+
+  const int chunk = tid & 3, row0 = tid >> 2;
+  int aPix[4], aY[4], aX[4];
+  bool aValid[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int gm = m0 + row0 + 32 * i;
+    aValid[i] = gm < M;
+    const int n = aValid[i] ? gm / PQ : 0, pq = gm - n * PQ, p = pq / Q, q = pq - p * Q;
+    aY[i] = p * SH - ph;
+    aX[i] = q * SW - pw;
+    aPix[i] = n * H * W;
+  }
+  int lr = 0, ls = 0, lc = 0; // the next tile to load: (r, s) and its first channel
+  auto load = [&](int stage) {
+    unsigned short *As = stages + stage * STAGE, *Bs = As + BM * LDS;
+    const int c = lc + 8 * chunk;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int y = aY[i] + lr, xx = aX[i] + ls;
+      const bool ok = aValid[i] && (unsigned)y < (unsigned)H && (unsigned)xx < (unsigned)W;
+      const unsigned short *src = ok ? x + ((long long)(aPix[i] + y * W + xx) * C + c) : x;
+      mt_cp_async16(As + (row0 + 32 * i) * LDS + 8 * chunk, src, ok);
+    }
+    const int k = (lr * S + ls) * C + c;
+#pragma unroll
+    for (int j = 0; j < BN / 32; ++j) {
+      const int col = n0 + row0 + 32 * j;
+      const bool ok = col < K;
+      mt_cp_async16(Bs + (row0 + 32 * j) * LDS + 8 * chunk, ok ? w + ((long long)col * KD + k) : w,
+                    ok);
+    }
+    lc += BK;
+    if (lc == C) {
+      lc = 0;
+      if (++ls == S) {
+        ls = 0;
+        ++lr;
+      }
+    }
+  };
+
+  const int wm = warp & 1, wn = warp >> 1, g = lane >> 2, t = lane & 3;
+  float acc[4][NI][4] = {};
+
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (st < numK)
+      load(st);
+    mt_cp_async_commit();
+  }
+  for (int kt = 0; kt < numK; ++kt) {
+    mt_cp_async_wait<STAGES - 2>();
+    __syncthreads();
+    if (kt + STAGES - 1 < numK)
+      load((kt + STAGES - 1) % STAGES);
+    mt_cp_async_commit();
+    const unsigned short *As = stages + (kt % STAGES) * STAGE, *Bs = As + BM * LDS;
+    mt_tile_mma_w4<DT, BN, true, LDS, LDS>(acc, As, Bs, wm, wn, lane);
+  }
+  mt_cp_async_wait<0>();
+  __syncthreads();
+
+  mt_stage_result<BN, 4>(Cs, acc, wm, wn, g, t);
+  __syncthreads();
+  const int row = tid, gm = m0 + row; // THREADS == BM: one row (pixel) per thread
+  if (gm >= M)
+    return;
+  const int n = gm / PQ;
+  const long long base = (long long)n * K * PQ + (gm - n * PQ);
+  for (int col = 0; col < BN; ++col) {
+    const int gn = n0 + col;
+    if (gn >= K)
+      break;
+    const long long o = base + (long long)gn * PQ;
+    float v = Cs[col * LDC + row];
+    if (accumulate)
+      v += mt_load(out, outType, o);
+    mt_store(out, outType, o, v);
+  }
+  (void)THREADS;
+}
+
+// mt_conv_nhwcw with 4 warps (128 threads): each thread copies its 8 rows m in
+// reduction rows tid/16 + 8 i (i < 4) and BN/32 chunks of B; fragments by
+// ldmatrix.trans from the pixel-major tiles.
+template <int DT, int BN, int R, int S, int SH, int SW>
+static __device__ __forceinline__ void mt_conv_nhwcw_w4(
+    const unsigned short *__restrict__ x, const unsigned short *__restrict__ dy, float *partial,
+    int N, int C, int H, int W, int K, int P, int Q, int ph, int pw, int kTilesPerSplit) {
+  constexpr int BM = 128, BK = 32, LDA = BM + 8, LDB = BN + 8, LDC = BM + 4, STAGES = 3;
+  constexpr int THREADS = 128, NI = BN / 16, BCHUNKS = BN / 8;
+  constexpr int STAGE = BK * (LDA + LDB); // halves
+  constexpr int SMEM_AB = STAGES * STAGE / 2, SMEM_C = BN * LDC;
+  __shared__ __align__(16) float smem[SMEM_AB > SMEM_C ? SMEM_AB : SMEM_C];
+  unsigned short *stages = (unsigned short *)smem; // per stage: A [BK][LDA], then B [BK][LDB]
+  float *Cs = smem;
+
+  const int PQ = P * Q, NPQ = N * PQ, M = R * S * C, numK = (NPQ + BK - 1) / BK;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+  const int kt0 = blockIdx.z * kTilesPerSplit, kt1 = min(numK, kt0 + kTilesPerSplit);
+
+  const int am = m0 + 8 * (tid & 15);
+  const bool amValid = am < M;
+  const int ars = amValid ? am / C : 0, ac = am - ars * C, ar = ars / S, as = ars - ar * S;
+
+  auto load = [&](int kt, int stage) {
+    unsigned short *As = stages + stage * STAGE, *Bs = As + BK * LDA;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int row = (tid >> 4) + 8 * i, npq = kt * BK + row;
+      bool ok = amValid && npq < NPQ;
+      const unsigned short *src = x;
+      if (ok) {
+        const int n = npq / PQ, pq = npq - n * PQ, p = pq / Q, q = pq - p * Q;
+        const int y = p * SH - ph + ar, xx = q * SW - pw + as;
+        ok = (unsigned)y < (unsigned)H && (unsigned)xx < (unsigned)W;
+        if (ok)
+          src = x + ((long long)(n * H + y) * W + xx) * C + ac;
+      }
+      mt_cp_async16(As + row * LDA + 8 * (tid & 15), src, ok);
+    }
+#pragma unroll
+    for (int j = 0; j < BN / 32; ++j) {
+      const int idx = tid + THREADS * j, row = idx / BCHUNKS, ch = idx % BCHUNKS;
+      const int npq = kt * BK + row, col = n0 + 8 * ch;
+      const bool ok = col < K && npq < NPQ;
+      mt_cp_async16(Bs + row * LDB + 8 * ch, ok ? dy + ((long long)npq * K + col) : dy, ok);
+    }
+  };
+
+  const int wm = warp & 1, wn = warp >> 1, g = lane >> 2, t = lane & 3;
+  float acc[4][NI][4] = {};
+
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (kt0 + st < kt1)
+      load(kt0 + st, st);
+    mt_cp_async_commit();
+  }
+  for (int kt = kt0; kt < kt1; ++kt) {
+    const int i = kt - kt0;
+    mt_cp_async_wait<STAGES - 2>();
+    __syncthreads();
+    if (kt + STAGES - 1 < kt1)
+      load(kt + STAGES - 1, (i + STAGES - 1) % STAGES);
+    mt_cp_async_commit();
+    const unsigned short *As = stages + (i % STAGES) * STAGE, *Bs = As + BK * LDA;
+    mt_tile_mma_w4<DT, BN, false, LDA, LDB>(acc, As, Bs, wm, wn, lane);
+  }
+  mt_cp_async_wait<0>();
+  __syncthreads();
+
+  mt_stage_result<BN, 4>(Cs, acc, wm, wn, g, t);
+  __syncthreads();
+  const int row = tid, gm = m0 + row;
+  if (gm >= M)
+    return;
+  for (int col = 0; col < BN; ++col) {
+    const int gn = n0 + col;
+    if (gn >= K)
+      break;
+    partial[((long long)blockIdx.z * K + gn) * M + gm] = Cs[col * LDC + row];
+  }
+}
+
 )MTSRC";
 
 } // namespace
@@ -658,15 +921,17 @@ std::string convGemmSource(const std::vector<ConvGemmConfig> &configs) {
                                  ", " + std::to_string(c.bn) + ", " + std::to_string(c.r) + ", " +
                                  std::to_string(c.s) + ", " + std::to_string(c.sh) + ", " +
                                  std::to_string(c.sw);
-    src += "extern \"C\" __global__ void __launch_bounds__(256) " + c.kernelName() +
+    const std::string w4 = c.warps == 4 ? "_w4<" : "<";
+    src += "extern \"C\" __global__ void __launch_bounds__(" + std::to_string(c.threads()) + ") " +
+           c.kernelName() +
            "(const void *in0, const void *in1, void *out, int outType, int accumulate, int n, "
            "int c, int h, int w, int k, int p, int q, int padH, int padW, int kTilesPerSplit) {\n";
     if (c.nhwc && c.mode == ConvGemmMode::BackwardWeight)
-      src += "  (void)outType; (void)accumulate;\n  mt_conv_nhwcw<" + nhwcArgs +
+      src += "  (void)outType; (void)accumulate;\n  mt_conv_nhwcw" + w4 + nhwcArgs +
              ">((const unsigned short *)in0, (const unsigned short *)in1, (float *)out, n, c, h, "
              "w, k, p, q, padH, padW, kTilesPerSplit);\n}\n";
     else if (c.nhwc)
-      src += "  (void)kTilesPerSplit;\n  mt_conv_nhwc<" + nhwcArgs +
+      src += "  (void)kTilesPerSplit;\n  mt_conv_nhwc" + w4 + nhwcArgs +
              ">((const unsigned short *)in0, (const unsigned short *)in1, out, outType, "
              "accumulate, n, c, h, w, k, p, q, padH, padW);\n}\n";
     else

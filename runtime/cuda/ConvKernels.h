@@ -47,6 +47,14 @@ struct ConvGemmConfig {
   /// 16-byte cp.async through a three-stage shared-memory pipeline. Needs the
   /// reduction's channels in multiples of 32 and, for the input gradient, stride 1.
   bool nhwc = false;
+  /// NHWC kernels only: 8 warps in a 4 x 2 grid of 32 x bn/2 warp tiles whose fragments
+  /// are 32-bit shared loads (the default), or 4 warps in a 2 x 2 grid of 64 x bn/2 warp
+  /// tiles whose fragments arrive by ldmatrix: twice the mma per warp and per fragment
+  /// load, a quarter of the shared-memory load instructions, and in the forward kernel
+  /// the tile's (r, s, c) advanced instead of divided. The same block tile, grid and
+  /// results (the same products summed in the same order per output).
+  int warps = 8;
+  int threads() const { return 32 * warps; }
   std::string kernelName() const;
   bool operator<(const ConvGemmConfig &o) const { return kernelName() < o.kernelName(); }
 };
@@ -57,6 +65,11 @@ std::optional<ConvGemmConfig> convGemmConfigFor(const plan::Plan &plan, const pl
 
 /// The NHWC kernel for this convolution, where it applies (see ConvGemmConfig::nhwc).
 std::optional<ConvGemmConfig> convNhwcConfigFor(const plan::Plan &plan, const plan::Conv2d &conv);
+
+/// The 4-warp NHWC kernel (ConvGemmConfig::warps) for this convolution, where the NHWC
+/// kernel applies.
+std::optional<ConvGemmConfig> convNhwcWideConfigFor(const plan::Plan &plan,
+                                                    const plan::Conv2d &conv);
 
 /// Every implicit-GEMM kernel this convolution may run (compiled into the plan).
 std::vector<ConvGemmConfig> convGemmConfigsFor(const plan::Plan &plan, const plan::Conv2d &conv);

@@ -21,7 +21,8 @@
 // MANTISSA_CUDA_DEVICE=n (which GPU), MANTISSA_CUDA_CONV=nhwc (the default: fp16/bf16
 // convolutions through the NHWC cp.async kernel where it applies, ConvGemmConfig::nhwc,
 // else the NCHW implicit GEMM) or =gemm (the NCHW implicit GEMM of ConvKernels.h
-// everywhere: no NHWC scratch) or =im2col (im2col + cuBLAS) or =auto (each convolution
+// everywhere: no NHWC scratch) or =nhwc-w4 (the NHWC kernels' 4-warp ldmatrix form,
+// ConvGemmConfig::warps) or =im2col (im2col + cuBLAS) or =auto (each convolution
 // step timed every way it may run before the first step, the fastest kept:
 // tuneConvolutions),
 // MANTISSA_CUDA_CONV_WORKSPACE_MB (im2col budget), MANTISSA_CUDA_NHWC_MB (the most a
@@ -237,7 +238,7 @@ private:
   using Launch = std::function<void()>;
   /// One way to run a convolution step (MANTISSA_CUDA_CONV=auto times them all).
   struct ConvVariant {
-    std::string name; // im2col, gemm, nhwc
+    std::string name; // im2col, gemm, nhwc, nhwc-w4
     Launch launch;
     size_t scratch = 0;
     double ms = 0; // measured by tuneConvolutions
@@ -377,6 +378,7 @@ private:
   int64_t allocatedBytes_ = 0; // every cudaMalloc of ours (deviceBytes())
   bool convGemm_ = true; // fp16/bf16 convolutions as implicit GEMMs (else im2col + cuBLAS)
   bool convNhwc_ = true; // ... the NHWC kernel where it applies (MANTISSA_CUDA_CONV=nhwc)
+  int convNhwcWarps_ = 8;     // ... in its 8- or 4-warp form (MANTISSA_CUDA_CONV=nhwc-w4)
   bool convAuto_ = false;     // each convolution's fastest, timed at start (MANTISSA_CUDA_CONV=auto)
   bool vectorKernels_ = true; // batch norm and reduce with 16-byte loads where they apply
   bool multiTensor_ = true;   // runs of identical elementwise steps as one launch
@@ -475,11 +477,12 @@ void CudaExecutor::init() {
   // nhwc by default: on an H100, unet w32 L4 b16 384^2 fp16 ran 52.8 ms/step against
   // 73.6 with gemm, for 0.41 GiB more device memory (the operands' NHWC copies).
   const std::string conv = envOr("MANTISSA_CUDA_CONV", "nhwc");
-  if (conv != "gemm" && conv != "im2col" && conv != "nhwc" && conv != "auto")
+  if (conv != "gemm" && conv != "im2col" && conv != "nhwc" && conv != "nhwc-w4" && conv != "auto")
     throw Error("MANTISSA_CUDA_CONV=" + conv +
-                ": expected nhwc (the default), gemm, im2col or auto");
+                ": expected nhwc (the default), nhwc-w4, gemm, im2col or auto");
   convGemm_ = conv != "im2col";
-  convNhwc_ = conv == "nhwc";
+  convNhwc_ = conv == "nhwc" || conv == "nhwc-w4";
+  convNhwcWarps_ = conv == "nhwc-w4" ? 4 : 8;
   convAuto_ = conv == "auto";
   vectorKernels_ = std::string(envOr("MANTISSA_CUDA_VECTOR", "1")) != "0";
   epilogues_ = std::string(envOr("MANTISSA_CUDA_EPILOGUE", "1")) != "0";
@@ -1368,7 +1371,8 @@ CudaExecutor::Launch CudaExecutor::prepareGemm(const plan::Gemm &k, ScratchLayou
 
 CudaExecutor::Launch CudaExecutor::prepareConv(const plan::Conv2d &k, ScratchLayout &sl) {
   if (convNhwc_)
-    if (auto cfg = convNhwcConfigFor(plan_.plan(), k))
+    if (auto cfg = convNhwcWarps_ == 4 ? convNhwcWideConfigFor(plan_.plan(), k)
+                                       : convNhwcConfigFor(plan_.plan(), k))
       return prepareConvGemm(k, *cfg, sl);
   if (convGemm_)
     if (auto cfg = convGemmConfigFor(plan_.plan(), k))
@@ -1377,9 +1381,9 @@ CudaExecutor::Launch CudaExecutor::prepareConv(const plan::Conv2d &k, ScratchLay
 }
 
 /// The ways convolution `k` may run, the default's choice first: the NHWC implicit GEMM
-/// where it applies, the NCHW implicit GEMM (fp16/bf16), im2col + cuBLAS. A way that
-/// cannot take this convolution (im2col past 32-bit indexing) is left out; with none
-/// left, its error.
+/// where it applies (8 warps, then 4), the NCHW implicit GEMM (fp16/bf16), im2col + cuBLAS. A way
+/// that cannot take this convolution (im2col past 32-bit indexing) is left out; with none left, its
+/// error.
 std::vector<CudaExecutor::ConvVariant> CudaExecutor::convVariants(const plan::Conv2d &k) {
   std::vector<ConvVariant> out;
   std::string lastError;
@@ -1394,6 +1398,8 @@ std::vector<CudaExecutor::ConvVariant> CudaExecutor::convVariants(const plan::Co
   };
   if (auto cfg = convNhwcConfigFor(plan_.plan(), k))
     add("nhwc", [&](ScratchLayout &sl) { return prepareConvGemm(k, *cfg, sl); });
+  if (auto cfg = convNhwcWideConfigFor(plan_.plan(), k))
+    add("nhwc-w4", [&](ScratchLayout &sl) { return prepareConvGemm(k, *cfg, sl); });
   if (auto cfg = convGemmConfigFor(plan_.plan(), k))
     add("gemm", [&](ScratchLayout &sl) { return prepareConvGemm(k, *cfg, sl); });
   add("im2col", [&](ScratchLayout &sl) { return prepareConvIm2col(k, sl); });
@@ -1663,10 +1669,9 @@ CudaExecutor::Launch CudaExecutor::prepareConvGemm(const plan::Conv2d &k, const 
         convNhwcScratch(a, cfg.bn, props_.multiProcessorCount, convBudget_, nhwcBudget_);
     const size_t in0Off = sl.take(need.in0Bytes), in1Off = sl.take(need.in1Bytes);
     const size_t wsOff = need.split.workspaceBytes ? sl.take(need.split.workspaceBytes) : 0;
-    const int bn = cfg.bn;
     return [=] {
       launchConvNhwc(
-          fixed_, kernel, fixedLauncher(), [this](long long n) { return blocksFor(n); }, a, bn,
+          fixed_, kernel, fixedLauncher(), [this](long long n) { return blocksFor(n); }, a, cfg,
           need, scratch(in0Off), scratch(in1Off),
           need.split.workspaceBytes ? scratch(wsOff) : nullptr);
     };

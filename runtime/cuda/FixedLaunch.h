@@ -570,8 +570,9 @@ inline ConvNhwcScratch convNhwcScratch(const ConvGemmArgs &a, int bn, int sms, s
 /// go through in chunks of samples (ConvNhwcScratch::chunk).
 template <class Table, class Handle, class Launch, class Blocks>
 void launchConvNhwc(const Table &fixed, const ConvGemmKernel<Handle> &kernel, Launch &&launch,
-                    Blocks &&blocks, const ConvGemmArgs &a, int bn, const ConvNhwcScratch &s,
-                    void *in0, void *in1, void *workspace) {
+                    Blocks &&blocks, const ConvGemmArgs &a, const ConvGemmConfig &cfg,
+                    const ConvNhwcScratch &s, void *in0, void *in1, void *workspace) {
+  const int bn = cfg.bn, threads = cfg.threads();
   auto tiles = [](long long n, long long t) { return unsigned((n + t - 1) / t); };
   auto toNhwc = [&](const void *from, void *to, int n, int channels, long long hw) {
     launch(fixed.mt_nchw_to_nhwc16,
@@ -591,7 +592,7 @@ void launchConvNhwc(const Table &fixed, const ConvGemmKernel<Handle> &kernel, La
     for (int n0 = 0; n0 < a.n; n0 += s.chunk) {
       const int n = std::min(s.chunk, a.n - n0);
       toNhwc(at(a.in0, (long long)n0 * a.c * hw, kF16), in0, n, a.c, hw);
-      launch(kernel, Grid{tiles(n * pq, kConvTileM), tiles(a.k, bn)}, kConvThreads, in0, in1,
+      launch(kernel, Grid{tiles(n * pq, kConvTileM), tiles(a.k, bn)}, threads, in0, in1,
              const_cast<char *>(at(a.out, (long long)n0 * a.k * pq, a.outType)), a.outType,
              a.accumulate, n, a.c, a.h, a.w, a.k, a.p, a.q, a.ph, a.pw, 0);
     }
@@ -603,7 +604,7 @@ void launchConvNhwc(const Table &fixed, const ConvGemmKernel<Handle> &kernel, La
     for (int n0 = 0; n0 < a.n; n0 += s.chunk) {
       const int n = std::min(s.chunk, a.n - n0);
       toNhwc(at(a.in0, (long long)n0 * a.k * pq, kF16), in0, n, a.k, pq);
-      launch(kernel, Grid{tiles(n * hw, kConvTileM), tiles(a.c, bn)}, kConvThreads, in0, in1,
+      launch(kernel, Grid{tiles(n * hw, kConvTileM), tiles(a.c, bn)}, threads, in0, in1,
              const_cast<char *>(at(a.out, (long long)n0 * a.c * hw, a.outType)), a.outType,
              a.accumulate, n, a.k, a.p, a.q, a.c, a.h, a.w, a.r - 1 - a.ph, a.s - 1 - a.pw, 0);
     }
@@ -617,7 +618,7 @@ void launchConvNhwc(const Table &fixed, const ConvGemmKernel<Handle> &kernel, La
       toNhwc(at(a.in1, (long long)n0 * a.k * pq, kF16), in1, n, a.k, pq);
       Grid grid = s.split.grid;
       grid.z = unsigned(splits);
-      launch(kernel, grid, kConvThreads, in0, in1,
+      launch(kernel, grid, threads, in0, in1,
              const_cast<char *>(at(workspace, (long long)split0 * wCount, kF32)), int(kF32), 0, n,
              a.c, a.h, a.w, a.k, a.p, a.q, a.ph, a.pw, kPer);
       split0 += splits;

@@ -1713,6 +1713,21 @@ TEST(CudaCodegen, ConvolutionKernelChoice) {
   EXPECT_EQ(config(up, "fwd")->kernelName(), "mt_conv_fwd_bf16_n32_r2s2_u2x2");      // K = 20
   // Past the index tables' range (H + 2 pad >= 16384) it falls back.
   EXPECT_FALSE(config(convPlan(plan::DType::F16, {1, 1, 16384, 3, 1, 3, 3, 1, 1, 1, 1}), "fwd"));
+  // The NHWC kernels, in their 8- and 4-warp forms: not for C = 40 (the forward's
+  // reduction channels are not a multiple of 32) nor K = 70 (the weight gradient's
+  // output channels are not a multiple of 8); for C = 64, K = 32.
+  const plan::Plan &p = *plan::GetPlan(f16.data());
+  EXPECT_FALSE(cuda::convNhwcConfigFor(p, *findStep(p, "fwd")->kernel_as_Conv2d()));
+  EXPECT_FALSE(cuda::convNhwcWideConfigFor(p, *findStep(p, "bwd_w")->kernel_as_Conv2d()));
+  const auto nhwcPlan = convPlan(plan::DType::F16, {2, 64, 13, 11, 32, 3, 3, 1, 1, 1, 1});
+  const plan::Plan &q = *plan::GetPlan(nhwcPlan.data());
+  const plan::Conv2d &w = *findStep(q, "bwd_w")->kernel_as_Conv2d();
+  ASSERT_TRUE(cuda::convNhwcConfigFor(q, w) && cuda::convNhwcWideConfigFor(q, w));
+  EXPECT_EQ(cuda::convNhwcConfigFor(q, w)->kernelName(), "mt_conv_nhwcw_f16_n32_r3s3_u1x1");
+  EXPECT_EQ(cuda::convNhwcConfigFor(q, w)->threads(), 256);
+  EXPECT_EQ(cuda::convNhwcWideConfigFor(q, w)->kernelName(), "mt_conv_nhwcw_f16_n32_r3s3_u1x1_w4");
+  EXPECT_EQ(cuda::convNhwcWideConfigFor(q, w)->threads(), 128);
+  EXPECT_EQ(cuda::convGemmConfigsFor(q, w).size(), 3u); // NCHW, NHWC, NHWC 4-warp
 }
 
 TEST(CudaExecutor, ConvMatchesCpu) {
@@ -1743,12 +1758,15 @@ struct alignas(16) mt_u4_host {
 };
 
 /// The implicit-GEMM convolutions of a plan's Conv2d steps (all of them must take
-/// one) run on the CPU (HostKernels.h emulates mma.sync) through the executor's launch
-/// sequence, against the CPU executor. `sms`: the multiprocessors the weight gradient's
-/// split aims to fill.
+/// one) run on the CPU (HostKernels.h emulates mma.sync and ldmatrix) through the
+/// executor's launch sequence, against the CPU executor. `nhwcWarps`: 0, the NCHW
+/// kernels; 8 or 4, the NHWC kernels of that form where they apply. `results`, when
+/// given, receives every tensor after the run.
 void expectHostConvMatchesCpu(const std::vector<uint8_t> &bytes, const std::string &name,
-                              double tolLow, bool nhwc = false, size_t nhwcBudget = SIZE_MAX,
-                              std::array<int, 3> wantChunks = {1, 1, 1}) {
+                              double tolLow, int nhwcWarps = 0, size_t nhwcBudget = SIZE_MAX,
+                              std::array<int, 3> wantChunks = {1, 1, 1},
+                              std::vector<std::vector<float>> *results = nullptr) {
+  const bool nhwc = nhwcWarps != 0;
   LoadedPlan lp = LoadedPlan::fromBytes(bytes, name);
   std::vector<std::string> names;
   const cuda::FixedKernelTable<int> table = fixedHostTable(names);
@@ -1761,7 +1779,9 @@ void expectHostConvMatchesCpu(const std::vector<uint8_t> &bytes, const std::stri
         auto cfg = cuda::convGemmConfigFor(lp.plan(), *step->kernel_as_Conv2d());
         ASSERT_TRUE(cfg.has_value()) << "a convolution without an implicit-GEMM kernel";
         if (nhwc)
-          if (auto n = cuda::convNhwcConfigFor(lp.plan(), *step->kernel_as_Conv2d()))
+          if (auto n = nhwcWarps == 4
+                           ? cuda::convNhwcWideConfigFor(lp.plan(), *step->kernel_as_Conv2d())
+                           : cuda::convNhwcConfigFor(lp.plan(), *step->kernel_as_Conv2d()))
             cfg = n;
         configs.emplace(cfg->kernelName(), *cfg);
         steps.emplace_back(step->kernel_as_Conv2d(), *cfg);
@@ -1794,7 +1814,7 @@ void expectHostConvMatchesCpu(const std::vector<uint8_t> &bytes, const std::stri
       std::vector<mt_u4_host> in0(need.in0Bytes / 16 + 1), in1(need.in1Bytes / 16 + 1),
           ws(need.split.workspaceBytes / 16 + 1);
       cuda::launchConvNhwc(table, cuda::ConvGemmKernel<int>{0, kernelName.c_str()}, launch, blocks,
-                           a, cfg.bn, need, in0.data(), in1.data(), ws.data());
+                           a, cfg, need, in0.data(), in1.data(), ws.data());
       ++nhwcSteps;
       continue;
     }
@@ -1806,6 +1826,9 @@ void expectHostConvMatchesCpu(const std::vector<uint8_t> &bytes, const std::stri
   expectTensorsClose(lp, cpu, [&](int id) { return ht.get(id); }, 1e-5, tolLow, name);
   if (nhwc)
     EXPECT_GT(nhwcSteps, 0) << name << ": no convolution took the NHWC kernel";
+  if (results)
+    for (flatbuffers::uoffset_t id = 0; id < lp->tensors()->size(); ++id)
+      results->push_back(ht.get(int(id)));
 }
 
 TEST(CudaHostEmulation, ImplicitGemmConvolutionsMatchTheCpu) {
@@ -1821,11 +1844,44 @@ TEST(CudaHostEmulation, NhwcConvolutionsMatchTheCpu) {
   // stride 1) and the weight gradient (rows (r, s, c) across (r, s) boundaries, a
   // ragged last pixel tile, split in two), ragged pixel tiles.
   expectHostConvMatchesCpu(convPlan(plan::DType::F16, {2, 64, 13, 11, 32, 3, 3, 1, 1, 1, 1}),
-                           "conv_nhwc_f16.plan", 4e-3, true);
+                           "conv_nhwc_f16.plan", 4e-3, 8);
   // Stride 2 forward and weight gradient (its input gradient is not NHWC), two column
   // tiles (96 = 64 + 32).
   expectHostConvMatchesCpu(convPlan(plan::DType::BF16, {1, 32, 9, 20, 96, 3, 3, 2, 2, 1, 1}),
-                           "conv_nhwc_bf16_s2.plan", 1.6e-2, true);
+                           "conv_nhwc_bf16_s2.plan", 1.6e-2, 8);
+}
+
+// The 4-warp form (ldmatrix fragments, 64-row warp tiles) runs the same mma in the same
+// order per output as the 8-warp form: the same bits, on the shapes above and on one
+// with both column tiles of 64 and a 1 x 1 kernel (the (r, s) walk of the forward
+// loader without a spatial step), besides matching the CPU.
+TEST(CudaHostEmulation, NhwcFourWarpKernelsMatchTheEightWarpOnesBitForBit) {
+  struct Case {
+    std::vector<uint8_t> plan;
+    const char *name;
+    double tol;
+  };
+  const Case cases[] = {
+      {convPlan(plan::DType::F16, {2, 64, 13, 11, 32, 3, 3, 1, 1, 1, 1}), "conv_nhwc_f16.plan",
+       4e-3},
+      {convPlan(plan::DType::BF16, {1, 32, 9, 20, 96, 3, 3, 2, 2, 1, 1}), "conv_nhwc_bf16_s2.plan",
+       1.6e-2},
+      {convPlan(plan::DType::F16, {2, 96, 7, 10, 128, 1, 1, 1, 1, 0, 0}), "conv_nhwc_f16_1x1.plan",
+       4e-3},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE(c.name);
+    std::vector<std::vector<float>> eight, four;
+    expectHostConvMatchesCpu(c.plan, c.name, c.tol, 8, SIZE_MAX, {1, 1, 1}, &eight);
+    expectHostConvMatchesCpu(c.plan, c.name, c.tol, 4, SIZE_MAX, {1, 1, 1}, &four);
+    ASSERT_EQ(eight.size(), four.size());
+    const plan::Plan &p = *plan::GetPlan(c.plan.data());
+    for (size_t id = 0; id < eight.size(); ++id) {
+      ASSERT_EQ(eight[id].size(), four[id].size());
+      EXPECT_EQ(0, std::memcmp(eight[id].data(), four[id].data(), eight[id].size() * sizeof(float)))
+          << "tensor " << p.tensors()->Get(uint32_t(id))->name()->str();
+    }
+  }
 }
 
 TEST(CudaHostEmulation, NhwcConvolutionsInChunksOfSamplesMatchTheCpu) {
@@ -1840,7 +1896,9 @@ TEST(CudaHostEmulation, NhwcConvolutionsInChunksOfSamplesMatchTheCpu) {
                                 {40000, {2, 1, 3}},
                                 {60000, {1, 1, 2}}}) {
     SCOPED_TRACE(budget);
-    expectHostConvMatchesCpu(plan, "conv_nhwc_chunks.plan", 4e-3, true, budget, chunks);
+    expectHostConvMatchesCpu(plan, "conv_nhwc_chunks.plan", 4e-3, 8, budget, chunks);
+    if (budget == 10000) // the 4-warp kernels through the same chunked launches
+      expectHostConvMatchesCpu(plan, "conv_nhwc_chunks.plan", 4e-3, 4, budget, chunks);
   }
 }
 
@@ -1857,6 +1915,16 @@ TEST(CudaExecutor, ConvNhwcMatchesCpu) {
   compareWithCpu(convPlan(plan::DType::F16, {4, 32, 64, 48, 32, 3, 3, 1, 1, 1, 1}),
                  "conv_nhwc_f16_chunks.plan", 1, 1e-5, 4e-3);
   unsetenv("MANTISSA_CUDA_NHWC_MB");
+  // The 4-warp ldmatrix form on the same shapes, and 64-channel tiles of a 1 x 1 kernel.
+  setenv("MANTISSA_CUDA_CONV", "nhwc-w4", 1);
+  compareWithCpu(convPlan(plan::DType::F16, {2, 64, 13, 11, 32, 3, 3, 1, 1, 1, 1}),
+                 "conv_nhwc_w4_f16.plan", 1, 1e-5, 4e-3);
+  compareWithCpu(convPlan(plan::DType::BF16, {1, 32, 9, 20, 96, 3, 3, 2, 2, 1, 1}),
+                 "conv_nhwc_w4_bf16_s2.plan", 1, 1e-5, 1.6e-2);
+  compareWithCpu(convPlan(plan::DType::F16, {4, 32, 64, 48, 32, 3, 3, 1, 1, 1, 1}),
+                 "conv_nhwc_w4_f16_large.plan", 1, 1e-5, 4e-3);
+  compareWithCpu(convPlan(plan::DType::F16, {2, 96, 7, 10, 128, 1, 1, 1, 1, 0, 0}),
+                 "conv_nhwc_w4_f16_1x1.plan", 1, 1e-5, 4e-3);
   unsetenv("MANTISSA_CUDA_CONV");
 }
 
@@ -1872,7 +1940,7 @@ TEST(CudaExecutor, ConvAutoMatchesCpu) {
     ADD_FAILURE() << "accepted MANTISSA_CUDA_CONV=fastest";
   } catch (const Error &e) {
     EXPECT_NE(std::string(e.what()).find("MANTISSA_CUDA_CONV=fastest: expected nhwc (the "
-                                         "default), gemm, im2col or auto"),
+                                         "default), nhwc-w4, gemm, im2col or auto"),
               std::string::npos)
         << e.what();
   }

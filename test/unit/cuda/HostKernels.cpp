@@ -126,6 +126,27 @@ static void mt_host_mma16816(float *c, const unsigned *a, const unsigned *b, boo
   for (int e = 0; e < 4; ++e) c[e] = r[e];
 }
 
+// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16 of one warp: each lane publishes
+// the row address it gives, then reads its own four registers (ConvKernels.cpp's
+// mt_ldmatrix_x4) from the rows of the other lanes.
+static const unsigned short *mt_ldsm_slot[32][32];
+static void mt_host_ldmatrix_x4(unsigned *r, const unsigned short *row, bool trans) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
+  if (reinterpret_cast<uintptr_t>(row) % 16 != 0) {
+    std::fprintf(stderr, "ldmatrix: lane %d's row address is not 16-byte aligned\n", lane);
+    std::abort();
+  }
+  mt_ldsm_slot[warp][lane] = row;
+  mt_warp_barrier[warp]->arrive_and_wait();
+  for (int j = 0; j < 4; ++j) {
+    const unsigned short *const *m = &mt_ldsm_slot[warp][8 * j];
+    const unsigned lo = trans ? m[2 * t][g] : m[g][2 * t];
+    const unsigned hi = trans ? m[2 * t + 1][g] : m[g][2 * t + 1];
+    r[j] = lo | hi << 16;
+  }
+  mt_warp_barrier[warp]->arrive_and_wait();
+}
+
 template <class... A, size_t... I>
 static void mt_invoke(void (*f)(A...), void **p, std::index_sequence<I...>) {
   f(*static_cast<std::remove_cv_t<std::remove_reference_t<A>> *>(p[I])...);

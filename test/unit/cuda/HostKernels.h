@@ -10,10 +10,11 @@
 // bf16 conversions are the CPU backend's (common/Float16.h), which round as the PTX
 // `cvt` instructions do.
 //
-// Not emulated: inline PTX other than the prelude's conversions (the tensor-core
-// convolutions), warp-synchronous code that relies on lockstep execution without a
-// shuffle, and timing. Float functions (expf, tanhf, ...) are the host's libm, as in
-// the CPU backend, not CUDA's.
+// The convolutions' inline PTX has host forms: mma.sync m16n8k16 and ldmatrix.x4 are
+// warp exchanges (the layouts in runtime/cuda/ConvKernels.cpp), cp.async a plain copy.
+// Not emulated: other inline PTX, warp-synchronous code that relies on lockstep
+// execution without a shuffle, and timing. Float functions (expf, tanhf, ...) are the host's libm,
+// as in the CPU backend, not CUDA's.
 //===----------------------------------------------------------------------===//
 #pragma once
 
