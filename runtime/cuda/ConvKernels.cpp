@@ -823,7 +823,8 @@ static __device__ __forceinline__ void mt_conv_nhwc_w4(
 
 // mt_conv_nhwcw with 4 warps (128 threads): each thread copies its 8 rows m in
 // reduction rows tid/16 + 8 i (i < 4) and BN/32 chunks of B; fragments by
-// ldmatrix.trans from the pixel-major tiles.
+// ldmatrix.trans from the pixel-major tiles. Tiles load in order, so each row's pixel
+// (n, p, q) advances by BK pixels per load with carries instead of two divisions.
 template <int DT, int BN, int R, int S, int SH, int SW>
 static __device__ __forceinline__ void mt_conv_nhwcw_w4(
     const unsigned short *__restrict__ x, const unsigned short *__restrict__ dy, float *partial,
@@ -844,22 +845,33 @@ static __device__ __forceinline__ void mt_conv_nhwcw_w4(
   const int am = m0 + 8 * (tid & 15);
   const bool amValid = am < M;
   const int ars = amValid ? am / C : 0, ac = am - ars * C, ar = ars / S, as = ars - ar * S;
+  // BK pixels = dn samples + dp rows + dq columns (dp < P, dq < Q).
+  const int dq = BK % Q, dp = (BK / Q) % P, dn = BK / PQ;
+  int ln[4], lp[4], lq[4]; // the pixel of row tid/16 + 8 i of the next tile to load
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int npq = kt0 * BK + (tid >> 4) + 8 * i, pq = npq % PQ;
+    ln[i] = npq / PQ;
+    lp[i] = pq / Q;
+    lq[i] = pq - lp[i] * Q;
+  }
 
   auto load = [&](int kt, int stage) {
     unsigned short *As = stages + stage * STAGE, *Bs = As + BK * LDA;
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int row = (tid >> 4) + 8 * i, npq = kt * BK + row;
-      bool ok = amValid && npq < NPQ;
-      const unsigned short *src = x;
-      if (ok) {
-        const int n = npq / PQ, pq = npq - n * PQ, p = pq / Q, q = pq - p * Q;
-        const int y = p * SH - ph + ar, xx = q * SW - pw + as;
-        ok = (unsigned)y < (unsigned)H && (unsigned)xx < (unsigned)W;
-        if (ok)
-          src = x + ((long long)(n * H + y) * W + xx) * C + ac;
-      }
+      const int row = (tid >> 4) + 8 * i;
+      const int y = lp[i] * SH - ph + ar, xx = lq[i] * SW - pw + as;
+      const bool ok = amValid && ln[i] < N && (unsigned)y < (unsigned)H && (unsigned)xx < (unsigned)W;
+      const unsigned short *src = ok ? x + ((long long)(ln[i] * H + y) * W + xx) * C + ac : x;
       mt_cp_async16(As + row * LDA + 8 * (tid & 15), src, ok);
+      lq[i] += dq;
+      const int cq = lq[i] >= Q;
+      lq[i] -= cq * Q;
+      lp[i] += dp + cq;
+      const int cp = lp[i] >= P;
+      lp[i] -= cp * P;
+      ln[i] += dn + cp;
     }
 #pragma unroll
     for (int j = 0; j < BN / 32; ++j) {

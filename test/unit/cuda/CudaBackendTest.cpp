@@ -1852,9 +1852,10 @@ TEST(CudaHostEmulation, NhwcConvolutionsMatchTheCpu) {
 }
 
 // The 4-warp form (ldmatrix fragments, 64-row warp tiles) runs the same mma in the same
-// order per output as the 8-warp form: the same bits, on the shapes above and on one
-// with both column tiles of 64 and a 1 x 1 kernel (the (r, s) walk of the forward
-// loader without a spatial step), besides matching the CPU.
+// order per output as the 8-warp form: the same bits, on the shapes above, on one with
+// both column tiles of 64 and a 1 x 1 kernel (the (r, s) walk of the forward loader
+// without a spatial step), and on samples smaller than a tile (the weight gradient's
+// pixel walk carrying into the sample), besides matching the CPU.
 TEST(CudaHostEmulation, NhwcFourWarpKernelsMatchTheEightWarpOnesBitForBit) {
   struct Case {
     std::vector<uint8_t> plan;
@@ -1867,6 +1868,10 @@ TEST(CudaHostEmulation, NhwcFourWarpKernelsMatchTheEightWarpOnesBitForBit) {
       {convPlan(plan::DType::BF16, {1, 32, 9, 20, 96, 3, 3, 2, 2, 1, 1}), "conv_nhwc_bf16_s2.plan",
        1.6e-2},
       {convPlan(plan::DType::F16, {2, 96, 7, 10, 128, 1, 1, 1, 1, 0, 0}), "conv_nhwc_f16_1x1.plan",
+       4e-3},
+      // 3 x 5 pixels a sample: a tile of 32 pixels spans more than two samples (and the
+      // weight gradient's split takes 7 tiles each, so the walk advances).
+      {convPlan(plan::DType::F16, {40, 32, 3, 5, 32, 3, 3, 1, 1, 1, 1}), "conv_nhwc_f16_tiny.plan",
        4e-3},
   };
   for (const Case &c : cases) {
