@@ -518,8 +518,8 @@ int profileMain(int argc, char **argv) {
       rest();
       return int64_t(0);
     });
-    std::printf("%-36s %11s %12s %12s %8s %7s %3s %9s %5s\n", "kernel", "time/launch", "J/launch",
-                "J>idle", "W", "spread", "rep", "°C", "MHz");
+    std::printf("%-36s %11s %12s %12s %8s %7s %3s %s %5s\n", "kernel", "time/launch", "J/launch",
+                "J>idle", "W", "spread", "rep", report::padLeft("°C", 9).c_str(), "MHz");
     std::printf("(windows of >= %g s between counter ticks; J>idle: J/launch above the idle "
                 "baseline; spread: the repeats' largest deviation plus the counter's resolution "
                 "and boundary lag; °C: at the windows' start>end, means)\n",
