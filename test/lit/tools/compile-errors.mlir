@@ -10,6 +10,8 @@
 // RUN: not mantissa compile %t/missing.mlir -o %t/x.plan 2>&1 | FileCheck %s --check-prefix=MISSING
 // RUN: not mantissa compile %models/mlp_digits.mlir -o %t/x.plan --precision fp8 2>&1 | FileCheck %s --check-prefix=PRECISION
 // RUN: not mantissa compile %models/mlp_digits.mlir -o %t/x.plan --loss-scale lots 2>&1 | FileCheck %s --check-prefix=SCALE
+// RUN: not mantissa compile %models/mlp_digits.mlir -o %t/x.plan --loss-scale inf 2>&1 | FileCheck %s --check-prefix=INFSCALE
+// RUN: not test -e %t/x.plan
 // RUN: not mantissa compile %models/mlp_digits.mlir -o %t/x.plan --optimizer lbfgs 2>&1 | FileCheck %s --check-prefix=OPTIMIZER
 // RUN: not mantissa compile %models/mlp_digits.mlir -o %t/x.plan --batch -3 2>&1 | FileCheck %s --check-prefix=BADBATCH
 // RUN: not mantissa compile %models/mlp_digits.mlir 2>&1 | FileCheck %s --check-prefix=NOOUT
@@ -25,7 +27,8 @@
 // BATCH: batch.mlir:5:10: error: set-batch: input "y" has batch 8 (dimension 0) but input "x" has 4
 // MISSING: error: cannot open '{{.*}}missing.mlir': No such file or directory
 // PRECISION: error: --precision must be fp32, fp16, bf16 or a policy file; 'fp8' is none of them (no such file)
-// SCALE: error: --loss-scale must be dynamic, none or a positive number, got 'lots'
+// SCALE: error: --loss-scale must be dynamic, none or a positive finite number, got 'lots'
+// INFSCALE: error: --loss-scale must be dynamic, none or a positive finite number, got 'inf'
 // OPTIMIZER: error: --optimizer must be sgd, adam or adamw, got 'lbfgs'
 // BADBATCH: error: option '--batch' needs a positive integer
 // NOOUT: error: compile needs -o OUT.plan
