@@ -76,6 +76,14 @@ for k in range(40):  # flip bytes all over the file, in the header (offsets) mos
         flips += 1
 c.check(crashes == 0, f"bit-flipped plans: {crashes} crashes in 40 (rejected with a message: {flips}, accepted as valid (flips in names, initial values or unused fields): {40 - flips})")
 expect_error([tool("mantissa-run"), "train", os.path.join(d, "missing.plan")], "missing.plan", what="missing plan")
+# A directory opens as a file but throws on the first read: an error, not std::terminate.
+adir = os.path.join(d, "adir.plan")
+os.mkdir(adir)
+for cmd in (["train"], ["inspect"], ["profile"], ["measure", "--json", os.path.join(d, "m.json")]):
+    expect_error([tool("mantissa-run"), cmd[0], adir, *cmd[1:]], "adir.plan: cannot read: Is a directory",
+                 what=f"a directory as the plan ({cmd[0]})")
+expect_error([tool("mantissa"), "inspect", adir], "adir.plan: cannot read: Is a directory",
+             what="a directory as the plan (mantissa inspect)")
 
 # Data: wrong shape, NaN, missing.
 x = np.random.default_rng(1).random((100, 3), dtype=np.float32)
