@@ -98,5 +98,13 @@ expect_error([tool("mantissa-run"), "train", plan, "--data", f"{d}/none.npy,{d}/
 expect_error([tool("mantissa-run"), "train", plan, "--load", f"{d}/none.safetensors", "--steps", "1"], "none.safetensors", what="missing checkpoint")
 expect_error([tool("mantissa-run"), "train", plan, "--bogus"], "--bogus", what="unknown option")
 
+# More threads than the system will start (a 2 GB address space: about 220 stacks): an error
+# naming --threads, not std::terminate from the half-built pool.
+import resource
+p = run([tool("mantissa-run"), "train", plan, "--steps", "1", "--quiet", "--threads", "100000"], check=False,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)))
+c.check(p.returncode == 1 and "error: --threads 100000: the system refused to start thread" in p.stderr
+        and "terminate called" not in p.stderr, f"--threads 100000: exit {p.returncode}, {p.stderr.strip()[-200:]}")
+
 shutil.rmtree(d)
 c.done()
