@@ -346,8 +346,13 @@ TrainSummary train(const TrainOptions &o) {
   } else if (!o.load.empty()) {
     start = loadCheckpoint(exec, o.load);
   }
-  if (!o.checkpointDir.empty())
-    std::filesystem::create_directories(o.checkpointDir);
+  if (!o.checkpointDir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.checkpointDir, ec);
+    if (ec || !std::filesystem::is_directory(o.checkpointDir))
+      throw Error("--checkpoint " + o.checkpointDir + ": cannot make it a directory (" +
+                  (ec ? ec.message() : std::string("a file of that name exists")) + ")");
+  }
 
   int64_t total = o.steps >= 0 ? o.steps : (o.epochs >= 0 ? o.epochs : 1) * s.stepsPerEpoch;
   if (start > total)

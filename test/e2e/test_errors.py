@@ -97,6 +97,9 @@ expect_error([tool("mantissa-run"), "train", plan, "--data", f"{d}/xnan.npy,{d}/
 expect_error([tool("mantissa-run"), "train", plan, "--data", f"{d}/none.npy,{d}/y.npy", "--steps", "1"], "none.npy", what="missing data file")
 expect_error([tool("mantissa-run"), "train", plan, "--load", f"{d}/none.safetensors", "--steps", "1"], "none.safetensors", what="missing checkpoint")
 expect_error([tool("mantissa-run"), "train", plan, "--bogus"], "--bogus", what="unknown option")
+# A checkpoint directory that is a file: one error naming the option, not std::terminate.
+expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--checkpoint", plan],
+             f"--checkpoint {plan}: cannot make it a directory", what="--checkpoint naming a file")
 
 # More threads than the system will start (a 2 GB address space: about 220 stacks): an error
 # naming --threads, not std::terminate from the half-built pool.
