@@ -8,12 +8,14 @@
 #include "runtime/data/NpyData.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <unistd.h>
 
@@ -479,9 +481,13 @@ TrainOptions parseTrainOptions(int argc, char **argv) {
   auto integer = [&](int &i) -> int64_t {
     std::string flag = argv[i], v = need(i);
     char *end = nullptr;
+    errno = 0;
     long long x = std::strtoll(v.c_str(), &end, 10);
     if (v.empty() || *end || x < 0)
       throw Error(flag + " '" + v + "': expected a non-negative integer");
+    // strtoll clamps what does not fit; --threads is an int.
+    if (errno == ERANGE || (flag == "--threads" && x > std::numeric_limits<int>::max()))
+      throw Error(flag + " '" + v + "': too large");
     return x;
   };
   for (int i = 0; i < argc; ++i) {

@@ -97,6 +97,11 @@ expect_error([tool("mantissa-run"), "train", plan, "--data", f"{d}/xnan.npy,{d}/
 expect_error([tool("mantissa-run"), "train", plan, "--data", f"{d}/none.npy,{d}/y.npy", "--steps", "1"], "none.npy", what="missing data file")
 expect_error([tool("mantissa-run"), "train", plan, "--load", f"{d}/none.safetensors", "--steps", "1"], "none.safetensors", what="missing checkpoint")
 expect_error([tool("mantissa-run"), "train", plan, "--bogus"], "--bogus", what="unknown option")
+# Numbers out of range or with trailing text are refused, not clamped or cut short.
+expect_error([tool("mantissa-run"), "train", plan, "--steps", "99999999999999999999"],
+             "--steps '99999999999999999999': too large", what="--steps past 2^63")
+expect_error([tool("mantissa-run"), "train", plan, "--threads", "4294967297"],
+             "--threads '4294967297': too large", what="--threads past an int")
 # A checkpoint directory that is a file: one error naming the option, not std::terminate.
 expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--checkpoint", plan],
              f"--checkpoint {plan}: cannot make it a directory", what="--checkpoint naming a file")
