@@ -510,8 +510,9 @@ TrainOptions parseTrainOptions(int argc, char **argv) {
     else if (a == "--held-out-samples") o.heldOutSamples = integer(i);
     else if (a == "--held-out-fraction") {
       std::string v = need(i);
-      o.heldOutFraction = std::atof(v.c_str());
-      if (!(o.heldOutFraction > 0 && o.heldOutFraction < 1))
+      char *end = nullptr;
+      o.heldOutFraction = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end || !(o.heldOutFraction > 0 && o.heldOutFraction < 1))
         throw Error("--held-out-fraction '" + v + "': expected a number in (0, 1)");
     } else if (a == "--inject-nonfinite") o.injectNonFinite = integer(i);
     else if (a == "--fixed-batch") o.fixedBatch = true;

@@ -102,6 +102,8 @@ expect_error([tool("mantissa-run"), "train", plan, "--steps", "99999999999999999
              "--steps '99999999999999999999': too large", what="--steps past 2^63")
 expect_error([tool("mantissa-run"), "train", plan, "--threads", "4294967297"],
              "--threads '4294967297': too large", what="--threads past an int")
+expect_error([tool("mantissa-run"), "train", plan, "--held-out-fraction", "0.5abc"],
+             "--held-out-fraction '0.5abc': expected a number in (0, 1)", what="--held-out-fraction 0.5abc")
 # A checkpoint directory that is a file: one error naming the option, not std::terminate.
 expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--checkpoint", plan],
              f"--checkpoint {plan}: cannot make it a directory", what="--checkpoint naming a file")
