@@ -104,6 +104,13 @@ expect_error([tool("mantissa-run"), "train", plan, "--threads", "4294967297"],
              "--threads '4294967297': too large", what="--threads past an int")
 expect_error([tool("mantissa-run"), "train", plan, "--held-out-fraction", "0.5abc"],
              "--held-out-fraction '0.5abc': expected a number in (0, 1)", what="--held-out-fraction 0.5abc")
+expect_error([tool("mantissa-run"), "measure", plan, "--json", os.path.join(d, "m.json"), "--backend", "cpu",
+              "--steps", "9223372036854775800"], "'--steps' '9223372036854775800': too large",
+             what="measure --steps whose warmup + steps overflows")
+expect_error([tool("mantissa-run"), "inspect", "--numerics", plan, "--threads", "abc"],
+             "--threads needs a non-negative integer, got 'abc'", what="inspect --numerics --threads abc")
+expect_error([tool("mantissa-run"), "inspect", "--numerics", plan, "--steps", "99999999999999999999"],
+             "--steps needs a non-negative integer, got '99999999999999999999'", what="inspect --numerics --steps past 2^63")
 # A checkpoint directory that is a file: one error naming the option, not std::terminate.
 expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--checkpoint", plan],
              f"--checkpoint {plan}: cannot make it a directory", what="--checkpoint naming a file")
