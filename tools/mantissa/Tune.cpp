@@ -131,8 +131,11 @@ TuneOptions parseTuneOptions(int argc, char **argv) {
     auto number = [&](double lo) {
       double v;
       if (!parseDouble(value, v) || !(v >= lo))
-        throw Error("option '" + arg + "' needs a number >= " + std::to_string(lo) + ", got '" +
-                    value + "'");
+      {
+        char bound[32];
+        std::snprintf(bound, sizeof bound, "%g", lo);
+        throw Error("option '" + arg + "' needs a number >= " + bound + ", got '" + value + "'");
+      }
       return v;
     };
     auto integer = [&](int64_t lo) {
