@@ -10,7 +10,7 @@
 // BUDGET: error: option '--budget' needs an integer >= 1, got '0'
 // GAP: error: option '--max-metric-gap' needs a number >= 0, got 'abc'
 // NEGGAP: error: option '--max-metric-gap' needs a number >= 0, got '-0.1'
-// PARTIAL: error: {{.*}}partial.json: invalid JSON {{.*}}at byte 34: control character in string
+// PARTIAL: error: {{.*}}partial.json: invalid JSON at byte 34: control character in string
 // NOPLANS: error: {{.*}}noplans.json: needs "plans": [{"plan", "ms_per_step"}, ...] (mantissa-run measure --json)
 
 //--- partial.json
