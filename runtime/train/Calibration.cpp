@@ -11,6 +11,7 @@
 #include "runtime/io/MiniJson.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -339,9 +340,18 @@ ProfileOptions parseProfileOptions(int argc, char **argv) {
     std::string flag = argv[i], v = need(i);
     char *end = nullptr;
     double x = std::strtod(v.c_str(), &end);
-    if (v.empty() || *end || !(x > 0))
+    if (v.empty() || *end || !(x > 0) || !std::isfinite(x)) // inf: a window that never closes
       throw Error(flag + " '" + v + "': expected a positive number");
     return x;
+  };
+  auto count = [&](int &i) {
+    std::string flag = argv[i], v = need(i);
+    char *end = nullptr;
+    errno = 0;
+    long long x = std::strtoll(v.c_str(), &end, 10);
+    if (v.empty() || *end || x <= 0 || errno == ERANGE || x > std::numeric_limits<int>::max())
+      throw Error(flag + " '" + v + "': expected a positive integer");
+    return int(x);
   };
   for (int i = 0; i < argc; ++i) {
     std::string a = argv[i];
@@ -356,11 +366,11 @@ ProfileOptions parseProfileOptions(int argc, char **argv) {
     else if (a == "--spread")
       o.spread = positive(i);
     else if (a == "--max-repeats")
-      o.maxRepeats = int(positive(i));
+      o.maxRepeats = count(i);
     else if (a == "--top")
-      o.top = int64_t(positive(i));
+      o.top = count(i);
     else if (a == "--threads")
-      o.threads = int(positive(i));
+      o.threads = count(i);
     else if (a == "--out")
       o.out = need(i);
     else if (a == "--no-heat")

@@ -88,6 +88,13 @@ c.check(bad.returncode != 0 and "--heat-tolerance '0': expected a positive numbe
 bad = run([rt, "train", plan, "--energy", "--meter", "bogus"], check=False, env=env)
 c.check(bad.returncode != 0 and "error: --meter bogus: expected nvml, rapl, none or auto" in bad.stderr,
         "--meter bogus: one clear error")
+bad = run([rt, "profile", plan, "--window", "inf"], check=False, env=env, timeout=60)
+c.check(bad.returncode != 0 and "--window 'inf': expected a positive number" in bad.stderr,
+        "profile --window inf: refused (a window that never closes)")
+for flag, v in (("--max-repeats", "1e20"), ("--top", "1.5"), ("--threads", "99999999999")):
+    bad = run([rt, "profile", plan, flag, v], check=False, env=env, timeout=60)
+    c.check(bad.returncode != 0 and f"{flag} '{v}': expected a positive integer" in bad.stderr,
+            f"profile {flag} {v}: refused")
 bad = run([rt, "profile", plan, "--window", "0.5"], check=False, env=env)
 c.check(bad.returncode != 0 and "shorter than 1 s" in bad.stderr, "profile --window 0.5: refused (windows >= 1 s)")
 bad = run([rt, "train", plan, "--target-loss", "low"], check=False, env=env)
