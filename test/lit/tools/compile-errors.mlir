@@ -15,6 +15,9 @@
 // RUN: not mantissa compile %models/mlp_digits.mlir -o %t/x.plan --optimizer lbfgs 2>&1 | FileCheck %s --check-prefix=OPTIMIZER
 // RUN: not mantissa compile %models/mlp_digits.mlir -o %t/x.plan --batch -3 2>&1 | FileCheck %s --check-prefix=BADBATCH
 // RUN: not mantissa compile %models/mlp_digits.mlir 2>&1 | FileCheck %s --check-prefix=NOOUT
+// RUN: cp %t/batch.mlir %t/same.mlir
+// RUN: not mantissa compile %t/same.mlir -o %t/same.mlir 2>&1 | FileCheck %s --check-prefix=SAME
+// RUN: cmp %t/batch.mlir %t/same.mlir
 // RUN: not mantissa compile %models/mlp_digits.mlir -o %t/x.plan --frobnicate 2>&1 | FileCheck %s --check-prefix=OPTION
 // RUN: not mantissa compile %models/mlp_digits.mlir --arch -o %t/x.plan 2>&1 | FileCheck %s --check-prefix=NOARCH
 // RUN: not mantissa frobnicate 2>&1 | FileCheck %s --check-prefix=COMMAND
@@ -33,6 +36,7 @@
 // BADBATCH: error: option '--batch' needs a positive integer
 // NOOUT: error: compile needs -o OUT.plan
 // NOOUT-NEXT: usage: mantissa <command> ...
+// SAME: error: -o {{.*}}same.mlir is the model file itself; name the plan differently
 // OPTION: error: unknown option '--frobnicate'
 // NOARCH: error: option '--arch' needs a list of architectures like sm_90,sm_80, or none
 // OPTION-NEXT: usage: mantissa <command> ...
