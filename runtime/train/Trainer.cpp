@@ -16,6 +16,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <new>
+#include <stdexcept>
 #include <sstream>
 #include <unistd.h>
 
@@ -106,7 +108,23 @@ DataSplit loadData(const TrainOptions &o, const plan::ModelInfo &model, uint64_t
       throw Error("--data nowcast: the plan's model takes inputs of shape " +
                   std::to_string(xShape.size()) +
                   "-D per sample; nowcast needs x [13,H,W] and y [12,H,W]");
-    return loadNowcast(xShape[1], xShape[2], o.trainSamples, o.heldOutSamples, seed);
+    // Generated in host memory up front: say which sizes asked for too much.
+    auto tooMuch = [&] {
+      double gb = double(kNowcastInFrames + kNowcastOutFrames) * xShape[1] * xShape[2] * 4 *
+                  (double(o.trainSamples) + double(o.heldOutSamples)) / 1e9;
+      return Error("--data nowcast: out of memory generating " + std::to_string(o.trainSamples) +
+                   " training and " + std::to_string(o.heldOutSamples) + " held-out samples of " +
+                   std::to_string(xShape[1]) + "x" + std::to_string(xShape[2]) + " (about " +
+                   std::to_string(int64_t(gb + 0.5)) +
+                   " GB as float32); use a smaller --train-samples or --held-out-samples");
+    };
+    try {
+      return loadNowcast(xShape[1], xShape[2], o.trainSamples, o.heldOutSamples, seed);
+    } catch (const std::bad_alloc &) {
+      throw tooMuch();
+    } catch (const std::length_error &) {
+      throw tooMuch();
+    }
   }
   size_t comma = data.find(',');
   if (comma == std::string::npos || comma == 0 || comma + 1 == data.size())

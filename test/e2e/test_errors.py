@@ -2,7 +2,7 @@
 """Bad input: each case gets one clear message (what and where), a non-zero exit, no crash."""
 import os, shutil, subprocess
 import numpy as np
-from common import Checks, ROOT, compile_model, run, tmpdir, tool
+from common import Checks, ROOT, compile_model, gen_unet, run, tmpdir, tool
 
 c = Checks()
 d = tmpdir()
@@ -111,6 +111,12 @@ expect_error([tool("mantissa-run"), "inspect", "--numerics", plan, "--threads", 
              "--threads needs a non-negative integer, got 'abc'", what="inspect --numerics --threads abc")
 expect_error([tool("mantissa-run"), "inspect", "--numerics", plan, "--steps", "99999999999999999999"],
              "--steps needs a non-negative integer, got '99999999999999999999'", what="inspect --numerics --steps past 2^63")
+# Out of memory generating nowcast data (2.5 PB asked for): what and how much, not a bare
+# "out of memory".
+unet = compile_model(gen_unet(os.path.join(d, "unet.mlir"), 4, 2, 16, 2), os.path.join(d, "unet.plan"), "--arch", "none")
+expect_error([tool("mantissa-run"), "train", unet, "--steps", "1", "--train-samples", "99999999999"],
+             "--data nowcast: out of memory generating 99999999999 training and 256 held-out samples of 16x16",
+             "--train-samples", what="nowcast data too large for memory")
 # A checkpoint directory that is a file: one error naming the option, not std::terminate.
 expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--checkpoint", plan],
              f"--checkpoint {plan}: cannot make it a directory", what="--checkpoint naming a file")
