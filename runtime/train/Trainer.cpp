@@ -478,7 +478,7 @@ TrainSummary train(const TrainOptions &o) {
   if (o.afterTraining)
     o.afterTraining(exec);
   s.eval = evaluate(exec, xId, yId, data.heldOut, batch);
-  if (s.data == "nowcast")
+  if (s.data == "nowcast" && data.heldOut.n > 0) // no held-out samples: no baseline to print
     s.eval.persistenceMse = persistenceMse(data.heldOut);
   if (energy) {
     s.energy = std::make_shared<EnergyRun>(energy->run());

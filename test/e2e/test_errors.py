@@ -117,6 +117,13 @@ unet = compile_model(gen_unet(os.path.join(d, "unet.mlir"), 4, 2, 16, 2), os.pat
 expect_error([tool("mantissa-run"), "train", unet, "--steps", "1", "--train-samples", "99999999999"],
              "--data nowcast: out of memory generating 99999999999 training and 256 held-out samples of 16x16",
              "--train-samples", what="nowcast data too large for memory")
+# No held-out samples: no held-out figures at all (it printed "persistence MSE 0", a baseline of nothing).
+import json
+p = run([tool("mantissa-run"), "train", unet, "--steps", "1", "--quiet", "--held-out-samples", "0",
+         "--json", os.path.join(d, "ho0.json")])
+ev = json.load(open(os.path.join(d, "ho0.json")))["eval"]
+c.check("persistence" not in p.stdout and "held-out" not in p.stdout and ev.get("samples") == 0
+        and "persistence_mse" not in ev, f"--held-out-samples 0: no held-out figures: {ev}")
 # A checkpoint directory that is a file: one error naming the option, not std::terminate.
 expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--checkpoint", plan],
              f"--checkpoint {plan}: cannot make it a directory", what="--checkpoint naming a file")
