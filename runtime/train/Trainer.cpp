@@ -510,7 +510,11 @@ TrainOptions parseTrainOptions(int argc, char **argv) {
   };
   for (int i = 0; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--data") o.data = need(i);
+    if (a == "--data") {
+      o.data = need(i);
+      if (o.data.empty()) // not the default data set: the user meant to name one
+        throw Error("--data '': expected digits, nowcast or X.npy,Y.npy");
+    }
     else if (a == "--steps") o.steps = integer(i);
     else if (a == "--epochs") o.epochs = integer(i);
     else if (a == "--no-shuffle") o.shuffle = false;

@@ -124,6 +124,8 @@ p = run([tool("mantissa-run"), "train", unet, "--steps", "1", "--quiet", "--held
 ev = json.load(open(os.path.join(d, "ho0.json")))["eval"]
 c.check("persistence" not in p.stdout and "held-out" not in p.stdout and ev.get("samples") == 0
         and "persistence_mse" not in ev, f"--held-out-samples 0: no held-out figures: {ev}")
+expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--data", ""],
+             "--data '': expected digits, nowcast or X.npy,Y.npy", what="--data ''")
 # A checkpoint directory that is a file: one error naming the option, not std::terminate.
 expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--checkpoint", plan],
              f"--checkpoint {plan}: cannot make it a directory", what="--checkpoint naming a file")
