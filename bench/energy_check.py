@@ -52,8 +52,7 @@ def fit_cost_model(run, plan, cal, out, model):
     device description's path, or None. Calibration names are the plan's step names, with '#index'
     where several steps share one (runtime/train/EnergySession.cpp planKernels)."""
     cost = os.path.join(out, f"{model}-cost.json")
-    gpu = "h200" if "H200" in subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                                             capture_output=True, text=True).stdout else "h100"
+    gpu = nvml_energy.device_kind()
     if subprocess.run([run, "inspect", "--cost", gpu, plan, "--json", cost], capture_output=True).returncode:
         return None
     names = [re.match(r"step (\d+) '(.*)' \(\w+\)$", st["where"]).group(2) for st in json.load(open(cost))["steps"]]

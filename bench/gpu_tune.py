@@ -207,9 +207,9 @@ def main():
     ap.add_argument("--no-candidates", action="store_true", help="skip measuring every candidate (3b)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    name = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                          text=True).stdout.strip()
-    device = "h200" if "H200" in name else "h100"
+    import nvml_energy
+    name = nvml_energy.gpu_name()
+    device = nvml_energy.device_kind(name)
     manifest = json.load(open(os.path.join(a.carry, "tune", "manifest.json")))
     passed = {m["label"]: m["passes"] for m in manifest["candidates"]}
     rows, fail, times = {}, 0, {}

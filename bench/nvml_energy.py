@@ -5,8 +5,24 @@ CLOCK_MONOTONIC (time.monotonic(): the clock of Mantissa's energy timeline, std:
     s.joules_between(t0, t1)     # counter delta between the samples nearest t0 and t1
     s.windows(min_seconds=1.0)   # >= 1 s windows between observed counter changes (DESIGN.md)
     s.celsius_between(t0, t1)    # the GPU temperatures sampled in [t0, t1] (every ~100 ms)
+    gpu_name(), device_kind()    # GPU 0's name; "h200" or "h100", the cost model's device for it
 """
-import ctypes, threading, time
+import ctypes, subprocess, threading, time
+
+
+def gpu_name():
+    """GPU 0's name as nvidia-smi gives it ("NVIDIA H100 80GB HBM3"; "" without nvidia-smi)."""
+    try:
+        return subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                              text=True).stdout.strip().splitlines()[0]
+    except (OSError, IndexError):
+        return ""
+
+
+def device_kind(name=None):
+    """The cost model's device description (runtime/cost/devices) for a GPU name (default: GPU 0's):
+    "h200" for an H200, else "h100"."""
+    return "h200" if "H200" in (gpu_name() if name is None else name) else "h100"
 
 
 class Nvml:

@@ -11,6 +11,8 @@
 
 #include "mantissa/Graph/GraphOps.h"
 
+#include <cmath>
+
 namespace mantissa {
 #define GEN_PASS_DEF_INSERTLOSSSCALING
 #include "compiler/Passes.h.inc"
@@ -56,11 +58,11 @@ private:
     auto invalid = [&](StringRef what) {
       return module.emitError() << "insert-loss-scaling: invalid option: " << what;
     };
-    if (!(initScale > 0.0))
-      return invalid("scale must be > 0");
+    if (!(initScale > 0.0 && std::isfinite(initScale)))
+      return invalid("scale must be a finite number > 0");
     if (mode == "dynamic") {
-      if (!(growthFactor > 1.0))
-        return invalid("growth-factor must be > 1");
+      if (!(growthFactor > 1.0 && std::isfinite(growthFactor)))
+        return invalid("growth-factor must be a finite number > 1");
       if (!(backoffFactor > 0.0 && backoffFactor < 1.0))
         return invalid("backoff-factor must be in (0, 1)");
       if (growthInterval < 1)

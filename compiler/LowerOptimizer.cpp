@@ -12,6 +12,8 @@
 
 #include "llvm/ADT/StringMap.h"
 
+#include <cmath>
+
 namespace mantissa {
 #define GEN_PASS_DEF_LOWEROPTIMIZER
 #include "compiler/Passes.h.inc"
@@ -58,20 +60,25 @@ private:
     auto invalid = [&](StringRef what) {
       return module.emitError() << "lower-optimizer: invalid option: " << what;
     };
-    if (lr < 0.0)
-      return invalid("lr must be >= 0");
-    if (opt.weightDecay < 0.0)
-      return invalid("weight-decay must be >= 0");
+    // Written so that NaN fails every test: a NaN or infinite hyper-parameter would
+    // otherwise reach the plan (or an unrelated error in emit-plan, NaN != NaN).
+    auto nonNegative = [](double v) { return v >= 0.0 && std::isfinite(v); };
+    if (!nonNegative(lr))
+      return invalid("lr must be a finite number >= 0");
+    if (!nonNegative(opt.weightDecay))
+      return invalid("weight-decay must be a finite number >= 0");
     if (opt.kind == Optimizer::Sgd) {
-      if (momentum < 0.0)
-        return invalid("momentum must be >= 0");
+      if (!nonNegative(momentum))
+        return invalid("momentum must be a finite number >= 0");
+      if (!std::isfinite(dampening))
+        return invalid("dampening must be a finite number");
       if (nesterov && (momentum <= 0.0 || dampening != 0.0))
         return invalid("nesterov needs a momentum and zero dampening");
     } else {
-      if (beta1 < 0.0 || beta1 >= 1.0 || beta2 < 0.0 || beta2 >= 1.0)
+      if (!(beta1 >= 0.0 && beta1 < 1.0 && beta2 >= 0.0 && beta2 < 1.0))
         return invalid("beta1 and beta2 must be in [0, 1)");
-      if (eps < 0.0)
-        return invalid("eps must be >= 0");
+      if (!nonNegative(eps))
+        return invalid("eps must be a finite number >= 0");
     }
     return opt;
   }

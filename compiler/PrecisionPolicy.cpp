@@ -9,6 +9,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 
 using namespace mlir;
@@ -86,7 +87,7 @@ bool isLossScalingName(llvm::StringRef s) {
   char *end = nullptr;
   std::string str = s.str();
   double v = std::strtod(str.c_str(), &end);
-  return !str.empty() && *end == '\0' && v > 0;
+  return !str.empty() && *end == '\0' && v > 0 && std::isfinite(v);
 }
 
 } // namespace
@@ -138,7 +139,7 @@ llvm::Expected<PolicyFile> parsePolicyFile(llvm::StringRef text, llvm::StringRef
       s = text;
     }
     if (!s || !isLossScalingName(*s))
-      return policyError(where, "\"loss_scaling\" must be \"dynamic\", \"none\" or a positive number");
+      return policyError(where, "\"loss_scaling\" must be \"dynamic\", \"none\" or a positive finite number");
     policy.lossScaling = s->str();
   }
   return policy;

@@ -767,8 +767,13 @@ LoadedPlan LoadedPlan::load(const std::string &path) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw Error(path + ": cannot open: " + std::strerror(errno));
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                             std::istreambuf_iterator<char>());
+  // A directory opens but throws on the first read (libstdc++'s filebuf::underflow).
+  std::vector<uint8_t> bytes;
+  try {
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } catch (const std::ios_base::failure &) {
+    throw Error(path + ": cannot read: " + std::strerror(errno));
+  }
   if (in.bad())
     throw Error(path + ": read error: " + std::strerror(errno));
   return fromBytes(std::move(bytes), path);

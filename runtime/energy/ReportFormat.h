@@ -32,6 +32,15 @@ inline std::string csvField(const std::string &s) {
   return o + "\"";
 }
 
+/// `s` right-aligned in `width` display columns: printf's `%Ns` pads by bytes, so a
+/// UTF-8 header such as "°C" (3 bytes, 2 columns) would come out one column short.
+inline std::string padLeft(const std::string &s, size_t width) {
+  size_t columns = 0;
+  for (unsigned char c : s)
+    columns += (c & 0xC0) != 0x80; // count code points, not continuation bytes
+  return columns >= width ? s : std::string(width - columns, ' ') + s;
+}
+
 inline std::string seconds(double s) {
   if (s >= 1.0)
     return fmt("%.3f s", s);

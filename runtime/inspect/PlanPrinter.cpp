@@ -492,8 +492,13 @@ std::string printPlanFile(const std::string &path, std::ostream &os,
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return path + ": cannot open: " + std::strerror(errno);
-  std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)),
-                             std::istreambuf_iterator<char>());
+  // A directory opens but throws on the first read (libstdc++'s filebuf::underflow).
+  std::vector<uint8_t> bytes;
+  try {
+    bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } catch (const std::ios_base::failure &) {
+    return path + ": cannot read: " + std::strerror(errno);
+  }
   std::string problem = printPlan(bytes.data(), bytes.size(), os, options);
   return problem.empty() ? "" : path + ": " + problem;
 }

@@ -57,7 +57,7 @@ struct Parser {
   int depth = 0;
 
   [[noreturn]] void fail(const std::string &what) const {
-    throw Error(where + ": invalid JSON header at byte " + std::to_string(i) + ": " + what);
+    throw Error(where + ": invalid JSON at byte " + std::to_string(i) + ": " + what);
   }
   void ws() {
     while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))

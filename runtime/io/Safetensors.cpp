@@ -51,7 +51,7 @@ SafetensorsFile parseSafetensors(const uint8_t *data, size_t size, const std::st
     throw Error(where + ": truncated safetensors file: header length " + std::to_string(n) +
                 " but only " + std::to_string(size - 8) + " bytes follow");
   std::string text(reinterpret_cast<const char *>(data + 8), static_cast<size_t>(n));
-  json::Value root = json::parse(text, where);
+  json::Value root = json::parse(text, where + ": header"); // bytes counted from the header's start
   if (root.kind != json::Value::Kind::Object)
     throw Error(where + ": safetensors header must be a JSON object, got " +
                 std::string(root.kindName()));

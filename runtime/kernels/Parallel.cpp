@@ -1,7 +1,11 @@
 //===- Parallel.cpp - the std::thread pool behind parallelFor --------------===//
 #include "runtime/kernels/Parallel.h"
 
+#include "common/Error.h"
+
 #include <algorithm>
+#include <string>
+#include <system_error>
 #include <thread>
 
 namespace mantissa {
@@ -40,8 +44,23 @@ ThreadPool::ThreadPool(int threads) {
   if (threads <= 0)
     threads = int(std::max(1u, std::thread::hardware_concurrency()));
   size_ = threads;
-  for (int i = 1; i < size_; ++i)
-    workers_.emplace_back([this, i] { workerLoop(i); });
+  try {
+    for (int i = 1; i < size_; ++i)
+      workers_.emplace_back([this, i] { workerLoop(i); });
+  } catch (const std::system_error &e) {
+    // Join the workers started so far (a joinable std::thread destroyed by the unwinding
+    // would call std::terminate), then report what was asked for.
+    int started = int(workers_.size()) + 1;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto &t : workers_)
+      t.join();
+    throw Error("--threads " + std::to_string(threads) + ": the system refused to start thread " +
+                std::to_string(started + 1) + " (" + e.what() + ")");
+  }
 }
 
 ThreadPool::~ThreadPool() {

@@ -11,6 +11,7 @@
 #include "runtime/io/MiniJson.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -339,9 +340,18 @@ ProfileOptions parseProfileOptions(int argc, char **argv) {
     std::string flag = argv[i], v = need(i);
     char *end = nullptr;
     double x = std::strtod(v.c_str(), &end);
-    if (v.empty() || *end || !(x > 0))
+    if (v.empty() || *end || !(x > 0) || !std::isfinite(x)) // inf: a window that never closes
       throw Error(flag + " '" + v + "': expected a positive number");
     return x;
+  };
+  auto count = [&](int &i) {
+    std::string flag = argv[i], v = need(i);
+    char *end = nullptr;
+    errno = 0;
+    long long x = std::strtoll(v.c_str(), &end, 10);
+    if (v.empty() || *end || x <= 0 || errno == ERANGE || x > std::numeric_limits<int>::max())
+      throw Error(flag + " '" + v + "': expected a positive integer");
+    return int(x);
   };
   for (int i = 0; i < argc; ++i) {
     std::string a = argv[i];
@@ -356,11 +366,11 @@ ProfileOptions parseProfileOptions(int argc, char **argv) {
     else if (a == "--spread")
       o.spread = positive(i);
     else if (a == "--max-repeats")
-      o.maxRepeats = int(positive(i));
+      o.maxRepeats = count(i);
     else if (a == "--top")
-      o.top = int64_t(positive(i));
+      o.top = count(i);
     else if (a == "--threads")
-      o.threads = int(positive(i));
+      o.threads = count(i);
     else if (a == "--out")
       o.out = need(i);
     else if (a == "--no-heat")
@@ -518,8 +528,8 @@ int profileMain(int argc, char **argv) {
       rest();
       return int64_t(0);
     });
-    std::printf("%-36s %11s %12s %12s %8s %7s %3s %9s %5s\n", "kernel", "time/launch", "J/launch",
-                "J>idle", "W", "spread", "rep", "°C", "MHz");
+    std::printf("%-36s %11s %12s %12s %8s %7s %3s %s %5s\n", "kernel", "time/launch", "J/launch",
+                "J>idle", "W", "spread", "rep", report::padLeft("°C", 9).c_str(), "MHz");
     std::printf("(windows of >= %g s between counter ticks; J>idle: J/launch above the idle "
                 "baseline; spread: the repeats' largest deviation plus the counter's resolution "
                 "and boundary lag; °C: at the windows' start>end, means)\n",

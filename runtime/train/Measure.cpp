@@ -5,10 +5,12 @@
 #include "runtime/io/MiniJson.h"
 #include "runtime/train/Trainer.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -25,9 +27,13 @@ const char *kMeasureUsage =
 
 int64_t positive(const std::string &option, const std::string &value) {
   char *end = nullptr;
+  errno = 0;
   long long v = std::strtoll(value.c_str(), &end, 10);
   if (value.empty() || *end != '\0' || v < 0)
     throw Error("option '" + option + "' needs a non-negative integer, got '" + value + "'");
+  // strtoll clamps what does not fit, and warmup + steps must not overflow; --threads is an int.
+  if (errno == ERANGE || v > std::numeric_limits<int>::max())
+    throw Error("option '" + option + "' '" + value + "': too large");
   return v;
 }
 

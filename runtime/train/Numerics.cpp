@@ -7,10 +7,12 @@
 #include "runtime/train/Trainer.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 namespace mantissa {
 
@@ -266,8 +268,9 @@ int numericsMain(int argc, char **argv) {
       std::string value = argv[++i];
       char *end = nullptr;
       if (arg == "--steps") {
+        errno = 0;
         t.steps = std::strtoll(value.c_str(), &end, 10);
-        if (*end || t.steps < 0)
+        if (value.empty() || *end || t.steps < 0 || errno == ERANGE)
           throw Error("--steps needs a non-negative integer, got '" + value + "'");
       } else if (arg == "--loss-scale") {
         assumed = std::strtod(value.c_str(), &end);
@@ -278,7 +281,10 @@ int numericsMain(int argc, char **argv) {
       } else if (arg == "--load") {
         t.load = value;
       } else if (arg == "--threads") {
-        t.threads = std::atoi(value.c_str());
+        long threads = std::strtol(value.c_str(), &end, 10);
+        if (value.empty() || *end || threads < 0 || threads > std::numeric_limits<int>::max())
+          throw Error("--threads needs a non-negative integer, got '" + value + "'");
+        t.threads = int(threads);
       } else {
         throw Error("unknown inspect --numerics option '" + arg + "'\n" + kNumericsUsage);
       }

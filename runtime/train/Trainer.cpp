@@ -8,12 +8,16 @@
 #include "runtime/data/NpyData.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <new>
+#include <stdexcept>
 #include <sstream>
 #include <unistd.h>
 
@@ -104,7 +108,23 @@ DataSplit loadData(const TrainOptions &o, const plan::ModelInfo &model, uint64_t
       throw Error("--data nowcast: the plan's model takes inputs of shape " +
                   std::to_string(xShape.size()) +
                   "-D per sample; nowcast needs x [13,H,W] and y [12,H,W]");
-    return loadNowcast(xShape[1], xShape[2], o.trainSamples, o.heldOutSamples, seed);
+    // Generated in host memory up front: say which sizes asked for too much.
+    auto tooMuch = [&] {
+      double gb = double(kNowcastInFrames + kNowcastOutFrames) * xShape[1] * xShape[2] * 4 *
+                  (double(o.trainSamples) + double(o.heldOutSamples)) / 1e9;
+      return Error("--data nowcast: out of memory generating " + std::to_string(o.trainSamples) +
+                   " training and " + std::to_string(o.heldOutSamples) + " held-out samples of " +
+                   std::to_string(xShape[1]) + "x" + std::to_string(xShape[2]) + " (about " +
+                   std::to_string(int64_t(gb + 0.5)) +
+                   " GB as float32); use a smaller --train-samples or --held-out-samples");
+    };
+    try {
+      return loadNowcast(xShape[1], xShape[2], o.trainSamples, o.heldOutSamples, seed);
+    } catch (const std::bad_alloc &) {
+      throw tooMuch();
+    } catch (const std::length_error &) {
+      throw tooMuch();
+    }
   }
   size_t comma = data.find(',');
   if (comma == std::string::npos || comma == 0 || comma + 1 == data.size())
@@ -346,8 +366,13 @@ TrainSummary train(const TrainOptions &o) {
   } else if (!o.load.empty()) {
     start = loadCheckpoint(exec, o.load);
   }
-  if (!o.checkpointDir.empty())
-    std::filesystem::create_directories(o.checkpointDir);
+  if (!o.checkpointDir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.checkpointDir, ec);
+    if (ec || !std::filesystem::is_directory(o.checkpointDir))
+      throw Error("--checkpoint " + o.checkpointDir + ": cannot make it a directory (" +
+                  (ec ? ec.message() : std::string("a file of that name exists")) + ")");
+  }
 
   int64_t total = o.steps >= 0 ? o.steps : (o.epochs >= 0 ? o.epochs : 1) * s.stepsPerEpoch;
   if (start > total)
@@ -453,7 +478,7 @@ TrainSummary train(const TrainOptions &o) {
   if (o.afterTraining)
     o.afterTraining(exec);
   s.eval = evaluate(exec, xId, yId, data.heldOut, batch);
-  if (s.data == "nowcast")
+  if (s.data == "nowcast" && data.heldOut.n > 0) // no held-out samples: no baseline to print
     s.eval.persistenceMse = persistenceMse(data.heldOut);
   if (energy) {
     s.energy = std::make_shared<EnergyRun>(energy->run());
@@ -474,14 +499,22 @@ TrainOptions parseTrainOptions(int argc, char **argv) {
   auto integer = [&](int &i) -> int64_t {
     std::string flag = argv[i], v = need(i);
     char *end = nullptr;
+    errno = 0;
     long long x = std::strtoll(v.c_str(), &end, 10);
     if (v.empty() || *end || x < 0)
       throw Error(flag + " '" + v + "': expected a non-negative integer");
+    // strtoll clamps what does not fit; --threads is an int.
+    if (errno == ERANGE || (flag == "--threads" && x > std::numeric_limits<int>::max()))
+      throw Error(flag + " '" + v + "': too large");
     return x;
   };
   for (int i = 0; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--data") o.data = need(i);
+    if (a == "--data") {
+      o.data = need(i);
+      if (o.data.empty()) // not the default data set: the user meant to name one
+        throw Error("--data '': expected digits, nowcast or X.npy,Y.npy");
+    }
     else if (a == "--steps") o.steps = integer(i);
     else if (a == "--epochs") o.epochs = integer(i);
     else if (a == "--no-shuffle") o.shuffle = false;
@@ -499,8 +532,9 @@ TrainOptions parseTrainOptions(int argc, char **argv) {
     else if (a == "--held-out-samples") o.heldOutSamples = integer(i);
     else if (a == "--held-out-fraction") {
       std::string v = need(i);
-      o.heldOutFraction = std::atof(v.c_str());
-      if (!(o.heldOutFraction > 0 && o.heldOutFraction < 1))
+      char *end = nullptr;
+      o.heldOutFraction = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end || !(o.heldOutFraction > 0 && o.heldOutFraction < 1))
         throw Error("--held-out-fraction '" + v + "': expected a number in (0, 1)");
     } else if (a == "--inject-nonfinite") o.injectNonFinite = integer(i);
     else if (a == "--fixed-batch") o.fixedBatch = true;

@@ -65,6 +65,13 @@ cal = json.load(open(out55))
 c.check(cal["training_celsius"] == 55 and all(k["celsius_start"] == k["celsius"] == 55 for k in cal["kernels"] + [cal["idle"]]),
         "training temperature and each kernel's window start and end temperatures in the file")
 c.check(re.search(r"^\(idle\) .* 55\.0>55\.0 ", p.stdout, re.M), "the table shows start>end °C")
+# Columns are right-aligned: "°C" ends in the header where "55.0>55.0" ends in the rows, counted
+# in characters (printf pads by bytes, and "°" is two of them in UTF-8).
+hdr = re.search(r"^kernel .* °C .*$", p.stdout, re.M)
+idle = re.search(r"^\(idle\) .* 55\.0>55\.0 .*$", p.stdout, re.M)
+c.check(hdr and idle and hdr.group(0).index("°C") + 2 == idle.group(0).index("55.0>55.0") + 9
+        and len(hdr.group(0)) == len(idle.group(0)),
+        f"the °C column lines up with its values:\n{hdr and hdr.group(0)}\n{idle and idle.group(0)}")
 js = os.path.join(d, "t55.json")
 run([rt, "train", plan, "--quiet", "--threads", "2", "--steps", "20", "--energy", "--meter", f"synthetic:{P:g}:55",
      "--json", js], env=env55)
@@ -81,6 +88,13 @@ c.check(bad.returncode != 0 and "--heat-tolerance '0': expected a positive numbe
 bad = run([rt, "train", plan, "--energy", "--meter", "bogus"], check=False, env=env)
 c.check(bad.returncode != 0 and "error: --meter bogus: expected nvml, rapl, none or auto" in bad.stderr,
         "--meter bogus: one clear error")
+bad = run([rt, "profile", plan, "--window", "inf"], check=False, env=env, timeout=60)
+c.check(bad.returncode != 0 and "--window 'inf': expected a positive number" in bad.stderr,
+        "profile --window inf: refused (a window that never closes)")
+for flag, v in (("--max-repeats", "1e20"), ("--top", "1.5"), ("--threads", "99999999999")):
+    bad = run([rt, "profile", plan, flag, v], check=False, env=env, timeout=60)
+    c.check(bad.returncode != 0 and f"{flag} '{v}': expected a positive integer" in bad.stderr,
+            f"profile {flag} {v}: refused")
 bad = run([rt, "profile", plan, "--window", "0.5"], check=False, env=env)
 c.check(bad.returncode != 0 and "shorter than 1 s" in bad.stderr, "profile --window 0.5: refused (windows >= 1 s)")
 bad = run([rt, "train", plan, "--target-loss", "low"], check=False, env=env)

@@ -2,7 +2,7 @@
 """Bad input: each case gets one clear message (what and where), a non-zero exit, no crash."""
 import os, shutil, subprocess
 import numpy as np
-from common import Checks, ROOT, compile_model, run, tmpdir, tool
+from common import Checks, ROOT, compile_model, gen_unet, run, tmpdir, tool
 
 c = Checks()
 d = tmpdir()
@@ -76,6 +76,14 @@ for k in range(40):  # flip bytes all over the file, in the header (offsets) mos
         flips += 1
 c.check(crashes == 0, f"bit-flipped plans: {crashes} crashes in 40 (rejected with a message: {flips}, accepted as valid (flips in names, initial values or unused fields): {40 - flips})")
 expect_error([tool("mantissa-run"), "train", os.path.join(d, "missing.plan")], "missing.plan", what="missing plan")
+# A directory opens as a file but throws on the first read: an error, not std::terminate.
+adir = os.path.join(d, "adir.plan")
+os.mkdir(adir)
+for cmd in (["train"], ["inspect"], ["profile"], ["measure", "--json", os.path.join(d, "m.json")]):
+    expect_error([tool("mantissa-run"), cmd[0], adir, *cmd[1:]], "adir.plan: cannot read: Is a directory",
+                 what=f"a directory as the plan ({cmd[0]})")
+expect_error([tool("mantissa"), "inspect", adir], "adir.plan: cannot read: Is a directory",
+             what="a directory as the plan (mantissa inspect)")
 
 # Data: wrong shape, NaN, missing.
 x = np.random.default_rng(1).random((100, 3), dtype=np.float32)
@@ -89,6 +97,46 @@ expect_error([tool("mantissa-run"), "train", plan, "--data", f"{d}/xnan.npy,{d}/
 expect_error([tool("mantissa-run"), "train", plan, "--data", f"{d}/none.npy,{d}/y.npy", "--steps", "1"], "none.npy", what="missing data file")
 expect_error([tool("mantissa-run"), "train", plan, "--load", f"{d}/none.safetensors", "--steps", "1"], "none.safetensors", what="missing checkpoint")
 expect_error([tool("mantissa-run"), "train", plan, "--bogus"], "--bogus", what="unknown option")
+# Numbers out of range or with trailing text are refused, not clamped or cut short.
+expect_error([tool("mantissa-run"), "train", plan, "--steps", "99999999999999999999"],
+             "--steps '99999999999999999999': too large", what="--steps past 2^63")
+expect_error([tool("mantissa-run"), "train", plan, "--threads", "4294967297"],
+             "--threads '4294967297': too large", what="--threads past an int")
+expect_error([tool("mantissa-run"), "train", plan, "--held-out-fraction", "0.5abc"],
+             "--held-out-fraction '0.5abc': expected a number in (0, 1)", what="--held-out-fraction 0.5abc")
+expect_error([tool("mantissa-run"), "measure", plan, "--json", os.path.join(d, "m.json"), "--backend", "cpu",
+              "--steps", "9223372036854775800"], "'--steps' '9223372036854775800': too large",
+             what="measure --steps whose warmup + steps overflows")
+expect_error([tool("mantissa-run"), "inspect", "--numerics", plan, "--threads", "abc"],
+             "--threads needs a non-negative integer, got 'abc'", what="inspect --numerics --threads abc")
+expect_error([tool("mantissa-run"), "inspect", "--numerics", plan, "--steps", "99999999999999999999"],
+             "--steps needs a non-negative integer, got '99999999999999999999'", what="inspect --numerics --steps past 2^63")
+# Out of memory generating nowcast data (2.5 PB asked for): what and how much, not a bare
+# "out of memory".
+unet = compile_model(gen_unet(os.path.join(d, "unet.mlir"), 4, 2, 16, 2), os.path.join(d, "unet.plan"), "--arch", "none")
+expect_error([tool("mantissa-run"), "train", unet, "--steps", "1", "--train-samples", "99999999999"],
+             "--data nowcast: out of memory generating 99999999999 training and 256 held-out samples of 16x16",
+             "--train-samples", what="nowcast data too large for memory")
+# No held-out samples: no held-out figures at all (it printed "persistence MSE 0", a baseline of nothing).
+import json
+p = run([tool("mantissa-run"), "train", unet, "--steps", "1", "--quiet", "--held-out-samples", "0",
+         "--json", os.path.join(d, "ho0.json")])
+ev = json.load(open(os.path.join(d, "ho0.json")))["eval"]
+c.check("persistence" not in p.stdout and "held-out" not in p.stdout and ev.get("samples") == 0
+        and "persistence_mse" not in ev, f"--held-out-samples 0: no held-out figures: {ev}")
+expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--data", ""],
+             "--data '': expected digits, nowcast or X.npy,Y.npy", what="--data ''")
+# A checkpoint directory that is a file: one error naming the option, not std::terminate.
+expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--checkpoint", plan],
+             f"--checkpoint {plan}: cannot make it a directory", what="--checkpoint naming a file")
+
+# More threads than the system will start (a 2 GB address space: about 220 stacks): an error
+# naming --threads, not std::terminate from the half-built pool.
+import resource
+p = run([tool("mantissa-run"), "train", plan, "--steps", "1", "--quiet", "--threads", "100000"], check=False,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30)))
+c.check(p.returncode == 1 and "error: --threads 100000: the system refused to start thread" in p.stderr
+        and "terminate called" not in p.stderr, f"--threads 100000: exit {p.returncode}, {p.stderr.strip()[-200:]}")
 
 shutil.rmtree(d)
 c.done()

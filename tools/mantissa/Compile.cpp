@@ -16,6 +16,7 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 
 using namespace mlir;
@@ -69,8 +70,8 @@ LogicalResult runCompilePipeline(ModuleOp module, const CompileOptions &o) {
     ls.mode = lossScale;
   } else {
     double s;
-    if (!parseDouble(lossScale, s) || !(s > 0))
-      return fail("--loss-scale must be dynamic, none or a positive number, got '" + lossScale +
+    if (!parseDouble(lossScale, s) || !(s > 0) || !std::isfinite(s))
+      return fail("--loss-scale must be dynamic, none or a positive finite number, got '" + lossScale +
                   "'");
     ls.mode = "static";
     ls.initScale = s;

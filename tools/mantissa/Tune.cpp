@@ -43,6 +43,7 @@
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/Parser/Parser.h"
 #include "llvm/ADT/DenseSet.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/raw_ostream.h"
@@ -131,8 +132,11 @@ TuneOptions parseTuneOptions(int argc, char **argv) {
     auto number = [&](double lo) {
       double v;
       if (!parseDouble(value, v) || !(v >= lo))
-        throw Error("option '" + arg + "' needs a number >= " + std::to_string(lo) + ", got '" +
-                    value + "'");
+      {
+        char bound[32];
+        std::snprintf(bound, sizeof bound, "%g", lo);
+        throw Error("option '" + arg + "' needs a number >= " + bound + ", got '" + value + "'");
+      }
       return v;
     };
     auto integer = [&](int64_t lo) {
@@ -203,6 +207,10 @@ TuneOptions parseTuneOptions(int argc, char **argv) {
     throw Error("tune needs -o POLICY.json");
   if (o.select.empty() && o.compile.model.empty())
     throw Error("tune needs a model (MODEL.mlir), or --select RESULTS.json");
+  // The policy would replace an input after the whole search.
+  for (const std::string &input : {o.compile.model, o.select})
+    if (!o.output.empty() && !input.empty() && llvm::sys::fs::equivalent(input, o.output))
+      throw Error("-o " + o.output + " is the input " + input + "; name the policy differently");
   if (o.finalSteps == 0)
     o.finalSteps = 2 * o.steps;
   return o;

@@ -199,6 +199,9 @@ int compileMain(int argc, char **argv) {
     return usageError("compile needs a model file (MODEL.mlir)");
   if (o.output.empty())
     return usageError("compile needs -o OUT.plan");
+  // The plan would replace the model's source.
+  if (llvm::sys::fs::equivalent(o.model, o.output))
+    return usageError("-o " + o.output + " is the model file itself; name the plan differently");
 
   DialectRegistry registry;
   registry.insert<mantissa::graph::GraphDialect, func::FuncDialect>();

@@ -6,7 +6,7 @@
 // RUN: not mantissa-opt %s --assign-precision=policy=%S/Inputs/policy-bad-loss-scaling.json 2>&1 | FileCheck %s --check-prefix=LOSSSCALE
 
 // UNKNOWN: error: assign-precision: policy file '{{.*}}policy-unknown-group.json' names op group "relu1", but @forward has no such group; its groups are: fc1, fc2, head
-// LOSSSCALE: error: assign-precision: policy file '{{.*}}policy-bad-loss-scaling.json': "loss_scaling" must be "dynamic", "none" or a positive number
+// LOSSSCALE: error: assign-precision: policy file '{{.*}}policy-bad-loss-scaling.json': "loss_scaling" must be "dynamic", "none" or a positive finite number
 
 // CHECK-LABEL: func.func @forward
 //       CHECK:   graph.linear {{.*}} {graph.name = "fc1"} : tensor<8x3xf16>, tensor<4x3xf16>, tensor<4xf16> -> tensor<8x4xf16>

@@ -4,9 +4,13 @@
 // RUN: mantissa-opt %s --split-input-file --insert-loss-scaling=mode=none | FileCheck %s --check-prefix=NONE
 // RUN: not mantissa-opt %s --split-input-file --insert-loss-scaling=mode=always 2>&1 | FileCheck %s --check-prefix=BADMODE
 // RUN: not mantissa-opt %s --split-input-file --insert-loss-scaling=backoff-factor=2 2>&1 | FileCheck %s --check-prefix=BADBACKOFF
+// RUN: not mantissa-opt %s --split-input-file --insert-loss-scaling="mode=static scale=inf" 2>&1 | FileCheck %s --check-prefix=INFSCALE
+// RUN: not mantissa-opt %s --split-input-file --insert-loss-scaling=growth-factor=inf 2>&1 | FileCheck %s --check-prefix=INFGROWTH
 
 // BADMODE: error: insert-loss-scaling: unknown mode 'always' (expected dynamic, static or none)
 // BADBACKOFF: error: insert-loss-scaling: invalid option: backoff-factor must be in (0, 1)
+// INFSCALE: error: insert-loss-scaling: invalid option: scale must be a finite number > 0
+// INFGROWTH: error: insert-loss-scaling: invalid option: growth-factor must be a finite number > 1
 
 // Dynamic (GradScaler's defaults): the seed is multiplied by the scale, every
 // gradient by 1/S before its update, one all_finite over the gradients times 1/S

@@ -5,9 +5,19 @@
 // RUN: mantissa-opt %s --split-input-file --verify-diagnostics --lower-optimizer="optimizer=adamw lr=0.001 beta2=0.99" | FileCheck %s --check-prefix=ADAMW
 // RUN: not mantissa-opt %s --split-input-file --lower-optimizer=optimizer=lamb 2>&1 | FileCheck %s --check-prefix=UNKNOWN
 // RUN: not mantissa-opt %s --split-input-file --lower-optimizer="optimizer=sgd nesterov=true" 2>&1 | FileCheck %s --check-prefix=BADNESTEROV
+// RUN: not mantissa-opt %s --split-input-file --lower-optimizer="optimizer=sgd lr=nan" 2>&1 | FileCheck %s --check-prefix=NANLR
+// RUN: not mantissa-opt %s --split-input-file --lower-optimizer="optimizer=sgd lr=0.1 momentum=inf" 2>&1 | FileCheck %s --check-prefix=INFMOMENTUM
+// RUN: not mantissa-opt %s --split-input-file --lower-optimizer="optimizer=adamw weight-decay=nan" 2>&1 | FileCheck %s --check-prefix=NANDECAY
+// RUN: not mantissa-opt %s --split-input-file --lower-optimizer="optimizer=adam eps=nan" 2>&1 | FileCheck %s --check-prefix=NANEPS
+// RUN: not mantissa-opt %s --split-input-file --lower-optimizer="optimizer=adam beta1=nan" 2>&1 | FileCheck %s --check-prefix=NANBETA
 
 // UNKNOWN: error: lower-optimizer: unknown optimizer 'lamb' (expected sgd, adam or adamw)
 // BADNESTEROV: error: lower-optimizer: invalid option: nesterov needs a momentum and zero dampening
+// NANLR: error: lower-optimizer: invalid option: lr must be a finite number >= 0
+// INFMOMENTUM: error: lower-optimizer: invalid option: momentum must be a finite number >= 0
+// NANDECAY: error: lower-optimizer: invalid option: weight-decay must be a finite number >= 0
+// NANEPS: error: lower-optimizer: invalid option: eps must be a finite number >= 0
+// NANBETA: error: lower-optimizer: invalid option: beta1 and beta2 must be in [0, 1)
 
 // SGD with momentum: one zero-initialised momentum buffer per parameter and
 // one shared step count, updates gated by the finite flag, every new value

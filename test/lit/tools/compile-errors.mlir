@@ -10,9 +10,14 @@
 // RUN: not mantissa compile %t/missing.mlir -o %t/x.plan 2>&1 | FileCheck %s --check-prefix=MISSING
 // RUN: not mantissa compile %models/mlp_digits.mlir -o %t/x.plan --precision fp8 2>&1 | FileCheck %s --check-prefix=PRECISION
 // RUN: not mantissa compile %models/mlp_digits.mlir -o %t/x.plan --loss-scale lots 2>&1 | FileCheck %s --check-prefix=SCALE
+// RUN: not mantissa compile %models/mlp_digits.mlir -o %t/x.plan --loss-scale inf 2>&1 | FileCheck %s --check-prefix=INFSCALE
+// RUN: not test -e %t/x.plan
 // RUN: not mantissa compile %models/mlp_digits.mlir -o %t/x.plan --optimizer lbfgs 2>&1 | FileCheck %s --check-prefix=OPTIMIZER
 // RUN: not mantissa compile %models/mlp_digits.mlir -o %t/x.plan --batch -3 2>&1 | FileCheck %s --check-prefix=BADBATCH
 // RUN: not mantissa compile %models/mlp_digits.mlir 2>&1 | FileCheck %s --check-prefix=NOOUT
+// RUN: cp %t/batch.mlir %t/same.mlir
+// RUN: not mantissa compile %t/same.mlir -o %t/same.mlir 2>&1 | FileCheck %s --check-prefix=SAME
+// RUN: cmp %t/batch.mlir %t/same.mlir
 // RUN: not mantissa compile %models/mlp_digits.mlir -o %t/x.plan --frobnicate 2>&1 | FileCheck %s --check-prefix=OPTION
 // RUN: not mantissa compile %models/mlp_digits.mlir --arch -o %t/x.plan 2>&1 | FileCheck %s --check-prefix=NOARCH
 // RUN: not mantissa frobnicate 2>&1 | FileCheck %s --check-prefix=COMMAND
@@ -25,11 +30,13 @@
 // BATCH: batch.mlir:5:10: error: set-batch: input "y" has batch 8 (dimension 0) but input "x" has 4
 // MISSING: error: cannot open '{{.*}}missing.mlir': No such file or directory
 // PRECISION: error: --precision must be fp32, fp16, bf16 or a policy file; 'fp8' is none of them (no such file)
-// SCALE: error: --loss-scale must be dynamic, none or a positive number, got 'lots'
+// SCALE: error: --loss-scale must be dynamic, none or a positive finite number, got 'lots'
+// INFSCALE: error: --loss-scale must be dynamic, none or a positive finite number, got 'inf'
 // OPTIMIZER: error: --optimizer must be sgd, adam or adamw, got 'lbfgs'
 // BADBATCH: error: option '--batch' needs a positive integer
 // NOOUT: error: compile needs -o OUT.plan
 // NOOUT-NEXT: usage: mantissa <command> ...
+// SAME: error: -o {{.*}}same.mlir is the model file itself; name the plan differently
 // OPTION: error: unknown option '--frobnicate'
 // NOARCH: error: option '--arch' needs a list of architectures like sm_90,sm_80, or none
 // OPTION-NEXT: usage: mantissa <command> ...

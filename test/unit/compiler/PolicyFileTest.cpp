@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <string>
 
 using namespace mantissa;
 
@@ -91,6 +92,23 @@ TEST(PolicyFile, AnUnknownKindNamesTheKindTheFileAndTheValidKinds) {
       << e;
   e = parseError(R"({"default": "fp32", "kinds": ["conv2d"]})");
   EXPECT_NE(e.find("\"kinds\" must be an object"), std::string::npos) << e;
+}
+
+TEST(PolicyFile, AnInfiniteOrNonPositiveLossScaleIsTheFilesError) {
+  // Not left to `mantissa compile`, whose message would name --loss-scale, not the file.
+  for (const char *text : {R"({"default": "fp16", "loss_scaling": "inf"})",
+                           R"({"default": "fp16", "loss_scaling": 1e999})",
+                           R"({"default": "fp16", "loss_scaling": "nan"})",
+                           R"({"default": "fp16", "loss_scaling": -5})"}) {
+    std::string e = parseError(text);
+    EXPECT_NE(e.find("dir/test.json"), std::string::npos) << text << ": " << e;
+    EXPECT_NE(e.find("\"loss_scaling\" must be \"dynamic\", \"none\" or a positive finite number"),
+              std::string::npos)
+        << text << ": " << e;
+  }
+  std::optional<std::string> scale = parse(R"({"default": "fp16", "loss_scaling": 1024})").lossScaling;
+  ASSERT_TRUE(scale.has_value());
+  EXPECT_EQ(std::stod(*scale), 1024.0);
 }
 
 } // namespace

@@ -4,6 +4,7 @@
 #include "common/Error.h"
 #include "runtime/io/AtomicFile.h"
 #include "runtime/io/HostTensor.h"
+#include "runtime/io/MiniJson.h"
 #include "runtime/io/Npy.h"
 #include "runtime/io/Npz.h"
 #include "runtime/io/Safetensors.h"
@@ -505,7 +506,7 @@ TEST(Safetensors, CorruptFilesAreErrors) {
     spit(p, out);
   };
   withHeader(R"({"w":{"dtype":"F32","shape":[8],"data_offsets":[0,32]})");
-  expectError([&] { readSafetensors(p); }, {p, "invalid JSON header", "byte"});
+  expectError([&] { readSafetensors(p); }, {p, "header: invalid JSON at byte"});
   withHeader(R"({"w":{"dtype":"Q8","shape":[8],"data_offsets":[0,32]}})");
   expectError([&] { readSafetensors(p); }, {p, "tensor 'w'", "unsupported dtype 'Q8'"});
   withHeader(R"({"w":{"dtype":"F32","shape":[9],"data_offsets":[0,32]}})");
@@ -574,4 +575,13 @@ TEST(AtomicFile, SigkillNeverLeavesATornFile) {
     for (float x : got)
       ASSERT_EQ(x, first) << "torn file after SIGKILL in trial " << trial;
   }
+}
+
+// The JSON reader serves calibration files, device descriptions, --fit and --select inputs as
+// well as safetensors headers: its error names the file and byte, and says "header" only
+// where the caller is reading one.
+TEST(MiniJson, AParseErrorNamesTheFileAndTheByte) {
+  std::string e = expectError([] { json::parse(R"({"plans": [)", "results.json"); },
+                              {"results.json: invalid JSON at byte 11"});
+  EXPECT_EQ(e.find("header"), std::string::npos) << e;
 }
