@@ -50,9 +50,9 @@ struct ConvGemmConfig {
   /// NHWC kernels only: 8 warps in a 4 x 2 grid of 32 x bn/2 warp tiles whose fragments
   /// are 32-bit shared loads (the default), or 4 warps in a 2 x 2 grid of 64 x bn/2 warp
   /// tiles whose fragments arrive by ldmatrix: twice the mma per warp and per fragment
-  /// load, a quarter of the shared-memory load instructions, and in the forward kernel
-  /// the tile's (r, s, c) advanced instead of divided. The same block tile, grid and
-  /// results (the same products summed in the same order per output).
+  /// load, a fifth or less of the shared-memory load instructions per mma, and loaders
+  /// that advance the tile's (r, s, c) and pixels instead of dividing. The same block
+  /// tile, grid and results (the same products summed in the same order per output).
   int warps = 8;
   int threads() const { return 32 * warps; }
   std::string kernelName() const;
