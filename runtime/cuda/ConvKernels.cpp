@@ -443,6 +443,32 @@ template <int N> static __device__ __forceinline__ void mt_cp_async_wait() {
 #endif
 }
 
+// The cp.async pipeline of the NHWC kernels over tiles kt0 .. kt1 - 1: load(kt, stage)
+// issues tile kt's copies into a stage, compute(stage) multiplies the tile there. Tiles
+// load in order, STAGES - 1 ahead of the tensor cores; on return every copy has landed
+// and the block is synchronised (the stages may be reused).
+template <int STAGES, class Load, class Compute>
+static __device__ __forceinline__ void mt_cp_async_pipeline(int kt0, int kt1, Load &&load,
+                                                            Compute &&compute) {
+#pragma unroll
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (kt0 + st < kt1)
+      load(kt0 + st, st);
+    mt_cp_async_commit();
+  }
+  for (int kt = kt0; kt < kt1; ++kt) {
+    const int i = kt - kt0;
+    mt_cp_async_wait<STAGES - 2>(); // this thread's copies of tile kt have landed
+    __syncthreads();                // everyone's; and tile kt - 1 is no longer read
+    if (kt + STAGES - 1 < kt1)
+      load(kt + STAGES - 1, (i + STAGES - 1) % STAGES);
+    mt_cp_async_commit();
+    compute(i % STAGES);
+  }
+  mt_cp_async_wait<0>();
+  __syncthreads();
+}
+
 // A forward convolution of x [N][H][W][C] (NHWC) with w [K][R][S][C] into out, NCHW
 // [N][K][P][Q] (accumulating when asked): C a multiple of 32, so that each BK = 32
 // slice of the reduction (r, s, c) is 32 channels of one (r, s), 64 contiguous bytes
@@ -499,23 +525,10 @@ static __device__ __forceinline__ void mt_conv_nhwc(
   const int wm = warp & 3, wn = warp >> 2, g = lane >> 2, t = lane & 3;
   float acc[2][NI][4] = {};
 
-#pragma unroll
-  for (int st = 0; st < STAGES - 1; ++st) {
-    if (st < numK)
-      load(st, st);
-    mt_cp_async_commit();
-  }
-  for (int kt = 0; kt < numK; ++kt) {
-    mt_cp_async_wait<STAGES - 2>(); // this thread's copies of tile kt have landed
-    __syncthreads();                // everyone's; and tile kt - 1 is no longer read
-    if (kt + STAGES - 1 < numK)
-      load(kt + STAGES - 1, (kt + STAGES - 1) % STAGES);
-    mt_cp_async_commit();
-    const unsigned short *As = stages + (kt % STAGES) * STAGE, *Bs = As + BM * LDS;
+  mt_cp_async_pipeline<STAGES>(0, numK, load, [&](int stage) {
+    const unsigned short *As = stages + stage * STAGE, *Bs = As + BM * LDS;
     mt_tile_mma<DT, BN>(acc, As, Bs, wm, wn, g, t);
-  }
-  mt_cp_async_wait<0>();
-  __syncthreads(); // the stages become the result tile
+  }); // the stages then become the result tile
 
   mt_stage_result<BN>(Cs, acc, wm, wn, g, t);
   __syncthreads();
@@ -596,20 +609,8 @@ static __device__ __forceinline__ void mt_conv_nhwcw(
   const int wm = warp & 3, wn = warp >> 2, g = lane >> 2, t = lane & 3;
   float acc[2][NI][4] = {};
 
-#pragma unroll
-  for (int st = 0; st < STAGES - 1; ++st) {
-    if (kt0 + st < kt1)
-      load(kt0 + st, st);
-    mt_cp_async_commit();
-  }
-  for (int kt = kt0; kt < kt1; ++kt) {
-    const int i = kt - kt0;
-    mt_cp_async_wait<STAGES - 2>();
-    __syncthreads();
-    if (kt + STAGES - 1 < kt1)
-      load(kt + STAGES - 1, (i + STAGES - 1) % STAGES);
-    mt_cp_async_commit();
-    const unsigned short *As = stages + (i % STAGES) * STAGE, *Bs = As + BK * LDA;
+  mt_cp_async_pipeline<STAGES>(kt0, kt1, load, [&](int stage) {
+    const unsigned short *As = stages + stage * STAGE, *Bs = As + BK * LDA;
 #pragma unroll
     for (int ks = 0; ks < BK; ks += 16) {
       unsigned a[2][4], b[NI][2];
@@ -635,9 +636,7 @@ static __device__ __forceinline__ void mt_conv_nhwcw(
         for (int ni = 0; ni < NI; ++ni)
           mt_mma16816<DT>(acc[mi][ni], a[mi], b[ni]);
     }
-  }
-  mt_cp_async_wait<0>();
-  __syncthreads();
+  });
 
   mt_stage_result<BN>(Cs, acc, wm, wn, g, t);
   __syncthreads();
@@ -752,7 +751,7 @@ static __device__ __forceinline__ void mt_conv_nhwc_w4(
     aPix[i] = n * H * W;
   }
   int lr = 0, ls = 0, lc = 0; // the next tile to load: (r, s) and its first channel
-  auto load = [&](int stage) {
+  auto load = [&](int /* the next tile: (lr, ls, lc) */, int stage) {
     unsigned short *As = stages + stage * STAGE, *Bs = As + BM * LDS;
     const int c = lc + 8 * chunk;
 #pragma unroll
@@ -783,23 +782,10 @@ static __device__ __forceinline__ void mt_conv_nhwc_w4(
   const int wm = warp & 1, wn = warp >> 1, g = lane >> 2, t = lane & 3;
   float acc[4][NI][4] = {};
 
-#pragma unroll
-  for (int st = 0; st < STAGES - 1; ++st) {
-    if (st < numK)
-      load(st);
-    mt_cp_async_commit();
-  }
-  for (int kt = 0; kt < numK; ++kt) {
-    mt_cp_async_wait<STAGES - 2>();
-    __syncthreads();
-    if (kt + STAGES - 1 < numK)
-      load((kt + STAGES - 1) % STAGES);
-    mt_cp_async_commit();
-    const unsigned short *As = stages + (kt % STAGES) * STAGE, *Bs = As + BM * LDS;
+  mt_cp_async_pipeline<STAGES>(0, numK, load, [&](int stage) {
+    const unsigned short *As = stages + stage * STAGE, *Bs = As + BM * LDS;
     mt_tile_mma_w4<DT, BN, true, LDS, LDS>(acc, As, Bs, wm, wn, lane);
-  }
-  mt_cp_async_wait<0>();
-  __syncthreads();
+  });
 
   mt_stage_result<BN, 4>(Cs, acc, wm, wn, g, t);
   __syncthreads();
@@ -885,24 +871,10 @@ static __device__ __forceinline__ void mt_conv_nhwcw_w4(
   const int wm = warp & 1, wn = warp >> 1, g = lane >> 2, t = lane & 3;
   float acc[4][NI][4] = {};
 
-#pragma unroll
-  for (int st = 0; st < STAGES - 1; ++st) {
-    if (kt0 + st < kt1)
-      load(kt0 + st, st);
-    mt_cp_async_commit();
-  }
-  for (int kt = kt0; kt < kt1; ++kt) {
-    const int i = kt - kt0;
-    mt_cp_async_wait<STAGES - 2>();
-    __syncthreads();
-    if (kt + STAGES - 1 < kt1)
-      load(kt + STAGES - 1, (i + STAGES - 1) % STAGES);
-    mt_cp_async_commit();
-    const unsigned short *As = stages + (i % STAGES) * STAGE, *Bs = As + BK * LDA;
+  mt_cp_async_pipeline<STAGES>(kt0, kt1, load, [&](int stage) {
+    const unsigned short *As = stages + stage * STAGE, *Bs = As + BK * LDA;
     mt_tile_mma_w4<DT, BN, false, LDA, LDB>(acc, As, Bs, wm, wn, lane);
-  }
-  mt_cp_async_wait<0>();
-  __syncthreads();
+  });
 
   mt_stage_result<BN, 4>(Cs, acc, wm, wn, g, t);
   __syncthreads();
