@@ -789,7 +789,8 @@ static __device__ __forceinline__ void mt_conv_nhwc_w4(
 
   mt_stage_result<BN, 4>(Cs, acc, wm, wn, g, t);
   __syncthreads();
-  const int row = tid, gm = m0 + row; // THREADS == BM: one row (pixel) per thread
+  static_assert(THREADS == BM, "one row (pixel) per thread");
+  const int row = tid, gm = m0 + row;
   if (gm >= M)
     return;
   const int n = gm / PQ;
@@ -804,7 +805,6 @@ static __device__ __forceinline__ void mt_conv_nhwc_w4(
       v += mt_load(out, outType, o);
     mt_store(out, outType, o, v);
   }
-  (void)THREADS;
 }
 
 // mt_conv_nhwcw with 4 warps (128 threads): each thread copies its 8 rows m in
@@ -878,6 +878,7 @@ static __device__ __forceinline__ void mt_conv_nhwcw_w4(
 
   mt_stage_result<BN, 4>(Cs, acc, wm, wn, g, t);
   __syncthreads();
+  static_assert(THREADS == BM, "one row (c, r, s) per thread");
   const int row = tid, gm = m0 + row;
   if (gm >= M)
     return;
