@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -13,12 +14,18 @@
 
 namespace mantissa {
 
-inline uint64_t fnv1a64(std::string_view text) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char ch : text)
-    h = (h ^ ch) * 0x100000001b3ULL;
+inline constexpr uint64_t kFnv1a64Basis = 0xcbf29ce484222325ULL;
+
+/// FNV-1a 64 of `n` bytes, continuing from `h` (the basis to start). Every single-byte
+/// change changes the result: each step is a bijection of h for a given byte.
+inline uint64_t fnv1a64(const void *data, size_t n, uint64_t h = kFnv1a64Basis) {
+  const unsigned char *p = static_cast<const unsigned char *>(data);
+  for (size_t i = 0; i < n; ++i)
+    h = (h ^ p[i]) * 0x100000001b3ULL;
   return h;
 }
+
+inline uint64_t fnv1a64(std::string_view text) { return fnv1a64(text.data(), text.size()); }
 
 /// 16 lower-case hex digits.
 inline std::string hex16(uint64_t value) {

@@ -12,7 +12,7 @@
 
 #include "compiler/PassUtils.h"
 #include "mantissa/Graph/GraphOps.h"
-#include "plan/PlanVersion.h"
+#include "plan/PlanIntegrity.h"
 #include "plan/mantissa_plan_generated.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -1330,9 +1330,9 @@ std::vector<uint8_t> PlanLowering::serialize(const std::vector<PendingFunction> 
       b, kPlanVersion, model, precision, lossScaling, optimizer, &tensorOffsets, &fnOffsets,
       memory.arenaBytes, memory.persistentBytes, memory.inputBytes,
       memory.arenaBytes + memory.persistentBytes + memory.inputBytes,
-      config.cuda ? plan::CudaCode::Pack(b, config.cuda) : 0);
+      config.cuda ? plan::CudaCode::Pack(b, config.cuda) : 0, plan::kChecksumPlaceholder);
   plan::FinishPlanBuffer(b, root);
-  return std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+  return plan::sealedBytes(b);
 }
 
 FailureOr<std::vector<uint8_t>> PlanLowering::run() {

@@ -14,7 +14,7 @@ namespace mantissa {
 // compiled ahead of time (Plan.cuda); 5: max-pool gradients from x and y (no indices);
 // 6: working copies of parameters (Role.WorkingCopy, Tensor.master), the all-finite
 // check's multiplier, batch norms that add their input's bias (input_bias); 7: GEMM
-// epilogues (Gemm.bias, Gemm.relu).
-inline constexpr uint32_t kPlanVersion = 7;
+// epilogues (Gemm.bias, Gemm.relu); 8: the checksum of the whole file (Plan.checksum).
+inline constexpr uint32_t kPlanVersion = 8;
 
 } // namespace mantissa

@@ -1,6 +1,7 @@
 //===- PlanLoader.cpp - structural and semantic verification of plans ------===//
 #include "runtime/cpu/PlanLoader.h"
 #include "plan/DType.h"
+#include "plan/PlanIntegrity.h"
 
 #include "common/Hash.h"
 #include "common/Init.h"
@@ -144,9 +145,6 @@ private:
 };
 
 void Checker::run() {
-  if (p_.version() != kPlanVersion)
-    fail("plan version " + std::to_string(p_.version()) + ", but this runtime reads version " +
-         std::to_string(kPlanVersion) + " (recompile the model)");
   checkTensors();
   if (const plan::LossScaling *ls = p_.loss_scaling()) {
     context_ = "loss_scaling";
@@ -788,16 +786,10 @@ LoadedPlan LoadedPlan::fromBytes(std::vector<uint8_t> bytes, const std::string &
 }
 
 void LoadedPlan::verify() {
-  if (bytes_.size() < 8)
-    throw Error(name_ + ": not a Mantissa plan (" + std::to_string(bytes_.size()) +
-                " bytes: empty or truncated)");
-  if (!flatbuffers::BufferHasIdentifier(bytes_.data(), plan::PlanIdentifier()))
-    throw Error(name_ + ": not a Mantissa plan (file identifier is not \"MNTP\")");
-  flatbuffers::Verifier verifier(bytes_.data(), bytes_.size(), /*max_depth=*/64,
-                                 /*max_tables=*/100000000);
-  if (!plan::VerifyPlanBuffer(verifier))
-    throw Error(name_ + ": corrupt plan (" + std::to_string(bytes_.size()) +
-                " bytes fail FlatBuffers verification: truncated or damaged file)");
+  // Identifier, FlatBuffers verification, version and checksum, before any value is
+  // trusted.
+  if (std::string problem = plan::checkPlanBytes(bytes_.data(), bytes_.size()); !problem.empty())
+    throw Error(name_ + ": " + problem);
   plan_ = plan::GetPlan(bytes_.data());
   Checker(*plan_, name_, numElements_).run();
   for (flatbuffers::uoffset_t id = 0; id < plan_->tensors()->size(); ++id)

@@ -1,6 +1,7 @@
 //===- PlanPrinter.cpp - a readable listing of a plan ---------------------===//
 #include "runtime/inspect/PlanPrinter.h"
 #include "plan/DType.h"
+#include "plan/PlanIntegrity.h"
 
 #include "common/ScalarOp.h"
 #include "plan/mantissa_plan_generated.h"
@@ -87,7 +88,9 @@ private:
 };
 
 void Printer::print(size_t bytes) {
-  os_ << "plan version " << p_.version() << ", " << bytes << " bytes\n";
+  // printPlan checked the checksum before printing anything.
+  os_ << "plan version " << p_.version() << ", " << bytes << " bytes, checksum "
+      << hex16(p_.checksum()) << " (holds)\n";
   model();
   config();
   tensors();
@@ -475,12 +478,8 @@ void Printer::elementwise(const Elementwise &k) {
 
 std::string printPlan(const uint8_t *data, size_t size, std::ostream &os,
                       const PlanPrintOptions &options) {
-  if (size < 8 || !flatbuffers::BufferHasIdentifier(data, PlanIdentifier()))
-    return "not a Mantissa plan (no \"MNTP\" file identifier)";
-  flatbuffers::Verifier verifier(data, size, /*max_depth=*/64, /*max_tables=*/100000000);
-  if (!VerifyPlanBuffer(verifier))
-    return "corrupt plan (" + std::to_string(size) +
-           " bytes fail FlatBuffers verification: truncated or damaged file)";
+  if (std::string problem = checkPlanBytes(data, size); !problem.empty())
+    return problem;
   if (!options.source.empty() || !options.ptx.empty())
     return printKernelText(*GetPlan(data), options, os);
   Printer(*GetPlan(data), os, options).print(size);

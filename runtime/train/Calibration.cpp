@@ -4,6 +4,7 @@
 #include "runtime/train/Trainer.h"
 
 #include "common/Error.h"
+#include "common/Hash.h"
 #include "runtime/energy/HeatMatch.h"
 #include "runtime/energy/NvmlMeter.h"
 #include "runtime/energy/ReportFormat.h"
@@ -31,19 +32,6 @@ namespace {
 const double kNaN = std::numeric_limits<double>::quiet_NaN();
 /// The fallback's spread of a kernel's power (Calibration.h).
 constexpr double kUncalibratedSpread = 1.0;
-
-uint64_t fnv1a(const void *data, size_t n, uint64_t h = 1469598103934665603ull) {
-  const auto *p = static_cast<const unsigned char *>(data);
-  for (size_t i = 0; i < n; ++i)
-    h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
-
-std::string hex(uint64_t v) {
-  char buf[20];
-  std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)v);
-  return buf;
-}
 
 double number(const json::Value &v, const char *key, const std::string &where) {
   for (const auto &[k, m] : v.members)
@@ -111,8 +99,8 @@ std::string calibrationCachePath(const Executor &exec, const std::string &meterN
     root = "/tmp";
   const auto &bytes = exec.plan().bytes();
   std::string device = exec.deviceDescription() + "|" + meterName;
-  return root + "/mantissa/calib/" + hex(fnv1a(bytes.data(), bytes.size())) + "-" +
-         hex(fnv1a(device.data(), device.size())) + ".json";
+  return root + "/mantissa/calib/" + hex16(fnv1a64(bytes.data(), bytes.size())) + "-" +
+         hex16(fnv1a64(device)) + ".json";
 }
 
 void writeCalibration(const std::string &path, const CalibrationFile &c) {

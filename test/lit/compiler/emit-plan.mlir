@@ -18,7 +18,7 @@
 // RUN: not cmp -s %t/mlp.plan %t/mlp-seed8.plan
 
 // linear + relu + cross-entropy, SGD with momentum, dynamic loss scaling.
-// MLP:      plan version 7
+// MLP:      plan version 8
 // MLP-NEXT: model: tiny_mlp (classification, 4 classes), batch 8, input [3], label [], seed 7
 // MLP:      precision: fp32, tf32 off
 // MLP-NEXT: loss scaling: dynamic, init scale 65536, growth x2 after 2000 finite steps, backoff x0.5

@@ -14,7 +14,7 @@
 // RUN: mantissa compile %models/mlp_digits.mlir -o %t.fp16.plan --precision fp16
 // RUN: mantissa inspect %t.fp16.plan | FileCheck %s --check-prefix=FP16
 
-// CHECK:      plan version 7
+// CHECK:      plan version 8
 // CHECK:        Temp: 25 tensors, 126350 elements, 505400 bytes
 // CHECK:      memory: peak 291116 bytes = temps 169984 + persistent 104492 + inputs 16640 (plan peak_bytes 291116)
 // CHECK-NEXT:   temp arena: 169984 bytes for 505400 bytes of temps sharing it by liveness (34%)

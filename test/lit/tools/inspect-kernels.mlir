@@ -11,7 +11,7 @@
 // RUN: mantissa inspect %t.none.plan | FileCheck %s --check-prefix=NONE
 // RUN: not mantissa compile %models/mlp_digits.mlir -o %t.bad.plan --arch sm90 2>&1 | FileCheck %s --check-prefix=BADARCH
 
-// CHECK:      plan version 7
+// CHECK:      plan version 8
 // CHECK:      memory: peak {{[0-9]+}} bytes = temps
 // CHECK:      kernels: 13 modules, {{[0-9]+}} KiB (sources, CUBIN, PTX), NVRTC {{[0-9.]+}}, archs sm_90 sm_80, options --std=c++17 --fmad=false
 // CHECK-NEXT: k0 mantissa_fixed f32 fuses [im2col, pooling, batch norm, losses, reductions, data movement], {{[0-9]+}} entry points; source {{.*}}; cubin sm_90 {{[0-9]+}} KiB; cubin sm_80 {{[0-9]+}} KiB; ptx compute_80 {{[0-9]+}} KiB

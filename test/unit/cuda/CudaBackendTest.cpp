@@ -8,6 +8,7 @@
 #include "common/Float16.h"
 #include "common/ScalarOp.h"
 #include "plan/DType.h"
+#include "plan/PlanIntegrity.h"
 #include "runtime/backend/Executor.h"
 #include "runtime/cpu/CpuBackend.h"
 #include "runtime/cuda/AotKernels.h"
@@ -87,9 +88,10 @@ public:
                                                  t.init.empty() ? nullptr : &t.init));
     std::vector<fb::Offset<plan::Function>> functions = {
         plan::CreateFunctionDirect(b_, "train_step", &steps_, &outputs)};
-    auto root = plan::CreatePlanDirect(b_, kPlanVersion, 0, 0, 0, 0, &tensors, &functions);
+    auto root = plan::CreatePlanDirect(b_, kPlanVersion, 0, 0, 0, 0, &tensors, &functions, 0, 0, 0,
+                                       0, 0, plan::kChecksumPlaceholder);
     plan::FinishPlanBuffer(b_, root);
-    return std::vector<uint8_t>(b_.GetBufferPointer(), b_.GetBufferPointer() + b_.GetSize());
+    return plan::sealedBytes(b_);
   }
 
   /// An elementwise step over `shape`: inputs (tensor, strides), program, outputs.
@@ -383,9 +385,10 @@ std::vector<uint8_t> withCudaCode(const std::vector<uint8_t> &planBytes,
                                   std::unique_ptr<plan::CudaCodeT> code) {
   std::unique_ptr<plan::PlanT> p(plan::GetPlan(planBytes.data())->UnPack());
   p->cuda = std::move(code);
+  p->checksum = plan::kChecksumPlaceholder;
   fb::FlatBufferBuilder b;
   b.Finish(plan::Plan::Pack(b, p.get()), plan::PlanIdentifier());
-  return std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+  return plan::sealedBytes(b);
 }
 
 /// `bytes` with kernels for sm_90 and sm_80 (the oldest, so PTX compute_80), through
@@ -489,11 +492,12 @@ TEST(CudaNvrtc, TheVerifierRejectsACorruptKernelTable) {
   auto damaged = [&](const std::function<void(plan::PlanT &)> &damage) {
     std::unique_ptr<plan::PlanT> p(plan::GetPlan(good.data())->UnPack());
     damage(*p);
+    p->checksum = plan::kChecksumPlaceholder;
     fb::FlatBufferBuilder b;
     b.Finish(plan::Plan::Pack(b, p.get()), plan::PlanIdentifier());
     try {
-      LoadedPlan::fromBytes(std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize()),
-                            "bad.plan");
+      // Sealed: this checks the kernel table's own verification, behind the checksum.
+      LoadedPlan::fromBytes(plan::sealedBytes(b), "bad.plan");
     } catch (const Error &e) {
       return std::string(e.what());
     }

@@ -3,6 +3,7 @@
 #include "common/Error.h"
 #include "common/Float16.h"
 #include "common/ScalarOp.h"
+#include "plan/PlanIntegrity.h"
 #include "runtime/cpu/CpuBackend.h"
 
 #include <gtest/gtest.h>
@@ -35,6 +36,8 @@ struct PlanOptions {
   int gemmBias = -1;
   bool gemmRelu = false;
   float gemmBeta = 0.0f;
+  // Plan.checksum as built; kChecksumPlaceholder: sealed (the true checksum); 0: absent.
+  uint64_t checksum = plan::kChecksumPlaceholder;
 };
 
 // Tensors: 0 x [2,3] Input, 1 w [3,4] Param, 2 bias [4] Param, 3 h [2,4] Temp,
@@ -86,9 +89,13 @@ std::vector<uint8_t> buildPlan(const PlanOptions &o = {}) {
   std::vector<int32_t> fnOuts = {6};
   std::vector<fb::Offset<plan::Function>> functions = {
       plan::CreateFunctionDirect(b, "train_step", &steps, &fnOuts)};
-  auto root = plan::CreatePlanDirect(b, o.version, 0, 0, 0, 0, &tensors, &functions, o.arenaBytes);
+  auto root = plan::CreatePlanDirect(b, o.version, 0, 0, 0, 0, &tensors, &functions, o.arenaBytes,
+                                     0, 0, 0, 0, o.checksum);
   plan::FinishPlanBuffer(b, root);
-  return std::vector<uint8_t>(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+  std::vector<uint8_t> bytes(b.GetBufferPointer(), b.GetBufferPointer() + b.GetSize());
+  if (o.checksum == plan::kChecksumPlaceholder)
+    plan::sealPlan(bytes.data(), bytes.size());
+  return bytes;
 }
 
 std::string loadError(std::vector<uint8_t> bytes) {
@@ -198,14 +205,42 @@ TEST(Plan, RejectsFlippedIdentifierByte) {
   EXPECT_EQ(loadError(bytes), "model.plan: not a Mantissa plan (file identifier is not \"MNTP\")");
 }
 
-TEST(Plan, AnySingleByteFlipIsRejectedOrHarmless) {
-  // Every byte flipped in turn: the loader must either throw Error or give a plan that
-  // passes all semantic checks (e.g. a flipped init value) -- never crash.
+TEST(Plan, EverySingleByteFlipIsRejected) {
+  // Every byte flipped in turn (every bit pattern of the flip would do: FNV-1a's steps
+  // are bijections). FlatBuffers verification catches a damaged offset; a damaged value
+  // (a shape, an initialiser, a learning rate) passes it and only the checksum catches
+  // it, with the message that says so.
   auto good = buildPlan();
-  int rejected = 0;
+  ASSERT_EQ(loadError(good), "");
+  size_t byChecksum = 0;
+  for (size_t i = 0; i < good.size(); ++i) {
+    for (uint8_t mask : {uint8_t(0x01), uint8_t(0x80), uint8_t(0xFF)}) {
+      auto bytes = good;
+      bytes[i] ^= mask;
+      std::string m = loadError(bytes);
+      ASSERT_EQ(m.rfind("model.plan: ", 0), 0u) << "byte " << i << " ^ " << int(mask) << ": " << m;
+      byChecksum += m.find("bytes hash to") != std::string::npos;
+    }
+  }
+  // Most of a plan is values, not offsets (the old loader let such flips through).
+  EXPECT_GT(byChecksum, good.size());
+}
+
+TEST(Plan, AnySingleByteFlipOfAResealedPlanIsRejectedOrHarmless) {
+  // A damaged plan whose checksum was recomputed (a buggy writer): behind the checksum,
+  // the semantic checks must either throw Error or give a plan that passes all of them
+  // (e.g. a flipped init value) -- never crash.
+  auto good = buildPlan();
+  int rejected = 0, verified = 0;
   for (size_t i = 0; i < good.size(); ++i) {
     auto bytes = good;
     bytes[i] ^= 0xFF;
+    flatbuffers::Verifier verifier(bytes.data(), bytes.size());
+    if (flatbuffers::BufferHasIdentifier(bytes.data(), plan::PlanIdentifier()) &&
+        plan::VerifyPlanBuffer(verifier)) {
+      plan::sealPlan(bytes.data(), bytes.size()); // only a verified buffer can be sealed
+      ++verified;
+    }
     try {
       LoadedPlan lp = LoadedPlan::fromBytes(bytes, "model.plan");
       CpuExecutor<float> ex(lp, 1);
@@ -214,7 +249,29 @@ TEST(Plan, AnySingleByteFlipIsRejectedOrHarmless) {
       ++rejected;
     }
   }
+  EXPECT_GT(verified, int(good.size() / 3)); // 525 of 1080 bytes when written
   EXPECT_GT(rejected, int(good.size() / 4));
+}
+
+TEST(Plan, RejectsAPlanWithoutItsChecksum) {
+  PlanOptions o;
+  o.checksum = 0; // the field is not stored
+  EXPECT_EQ(loadError(buildPlan(o)),
+            "model.plan: corrupt plan (no checksum: every version " + std::to_string(kPlanVersion) +
+                " plan has one; damaged file, or not written by `mantissa compile`)");
+  o.checksum = 12345; // stored, not sealed
+  EXPECT_NE(
+      loadError(buildPlan(o)).find("but it records checksum 0000000000003039: damaged or modified"),
+      std::string::npos);
+}
+
+TEST(Plan, AnOlderVersionIsReportedAsSuchAndNotAsDamage) {
+  // A version-7 plan had no checksum: the message is the version's, alone.
+  PlanOptions o;
+  o.version = 7;
+  o.checksum = 0;
+  EXPECT_EQ(loadError(buildPlan(o)), "model.plan: plan version 7, but this runtime reads version " +
+                                         std::to_string(kPlanVersion) + " (recompile the model)");
 }
 
 TEST(Plan, RejectsOutOfRangeTensorIndex) {
@@ -256,6 +313,16 @@ TEST(Plan, RejectsOtherVersion) {
                                          ", but this runtime reads version " +
                                          std::to_string(kPlanVersion)),
             std::string::npos);
+  // A damaged version number: the checksum does not hold, and the message says so too.
+  auto bytes = buildPlan();
+  const uint8_t *version =
+      fb::GetRoot<fb::Table>(bytes.data())->GetAddressOf(plan::Plan::VT_VERSION);
+  bytes[size_t(version - bytes.data())] ^= 0x04;
+  EXPECT_EQ(loadError(bytes), "model.plan: plan version " + std::to_string(kPlanVersion ^ 4) +
+                                  ", but this runtime reads version " +
+                                  std::to_string(kPlanVersion) +
+                                  " (recompile the model); its checksum does not hold either: the "
+                                  "file may be damaged");
 }
 
 TEST(Plan, LabelsMayBeI32) {
