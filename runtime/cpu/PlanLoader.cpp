@@ -26,8 +26,9 @@ using plan::Kernel;
 /// Checks one plan, with the context (function, step) kept for messages.
 class Checker {
 public:
-  Checker(const plan::Plan &p, const std::string &file, std::vector<int64_t> &numElements)
-      : p_(p), file_(file), numElements_(numElements) {}
+  Checker(const plan::Plan &p, const std::string &file, std::vector<int64_t> &numElements,
+          std::vector<std::vector<LoadedPlan::ArenaTemp>> &arenaTemps)
+      : p_(p), file_(file), numElements_(numElements), arenaTemps_(arenaTemps) {}
 
   void run();
 
@@ -136,6 +137,7 @@ private:
   const plan::Plan &p_;
   const std::string &file_;
   std::vector<int64_t> &numElements_;
+  std::vector<std::vector<LoadedPlan::ArenaTemp>> &arenaTemps_; // per function: checkMemory's
   std::string context_;
   int numTensors_ = 0;
   // Memory plan: the step being checked (-1 outside steps) and, per tensor, the first
@@ -319,11 +321,7 @@ void Checker::checkMemory(const plan::Function &fn, int64_t steps) {
       toEnd(o);
   if (p_.loss_scaling())
     toEnd(p_.loss_scaling()->found_finite());
-  struct Live {
-    int64_t start, end;
-    uint64_t begin, bytes;
-    int id;
-  };
+  using Live = LoadedPlan::ArenaTemp;
   std::vector<Live> temps;
   for (int id = 0; id < numTensors_; ++id) {
     const plan::Tensor *t = p_.tensors()->Get(id);
@@ -348,6 +346,7 @@ void Checker::checkMemory(const plan::Function &fn, int64_t steps) {
              "), live at steps " + std::to_string(b.start) + ".." + std::to_string(b.end) +
              ") overlap in the arena while both are live");
     }
+  arenaTemps_.push_back(std::move(temps));
 }
 
 void Checker::checkTensors() {
@@ -791,7 +790,7 @@ void LoadedPlan::verify() {
   if (std::string problem = plan::checkPlanBytes(bytes_.data(), bytes_.size()); !problem.empty())
     throw Error(name_ + ": " + problem);
   plan_ = plan::GetPlan(bytes_.data());
-  Checker(*plan_, name_, numElements_).run();
+  Checker(*plan_, name_, numElements_, arenaTemps_).run();
   for (flatbuffers::uoffset_t id = 0; id < plan_->tensors()->size(); ++id)
     if (plan_->tensors()->Get(id)->role() == plan::Role::WorkingCopy)
       workingCopies_[plan_->tensors()->Get(id)->master()].push_back(int(id));
@@ -832,6 +831,55 @@ const std::vector<int> &LoadedPlan::workingCopies(int id) const {
   static const std::vector<int> none;
   auto it = workingCopies_.find(id);
   return it == workingCopies_.end() ? none : it->second;
+}
+
+const std::vector<LoadedPlan::ArenaTemp> &LoadedPlan::arenaTemps(uint32_t function) const {
+  if (function >= arenaTemps_.size())
+    throw Error(name_ + ": no function " + std::to_string(function) + " (the plan has " +
+                std::to_string(arenaTemps_.size()) + ")");
+  return arenaTemps_[function];
+}
+
+namespace {
+/// The byte ranges of the arena temps live at `step`, sorted by their start.
+std::vector<std::pair<uint64_t, uint64_t>> busyAt(const std::vector<LoadedPlan::ArenaTemp> &temps,
+                                                  int64_t step) {
+  std::vector<std::pair<uint64_t, uint64_t>> busy;
+  for (const LoadedPlan::ArenaTemp &t : temps)
+    if (t.start <= step && step <= t.end)
+      busy.push_back({t.begin, t.begin + t.bytes});
+  std::sort(busy.begin(), busy.end());
+  return busy;
+}
+
+uint64_t alignUp(uint64_t v, uint64_t align) { return (v + align - 1) / align * align; }
+} // namespace
+
+int64_t LoadedPlan::freeArenaOffset(uint32_t function, int64_t step, uint64_t bytes,
+                                    uint64_t align) const {
+  uint64_t cursor = 0;
+  for (const auto &[begin, end] : busyAt(arenaTemps(function), step)) {
+    if (alignUp(cursor, align) + bytes <= begin)
+      return int64_t(alignUp(cursor, align));
+    cursor = std::max(cursor, end);
+  }
+  if (alignUp(cursor, align) + bytes <= plan_->arena_bytes())
+    return int64_t(alignUp(cursor, align));
+  return -1;
+}
+
+uint64_t LoadedPlan::largestFreeArenaSpan(uint32_t function, int64_t step, uint64_t align) const {
+  uint64_t cursor = 0, best = 0;
+  auto gap = [&](uint64_t end) {
+    if (end > alignUp(cursor, align))
+      best = std::max(best, end - alignUp(cursor, align));
+  };
+  for (const auto &[begin, end] : busyAt(arenaTemps(function), step)) {
+    gap(begin);
+    cursor = std::max(cursor, end);
+  }
+  gap(plan_->arena_bytes());
+  return best;
 }
 
 const plan::Function *LoadedPlan::findFunction(const std::string &name) const {

@@ -44,6 +44,23 @@ public:
   /// The function called `name`, or null.
   const plan::Function *findFunction(const std::string &name) const;
 
+  /// A temp in the arena and the steps of one function it is live at (from its first to
+  /// its last reference; to the end for the function's outputs and found_finite): the
+  /// liveness that the memory plan was verified against on load.
+  struct ArenaTemp {
+    int64_t start, end;    // steps, inclusive
+    uint64_t begin, bytes; // its bytes in the arena
+    int id;
+  };
+  /// The arena temps of function `function` (its index in the plan), by start step.
+  const std::vector<ArenaTemp> &arenaTemps(uint32_t function) const;
+  /// The lowest arena offset, a multiple of `align`, where `bytes` bytes touch no temp
+  /// live at step `step` of function `function`; -1 where there is none. A backend may put
+  /// a step's own scratch there (it lives only while that step runs).
+  int64_t freeArenaOffset(uint32_t function, int64_t step, uint64_t bytes, uint64_t align) const;
+  /// The largest such span at that step (0 when the arena is full there).
+  uint64_t largestFreeArenaSpan(uint32_t function, int64_t step, uint64_t align) const;
+
   // Moving keeps the byte buffer (and so plan()) where it is.
   LoadedPlan(LoadedPlan &&) noexcept = default;
   LoadedPlan &operator=(LoadedPlan &&) noexcept = default;
@@ -59,6 +76,7 @@ private:
   const plan::Plan *plan_ = nullptr;
   std::vector<int64_t> numElements_;
   std::map<int, std::vector<int>> workingCopies_;
+  std::vector<std::vector<ArenaTemp>> arenaTemps_; // per function, filled by the checker
 };
 
 } // namespace mantissa

@@ -28,6 +28,9 @@
 // MANTISSA_CUDA_CONV_WORKSPACE_MB (im2col budget), MANTISSA_CUDA_NHWC_MB (the most a
 // convolution's NHWC copies of its activations take: it runs in chunks of samples),
 // MANTISSA_CUDA_VECTOR=0 (batch norm and reduce without their 16-byte kernels, FixedLaunch.h),
+// MANTISSA_CUDA_SCRATCH=arena (the default: a step's scratch in the temp arena's bytes that
+// no temp live at that step holds, LoadedPlan::freeArenaOffset, where they have room; the
+// others share one buffer) or =buffer (one buffer for all, as before),
 // MANTISSA_CUDA_PROFILE=1 (time every step with events, no graphs; a table on stderr
 // when the executor is destroyed), MANTISSA_VERBOSE=1 (say once how kernels were loaded),
 // MANTISSA_TIMELINE=cupti|events|auto (the energy timeline: CUPTI records inside the
@@ -106,11 +109,17 @@ std::string bytesText(size_t bytes) {
   return buf;
 }
 
-/// Scratch offsets of one step (all steps share one buffer: they run one after another).
+/// The scratch of one step (or of one way to run a convolution): what lives only while
+/// that step runs. Each layout is a range of its own, [begin, begin + size), in a virtual
+/// space of offsets; a launch looks its offsets up when it runs (CudaExecutor::scratch), in
+/// the temp arena's bytes that no temp live at its step holds, or in the scratch buffer
+/// that the steps which found no room there share (they run one after another).
 struct ScratchLayout {
+  size_t begin = 0;
   size_t size = 0;
+  /// A virtual offset of `bytes` bytes, 256-byte aligned within the layout.
   size_t take(size_t bytes) {
-    size_t off = size;
+    size_t off = begin + size;
     size += (bytes + 255) / 256 * 256;
     return off;
   }
@@ -241,6 +250,7 @@ private:
     std::string name; // im2col, gemm, nhwc, nhwc-w4
     Launch launch;
     size_t scratch = 0;
+    int scratchRange = -1; // its index in scratchRanges_ (-1: none)
     double ms = 0; // measured by tuneConvolutions
   };
   struct PreparedStep {
@@ -286,7 +296,8 @@ private:
   std::unique_ptr<LtMatmul> planLtMatmul(const plan::Gemm &k);
   Launch prepareConv(const plan::Conv2d &k, ScratchLayout &sl);
   Launch prepareConvIm2col(const plan::Conv2d &k, ScratchLayout &sl);
-  std::vector<ConvVariant> convVariants(const plan::Conv2d &k);
+  /// Step `step` of function `function`: where the chosen way's scratch may go.
+  std::vector<ConvVariant> convVariants(const plan::Conv2d &k, uint32_t function, int64_t step);
   void tuneConvolutions();
   void describeMemory() const;
   /// A copy of `items` on the device, owned (and counted in deviceBytes) by the
@@ -350,7 +361,19 @@ private:
   GemmPlan planGemm(DType at, DType bt, DType ct, int64_t maxA, int64_t maxB, int64_t maxC,
                     ScratchLayout &sl) const;
   void runGemm(const GemmPlan &plan, const GemmCall &call);
-  char *scratch(size_t offset) const { return static_cast<char *>(scratch_) + offset; }
+  /// Where virtual scratch offset `offset` (ScratchLayout::take) lies now.
+  char *scratch(size_t offset) const;
+  /// A layout whose range starts after every range so far.
+  ScratchLayout openScratch() const { return ScratchLayout{scratchCursor_, 0}; }
+  /// Records layout `sl` (of step `step` of function `function`; -1: keep it out of the
+  /// arena) and places it: in the arena's free bytes at that step where they have room
+  /// (and MANTISSA_CUDA_SCRATCH is not "buffer"), else in the scratch buffer. Returns its
+  /// range's index, -1 for an empty layout.
+  int closeScratch(const ScratchLayout &sl, int function, int64_t step);
+  /// Moves range `r` into the arena's free bytes at its step, if they have room.
+  bool placeInArena(size_t r);
+  /// MANTISSA_VERBOSE=1: where the steps' scratch went.
+  void reportScratch() const;
   void *ptr(int id) const { return id < 0 ? nullptr : tensors_[size_t(id)].ptr; }
   DType dtype(int id) const { return id < 0 ? DType::F32 : tensors_[size_t(id)].dtype; }
   int dcode(int id) const { return code(dtype(id)); }
@@ -394,7 +417,19 @@ private:
   void *scratch_ = nullptr;
   void *arena_ = nullptr; // the plan's temp arena (Plan.arena_bytes; temps at their offsets)
   size_t scratchBytes_ = 0;
-  size_t otherScratch_ = 0; // the most scratch a step other than an autotuned convolution takes
+  size_t otherScratch_ =
+      0; // the most buffer scratch a step other than an autotuned convolution takes
+  /// A ScratchLayout's range: where its virtual offsets lie (by begin; see scratch()).
+  struct ScratchRange {
+    size_t begin = 0, size = 0;
+    int function = -1;        // its step's function index (-1: never in the arena)
+    int64_t step = -1;        // ... and step
+    int64_t arenaOffset = -1; // >= 0: in the arena at this offset; else in scratch_
+    bool used = true;         // false: a way to run a convolution that was not chosen
+  };
+  std::vector<ScratchRange> scratchRanges_;
+  size_t scratchCursor_ = 0;
+  bool scratchInArena_ = true; // MANTISSA_CUDA_SCRATCH=arena (the default) or =buffer
   int *status_ = nullptr; // device: [code, site, a, b], written by kernels on errors
   std::vector<Site> sites_;
   std::map<std::string, PreparedFunction> functions_;
@@ -487,6 +522,12 @@ void CudaExecutor::init() {
   vectorKernels_ = std::string(envOr("MANTISSA_CUDA_VECTOR", "1")) != "0";
   epilogues_ = std::string(envOr("MANTISSA_CUDA_EPILOGUE", "1")) != "0";
   multiTensor_ = std::string(envOr("MANTISSA_CUDA_MULTI_TENSOR", "1")) != "0";
+  const std::string scratchWhere = envOr("MANTISSA_CUDA_SCRATCH", "arena");
+  if (scratchWhere != "arena" && scratchWhere != "buffer")
+    throw Error("MANTISSA_CUDA_SCRATCH=" + scratchWhere +
+                ": expected arena (the default: a step's scratch in the temp arena's bytes free "
+                "at that step, where they have room) or buffer (one scratch buffer for all)");
+  scratchInArena_ = scratchWhere == "arena";
   if (const char *mb = std::getenv("MANTISSA_CUDA_CONV_WORKSPACE_MB"))
     convBudget_ = size_t(std::max(1.0, std::atof(mb) * double(1 << 20)));
   if (const char *mb = std::getenv("MANTISSA_CUDA_NHWC_MB"))
@@ -859,11 +900,44 @@ void CudaExecutor::batchElementwise(const plan::Function &fn, PreparedFunction &
   }
 }
 
+char *CudaExecutor::scratch(size_t offset) const {
+  // The range whose begin is the last at or before offset (ranges are by begin).
+  auto it = std::upper_bound(scratchRanges_.begin(), scratchRanges_.end(), offset,
+                             [](size_t v, const ScratchRange &r) { return v < r.begin; });
+  if (it == scratchRanges_.begin() || offset >= std::prev(it)->begin + std::prev(it)->size)
+    throw Error("internal error: scratch offset " + std::to_string(offset) +
+                " belongs to no step's scratch");
+  const ScratchRange &r = *std::prev(it);
+  char *base = r.arenaOffset >= 0 ? static_cast<char *>(arena_) + r.arenaOffset
+                                  : static_cast<char *>(scratch_);
+  return base + (offset - r.begin);
+}
+
+int CudaExecutor::closeScratch(const ScratchLayout &sl, int function, int64_t step) {
+  if (sl.size == 0)
+    return -1;
+  if (sl.begin != scratchCursor_)
+    throw Error("internal error: scratch layouts closed out of order");
+  scratchRanges_.push_back({sl.begin, sl.size, function, step, -1});
+  scratchCursor_ = sl.begin + sl.size;
+  placeInArena(scratchRanges_.size() - 1);
+  return int(scratchRanges_.size() - 1);
+}
+
+bool CudaExecutor::placeInArena(size_t r) {
+  ScratchRange &range = scratchRanges_[r];
+  if (range.arenaOffset < 0 && scratchInArena_ && arena_ && range.function >= 0)
+    range.arenaOffset =
+        plan_.freeArenaOffset(uint32_t(range.function), range.step, range.size, /*align=*/256);
+  return range.arenaOffset >= 0;
+}
+
 void CudaExecutor::prepareFunctions() {
   size_t maxScratch = 0;
   uint32_t index = 0;
   for (const plan::Function *fn : *plan_->functions()) {
     PreparedFunction &pf = functions_[fn->name()->str()];
+    const uint32_t fnIndex = index;
     pf.index = index++;
     if (!fn->steps())
       continue;
@@ -874,25 +948,29 @@ void CudaExecutor::prepareFunctions() {
                           plan::EnumNameKernel(step->kernel_type()) + ")";
       int site = int(sites_.size());
       sites_.push_back({fn->name()->str() + " " + where, 0});
-      ScratchLayout sl;
       try {
         if (convAuto_ && step->kernel_type() == Kernel::Conv2d) {
           // Every way the convolution may run; the first (the default's choice) until
-          // tuneConvolutions has timed them. Scratch fits the largest for now.
-          std::vector<ConvVariant> variants = convVariants(*step->kernel_as_Conv2d());
+          // tuneConvolutions has timed them. Their scratch is in the buffer, which fits
+          // the largest for now; the chosen way's moves into the arena where it fits.
+          std::vector<ConvVariant> variants = convVariants(*step->kernel_as_Conv2d(), fnIndex, s);
           for (const ConvVariant &v : variants)
             maxScratch = std::max(maxScratch, v.scratch);
           pf.steps.push_back({where, variants.front().launch, variants.front().launch,
                               std::move(variants), step->kernel_as_Conv2d()->out()});
         } else {
+          ScratchLayout sl = openScratch();
           Launch l = prepareStep(*step, site, sl);
           pf.steps.push_back({where, l, l, {}});
-          otherScratch_ = std::max(otherScratch_, sl.size);
+          int r = closeScratch(sl, int(fnIndex), int64_t(s));
+          if (r >= 0 && scratchRanges_[size_t(r)].arenaOffset < 0) {
+            otherScratch_ = std::max(otherScratch_, sl.size);
+            maxScratch = std::max(maxScratch, sl.size);
+          }
         }
       } catch (const Error &e) {
         throw Error(plan_.name() + ": " + fn->name()->str() + " " + where + ": " + e.what());
       }
-      maxScratch = std::max(maxScratch, sl.size);
     }
     batchElementwise(*fn, pf);
   }
@@ -912,6 +990,8 @@ void CudaExecutor::prepareFunctions() {
                  "mantissa cuda: note: %d GEMM epilogue(s) run as a GEMM into fp32 and a bias "
                  "kernel (same numbers, one more kernel), not through cuBLASLt: %s\n",
                  epilogueFallbacks_, epilogueFallbackWhy_.c_str());
+  if (!convAuto_ && std::string(envOr("MANTISSA_VERBOSE", "0")) != "0")
+    reportScratch(); // (auto: after tuneConvolutions has placed the chosen ways')
 }
 
 //===--- launching ----------------------------------------------------------------===//
@@ -1384,14 +1464,22 @@ CudaExecutor::Launch CudaExecutor::prepareConv(const plan::Conv2d &k, ScratchLay
 /// where it applies (8 warps, then 4), the NCHW implicit GEMM (fp16/bf16), im2col + cuBLAS. A way
 /// that cannot take this convolution (im2col past 32-bit indexing) is left out; with none left, its
 /// error.
-std::vector<CudaExecutor::ConvVariant> CudaExecutor::convVariants(const plan::Conv2d &k) {
+std::vector<CudaExecutor::ConvVariant> CudaExecutor::convVariants(const plan::Conv2d &k,
+                                                                  uint32_t function, int64_t step) {
   std::vector<ConvVariant> out;
   std::string lastError;
   auto add = [&](const char *name, auto &&prepare) {
     try {
-      ScratchLayout sl;
+      ScratchLayout sl = openScratch();
       Launch l = prepare(sl);
-      out.push_back({name, std::move(l), sl.size, 0.0});
+      // In the buffer while every way is timed (-1: not placed yet); remembered for the
+      // chosen one's placement.
+      int r = closeScratch(sl, -1, step);
+      if (r >= 0) {
+        scratchRanges_[size_t(r)].function = int(function);
+        scratchRanges_[size_t(r)].used = false; // until tuneConvolutions chooses it
+      }
+      out.push_back({name, std::move(l), sl.size, r, 0.0});
     } catch (const Error &e) {
       lastError = e.what();
     }
@@ -1471,15 +1559,20 @@ void CudaExecutor::tuneConvolutions() {
         }
       }
       ps.launch = ps.own = ps.variants[best].launch;
-      needed = std::max(needed, ps.variants[best].scratch);
+      const int range = ps.variants[best].scratchRange;
+      if (range >= 0) {
+        scratchRanges_[size_t(range)].used = true;
+        if (!placeInArena(size_t(range)))
+          needed = std::max(needed, ps.variants[best].scratch);
+      }
       std::vector<ConvVariant> chosen = {ps.variants[best]};
       ps.variants = std::move(chosen);
     }
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  // Scratch: the other steps' maximum and the chosen convolutions'. Launches look the
-  // scratch up when they run (scratch()), so it may move.
+  // Scratch: the other steps' maximum and the chosen convolutions' that did not fit in
+  // the arena. Launches look the scratch up when they run (scratch()), so it may move.
   needed = std::max(needed, otherScratch_);
   if (needed < scratchBytes_) {
     checkCuda(cudaFree(scratch_), "cudaFree (scratch)");
@@ -1497,6 +1590,29 @@ void CudaExecutor::tuneConvolutions() {
                  "mantissa cuda: timed %zu convolutions each way, %zu run other than the "
                  "default; scratch %zu bytes\n",
                  tuned, changed, scratchBytes_);
+  if (verbose)
+    reportScratch();
+}
+
+void CudaExecutor::reportScratch() const {
+  size_t inArena = 0, inBuffer = 0, arenaMax = 0, bufferMax = 0;
+  for (const ScratchRange &r : scratchRanges_) {
+    if (!r.used)
+      continue;
+    if (r.arenaOffset >= 0) {
+      ++inArena;
+      arenaMax = std::max(arenaMax, r.size);
+    } else {
+      ++inBuffer;
+      bufferMax = std::max(bufferMax, r.size);
+    }
+  }
+  std::fprintf(stderr,
+               "mantissa cuda: scratch of %zu steps in the temp arena's bytes free at their step "
+               "(largest %zu bytes), of %zu steps in a buffer of %zu bytes (largest need %zu)%s\n",
+               inArena, arenaMax, inBuffer, scratchBytes_, bufferMax,
+               scratchInArena_ ? (arena_ ? "" : "; no arena (MANTISSA_CUDA_NO_ARENA)")
+                               : "; MANTISSA_CUDA_SCRATCH=buffer");
 }
 
 CudaExecutor::Launch CudaExecutor::prepareConvIm2col(const plan::Conv2d &k, ScratchLayout &sl) {

@@ -299,10 +299,10 @@ void Printer::tensors() {
     os_ << ", " << unplanned << " bytes of temps outside it";
   os_ << "\n";
   // What a backend allocates beside the plan's tensors is its own, sized on the device.
-  os_ << "  not in the peak: the backend's scratch (CUDA: cuBLAS's 32 MiB workspace, "
-         "convolution scratch within MANTISSA_CUDA_NHWC_MB and MANTISSA_CUDA_CONV_WORKSPACE_MB, "
-         "batch-norm and reduction partials; MANTISSA_VERBOSE=1 mantissa-run train --backend cuda "
-         "prints it)\n";
+  os_ << "  not in the peak: the backend's own (CUDA: cuBLAS's 32 MiB workspace; a step's "
+         "scratch -- convolution copies and partials, batch-norm and reduction partials -- goes "
+         "into the arena's bytes free at that step, and what finds no room there into one "
+         "buffer; MANTISSA_VERBOSE=1 mantissa-run train --backend cuda prints both)\n";
   for (unsigned id = 0; id < ts->size(); ++id) {
     const Tensor *t = ts->Get(id);
     if (t->role() == Role::Temp && !options_.allTensors)

@@ -362,6 +362,57 @@ TEST(Plan, MemoryPlanAcceptsReuseByLiveness) {
   EXPECT_NEAR(tinyLoss(lp), expectedLoss<double>({1.0, 2.0, -1.0, 0.5, -0.25, 3.0}, {3, 1}), 1e-13);
 }
 
+// A step's scratch may go where no temp live at that step is (the CUDA executor puts it
+// there). The liveness is the one the memory plan is verified against: h (bytes
+// [0, 32)) at steps 0..1, logits ([256, 272)) at 1..2, loss ([512, 516)) at 2..3 (an
+// output: to the end).
+TEST(Plan, FreeArenaBytesAtAStepAreThoseNoLiveTempHolds) {
+  PlanOptions o;
+  o.offH = 0;
+  o.offLogits = 256;
+  o.offLoss = 512;
+  o.arenaBytes = 1024;
+  LoadedPlan lp = LoadedPlan::fromBytes(buildPlan(o), "tiny.plan");
+  const std::vector<LoadedPlan::ArenaTemp> &temps = lp.arenaTemps(0);
+  ASSERT_EQ(temps.size(), 3u);
+  EXPECT_EQ(temps[0].id, 3);
+  EXPECT_EQ(temps[0].start, 0);
+  EXPECT_EQ(temps[0].end, 1);
+  EXPECT_EQ(temps[2].id, 6);
+  EXPECT_EQ(temps[2].end, 3);
+  // Worked by hand from the liveness above.
+  EXPECT_EQ(lp.freeArenaOffset(0, 0, 256, 256), 256); // after h
+  EXPECT_EQ(lp.freeArenaOffset(0, 0, 768, 256), 256); // [256, 1024): logits not yet live
+  EXPECT_EQ(lp.freeArenaOffset(0, 0, 1000, 256), -1); // h holds [0, 32)
+  EXPECT_EQ(lp.freeArenaOffset(0, 1, 256, 256), 512); // h and logits live
+  EXPECT_EQ(lp.freeArenaOffset(0, 1, 513, 256), -1);
+  EXPECT_EQ(lp.freeArenaOffset(0, 1, 200, 16), 32);  // between h and logits, 16-aligned
+  EXPECT_EQ(lp.freeArenaOffset(0, 2, 256, 256), 0);  // h is dead at step 2
+  EXPECT_EQ(lp.freeArenaOffset(0, 2, 257, 256), -1); // [0, 256) and [768, 1024) are too small
+  EXPECT_EQ(lp.freeArenaOffset(0, 2, 257, 16), 528); // after the loss, 16-aligned
+  EXPECT_EQ(lp.freeArenaOffset(0, 3, 512, 256), 0);  // only the loss, to the end
+  EXPECT_EQ(lp.largestFreeArenaSpan(0, 0, 256), 768u);
+  EXPECT_EQ(lp.largestFreeArenaSpan(0, 1, 256), 512u);
+  EXPECT_EQ(lp.largestFreeArenaSpan(0, 2, 256), 256u);
+  // Against a brute-force search over every aligned offset, at every step and size.
+  for (int64_t step = 0; step <= 3; ++step)
+    for (uint64_t align : {1u, 16u, 256u})
+      for (uint64_t bytes = 1; bytes <= 1024; bytes += 7) {
+        int64_t want = -1;
+        for (uint64_t at = 0; at + bytes <= 1024 && want < 0; at += align) {
+          bool clear = true;
+          for (const auto &t : temps)
+            if (t.start <= step && step <= t.end && at < t.begin + t.bytes && t.begin < at + bytes)
+              clear = false;
+          if (clear)
+            want = int64_t(at);
+        }
+        ASSERT_EQ(lp.freeArenaOffset(0, step, bytes, align), want)
+            << "step " << step << " bytes " << bytes << " align " << align;
+      }
+  EXPECT_THROW(lp.arenaTemps(1), Error); // the plan has one function
+}
+
 TEST(Plan, MemoryPlanRejectsOverlapWhileLive) {
   PlanOptions o;
   o.offH = 0;
