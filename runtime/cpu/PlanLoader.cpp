@@ -144,6 +144,9 @@ private:
   // and last step of the current function that refer to it.
   int64_t step_ = -1;
   mutable std::vector<std::pair<int64_t, int64_t>> live_;
+  // The tensors that steps of the current function add into (a Gemm's c with beta != 0, a
+  // convolution's out with accumulate), with the step.
+  std::vector<std::pair<int, int64_t>> accumulated_;
 };
 
 void Checker::run() {
@@ -173,6 +176,7 @@ void Checker::run() {
       for (flatbuffers::uoffset_t i = 0; i < fn->outputs()->size(); ++i)
         ref(fn->outputs()->Get(i), "output " + std::to_string(i));
     live_.assign(size_t(numTensors_), {-1, -1});
+    accumulated_.clear();
     const int64_t numSteps = fn->steps() ? int64_t(fn->steps()->size()) : 0;
     for (flatbuffers::uoffset_t s = 0; s < uint32_t(numSteps); ++s) {
       step_ = int64_t(s);
@@ -321,6 +325,13 @@ void Checker::checkMemory(const plan::Function &fn, int64_t steps) {
       toEnd(o);
   if (p_.loss_scaling())
     toEnd(p_.loss_scaling()->found_finite());
+  // An arena temp has no value before its first step: other temps, and the backend's
+  // scratch (CUDA), use its bytes while it is not live. So its first step must write it.
+  for (const auto &[id, step] : accumulated_)
+    if (p_.tensors()->Get(id)->offset() >= 0 && live_[size_t(id)].first == step)
+      fail("memory plan: step " + std::to_string(step) + " adds into " + describe(id) +
+           ", an arena temp that holds no value before that step (its bytes are shared by "
+           "liveness): write it first, or keep it outside the arena");
   using Live = LoadedPlan::ArenaTemp;
   std::vector<Live> temps;
   for (int id = 0; id < numTensors_; ++id) {
@@ -605,6 +616,8 @@ void Checker::checkGemm(const plan::Gemm &k) {
   data(k.a(), "a", product({k.batch(), k.m(), k.k()}));
   data(k.b(), "b", product({k.batch(), k.k(), k.n()}));
   data(k.c(), "c", product({k.batch(), k.m(), k.n()}));
+  if (k.beta() != 0.0f)
+    accumulated_.push_back({k.c(), step_});
   if (k.bias() == -1) {
     if (k.relu())
       fail("relu without a bias (the epilogue is bias or bias + relu)");
@@ -661,6 +674,8 @@ void Checker::checkConv(const plan::Conv2d &k) {
     data(k.out(), "out (dw)", w);
     break;
   }
+  if (k.accumulate())
+    accumulated_.push_back({k.out(), step_});
 }
 
 void Checker::checkBatchNorm(const plan::BatchNorm &k) {

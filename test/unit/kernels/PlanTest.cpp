@@ -413,6 +413,24 @@ TEST(Plan, FreeArenaBytesAtAStepAreThoseNoLiveTempHolds) {
   EXPECT_THROW(lp.arenaTemps(1), Error); // the plan has one function
 }
 
+// Adding into an arena temp at its first step would read bytes that other temps (and
+// the CUDA executor's scratch) used while it was not live; outside the arena it is the
+// temp's own storage.
+TEST(Plan, MemoryPlanRejectsAccumulatingIntoAnArenaTempAtItsFirstStep) {
+  PlanOptions o;
+  o.offH = 0;
+  o.offLogits = 256;
+  o.offLoss = 512;
+  o.arenaBytes = 1024;
+  o.gemmBeta = 1.0f; // step 0: h += x @ w
+  EXPECT_EQ(loadError(buildPlan(o)),
+            "model.plan: train_step: memory plan: step 0 adds into tensor 3 'h', an arena temp "
+            "that holds no value before that step (its bytes are shared by liveness): write it "
+            "first, or keep it outside the arena");
+  o.offH = -1;
+  EXPECT_EQ(loadError(buildPlan(o)), "");
+}
+
 TEST(Plan, MemoryPlanRejectsOverlapWhileLive) {
   PlanOptions o;
   o.offH = 0;
