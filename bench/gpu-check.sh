@@ -59,16 +59,18 @@ done
 
 echo "== 1b. unet fp16/bf16 with the NCHW implicit-GEMM convolutions (MANTISSA_CUDA_CONV=gemm; section 1"
 echo "      ran the default NHWC ones), with the 4-warp ldmatrix NHWC kernels (=nhwc-w4), with"
-echo "      each convolution's fastest way timed at start (=auto), and with NHWC copies of one"
-echo "      sample at a time (MANTISSA_CUDA_NHWC_MB=0.01: chunks of samples), same criterion"
-for env in MANTISSA_CUDA_CONV=gemm MANTISSA_CUDA_CONV=nhwc-w4 MANTISSA_CUDA_CONV=auto MANTISSA_CUDA_NHWC_MB=0.01; do
+echo "      each convolution's fastest way timed at start (=auto), with NHWC copies of one"
+echo "      sample at a time (MANTISSA_CUDA_NHWC_MB=0.01: chunks of samples), and with every step's"
+echo "      scratch in one buffer (MANTISSA_CUDA_SCRATCH=buffer; section 1 put it in the arena's free"
+echo "      bytes), same criterion"
+for env in MANTISSA_CUDA_CONV=gemm MANTISSA_CUDA_CONV=nhwc-w4 MANTISSA_CUDA_CONV=auto MANTISSA_CUDA_NHWC_MB=0.01 MANTISSA_CUDA_SCRATCH=buffer; do
   for prec in fp16 bf16; do
     tol=$(case $prec in fp16) echo 2e-3;; bf16) echo 1e-2;; esac)
     atol=$(case $prec in bf16) echo 2e-5;; *) echo 1e-6;; esac)
     if env "$env" MANTISSA_VERBOSE=1 "$c/bin/cuda_vs_cpu" "$c/plans/check-unet-$prec.plan" \
          --steps 1 --tol $tol --atol $atol --truth "$c/plans/check-unet-fp32.plan" \
          > "$out/check-unet-$prec-$env.txt" 2>&1; then
-      echo "PASS unet $prec $env: $(grep -E 'loss|compared|timed' "$out/check-unet-$prec-$env.txt" | tail -3 | tr '\n' ' ')"
+      echo "PASS unet $prec $env: $(grep -E 'loss|compared|timed|scratch of' "$out/check-unet-$prec-$env.txt" | tail -4 | tr '\n' ' ')"
     else
       echo "FAIL unet $prec $env"; tail -15 "$out/check-unet-$prec-$env.txt"; fail=1
     fi

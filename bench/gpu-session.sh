@@ -9,7 +9,8 @@
 #                ldmatrix NHWC convolutions (MANTISSA_CUDA_CONV=nhwc-w4)
 #   bench-ab     the same without PyTorch: A/B each convolution's fastest way timed at start
 #                (MANTISSA_CUDA_CONV=auto), GEMM epilogues (plans without, and the fallback
-#                kernel), remat-concat
+#                kernel), remat-concat, scratch in one buffer instead of the arena's free bytes
+#                (MANTISSA_CUDA_SCRATCH=buffer: device memory and ms/step)
 #   energy-mlp   gpu-energy-check.sh for mlp (calibration, measure-mode cost, conservation,
 #                top-10 kernels, J/step beside PyTorch)
 #   energy-unet  the same for unet
@@ -38,6 +39,7 @@ case $part in
            --json "$r/bench.json" 2>&1 | tee "$r/bench.txt" ;;
   bench-ab) t python3 "$c/gpu_bench.py" --carry "$c" --precisions fp16 bf16 --no-pytorch \
               --ab-env MANTISSA_CUDA_CONV=auto --ab-plan noepilogue --ab-env MANTISSA_CUDA_EPILOGUE=0 --ab-plan noremat \
+              --ab-env MANTISSA_CUDA_SCRATCH=buffer \
               --json "$r/bench-ab.json" 2>&1 | tee "$r/bench-ab.txt" ;;
   energy-mlp) t bash "$c/gpu-energy-check.sh" "$c" "$r" --no-study --models mlp ;;
   energy-unet) t bash "$c/gpu-energy-check.sh" "$c" "$r" --no-study --models unet ;;
