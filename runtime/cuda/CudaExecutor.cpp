@@ -417,8 +417,7 @@ private:
   void *scratch_ = nullptr;
   void *arena_ = nullptr; // the plan's temp arena (Plan.arena_bytes; temps at their offsets)
   size_t scratchBytes_ = 0;
-  size_t otherScratch_ =
-      0; // the most buffer scratch a step other than an autotuned convolution takes
+  size_t otherScratch_ = 0; // the most buffer scratch of a step not timed by auto
   /// A ScratchLayout's range: where its virtual offsets lie (by begin; see scratch()).
   struct ScratchRange {
     size_t begin = 0, size = 0;
