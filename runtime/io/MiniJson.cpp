@@ -2,6 +2,7 @@
 #include "runtime/io/MiniJson.h"
 
 #include "common/Error.h"
+#include "runtime/io/AtomicFile.h"
 
 #include <limits>
 
@@ -282,6 +283,11 @@ Value parse(const std::string &text, const std::string &where) {
   if (p.i != text.size())
     p.fail("trailing characters after the JSON value");
   return v;
+}
+
+Value parseFile(const std::string &path) {
+  std::vector<uint8_t> bytes = readFileBytes(path); // names a missing file or a directory
+  return parse(std::string(bytes.begin(), bytes.end()), path);
 }
 
 std::string quote(const std::string &s) {

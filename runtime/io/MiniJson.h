@@ -31,6 +31,10 @@ struct Value {
 /// as mantissa::Error prefixed by `where` with the byte offset.
 Value parse(const std::string &text, const std::string &where);
 
+/// Reads and parses the file at `path`: a missing file, a directory or a read error is
+/// an Error naming the path (not "invalid JSON at byte 0").
+Value parseFile(const std::string &path);
+
 /// JSON string literal for `s` (quotes included; control chars, '"' and '\\' escaped).
 std::string quote(const std::string &s);
 

@@ -126,6 +126,11 @@ c.check("persistence" not in p.stdout and "held-out" not in p.stdout and ev.get(
         and "persistence_mse" not in ev, f"--held-out-samples 0: no held-out figures: {ev}")
 expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--data", ""],
              "--data '': expected digits, nowcast or X.npy,Y.npy", what="--data ''")
+# A directory where a JSON file is expected: said to be one, not "invalid JSON at byte 0".
+expect_error([tool("mantissa-run"), "inspect", "--cost", "h100", "--fit", adir, "-o", os.path.join(d, "fit.json")],
+             "adir.plan: is a directory, expected a file", what="inspect --cost --fit DIR")
+expect_error([tool("mantissa-run"), "inspect", "--cost", adir, plan], "adir.plan: is a directory, expected a file",
+             what="inspect --cost DIR")
 # A checkpoint directory that is a file: one error naming the option, not std::terminate.
 expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--checkpoint", plan],
              f"--checkpoint {plan}: cannot make it a directory", what="--checkpoint naming a file")

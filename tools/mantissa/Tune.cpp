@@ -861,14 +861,7 @@ void Tuner::report(size_t chosen) {
 }
 
 int Tuner::select(const std::string &resultsPath) {
-  auto read = [](const std::string &path) {
-    std::ifstream in(path);
-    if (!in)
-      throw Error("cannot read '" + path + "'");
-    std::stringstream text;
-    text << in.rdbuf();
-    return json::parse(text.str(), path);
-  };
+  auto read = [](const std::string &path) { return json::parseFile(path); };
   auto field = [](const json::Value &v, const std::string &key) -> const json::Value * {
     for (const auto &[name, value] : v.members)
       if (name == key)

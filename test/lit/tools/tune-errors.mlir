@@ -5,6 +5,9 @@
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --max-metric-gap -0.1 2>&1 | FileCheck %s --check-prefix=NEGGAP
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --select %t/partial.json 2>&1 | FileCheck %s --check-prefix=PARTIAL
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --select %t/noplans.json 2>&1 | FileCheck %s --check-prefix=NOPLANS
+// RUN: mkdir -p %t/adir
+// RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --select %t/adir 2>&1 | FileCheck %s --check-prefix=DIR
+// RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --device %t/adir 2>&1 | FileCheck %s --check-prefix=DEVDIR
 // RUN: not test -e %t/p.json
 // RUN: cp %t/noplans.json %t/same.json
 // RUN: not mantissa tune %models/mlp_digits.mlir --select %t/same.json -o %t/same.json 2>&1 | FileCheck %s --check-prefix=SAME
@@ -13,6 +16,8 @@
 // BUDGET: error: option '--budget' needs an integer >= 1, got '0'
 // GAP: error: option '--max-metric-gap' needs a number >= 0, got 'abc'
 // NEGGAP: error: option '--max-metric-gap' needs a number >= 0, got '-0.1'
+// DIR: error: {{.*}}adir: is a directory, expected a file
+// DEVDIR: error: {{.*}}adir: is a directory, expected a file
 // PARTIAL: error: {{.*}}partial.json: invalid JSON at byte 34: control character in string
 // SAME: error: -o {{.*}}same.json is the input {{.*}}same.json; name the policy differently
 // NOPLANS: error: {{.*}}noplans.json: needs "plans": [{"plan", "ms_per_step"}, ...] (mantissa-run measure --json)

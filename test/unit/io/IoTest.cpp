@@ -585,3 +585,15 @@ TEST(MiniJson, AParseErrorNamesTheFileAndTheByte) {
                               {"results.json: invalid JSON at byte 11"});
   EXPECT_EQ(e.find("header"), std::string::npos) << e;
 }
+
+// A directory or a missing file is said to be one, not "invalid JSON at byte 0".
+TEST(MiniJson, ParseFileNamesADirectoryOrAMissingFile) {
+  ScratchDir dir;
+  std::string e = expectError([&] { json::parseFile(dir.path); },
+                              {dir.path + ": is a directory, expected a file"});
+  EXPECT_EQ(e.find("invalid JSON"), std::string::npos) << e;
+  expectError([&] { json::parseFile(dir.file("none.json")); },
+              {dir.file("none.json") + ": cannot open: No such file or directory"});
+  writeText(dir.file("ok.json"), R"({"k": [1, 2]})");
+  EXPECT_EQ(json::parseFile(dir.file("ok.json")).members.at(0).second.items.size(), 2u);
+}
