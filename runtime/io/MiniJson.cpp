@@ -5,6 +5,7 @@
 #include "runtime/io/AtomicFile.h"
 
 #include <limits>
+#include <unordered_set>
 
 namespace mantissa {
 namespace json {
@@ -59,6 +60,17 @@ struct Parser {
 
   [[noreturn]] void fail(const std::string &what) const {
     throw Error(where + ": invalid JSON at byte " + std::to_string(i) + ": " + what);
+  }
+  [[noreturn]] void duplicate(const std::string &key, size_t at) const {
+    size_t line = 1, column = 1;
+    for (size_t k = 0; k < at; ++k, ++column)
+      if (s[k] == '\n') {
+        ++line;
+        column = 0;
+      }
+    throw Error(where + ": duplicate key " + quote(key) + " at byte " + std::to_string(at) +
+                " (line " + std::to_string(line) + ", column " + std::to_string(column) +
+                "); each key may appear once");
   }
   void ws() {
     while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
@@ -191,9 +203,15 @@ struct Parser {
       if (i < s.size() && s[i] == '}') {
         ++i;
       } else {
+        // RFC 8259 leaves a repeated key's meaning to the reader; here it is an error, not
+        // "the last one wins": each key names one setting, tensor or field.
+        std::unordered_set<std::string> keys;
         while (true) {
           ws();
+          size_t keyAt = i;
           std::string key = str();
+          if (!keys.insert(key).second)
+            duplicate(key, keyAt);
           ws();
           if (i >= s.size() || s[i] != ':')
             fail("expected ':'");

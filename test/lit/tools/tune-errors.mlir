@@ -8,6 +8,7 @@
 // RUN: mkdir -p %t/adir
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --select %t/adir 2>&1 | FileCheck %s --check-prefix=DIR
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --device %t/adir 2>&1 | FileCheck %s --check-prefix=DEVDIR
+// RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --select %t/dup.json 2>&1 | FileCheck %s --check-prefix=DUP
 // RUN: not test -e %t/p.json
 // RUN: cp %t/noplans.json %t/same.json
 // RUN: not mantissa tune %models/mlp_digits.mlir --select %t/same.json -o %t/same.json 2>&1 | FileCheck %s --check-prefix=SAME
@@ -18,6 +19,7 @@
 // NEGGAP: error: option '--max-metric-gap' needs a number >= 0, got '-0.1'
 // DIR: error: {{.*}}adir: is a directory, expected a file
 // DEVDIR: error: {{.*}}adir: is a directory, expected a file
+// DUP: error: {{.*}}dup.json: duplicate key "ms_per_step" at byte 53 (line 2, column 42); each key may appear once
 // PARTIAL: error: {{.*}}partial.json: invalid JSON at byte 34: control character in string
 // SAME: error: -o {{.*}}same.json is the input {{.*}}same.json; name the policy differently
 // NOPLANS: error: {{.*}}noplans.json: needs "plans": [{"plan", "ms_per_step"}, ...] (mantissa-run measure --json)
@@ -26,3 +28,6 @@
 {"plans": [{"plan": "a.plan", "ms_
 //--- noplans.json
 {"results": []}
+//--- dup.json
+{"plans": [
+  {"plan": "a.plan", "ms_per_step": 1.5, "ms_per_step": 2.5}]}

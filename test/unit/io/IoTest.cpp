@@ -586,6 +586,19 @@ TEST(MiniJson, AParseErrorNamesTheFileAndTheByte) {
   EXPECT_EQ(e.find("header"), std::string::npos) << e;
 }
 
+// A repeated key is ambiguous (which value did the writer mean?): an error naming the key and
+// where it repeats, in any object, at any depth. Oracle: the byte, line and column counted by
+// hand from the text.
+TEST(MiniJson, ADuplicateKeyIsAnErrorNamingTheKeyAndPlace) {
+  expectError([] { json::parse("{\"a\": 1, \"a\": 2}", "f.json"); },
+              {"f.json: duplicate key \"a\" at byte 9 (line 1, column 10)"});
+  expectError([] { json::parse("{\"plans\": [{\"plan\": \"x\",\n  \"plan\": \"y\"}]}", "r.json"); },
+              {"r.json: duplicate key \"plan\" at byte 27 (line 2, column 3)"});
+  // The same key in sibling objects, and in an object and its child, is no repeat.
+  json::Value v = json::parse(R"({"a": {"a": 1}, "b": [{"a": 1}, {"a": 2}]})", "ok.json");
+  EXPECT_EQ(v.members.size(), 2u);
+}
+
 // A directory or a missing file is said to be one, not "invalid JSON at byte 0".
 TEST(MiniJson, ParseFileNamesADirectoryOrAMissingFile) {
   ScratchDir dir;
