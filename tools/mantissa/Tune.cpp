@@ -131,11 +131,11 @@ TuneOptions parseTuneOptions(int argc, char **argv) {
     std::string value = argv[++i];
     auto number = [&](double lo) {
       double v;
-      if (!parseDouble(value, v) || !(v >= lo))
+      if (!parseDouble(value, v) || !(v >= lo) || !std::isfinite(v)) // "inf" is no bound
       {
         char bound[32];
         std::snprintf(bound, sizeof bound, "%g", lo);
-        throw Error("option '" + arg + "' needs a number >= " + bound + ", got '" + value + "'");
+        throw Error("option '" + arg + "' needs a finite number >= " + bound + ", got '" + value + "'");
       }
       return v;
     };

@@ -5,6 +5,9 @@
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --max-metric-gap -0.1 2>&1 | FileCheck %s --check-prefix=NEGGAP
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --select %t/partial.json 2>&1 | FileCheck %s --check-prefix=PARTIAL
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --select %t/noplans.json 2>&1 | FileCheck %s --check-prefix=NOPLANS
+// RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --max-metric-gap inf 2>&1 | FileCheck %s --check-prefix=INFGAP
+// RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --max-metric-gap nan 2>&1 | FileCheck %s --check-prefix=NANGAP
+// RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --lr inf 2>&1 | FileCheck %s --check-prefix=INFLR
 // RUN: mkdir -p %t/adir
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --select %t/adir 2>&1 | FileCheck %s --check-prefix=DIR
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --device %t/adir 2>&1 | FileCheck %s --check-prefix=DEVDIR
@@ -15,8 +18,11 @@
 // RUN: cmp %t/noplans.json %t/same.json
 
 // BUDGET: error: option '--budget' needs an integer >= 1, got '0'
-// GAP: error: option '--max-metric-gap' needs a number >= 0, got 'abc'
-// NEGGAP: error: option '--max-metric-gap' needs a number >= 0, got '-0.1'
+// GAP: error: option '--max-metric-gap' needs a finite number >= 0, got 'abc'
+// NEGGAP: error: option '--max-metric-gap' needs a finite number >= 0, got '-0.1'
+// INFGAP: error: option '--max-metric-gap' needs a finite number >= 0, got 'inf'
+// NANGAP: error: option '--max-metric-gap' needs a finite number >= 0, got 'nan'
+// INFLR: error: option '--lr' needs a finite number >= 0, got 'inf'
 // DIR: error: {{.*}}adir: is a directory, expected a file
 // DEVDIR: error: {{.*}}adir: is a directory, expected a file
 // DUP: error: {{.*}}dup.json: duplicate key "ms_per_step" at byte 53 (line 2, column 42); each key may appear once
