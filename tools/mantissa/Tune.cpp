@@ -34,6 +34,7 @@
 #include "compiler/PrecisionPolicy.h"
 #include "mantissa/Graph/GraphOps.h"
 #include "runtime/cost/CostModel.h"
+#include "runtime/io/AtomicFile.h"
 #include "runtime/io/MiniJson.h"
 #include "runtime/train/Numerics.h"
 #include "runtime/train/Trainer.h"
@@ -211,6 +212,18 @@ TuneOptions parseTuneOptions(int argc, char **argv) {
   for (const std::string &input : {o.compile.model, o.select})
     if (!o.output.empty() && !input.empty() && llvm::sys::fs::equivalent(input, o.output))
       throw Error("-o " + o.output + " is the input " + input + "; name the policy differently");
+  // Files written after the whole search: a folder that is not there is said now, not after it.
+  const std::pair<const char *, std::string> outputs[] = {{"-o", o.output}, {"--plot", o.plot}};
+  for (const auto &[option, path] : outputs) {
+    if (path.empty())
+      continue;
+    std::filesystem::path dir = std::filesystem::path(path).parent_path();
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec))
+      throw Error(std::string(option) + " " + path + ": is a directory; name a file");
+    if (!std::filesystem::is_directory(dir.empty() ? "." : dir, ec))
+      throw Error(std::string(option) + " " + path + ": no folder " + dir.string() + " to write it in");
+  }
   if (o.finalSteps == 0)
     o.finalSteps = 2 * o.steps;
   return o;
@@ -854,7 +867,8 @@ int Tuner::run() {
 /// The policy file and the plot of the chosen candidate.
 void Tuner::report(size_t chosen) {
   const Candidate &pick = candidates_[chosen];
-  std::ofstream(o_.output) << formatPolicyFile(pick.policy);
+  std::string policy = formatPolicyFile(pick.policy);
+  writeFileAtomic(o_.output, policy.data(), policy.size()); // an Error naming the path, not "wrote"
   std::printf("wrote %s (%s)\n", o_.output.c_str(), pick.label.c_str());
   if (!o_.plot.empty())
     writePlot(paretoFront(), chosen);
@@ -1073,7 +1087,7 @@ void Tuner::writePlot(const std::vector<size_t> &front, size_t chosen) const {
   auto px = [&](double x) { return L + (x - xmin) / (xmax - xmin) * (W - L - R); };
   auto py = [&](double y) { return H - B - (y - ymin) / (ymax - ymin) * (H - T - B); };
   double scale = 1e3; // ms or mJ
-  std::ofstream f(o_.plot);
+  std::ostringstream f;
   f << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
     << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
   f << "<line x1=\"" << L << "\" y1=\"" << H - B << "\" x2=\"" << W - R << "\" y2=\"" << H - B
@@ -1109,6 +1123,8 @@ void Tuner::writePlot(const std::vector<size_t> &front, size_t chosen) const {
       << "\" r=\"4\" fill=\"#c00\"><title>" << candidates_[i].label << "</title></circle>\n";
   f << "<circle cx=\"" << px(candidates_[chosen].gap) << "\" cy=\"" << py(objective(candidates_[chosen]))
     << "\" r=\"7\" fill=\"none\" stroke=\"#080\" stroke-width=\"2\"/>\n</svg>\n";
+  std::string svg = f.str();
+  writeFileAtomic(o_.plot, svg.data(), svg.size());
   std::printf("wrote %s\n", o_.plot.c_str());
 }
 
@@ -1276,7 +1292,11 @@ int tuneMain(int argc, char **argv) {
         throw Error("cannot create a temporary directory in /tmp");
       workDir = tmpl;
     } else {
-      std::filesystem::create_directories(workDir);
+      std::error_code ec; // an Error naming the option, not std::terminate
+      std::filesystem::create_directories(workDir, ec);
+      if (ec || !std::filesystem::is_directory(workDir))
+        throw Error("--emit-candidates " + workDir + ": cannot make it a directory (" +
+                    (ec ? ec.message() : std::string("a file of that name exists")) + ")");
     }
     struct RemoveOnExit {
       std::string dir;
