@@ -90,6 +90,11 @@ x = np.random.default_rng(1).random((100, 3), dtype=np.float32)
 y = np.zeros(100, dtype=np.int64)
 np.save(os.path.join(d, "x3.npy"), x); np.save(os.path.join(d, "y.npy"), y)
 expect_error([tool("mantissa-run"), "train", plan, "--data", f"{d}/x3.npy,{d}/y.npy", "--steps", "1"], "x3.npy", "[N,64]", what="data of the wrong shape")
+# The right number of elements in another shape: refused, not reshaped ([N,8,8] is not [N,64]).
+np.save(os.path.join(d, "x888.npy"), np.random.default_rng(1).random((100, 8, 8), dtype=np.float32))
+expect_error([tool("mantissa-run"), "train", plan, "--data", f"{d}/x888.npy,{d}/y.npy", "--steps", "1"],
+             "x888.npy: expected inputs of shape [N,64] (N samples of [64]), got float32 [100,8,8]",
+             what="data of [N,8,8] for a [N,64] model")
 x = np.random.default_rng(1).random((100, 64), dtype=np.float32)
 x[19, 5] = np.nan
 np.save(os.path.join(d, "xnan.npy"), x)
