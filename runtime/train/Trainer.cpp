@@ -355,14 +355,14 @@ TrainSummary train(const TrainOptions &o) {
   if (o.resume) {
     if (ckptPath.empty())
       throw Error("--resume needs --checkpoint DIR");
-    if (std::filesystem::exists(ckptPath)) {
-      start = loadCheckpoint(exec, ckptPath);
-      if (!o.quiet)
-        std::fprintf(stderr, "resuming from %s at step %lld\n", ckptPath.c_str(), (long long)start);
-    } else if (!o.quiet) {
-      std::fprintf(stderr, "no checkpoint in %s yet: starting from step 0\n",
-                   o.checkpointDir.c_str());
-    }
+    // Nothing to resume from is an error (as Hugging Face's resume_from_checkpoint): a
+    // mistyped DIR would otherwise retrain from step 0 and checkpoint over nothing.
+    if (!std::filesystem::exists(ckptPath))
+      throw Error("--resume: no checkpoint in " + o.checkpointDir + " (" + ckptPath +
+                  " does not exist); leave out --resume to start from step 0");
+    start = loadCheckpoint(exec, ckptPath);
+    if (!o.quiet)
+      std::fprintf(stderr, "resuming from %s at step %lld\n", ckptPath.c_str(), (long long)start);
   } else if (!o.load.empty()) {
     start = loadCheckpoint(exec, o.load);
   }
@@ -577,7 +577,7 @@ const char *trainUsage() {
   --seed N                            data order and synthetic data (default: the plan's seed)
   --save FILE / --load FILE           parameters, buffers, optimizer and scaler state (.safetensors or .npz)
   --checkpoint DIR --every N          write DIR/checkpoint.safetensors every N steps (atomic)
-  --resume                            continue from DIR/checkpoint.safetensors
+  --resume                            continue from DIR/checkpoint.safetensors (an error if there is none)
   --json FILE                         write the summary as JSON
   --threads N                         CPU threads (default: all)
   --log-every N                       progress line interval when stderr is not a terminal

@@ -131,6 +131,15 @@ c.check("persistence" not in p.stdout and "held-out" not in p.stdout and ev.get(
         and "persistence_mse" not in ev, f"--held-out-samples 0: no held-out figures: {ev}")
 expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--data", ""],
              "--data '': expected digits, nowcast or X.npy,Y.npy", what="--data ''")
+# --resume with nothing to resume from: an error naming the folder, not a silent start from step 0;
+# a folder that was not there is not made.
+os.mkdir(os.path.join(d, "empty_ck"))
+for ck in ("empty_ck", "no_ck"):
+    expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--quiet", "--checkpoint", os.path.join(d, ck), "--resume"],
+                 f"--resume: no checkpoint in {os.path.join(d, ck)} ({os.path.join(d, ck, 'checkpoint.safetensors')} does not exist)",
+                 what=f"--resume from {ck}")
+c.check(os.listdir(os.path.join(d, "empty_ck")) == [] and not os.path.exists(os.path.join(d, "no_ck")),
+        "--resume without a checkpoint writes none")
 # A directory where a JSON file is expected: said to be one, not "invalid JSON at byte 0".
 expect_error([tool("mantissa-run"), "inspect", "--cost", "h100", "--fit", adir, "-o", os.path.join(d, "fit.json")],
              "adir.plan: is a directory, expected a file", what="inspect --cost --fit DIR")
