@@ -522,7 +522,11 @@ TrainOptions parseTrainOptions(int argc, char **argv) {
     else if (a == "--save") o.save = need(i);
     else if (a == "--load") o.load = need(i);
     else if (a == "--checkpoint") o.checkpointDir = need(i);
-    else if (a == "--every") o.every = integer(i);
+    else if (a == "--every") {
+      o.every = integer(i);
+      if (o.every == 0) // not "the default": a checkpoint every 0 steps means nothing
+        throw Error("--every '0': expected a number of steps >= 1");
+    }
     else if (a == "--resume") o.resume = true;
     else if (a == "--json") o.json = need(i);
     else if (a == "--threads") o.threads = int(integer(i));
@@ -566,6 +570,17 @@ TrainOptions parseTrainOptions(int argc, char **argv) {
     o.every = 100;
   if (o.resume && !o.load.empty())
     throw Error("train: --resume continues from --checkpoint DIR; it cannot be combined with --load");
+  // Written after the whole run: a folder that is not there is said now, not after training.
+  for (const auto &[option, path] : {std::pair<std::string, std::string>{"--save", o.save}, {"--json", o.json}}) {
+    if (path.empty())
+      continue;
+    std::filesystem::path dir = std::filesystem::path(path).parent_path();
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec))
+      throw Error(option + " " + path + ": is a directory; name a file");
+    if (!std::filesystem::is_directory(dir.empty() ? "." : dir, ec))
+      throw Error(option + " " + path + ": no folder " + dir.string() + " to write it in");
+  }
   return o;
 }
 
@@ -576,7 +591,7 @@ const char *trainUsage() {
   --no-shuffle                        batches are rows [kB, (k+1)B) in order, wrapping each epoch
   --seed N                            data order and synthetic data (default: the plan's seed)
   --save FILE / --load FILE           parameters, buffers, optimizer and scaler state (.safetensors or .npz)
-  --checkpoint DIR --every N          write DIR/checkpoint.safetensors every N steps (atomic)
+  --checkpoint DIR --every N          write DIR/checkpoint.safetensors every N steps (atomic; default 100)
   --resume                            continue from DIR/checkpoint.safetensors (an error if there is none)
   --json FILE                         write the summary as JSON
   --threads N                         CPU threads (default: all)

@@ -145,6 +145,15 @@ expect_error([tool("mantissa-run"), "inspect", "--cost", "h100", "--fit", adir, 
              "adir.plan: is a directory, expected a file", what="inspect --cost --fit DIR")
 expect_error([tool("mantissa-run"), "inspect", "--cost", adir, plan], "adir.plan: is a directory, expected a file",
              what="inspect --cost DIR")
+# Files written after the whole run: a folder that is not there is refused before training.
+for opt, name in (("--save", "s.safetensors"), ("--json", "s.json")):
+    expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", opt, os.path.join(d, "nofolder", name)],
+                 f"{opt} {os.path.join(d, 'nofolder', name)}: no folder {os.path.join(d, 'nofolder')} to write it in",
+                 what=f"{opt} into a missing folder")
+expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--save", adir],
+             f"--save {adir}: is a directory; name a file", what="--save naming a directory")
+expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--checkpoint", os.path.join(d, "ck0"), "--every", "0"],
+             "--every '0': expected a number of steps >= 1", what="--every 0")
 # A checkpoint directory that is a file: one error naming the option, not std::terminate.
 expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--checkpoint", plan],
              f"--checkpoint {plan}: cannot make it a directory", what="--checkpoint naming a file")
