@@ -6,6 +6,7 @@
 #include "runtime/data/Digits.h"
 #include "runtime/data/Nowcast.h"
 #include "runtime/data/NpyData.h"
+#include "runtime/io/AtomicFile.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -571,16 +572,10 @@ TrainOptions parseTrainOptions(int argc, char **argv) {
   if (o.resume && !o.load.empty())
     throw Error("train: --resume continues from --checkpoint DIR; it cannot be combined with --load");
   // Written after the whole run: a folder that is not there is said now, not after training.
-  for (const auto &[option, path] : {std::pair<std::string, std::string>{"--save", o.save}, {"--json", o.json}}) {
-    if (path.empty())
-      continue;
-    std::filesystem::path dir = std::filesystem::path(path).parent_path();
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec))
-      throw Error(option + " " + path + ": is a directory; name a file");
-    if (!std::filesystem::is_directory(dir.empty() ? "." : dir, ec))
-      throw Error(option + " " + path + ": no folder " + dir.string() + " to write it in");
-  }
+  if (!o.save.empty())
+    checkOutputPath("--save", o.save);
+  if (!o.json.empty())
+    checkOutputPath("--json", o.json);
   return o;
 }
 

@@ -213,17 +213,10 @@ TuneOptions parseTuneOptions(int argc, char **argv) {
     if (!o.output.empty() && !input.empty() && llvm::sys::fs::equivalent(input, o.output))
       throw Error("-o " + o.output + " is the input " + input + "; name the policy differently");
   // Files written after the whole search: a folder that is not there is said now, not after it.
-  const std::pair<const char *, std::string> outputs[] = {{"-o", o.output}, {"--plot", o.plot}};
-  for (const auto &[option, path] : outputs) {
-    if (path.empty())
-      continue;
-    std::filesystem::path dir = std::filesystem::path(path).parent_path();
-    std::error_code ec;
-    if (std::filesystem::is_directory(path, ec))
-      throw Error(std::string(option) + " " + path + ": is a directory; name a file");
-    if (!std::filesystem::is_directory(dir.empty() ? "." : dir, ec))
-      throw Error(std::string(option) + " " + path + ": no folder " + dir.string() + " to write it in");
-  }
+  if (!o.output.empty())
+    checkOutputPath("-o", o.output);
+  if (!o.plot.empty())
+    checkOutputPath("--plot", o.plot);
   if (o.finalSteps == 0)
     o.finalSteps = 2 * o.steps;
   return o;
