@@ -154,6 +154,16 @@ expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--save", adi
              f"--save {adir}: is a directory; name a file", what="--save naming a directory")
 expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--checkpoint", os.path.join(d, "ck0"), "--every", "0"],
              "--every '0': expected a number of steps >= 1", what="--every 0")
+# measure --json: written after every plan has run; its folder is checked first, and naming a
+# plan (which it would overwrite) is refused, the plan unchanged.
+expect_error([tool("mantissa-run"), "measure", plan, "--backend", "cpu", "--json", os.path.join(d, "nofolder", "m.json")],
+             f"--json {os.path.join(d, 'nofolder', 'm.json')}: no folder {os.path.join(d, 'nofolder')} to write it in",
+             what="measure --json into a missing folder")
+victim = os.path.join(d, "victim.plan")
+shutil.copy(plan, victim)
+expect_error([tool("mantissa-run"), "measure", victim, "--backend", "cpu", "--steps", "1", "--warmup", "0", "--json", victim],
+             f"--json {victim} is the plan {victim}; name the results differently", what="measure --json PLAN")
+c.check(open(victim, "rb").read() == data, "measure --json PLAN leaves the plan as it was")
 # A checkpoint directory that is a file: one error naming the option, not std::terminate.
 expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--checkpoint", plan],
              f"--checkpoint {plan}: cannot make it a directory", what="--checkpoint naming a file")
