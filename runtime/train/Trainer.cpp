@@ -571,11 +571,35 @@ TrainOptions parseTrainOptions(int argc, char **argv) {
     o.every = 100;
   if (o.resume && !o.load.empty())
     throw Error("train: --resume continues from --checkpoint DIR; it cannot be combined with --load");
-  // Written after the whole run: a folder that is not there is said now, not after training.
-  if (!o.save.empty())
-    checkOutputPath("--save", o.save);
-  if (!o.json.empty())
-    checkOutputPath("--json", o.json);
+  // Written after the whole run: what cannot be written, or would replace an input (the plan,
+  // --load, --data's files), is said now, not after training.
+  std::vector<std::string> inputs = {o.plan, o.load};
+  if (size_t comma = o.data.find(','); comma != std::string::npos)
+    inputs.insert(inputs.end(), {o.data.substr(0, comma), o.data.substr(comma + 1)});
+  const std::pair<const char *, std::string> outputs[] = {{"--save", o.save},
+                                                          {"--json", o.json},
+                                                          {"--energy-report", o.energy.html},
+                                                          {"--trace", o.energy.trace},
+                                                          {"--csv", o.energy.csv}};
+  for (const auto &[option, path] : outputs) {
+    if (path.empty())
+      continue;
+    checkOutputPath(option, path);
+    for (const std::string &input : inputs) {
+      std::error_code ec;
+      // --save over --load continues a run in place (an atomic replace, after the load).
+      bool inPlace = std::string(option) == "--save" && input == o.load;
+      if (!input.empty() && !inPlace && std::filesystem::equivalent(input, path, ec))
+        throw Error(std::string(option) + " " + path + " is the input " + input +
+                    "; name it differently");
+    }
+  }
+  auto endsWith = [](const std::string &s, const char *suffix) {
+    size_t n = std::strlen(suffix);
+    return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+  };
+  if (!o.save.empty() && !endsWith(o.save, ".safetensors") && !endsWith(o.save, ".npz"))
+    throw Error("--save " + o.save + ": unknown checkpoint format; name the file *.safetensors or *.npz");
   return o;
 }
 

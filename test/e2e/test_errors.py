@@ -154,12 +154,22 @@ expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--save", adi
              f"--save {adir}: is a directory; name a file", what="--save naming a directory")
 expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--checkpoint", os.path.join(d, "ck0"), "--every", "0"],
              "--every '0': expected a number of steps >= 1", what="--every 0")
+# An output that would replace an input, or --save in no known format: refused before training.
+victim = os.path.join(d, "victim.plan")
+shutil.copy(plan, victim)
+expect_error([tool("mantissa-run"), "train", victim, "--steps", "1", "--json", victim],
+             f"--json {victim} is the input {victim}; name it differently", what="train --json PLAN")
+c.check(open(victim, "rb").read() == data, "train --json PLAN leaves the plan as it was")
+expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--data", f"{d}/x3.npy,{d}/y.npy", "--csv", f"{d}/y.npy"],
+             f"--csv {d}/y.npy is the input {d}/y.npy; name it differently", what="train --csv over --data's labels")
+expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--save", os.path.join(d, "out.bin")],
+             "--save " + os.path.join(d, "out.bin") + ": unknown checkpoint format; name the file *.safetensors or *.npz",
+             what="train --save in no known format")
 # measure --json: written after every plan has run; its folder is checked first, and naming a
 # plan (which it would overwrite) is refused, the plan unchanged.
 expect_error([tool("mantissa-run"), "measure", plan, "--backend", "cpu", "--json", os.path.join(d, "nofolder", "m.json")],
              f"--json {os.path.join(d, 'nofolder', 'm.json')}: no folder {os.path.join(d, 'nofolder')} to write it in",
              what="measure --json into a missing folder")
-victim = os.path.join(d, "victim.plan")
 shutil.copy(plan, victim)
 expect_error([tool("mantissa-run"), "measure", victim, "--backend", "cpu", "--steps", "1", "--warmup", "0", "--json", victim],
              f"--json {victim} is the plan {victim}; name the results differently", what="measure --json PLAN")
