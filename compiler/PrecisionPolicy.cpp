@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <set>
 
 using namespace mlir;
 
@@ -90,6 +91,60 @@ bool isLossScalingName(llvm::StringRef s) {
   return !str.empty() && *end == '\0' && v > 0 && std::isfinite(v);
 }
 
+/// llvm::json keeps the last of a repeated key, so {"ops": {"fc1": "fp16", "fc1": "fp32"}}
+/// would silently mean fp32. Finds the first key repeated in one object of `text`, which
+/// llvm::json::parse accepted (so strings are terminated and brackets balance).
+llvm::Error checkNoDuplicateKeys(llvm::StringRef text, llvm::StringRef where) {
+  struct Frame {
+    bool object;
+    std::string name; // the key this object is the value of ("" at the top or in an array)
+    std::set<std::string> keys;
+    bool expectKey = true;
+  };
+  std::vector<Frame> stack;
+  std::string lastKey;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '{' || c == '[') {
+      bool inObject = !stack.empty() && stack.back().object;
+      stack.push_back({c == '{', inObject ? lastKey : std::string(), {}});
+    } else if (c == '}' || c == ']') {
+      stack.pop_back();
+    } else if (c == ',' && !stack.empty()) {
+      stack.back().expectKey = true;
+    } else if (c == '"') {
+      size_t start = i;
+      for (++i; text[i] != '"'; ++i)
+        if (text[i] == '\\')
+          ++i;
+      if (stack.empty() || !stack.back().object || !stack.back().expectKey)
+        continue; // a string value
+      Frame &frame = stack.back();
+      frame.expectKey = false;
+      llvm::StringRef literal = text.slice(start, i + 1);
+      std::string key = literal.drop_front().drop_back().str();
+      if (literal.contains('\\')) { // compare decoded keys: "f\u0063" is "fc"
+        llvm::Expected<llvm::json::Value> decoded = llvm::json::parse(literal);
+        if (!decoded)
+          llvm::consumeError(decoded.takeError());
+        else if (std::optional<llvm::StringRef> s = decoded->getAsString())
+          key = s->str();
+      }
+      if (!frame.keys.insert(key).second) {
+        size_t line = 1 + text.take_front(start).count('\n');
+        // 1-based; on line 1 rfind is npos and start - npos wraps to start + 1.
+        size_t column = start - text.take_front(start).rfind('\n');
+        std::string in = frame.name.empty() ? "" : " in \"" + frame.name + "\"";
+        return policyError(where, "line " + llvm::Twine(line) + ", column " + llvm::Twine(column) +
+                                      ": duplicate key \"" + key + "\"" + in +
+                                      "; each key may appear once");
+      }
+      lastKey = key;
+    }
+  }
+  return llvm::Error::success();
+}
+
 } // namespace
 
 llvm::Expected<PolicyFile> parsePolicyFile(llvm::StringRef text, llvm::StringRef where) {
@@ -98,6 +153,8 @@ llvm::Expected<PolicyFile> parsePolicyFile(llvm::StringRef text, llvm::StringRef
     return llvm::createStringError(llvm::inconvertibleErrorCode(),
                                    "policy file '" + where + "' is not valid JSON: " +
                                        llvm::toString(json.takeError()));
+  if (llvm::Error e = checkNoDuplicateKeys(text, where))
+    return std::move(e);
   const llvm::json::Object *root = json->getAsObject();
   if (!root)
     return policyError(where, "must hold an object {\"default\": ..., \"kinds\": {...}, "

@@ -3,6 +3,7 @@
 
 #include "common/Error.h"
 #include "plan/DType.h"
+#include "runtime/io/AtomicFile.h"
 #include "runtime/io/MiniJson.h"
 
 #include <algorithm>
@@ -296,9 +297,8 @@ DeviceSpec loadDeviceSpec(const std::string &nameOrPath) {
   std::ifstream in(nameOrPath);
   if (!in)
     throw Error("--device '" + nameOrPath + "': neither h100, h200 nor a readable JSON file");
-  std::stringstream text;
-  text << in.rdbuf();
-  return parseDeviceSpec(text.str(), nameOrPath);
+  std::vector<uint8_t> bytes = readFileBytes(nameOrPath); // a directory opens, but is no file
+  return parseDeviceSpec(std::string(bytes.begin(), bytes.end()), nameOrPath);
 }
 
 KernelWork gemmWork(double m, double n, double k, double batch, int bytesA, int bytesB,

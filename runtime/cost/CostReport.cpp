@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 namespace mantissa {
 namespace {
@@ -56,9 +55,7 @@ std::vector<Measured> readMeasured(const std::string &path) {
   std::ifstream in(path);
   if (!in)
     throw Error("--fit '" + path + "': cannot read it");
-  std::stringstream text;
-  text << in.rdbuf();
-  json::Value root = json::parse(text.str(), path);
+  json::Value root = json::parseFile(path); // a directory opens, but is no file
   std::vector<Measured> out;
   const json::Value &plans = field(root, "plans", json::Value::Kind::Array, path);
   for (size_t p = 0; p < plans.items.size(); ++p) {

@@ -47,14 +47,25 @@ std::string expectedShape(const std::vector<int64_t> &per) {
   return s + "]";
 }
 
-/// Checks that `t` is [N, per...] (or [N, anything with prod(per) elements]).
+/// Checks that `t` is [N, per...] exactly. The same number of elements in another shape is
+/// refused, not reinterpreted: [N,8,8] read as [N,64] works by luck of the layout, and
+/// channels-last images [N,H,W,C] read as [N,C,H,W] train on scrambled pixels.
 void checkSamples(const HostTensor &t, const std::string &path, const std::vector<int64_t> &per,
                   const std::string &what) {
-  bool ok = !t.shape.empty() && product(t.shape, 1) == product(per);
-  if (!ok)
-    throw Error(path + ": expected " + what + " of shape " + expectedShape(per) +
-                " (N samples of " + shapeToString(per) + "), got " + numpyName(t.dtype) + " " +
-                shapeToString(t.shape));
+  bool ok = t.shape.size() == per.size() + 1 && std::equal(per.begin(), per.end(), t.shape.begin() + 1);
+  if (ok)
+    return;
+  std::string hint;
+  if (!t.shape.empty() && product(t.shape, 1) == product(per)) {
+    std::string dims;
+    for (int64_t d : per)
+      dims += ", " + std::to_string(d);
+    hint = "; if its elements are in the model's order, save a.reshape(" +
+           std::to_string(t.shape[0]) + dims + ")";
+  }
+  throw Error(path + ": expected " + what + " of shape " + expectedShape(per) + " (N samples of " +
+              shapeToString(per) + "), got " + numpyName(t.dtype) + " " + shapeToString(t.shape) +
+              hint);
 }
 
 void checkFinite(const std::vector<float> &v, int64_t perSample, const std::string &path) {

@@ -11,13 +11,13 @@ namespace mantissa {
 
 /// Loads inputs from `xPath` (shape [N, ...]) and targets from `yPath`.
 ///
-///  * x must hold N samples of sampleShape: shape [N, sampleShape...], or any
-///    [N, ...] with the same number of elements per sample (read in C order, so
-///    [N,64] serves a [1,8,8] model). Any numeric dtype; converted to float.
+///  * x must hold N samples of sampleShape: shape [N, sampleShape...] exactly (the same
+///    number of elements in another shape is an error, not a reshape). Any numeric
+///    dtype; converted to float.
 ///  * classification: labelShape must be [] and y [N] (or [N,1]) of integer values
 ///    (integer dtype, or float holding integers) in [0, numClasses); numClasses 0
 ///    means max(label) + 1.
-///    regression: y [N, labelShape...] (same per-sample rule as x).
+///    regression: y [N, labelShape...] exactly (as x).
 ///  * Errors (mantissa::Error, naming the file): shape mismatch (expected vs got),
 ///    different N in x and y, a NaN or inf ("x.npy: element 1234 (sample 19) is NaN"),
 ///    a label out of range or not an integer.

@@ -107,6 +107,15 @@ void writeFileAtomic(const std::string &path, const void *data, size_t size) {
   w.commit();
 }
 
+void checkOutputPath(const std::string &option, const std::string &path) {
+  std::string dir = parentDir(path);
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    throw Error(option + " " + path + ": is a directory; name a file");
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    throw Error(option + " " + path + ": no folder " + dir + " to write it in");
+}
+
 std::vector<uint8_t> readFileBytes(const std::string &path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)

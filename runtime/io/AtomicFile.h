@@ -43,6 +43,11 @@ private:
 /// Writes `data` to `path` atomically (see AtomicFileWriter).
 void writeFileAtomic(const std::string &path, const void *data, size_t size);
 
+/// For a file written at the end of a long run (a summary, a policy, a plot): an Error now,
+/// naming `option`, if `path` is a directory or its folder does not exist, rather than
+/// after the run.
+void checkOutputPath(const std::string &option, const std::string &path);
+
 /// The whole file; Error naming the path if it cannot be opened or read.
 std::vector<uint8_t> readFileBytes(const std::string &path);
 

@@ -2,8 +2,10 @@
 #include "runtime/io/MiniJson.h"
 
 #include "common/Error.h"
+#include "runtime/io/AtomicFile.h"
 
 #include <limits>
+#include <unordered_set>
 
 namespace mantissa {
 namespace json {
@@ -58,6 +60,17 @@ struct Parser {
 
   [[noreturn]] void fail(const std::string &what) const {
     throw Error(where + ": invalid JSON at byte " + std::to_string(i) + ": " + what);
+  }
+  [[noreturn]] void duplicate(const std::string &key, size_t at) const {
+    size_t line = 1, column = 1;
+    for (size_t k = 0; k < at; ++k, ++column)
+      if (s[k] == '\n') {
+        ++line;
+        column = 0;
+      }
+    throw Error(where + ": duplicate key " + quote(key) + " at byte " + std::to_string(at) +
+                " (line " + std::to_string(line) + ", column " + std::to_string(column) +
+                "); each key may appear once");
   }
   void ws() {
     while (i < s.size() && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
@@ -190,9 +203,15 @@ struct Parser {
       if (i < s.size() && s[i] == '}') {
         ++i;
       } else {
+        // RFC 8259 leaves a repeated key's meaning to the reader; here it is an error, not
+        // "the last one wins": each key names one setting, tensor or field.
+        std::unordered_set<std::string> keys;
         while (true) {
           ws();
+          size_t keyAt = i;
           std::string key = str();
+          if (!keys.insert(key).second)
+            duplicate(key, keyAt);
           ws();
           if (i >= s.size() || s[i] != ':')
             fail("expected ':'");
@@ -282,6 +301,11 @@ Value parse(const std::string &text, const std::string &where) {
   if (p.i != text.size())
     p.fail("trailing characters after the JSON value");
   return v;
+}
+
+Value parseFile(const std::string &path) {
+  std::vector<uint8_t> bytes = readFileBytes(path); // names a missing file or a directory
+  return parse(std::string(bytes.begin(), bytes.end()), path);
 }
 
 std::string quote(const std::string &s) {

@@ -28,8 +28,13 @@ struct Value {
 };
 
 /// Parses exactly one JSON value (surrounding whitespace allowed). Errors are thrown
-/// as mantissa::Error prefixed by `where` with the byte offset.
+/// as mantissa::Error prefixed by `where` with the byte offset. A key repeated in an
+/// object is an error (with its byte, line and column), not "the last one wins".
 Value parse(const std::string &text, const std::string &where);
+
+/// Reads and parses the file at `path`: a missing file, a directory or a read error is
+/// an Error naming the path (not "invalid JSON at byte 0").
+Value parseFile(const std::string &path);
 
 /// JSON string literal for `s` (quotes included; control chars, '"' and '\\' escaped).
 std::string quote(const std::string &s);

@@ -2,6 +2,7 @@
 #include "runtime/train/Measure.h"
 
 #include "common/Error.h"
+#include "runtime/io/AtomicFile.h"
 #include "runtime/io/MiniJson.h"
 #include "runtime/train/Trainer.h"
 
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <string>
@@ -78,6 +80,13 @@ int measureMain(int argc, char **argv) {
       throw Error("measure needs --json RESULTS.json");
     if (steps == 0)
       throw Error("--steps must be positive");
+    // Written after every plan has run: its folder is checked now, and it may not be a plan.
+    checkOutputPath("--json", jsonPath);
+    for (const std::string &plan : plans) {
+      std::error_code ec;
+      if (std::filesystem::equivalent(plan, jsonPath, ec))
+        throw Error("--json " + jsonPath + " is the plan " + plan + "; name the results differently");
+    }
 
     std::string device, ranOn;
     std::string rows;

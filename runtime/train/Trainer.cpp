@@ -6,6 +6,7 @@
 #include "runtime/data/Digits.h"
 #include "runtime/data/Nowcast.h"
 #include "runtime/data/NpyData.h"
+#include "runtime/io/AtomicFile.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -355,14 +356,14 @@ TrainSummary train(const TrainOptions &o) {
   if (o.resume) {
     if (ckptPath.empty())
       throw Error("--resume needs --checkpoint DIR");
-    if (std::filesystem::exists(ckptPath)) {
-      start = loadCheckpoint(exec, ckptPath);
-      if (!o.quiet)
-        std::fprintf(stderr, "resuming from %s at step %lld\n", ckptPath.c_str(), (long long)start);
-    } else if (!o.quiet) {
-      std::fprintf(stderr, "no checkpoint in %s yet: starting from step 0\n",
-                   o.checkpointDir.c_str());
-    }
+    // Nothing to resume from is an error (as Hugging Face's resume_from_checkpoint): a
+    // mistyped DIR would otherwise retrain from step 0 and checkpoint over nothing.
+    if (!std::filesystem::exists(ckptPath))
+      throw Error("--resume: no checkpoint in " + o.checkpointDir + " (" + ckptPath +
+                  " does not exist); leave out --resume to start from step 0");
+    start = loadCheckpoint(exec, ckptPath);
+    if (!o.quiet)
+      std::fprintf(stderr, "resuming from %s at step %lld\n", ckptPath.c_str(), (long long)start);
   } else if (!o.load.empty()) {
     start = loadCheckpoint(exec, o.load);
   }
@@ -522,7 +523,11 @@ TrainOptions parseTrainOptions(int argc, char **argv) {
     else if (a == "--save") o.save = need(i);
     else if (a == "--load") o.load = need(i);
     else if (a == "--checkpoint") o.checkpointDir = need(i);
-    else if (a == "--every") o.every = integer(i);
+    else if (a == "--every") {
+      o.every = integer(i);
+      if (o.every == 0) // not "the default": a checkpoint every 0 steps means nothing
+        throw Error("--every '0': expected a number of steps >= 1");
+    }
     else if (a == "--resume") o.resume = true;
     else if (a == "--json") o.json = need(i);
     else if (a == "--threads") o.threads = int(integer(i));
@@ -566,6 +571,35 @@ TrainOptions parseTrainOptions(int argc, char **argv) {
     o.every = 100;
   if (o.resume && !o.load.empty())
     throw Error("train: --resume continues from --checkpoint DIR; it cannot be combined with --load");
+  // Written after the whole run: what cannot be written, or would replace an input (the plan,
+  // --load, --data's files), is said now, not after training.
+  std::vector<std::string> inputs = {o.plan, o.load};
+  if (size_t comma = o.data.find(','); comma != std::string::npos)
+    inputs.insert(inputs.end(), {o.data.substr(0, comma), o.data.substr(comma + 1)});
+  const std::pair<const char *, std::string> outputs[] = {{"--save", o.save},
+                                                          {"--json", o.json},
+                                                          {"--energy-report", o.energy.html},
+                                                          {"--trace", o.energy.trace},
+                                                          {"--csv", o.energy.csv}};
+  for (const auto &[option, path] : outputs) {
+    if (path.empty())
+      continue;
+    checkOutputPath(option, path);
+    for (const std::string &input : inputs) {
+      std::error_code ec;
+      // --save over --load continues a run in place (an atomic replace, after the load).
+      bool inPlace = std::string(option) == "--save" && input == o.load;
+      if (!input.empty() && !inPlace && std::filesystem::equivalent(input, path, ec))
+        throw Error(std::string(option) + " " + path + " is the input " + input +
+                    "; name it differently");
+    }
+  }
+  auto endsWith = [](const std::string &s, const char *suffix) {
+    size_t n = std::strlen(suffix);
+    return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+  };
+  if (!o.save.empty() && !endsWith(o.save, ".safetensors") && !endsWith(o.save, ".npz"))
+    throw Error("--save " + o.save + ": unknown checkpoint format; name the file *.safetensors or *.npz");
   return o;
 }
 
@@ -576,8 +610,8 @@ const char *trainUsage() {
   --no-shuffle                        batches are rows [kB, (k+1)B) in order, wrapping each epoch
   --seed N                            data order and synthetic data (default: the plan's seed)
   --save FILE / --load FILE           parameters, buffers, optimizer and scaler state (.safetensors or .npz)
-  --checkpoint DIR --every N          write DIR/checkpoint.safetensors every N steps (atomic)
-  --resume                            continue from DIR/checkpoint.safetensors
+  --checkpoint DIR --every N          write DIR/checkpoint.safetensors every N steps (atomic; default 100)
+  --resume                            continue from DIR/checkpoint.safetensors (an error if there is none)
   --json FILE                         write the summary as JSON
   --threads N                         CPU threads (default: all)
   --log-every N                       progress line interval when stderr is not a terminal

@@ -90,6 +90,11 @@ x = np.random.default_rng(1).random((100, 3), dtype=np.float32)
 y = np.zeros(100, dtype=np.int64)
 np.save(os.path.join(d, "x3.npy"), x); np.save(os.path.join(d, "y.npy"), y)
 expect_error([tool("mantissa-run"), "train", plan, "--data", f"{d}/x3.npy,{d}/y.npy", "--steps", "1"], "x3.npy", "[N,64]", what="data of the wrong shape")
+# The right number of elements in another shape: refused, not reshaped ([N,8,8] is not [N,64]).
+np.save(os.path.join(d, "x888.npy"), np.random.default_rng(1).random((100, 8, 8), dtype=np.float32))
+expect_error([tool("mantissa-run"), "train", plan, "--data", f"{d}/x888.npy,{d}/y.npy", "--steps", "1"],
+             "x888.npy: expected inputs of shape [N,64] (N samples of [64]), got float32 [100,8,8]",
+             what="data of [N,8,8] for a [N,64] model")
 x = np.random.default_rng(1).random((100, 64), dtype=np.float32)
 x[19, 5] = np.nan
 np.save(os.path.join(d, "xnan.npy"), x)
@@ -126,6 +131,49 @@ c.check("persistence" not in p.stdout and "held-out" not in p.stdout and ev.get(
         and "persistence_mse" not in ev, f"--held-out-samples 0: no held-out figures: {ev}")
 expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--data", ""],
              "--data '': expected digits, nowcast or X.npy,Y.npy", what="--data ''")
+# --resume with nothing to resume from: an error naming the folder, not a silent start from step 0;
+# a folder that was not there is not made.
+os.mkdir(os.path.join(d, "empty_ck"))
+for ck in ("empty_ck", "no_ck"):
+    expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--quiet", "--checkpoint", os.path.join(d, ck), "--resume"],
+                 f"--resume: no checkpoint in {os.path.join(d, ck)} ({os.path.join(d, ck, 'checkpoint.safetensors')} does not exist)",
+                 what=f"--resume from {ck}")
+c.check(os.listdir(os.path.join(d, "empty_ck")) == [] and not os.path.exists(os.path.join(d, "no_ck")),
+        "--resume without a checkpoint writes none")
+# A directory where a JSON file is expected: said to be one, not "invalid JSON at byte 0".
+expect_error([tool("mantissa-run"), "inspect", "--cost", "h100", "--fit", adir, "-o", os.path.join(d, "fit.json")],
+             "adir.plan: is a directory, expected a file", what="inspect --cost --fit DIR")
+expect_error([tool("mantissa-run"), "inspect", "--cost", adir, plan], "adir.plan: is a directory, expected a file",
+             what="inspect --cost DIR")
+# Files written after the whole run: a folder that is not there is refused before training.
+for opt, name in (("--save", "s.safetensors"), ("--json", "s.json")):
+    expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", opt, os.path.join(d, "nofolder", name)],
+                 f"{opt} {os.path.join(d, 'nofolder', name)}: no folder {os.path.join(d, 'nofolder')} to write it in",
+                 what=f"{opt} into a missing folder")
+expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--save", adir],
+             f"--save {adir}: is a directory; name a file", what="--save naming a directory")
+expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--checkpoint", os.path.join(d, "ck0"), "--every", "0"],
+             "--every '0': expected a number of steps >= 1", what="--every 0")
+# An output that would replace an input, or --save in no known format: refused before training.
+victim = os.path.join(d, "victim.plan")
+shutil.copy(plan, victim)
+expect_error([tool("mantissa-run"), "train", victim, "--steps", "1", "--json", victim],
+             f"--json {victim} is the input {victim}; name it differently", what="train --json PLAN")
+c.check(open(victim, "rb").read() == data, "train --json PLAN leaves the plan as it was")
+expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--data", f"{d}/x3.npy,{d}/y.npy", "--csv", f"{d}/y.npy"],
+             f"--csv {d}/y.npy is the input {d}/y.npy; name it differently", what="train --csv over --data's labels")
+expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--save", os.path.join(d, "out.bin")],
+             "--save " + os.path.join(d, "out.bin") + ": unknown checkpoint format; name the file *.safetensors or *.npz",
+             what="train --save in no known format")
+# measure --json: written after every plan has run; its folder is checked first, and naming a
+# plan (which it would overwrite) is refused, the plan unchanged.
+expect_error([tool("mantissa-run"), "measure", plan, "--backend", "cpu", "--json", os.path.join(d, "nofolder", "m.json")],
+             f"--json {os.path.join(d, 'nofolder', 'm.json')}: no folder {os.path.join(d, 'nofolder')} to write it in",
+             what="measure --json into a missing folder")
+shutil.copy(plan, victim)
+expect_error([tool("mantissa-run"), "measure", victim, "--backend", "cpu", "--steps", "1", "--warmup", "0", "--json", victim],
+             f"--json {victim} is the plan {victim}; name the results differently", what="measure --json PLAN")
+c.check(open(victim, "rb").read() == data, "measure --json PLAN leaves the plan as it was")
 # A checkpoint directory that is a file: one error naming the option, not std::terminate.
 expect_error([tool("mantissa-run"), "train", plan, "--steps", "1", "--checkpoint", plan],
              f"--checkpoint {plan}: cannot make it a directory", what="--checkpoint naming a file")

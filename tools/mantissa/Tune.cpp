@@ -34,6 +34,7 @@
 #include "compiler/PrecisionPolicy.h"
 #include "mantissa/Graph/GraphOps.h"
 #include "runtime/cost/CostModel.h"
+#include "runtime/io/AtomicFile.h"
 #include "runtime/io/MiniJson.h"
 #include "runtime/train/Numerics.h"
 #include "runtime/train/Trainer.h"
@@ -131,11 +132,11 @@ TuneOptions parseTuneOptions(int argc, char **argv) {
     std::string value = argv[++i];
     auto number = [&](double lo) {
       double v;
-      if (!parseDouble(value, v) || !(v >= lo))
+      if (!parseDouble(value, v) || !(v >= lo) || !std::isfinite(v)) // "inf" is no bound
       {
         char bound[32];
         std::snprintf(bound, sizeof bound, "%g", lo);
-        throw Error("option '" + arg + "' needs a number >= " + bound + ", got '" + value + "'");
+        throw Error("option '" + arg + "' needs a finite number >= " + bound + ", got '" + value + "'");
       }
       return v;
     };
@@ -211,6 +212,11 @@ TuneOptions parseTuneOptions(int argc, char **argv) {
   for (const std::string &input : {o.compile.model, o.select})
     if (!o.output.empty() && !input.empty() && llvm::sys::fs::equivalent(input, o.output))
       throw Error("-o " + o.output + " is the input " + input + "; name the policy differently");
+  // Files written after the whole search: a folder that is not there is said now, not after it.
+  if (!o.output.empty())
+    checkOutputPath("-o", o.output);
+  if (!o.plot.empty())
+    checkOutputPath("--plot", o.plot);
   if (o.finalSteps == 0)
     o.finalSteps = 2 * o.steps;
   return o;
@@ -854,21 +860,15 @@ int Tuner::run() {
 /// The policy file and the plot of the chosen candidate.
 void Tuner::report(size_t chosen) {
   const Candidate &pick = candidates_[chosen];
-  std::ofstream(o_.output) << formatPolicyFile(pick.policy);
+  std::string policy = formatPolicyFile(pick.policy);
+  writeFileAtomic(o_.output, policy.data(), policy.size()); // an Error naming the path, not "wrote"
   std::printf("wrote %s (%s)\n", o_.output.c_str(), pick.label.c_str());
   if (!o_.plot.empty())
     writePlot(paretoFront(), chosen);
 }
 
 int Tuner::select(const std::string &resultsPath) {
-  auto read = [](const std::string &path) {
-    std::ifstream in(path);
-    if (!in)
-      throw Error("cannot read '" + path + "'");
-    std::stringstream text;
-    text << in.rdbuf();
-    return json::parse(text.str(), path);
-  };
+  auto read = [](const std::string &path) { return json::parseFile(path); };
   auto field = [](const json::Value &v, const std::string &key) -> const json::Value * {
     for (const auto &[name, value] : v.members)
       if (name == key)
@@ -1080,7 +1080,7 @@ void Tuner::writePlot(const std::vector<size_t> &front, size_t chosen) const {
   auto px = [&](double x) { return L + (x - xmin) / (xmax - xmin) * (W - L - R); };
   auto py = [&](double y) { return H - B - (y - ymin) / (ymax - ymin) * (H - T - B); };
   double scale = 1e3; // ms or mJ
-  std::ofstream f(o_.plot);
+  std::ostringstream f;
   f << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
     << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
   f << "<line x1=\"" << L << "\" y1=\"" << H - B << "\" x2=\"" << W - R << "\" y2=\"" << H - B
@@ -1116,6 +1116,8 @@ void Tuner::writePlot(const std::vector<size_t> &front, size_t chosen) const {
       << "\" r=\"4\" fill=\"#c00\"><title>" << candidates_[i].label << "</title></circle>\n";
   f << "<circle cx=\"" << px(candidates_[chosen].gap) << "\" cy=\"" << py(objective(candidates_[chosen]))
     << "\" r=\"7\" fill=\"none\" stroke=\"#080\" stroke-width=\"2\"/>\n</svg>\n";
+  std::string svg = f.str();
+  writeFileAtomic(o_.plot, svg.data(), svg.size());
   std::printf("wrote %s\n", o_.plot.c_str());
 }
 
@@ -1283,7 +1285,11 @@ int tuneMain(int argc, char **argv) {
         throw Error("cannot create a temporary directory in /tmp");
       workDir = tmpl;
     } else {
-      std::filesystem::create_directories(workDir);
+      std::error_code ec; // an Error naming the option, not std::terminate
+      std::filesystem::create_directories(workDir, ec);
+      if (ec || !std::filesystem::is_directory(workDir))
+        throw Error("--emit-candidates " + workDir + ": cannot make it a directory (" +
+                    (ec ? ec.message() : std::string("a file of that name exists")) + ")");
     }
     struct RemoveOnExit {
       std::string dir;

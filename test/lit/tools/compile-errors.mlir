@@ -6,6 +6,10 @@
 // RUN: not mantissa compile %t/shape.mlir -o %t/shape.plan 2>&1 | FileCheck %s --check-prefix=SHAPE
 // RUN: not mantissa compile %models/mlp_digits.mlir -o %t/policy.plan --precision %t/policy.json 2>&1 | FileCheck %s --check-prefix=POLICY
 // RUN: not test -e %t/policy.plan
+// RUN: not mantissa compile %models/mlp_digits.mlir -o %t/policy.plan --precision %t/dup-policy.json 2>&1 | FileCheck %s --check-prefix=DUPPOLICY
+// RUN: mkdir -p %t/adir
+// RUN: not mantissa compile %models/mlp_digits.mlir -o %t/policy.plan --precision %t/adir 2>&1 | FileCheck %s --check-prefix=POLICYDIR
+// RUN: not test -e %t/policy.plan
 // RUN: not mantissa compile %t/batch.mlir -o %t/batch.plan --batch 32 2>&1 | FileCheck %s --check-prefix=BATCH
 // RUN: not mantissa compile %t/missing.mlir -o %t/x.plan 2>&1 | FileCheck %s --check-prefix=MISSING
 // RUN: not mantissa compile %models/mlp_digits.mlir -o %t/x.plan --precision fp8 2>&1 | FileCheck %s --check-prefix=PRECISION
@@ -27,6 +31,8 @@
 // SYNTAX: syntax.mlir:4:42: error: expected '>' in tensor type
 // SHAPE: shape.mlir:6:10: error: 'graph.linear' input has 3 features but the weight [4x5] expects 5
 // POLICY: error: assign-precision: policy file '{{.*}}policy.json' names op "fc9", but no op of @forward has that graph.name
+// DUPPOLICY: error: policy file '{{.*}}dup-policy.json': line 3, column 3: duplicate key "fc1" in "ops"; each key may appear once
+// POLICYDIR: error: policy file '{{.*}}adir': cannot read it (Is a directory)
 // BATCH: batch.mlir:5:10: error: set-batch: input "y" has batch 8 (dimension 0) but input "x" has 4
 // MISSING: error: cannot open '{{.*}}missing.mlir': No such file or directory
 // PRECISION: error: --precision must be fp32, fp16, bf16 or a policy file; 'fp8' is none of them (no such file)
@@ -76,3 +82,7 @@ module {
 }
 //--- policy.json
 {"default": "fp16", "ops": {"fc9": "fp32"}}
+//--- dup-policy.json
+{"default": "fp16", "ops": {
+  "fc1": "fp16",
+  "fc1": "fp32"}}

@@ -111,4 +111,26 @@ TEST(PolicyFile, AnInfiniteOrNonPositiveLossScaleIsTheFilesError) {
   EXPECT_EQ(std::stod(*scale), 1024.0);
 }
 
+// A repeated key would silently mean its last value (llvm::json keeps the last): the file's
+// error, naming the key, the line and column, and the object it repeats in. Oracle: the
+// positions counted by hand.
+TEST(PolicyFile, ARepeatedKeyIsTheFilesError) {
+  EXPECT_EQ(parseError("{\"default\": \"fp16\",\n \"ops\": {\"fc1\": \"fp16\",\n   \"fc1\": \"fp32\"}}"),
+            "policy file 'dir/test.json': line 3, column 4: duplicate key \"fc1\" in \"ops\"; "
+            "each key may appear once");
+  EXPECT_EQ(parseError(R"({"default": "fp16", "default": "fp32"})"),
+            "policy file 'dir/test.json': line 1, column 21: duplicate key \"default\"; "
+            "each key may appear once");
+  // The same name spelt with an escape is the same key.
+  std::string e = parseError(R"({"default": "fp16", "groups": {"fc": "fp16", "f\u0063": "bf16"}})");
+  EXPECT_NE(e.find("duplicate key \"fc\" in \"groups\""), std::string::npos) << e;
+  // One name in "kinds", "groups" and "ops" is no repeat, nor a key that is also a value, nor
+  // a colon, brace or quote inside a string.
+  PolicyFile p = parse(R"({"default": "fp32", "kinds": {"linear": "fp16"}, "groups": {"linear": "bf16"},
+                          "ops": {"linear": "fp32", "a\"}{,:": "fp16", "fp16": "fp16"}})");
+  EXPECT_EQ(p.kinds.at("linear"), "fp16");
+  EXPECT_EQ(p.groups.at("linear"), "bf16");
+  EXPECT_EQ(p.ops.size(), 3u);
+}
+
 } // namespace

@@ -283,7 +283,7 @@ std::vector<float> iotaF(size_t n, float scale = 1.0f) {
 
 TEST(NpyPair, LoadsClassificationAndSplits) {
   Pair p;
-  writeNpy(p.x, HostTensor::fromFloats("x", {20, 64}, iotaF(20 * 64, 0.01f), D::F64));
+  writeNpy(p.x, HostTensor::fromFloats("x", {20, 1, 8, 8}, iotaF(20 * 64, 0.01f), D::F64));
   std::vector<float> labels(20);
   for (int i = 0; i < 20; ++i)
     labels[i] = static_cast<float>(i % 4);
@@ -295,6 +295,7 @@ TEST(NpyPair, LoadsClassificationAndSplits) {
   EXPECT_EQ(s.train.xShape, (std::vector<int64_t>{1, 8, 8}));
   EXPECT_FLOAT_EQ(s.heldOut.x[0], 15 * 64 * 0.01f);
   EXPECT_EQ(s.heldOut.y[0], 3.0f);
+  writeNpy(p.x, HostTensor::fromFloats("x", {20, 64}, iotaF(20 * 64, 0.01f), D::F64));
   DataSplit all = loadNpyPair(p.x, p.y, {64}, {}, true, 0.0, 10);
   EXPECT_EQ(all.train.n, 20);
   EXPECT_EQ(all.heldOut.n, 0);
@@ -324,6 +325,31 @@ TEST(NpyPair, ShapeMismatchNamesTheFileAndBothShapes) {
               {p.y, "labels of shape [N]", "[99,2]"});
   expectError([&] { loadNpyPair(p.x, p.y, {64}, {3}, false); },
               {p.y, "expected targets of shape [N,3]", "got int64 [99,2]"});
+}
+
+// The same number of elements in another shape is refused, not reinterpreted: [N,8,8] is not
+// [N,64], and channels-last [N,4,4,3] read as [N,3,4,4] would scramble every image.
+TEST(NpyPair, AnotherShapeWithTheSameSizeIsRefused) {
+  Pair p;
+  writeNpy(p.x, HostTensor::fromFloats("x", {10, 8, 8}, iotaF(640), D::F32));
+  writeNpy(p.y, HostTensor::fromFloats("y", {10}, std::vector<float>(10, 1), D::I64));
+  expectError([&] { loadNpyPair(p.x, p.y, {64}, {}, true); },
+              {p.x + ": expected inputs of shape [N,64] (N samples of [64]), got float32 [10,8,8]",
+               "a.reshape(10, 64)"});
+  writeNpy(p.x, HostTensor::fromFloats("x", {10, 64}, iotaF(640), D::F32));
+  expectError([&] { loadNpyPair(p.x, p.y, {1, 8, 8}, {}, true); },
+              {p.x + ": expected inputs of shape [N,1,8,8]", "got float32 [10,64]"});
+  writeNpy(p.x, HostTensor::fromFloats("x", {10, 4, 4, 3}, iotaF(480), D::F32));
+  expectError([&] { loadNpyPair(p.x, p.y, {3, 4, 4}, {}, true); },
+              {p.x + ": expected inputs of shape [N,3,4,4]", "got float32 [10,4,4,3]"});
+  writeNpy(p.x, HostTensor::fromFloats("x", {10, 3, 4, 4}, iotaF(480), D::F32));
+  writeNpy(p.y, HostTensor::fromFloats("y", {10, 32}, iotaF(320), D::F32));
+  expectError([&] { loadNpyPair(p.x, p.y, {3, 4, 4}, {2, 4, 4}, false); },
+              {p.y + ": expected targets of shape [N,2,4,4]", "got float32 [10,32]"});
+  // No hint to reshape when the sizes differ.
+  writeNpy(p.x, HostTensor::fromFloats("x", {10, 65}, iotaF(650), D::F32));
+  std::string e = expectError([&] { loadNpyPair(p.x, p.y, {64}, {}, true); }, {"got float32 [10,65]"});
+  EXPECT_EQ(e.find("reshape"), std::string::npos) << e;
 }
 
 TEST(NpyPair, NonFiniteValuesAreReportedWithElementAndSample) {

@@ -585,3 +585,28 @@ TEST(MiniJson, AParseErrorNamesTheFileAndTheByte) {
                               {"results.json: invalid JSON at byte 11"});
   EXPECT_EQ(e.find("header"), std::string::npos) << e;
 }
+
+// A repeated key is ambiguous (which value did the writer mean?): an error naming the key and
+// where it repeats, in any object, at any depth. Oracle: the byte, line and column counted by
+// hand from the text.
+TEST(MiniJson, ADuplicateKeyIsAnErrorNamingTheKeyAndPlace) {
+  expectError([] { json::parse("{\"a\": 1, \"a\": 2}", "f.json"); },
+              {"f.json: duplicate key \"a\" at byte 9 (line 1, column 10)"});
+  expectError([] { json::parse("{\"plans\": [{\"plan\": \"x\",\n  \"plan\": \"y\"}]}", "r.json"); },
+              {"r.json: duplicate key \"plan\" at byte 27 (line 2, column 3)"});
+  // The same key in sibling objects, and in an object and its child, is no repeat.
+  json::Value v = json::parse(R"({"a": {"a": 1}, "b": [{"a": 1}, {"a": 2}]})", "ok.json");
+  EXPECT_EQ(v.members.size(), 2u);
+}
+
+// A directory or a missing file is said to be one, not "invalid JSON at byte 0".
+TEST(MiniJson, ParseFileNamesADirectoryOrAMissingFile) {
+  ScratchDir dir;
+  std::string e = expectError([&] { json::parseFile(dir.path); },
+                              {dir.path + ": is a directory, expected a file"});
+  EXPECT_EQ(e.find("invalid JSON"), std::string::npos) << e;
+  expectError([&] { json::parseFile(dir.file("none.json")); },
+              {dir.file("none.json") + ": cannot open: No such file or directory"});
+  writeText(dir.file("ok.json"), R"({"k": [1, 2]})");
+  EXPECT_EQ(json::parseFile(dir.file("ok.json")).members.at(0).second.items.size(), 2u);
+}
