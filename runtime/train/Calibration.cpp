@@ -119,12 +119,7 @@ void writeCalibration(const std::string &path, const CalibrationFile &c) {
 }
 
 CalibrationFile readCalibration(const std::string &path) {
-  std::ifstream f(path);
-  if (!f)
-    throw Error(path + ": cannot read the calibration");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  json::Value v = json::parse(ss.str(), path);
+  json::Value v = json::parseFile(path); // a missing file or a directory: an Error naming it
   CalibrationFile c;
   c.plan = member(v, "plan", path).text;
   c.device = member(v, "device", path).text;

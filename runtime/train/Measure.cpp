@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -114,14 +115,15 @@ int measureMain(int argc, char **argv) {
               ", \"ms_per_step\": " + num + ", \"precision\": " + json::quote(s.precision) +
               ", \"skipped_steps\": " + std::to_string(s.skippedSteps) + "}";
     }
-    std::ofstream out(jsonPath);
+    std::ostringstream out;
     out << "{\n  \"backend\": " << json::quote(ranOn) << ",\n  \"device\": " << json::quote(device)
         << ",\n  \"steps\": " << steps << ",\n  \"warmup\": " << warmup
         << ",\n  \"timing\": \"wall clock per training step on one fixed batch, after warmup, "
            "between device synchronisations\",\n  \"plans\": [\n"
         << rows << "\n  ]\n}\n";
-    if (!out)
-      throw Error("cannot write '" + jsonPath + "'");
+    const std::string text = out.str();
+    writeFileAtomic(jsonPath, text.data(), text.size()); // an Error naming the path
+
     std::printf("wrote %s (%s: %s)\n", jsonPath.c_str(), ranOn.c_str(), device.c_str());
     return 0;
   } catch (const Error &e) {

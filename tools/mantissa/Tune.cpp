@@ -159,9 +159,14 @@ TuneOptions parseTuneOptions(int argc, char **argv) {
       o.budget = integer(1);
     else if (arg == "--max-grad-error")
       o.maxGradError = number(0);
-    else if (arg == "--max-grad-underflow")
+    else if (arg == "--max-grad-underflow") {
       o.maxGradUnderflow = number(0);
-    else if (arg == "--loss-scaling") {
+      if (o.maxGradUnderflow > 1) // a share: 1 already lets every gradient underflow
+        throw Error(
+            "option '--max-grad-underflow' is a share of the gradients, a number in [0, 1]; "
+            "got '" +
+            value + "'");
+    } else if (arg == "--loss-scaling") {
       if (value != "dynamic" && value != "none")
         throw Error("--loss-scaling must be dynamic or none, got '" + value + "'");
       o.lossScaling = value;

@@ -1,11 +1,12 @@
 // mantissa tune: a bad option is one clear error before any training run.
-// RUN: split-file %s %t
+// RUN: rm -rf %t && split-file %s %t
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --budget 0 2>&1 | FileCheck %s --check-prefix=BUDGET
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --max-metric-gap abc 2>&1 | FileCheck %s --check-prefix=GAP
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --max-metric-gap -0.1 2>&1 | FileCheck %s --check-prefix=NEGGAP
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --select %t/partial.json 2>&1 | FileCheck %s --check-prefix=PARTIAL
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --select %t/noplans.json 2>&1 | FileCheck %s --check-prefix=NOPLANS
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --max-metric-gap inf 2>&1 | FileCheck %s --check-prefix=INFGAP
+// RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --max-grad-underflow 1.5 2>&1 | FileCheck %s --check-prefix=SHARE
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --max-metric-gap nan 2>&1 | FileCheck %s --check-prefix=NANGAP
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --lr inf 2>&1 | FileCheck %s --check-prefix=INFLR
 // RUN: mkdir -p %t/adir
@@ -26,6 +27,7 @@
 // GAP: error: option '--max-metric-gap' needs a finite number >= 0, got 'abc'
 // NEGGAP: error: option '--max-metric-gap' needs a finite number >= 0, got '-0.1'
 // INFGAP: error: option '--max-metric-gap' needs a finite number >= 0, got 'inf'
+// SHARE: error: option '--max-grad-underflow' is a share of the gradients, a number in [0, 1]; got '1.5'
 // NANGAP: error: option '--max-metric-gap' needs a finite number >= 0, got 'nan'
 // INFLR: error: option '--lr' needs a finite number >= 0, got 'inf'
 // DIR: error: {{.*}}adir: is a directory, expected a file
