@@ -880,11 +880,24 @@ int Tuner::select(const std::string &resultsPath) {
         return &value;
     return nullptr;
   };
-  auto number = [&](const json::Value &v, const std::string &key, const std::string &where) {
+  // A finite number >= lo (> lo where `open`): a time, a count or a bound, not 0 ms or 1e999.
+  auto checked = [](const json::Value &x, const std::string &key, const std::string &where,
+                    double lo, bool open) {
+    double d = std::strtod(x.text.c_str(), nullptr);
+    if (!std::isfinite(d) || d < lo || (open && d == lo)) {
+      char bound[32];
+      std::snprintf(bound, sizeof bound, "%g", lo);
+      throw Error(where + ": \"" + key + "\" is " + x.text + "; expected a finite number " +
+                  (open ? "> " : ">= ") + bound);
+    }
+    return d;
+  };
+  auto number = [&](const json::Value &v, const std::string &key, const std::string &where,
+                    double lo, bool open = false) {
     const json::Value *x = field(v, key);
     if (!x || x->kind != json::Value::Kind::Number)
       throw Error(where + ": needs a number \"" + key + "\"");
-    return std::strtod(x->text.c_str(), nullptr);
+    return checked(*x, key, where, lo, open);
   };
   auto string = [&](const json::Value &v, const std::string &key, const std::string &where) {
     const json::Value *x = field(v, key);
@@ -905,8 +918,11 @@ int Tuner::select(const std::string &resultsPath) {
   for (const json::Value &p : plans->items) {
     std::filesystem::path plan = string(p, "plan", resultsPath);
     const json::Value *j = field(p, "joules_per_step");
-    measured[plan.filename().string()] = {number(p, "ms_per_step", resultsPath) * 1e-3,
-                                          j && j->kind == json::Value::Kind::Number ? std::strtod(j->text.c_str(), nullptr) : NAN};
+    measured[plan.filename().string()] = {
+        number(p, "ms_per_step", resultsPath, 0, /*open=*/true) * 1e-3,
+        j && j->kind == json::Value::Kind::Number
+            ? checked(*j, "joules_per_step", resultsPath, 0, false)
+            : NAN};
     if (dir.empty())
       dir = plan.parent_path().string();
   }
@@ -915,8 +931,8 @@ int Tuner::select(const std::string &resultsPath) {
   std::string manifestPath = (std::filesystem::path(dir.empty() ? "." : dir) / "manifest.json").string();
   json::Value manifest = read(manifestPath);
   classification_ = string(manifest, "metric", manifestPath) == "accuracy";
-  metricSteps_ = int64_t(number(manifest, "steps", manifestPath));
-  maxGap_ = number(manifest, "max_metric_gap", manifestPath);
+  metricSteps_ = int64_t(number(manifest, "steps", manifestPath, 1));
+  maxGap_ = number(manifest, "max_metric_gap", manifestPath, 0);
   const json::Value *list = field(manifest, "candidates");
   if (!list || list->kind != json::Value::Kind::Array || list->items.empty())
     throw Error(manifestPath + ": needs a non-empty \"candidates\" array");

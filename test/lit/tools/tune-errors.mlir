@@ -19,6 +19,9 @@
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --plot %t/nofolder/front.svg 2>&1 | FileCheck %s --check-prefix=NOPLOTFOLDER
 // RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --emit-candidates %t/dup.json/c 2>&1 | FileCheck %s --check-prefix=EMITFILE
 // RUN: not test -e %t/p.json
+// RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --select %t/zero.json 2>&1 | FileCheck %s --check-prefix=ZEROMS
+// RUN: not mantissa tune %models/mlp_digits.mlir -o %t/p.json --select %t/hugej.json 2>&1 | FileCheck %s --check-prefix=HUGEJ
+// RUN: not test -e %t/p.json
 // RUN: cp %t/noplans.json %t/same.json
 // RUN: not mantissa tune %models/mlp_digits.mlir --select %t/same.json -o %t/same.json 2>&1 | FileCheck %s --check-prefix=SAME
 // RUN: cmp %t/noplans.json %t/same.json
@@ -39,6 +42,8 @@
 // EMITFILE: error: --emit-candidates {{.*}}dup.json/c: cannot make it a directory (Not a directory)
 // PARTIAL: error: {{.*}}partial.json: invalid JSON at byte 34: control character in string
 // SAME: error: -o {{.*}}same.json is the input {{.*}}same.json; name the policy differently
+// ZEROMS: error: {{.*}}zero.json: "ms_per_step" is 0; expected a finite number > 0
+// HUGEJ: error: {{.*}}hugej.json: "joules_per_step" is 1e999; expected a finite number >= 0
 // NOPLANS: error: {{.*}}noplans.json: needs "plans": [{"plan", "ms_per_step"}, ...] (mantissa-run measure --json)
 
 //--- partial.json
@@ -48,3 +53,7 @@
 //--- dup.json
 {"plans": [
   {"plan": "a.plan", "ms_per_step": 1.5, "ms_per_step": 2.5}]}
+//--- zero.json
+{"plans": [{"plan": "a.plan", "ms_per_step": 0}]}
+//--- hugej.json
+{"plans": [{"plan": "a.plan", "ms_per_step": 2.5, "joules_per_step": 1e999}]}
