@@ -47,6 +47,7 @@
 #include "runtime/cuda/FixedLaunch.h"
 #include "runtime/cuda/KernelLoader.h"
 #include "runtime/cuda/Nvrtc.h"
+#include "runtime/cuda/ScratchMap.h"
 #include "runtime/kernels/IterationSpace.h"
 
 #include "common/Error.h"
@@ -108,22 +109,6 @@ std::string bytesText(size_t bytes) {
   std::snprintf(buf, sizeof buf, "%.2f GiB", double(bytes) / double(1ull << 30));
   return buf;
 }
-
-/// The scratch of one step (or of one way to run a convolution): what lives only while
-/// that step runs. Each layout is a range of its own, [begin, begin + size), in a virtual
-/// space of offsets; a launch looks its offsets up when it runs (CudaExecutor::scratch), in
-/// the temp arena's bytes that no temp live at its step holds, or in the scratch buffer
-/// that the steps which found no room there share (they run one after another).
-struct ScratchLayout {
-  size_t begin = 0;
-  size_t size = 0;
-  /// A virtual offset of `bytes` bytes, 256-byte aligned within the layout.
-  size_t take(size_t bytes) {
-    size_t off = begin + size;
-    size += (bytes + 255) / 256 * 256;
-    return off;
-  }
-};
 
 /// A loaded kernel with the host-side types of its parameters.
 template <class... P> using KernelRef = TypedKernel<cudaKernel_t, P...>;
@@ -250,7 +235,7 @@ private:
     std::string name; // im2col, gemm, nhwc, nhwc-w4
     Launch launch;
     size_t scratch = 0;
-    int scratchRange = -1; // its index in scratchRanges_ (-1: none)
+    int scratchRange = -1; // its range in scratchMap_ (-1: none)
     double ms = 0; // measured by tuneConvolutions
   };
   struct PreparedStep {
@@ -362,9 +347,9 @@ private:
                     ScratchLayout &sl) const;
   void runGemm(const GemmPlan &plan, const GemmCall &call);
   /// Where virtual scratch offset `offset` (ScratchLayout::take) lies now.
-  char *scratch(size_t offset) const;
-  /// A layout whose range starts after every range so far.
-  ScratchLayout openScratch() const { return ScratchLayout{scratchCursor_, 0}; }
+  char *scratch(size_t offset) const {
+    return scratchMap_.resolve(offset, static_cast<char *>(arena_), static_cast<char *>(scratch_));
+  }
   /// Records layout `sl` (of step `step` of function `function`; -1: keep it out of the
   /// arena) and places it: in the arena's free bytes at that step where they have room
   /// (and MANTISSA_CUDA_SCRATCH is not "buffer"), else in the scratch buffer. Returns its
@@ -417,17 +402,7 @@ private:
   void *scratch_ = nullptr;
   void *arena_ = nullptr; // the plan's temp arena (Plan.arena_bytes; temps at their offsets)
   size_t scratchBytes_ = 0;
-  size_t otherScratch_ = 0; // the most buffer scratch of a step not timed by auto
-  /// A ScratchLayout's range: where its virtual offsets lie (by begin; see scratch()).
-  struct ScratchRange {
-    size_t begin = 0, size = 0;
-    int function = -1;        // its step's function index (-1: never in the arena)
-    int64_t step = -1;        // ... and step
-    int64_t arenaOffset = -1; // >= 0: in the arena at this offset; else in scratch_
-    bool used = true;         // false: a way to run a convolution that was not chosen
-  };
-  std::vector<ScratchRange> scratchRanges_;
-  size_t scratchCursor_ = 0;
+  ScratchMap scratchMap_;      // where each step's scratch lies (in the arena or in scratch_)
   bool scratchInArena_ = true; // MANTISSA_CUDA_SCRATCH=arena (the default) or =buffer
   int *status_ = nullptr; // device: [code, site, a, b], written by kernels on errors
   std::vector<Site> sites_;
@@ -899,32 +874,15 @@ void CudaExecutor::batchElementwise(const plan::Function &fn, PreparedFunction &
   }
 }
 
-char *CudaExecutor::scratch(size_t offset) const {
-  // The range whose begin is the last at or before offset (ranges are by begin).
-  auto it = std::upper_bound(scratchRanges_.begin(), scratchRanges_.end(), offset,
-                             [](size_t v, const ScratchRange &r) { return v < r.begin; });
-  if (it == scratchRanges_.begin() || offset >= std::prev(it)->begin + std::prev(it)->size)
-    throw Error("internal error: scratch offset " + std::to_string(offset) +
-                " belongs to no step's scratch");
-  const ScratchRange &r = *std::prev(it);
-  char *base = r.arenaOffset >= 0 ? static_cast<char *>(arena_) + r.arenaOffset
-                                  : static_cast<char *>(scratch_);
-  return base + (offset - r.begin);
-}
-
 int CudaExecutor::closeScratch(const ScratchLayout &sl, int function, int64_t step) {
-  if (sl.size == 0)
-    return -1;
-  if (sl.begin != scratchCursor_)
-    throw Error("internal error: scratch layouts closed out of order");
-  scratchRanges_.push_back({sl.begin, sl.size, function, step, -1});
-  scratchCursor_ = sl.begin + sl.size;
-  placeInArena(scratchRanges_.size() - 1);
-  return int(scratchRanges_.size() - 1);
+  int r = scratchMap_.close(sl, function, step);
+  if (r >= 0)
+    placeInArena(size_t(r));
+  return r;
 }
 
 bool CudaExecutor::placeInArena(size_t r) {
-  ScratchRange &range = scratchRanges_[r];
+  ScratchMap::Range &range = scratchMap_[r];
   if (range.arenaOffset < 0 && scratchInArena_ && arena_ && range.function >= 0)
     range.arenaOffset =
         plan_.freeArenaOffset(uint32_t(range.function), range.step, range.size, /*align=*/256);
@@ -932,7 +890,6 @@ bool CudaExecutor::placeInArena(size_t r) {
 }
 
 void CudaExecutor::prepareFunctions() {
-  size_t maxScratch = 0;
   uint32_t index = 0;
   for (const plan::Function *fn : *plan_->functions()) {
     PreparedFunction &pf = functions_[fn->name()->str()];
@@ -953,19 +910,13 @@ void CudaExecutor::prepareFunctions() {
           // tuneConvolutions has timed them. Their scratch is in the buffer, which fits
           // the largest for now; the chosen way's moves into the arena where it fits.
           std::vector<ConvVariant> variants = convVariants(*step->kernel_as_Conv2d(), fnIndex, s);
-          for (const ConvVariant &v : variants)
-            maxScratch = std::max(maxScratch, v.scratch);
           pf.steps.push_back({where, variants.front().launch, variants.front().launch,
                               std::move(variants), step->kernel_as_Conv2d()->out()});
         } else {
-          ScratchLayout sl = openScratch();
+          ScratchLayout sl = scratchMap_.open();
           Launch l = prepareStep(*step, site, sl);
           pf.steps.push_back({where, l, l, {}});
-          int r = closeScratch(sl, int(fnIndex), int64_t(s));
-          if (r >= 0 && scratchRanges_[size_t(r)].arenaOffset < 0) {
-            otherScratch_ = std::max(otherScratch_, sl.size);
-            maxScratch = std::max(maxScratch, sl.size);
-          }
+          closeScratch(sl, int(fnIndex), int64_t(s));
         }
       } catch (const Error &e) {
         throw Error(plan_.name() + ": " + fn->name()->str() + " " + where + ": " + e.what());
@@ -973,6 +924,9 @@ void CudaExecutor::prepareFunctions() {
     }
     batchElementwise(*fn, pf);
   }
+  // The buffer holds the largest scratch that found no room in the arena (auto: of every
+  // way to run a convolution, until tuneConvolutions has chosen).
+  const size_t maxScratch = scratchMap_.bufferBytes(/*alsoUnused=*/true);
   if (maxScratch > 0) {
     cudaError_t e = cudaMalloc(&scratch_, maxScratch);
     if (e != cudaSuccess) {
@@ -1469,14 +1423,14 @@ std::vector<CudaExecutor::ConvVariant> CudaExecutor::convVariants(const plan::Co
   std::string lastError;
   auto add = [&](const char *name, auto &&prepare) {
     try {
-      ScratchLayout sl = openScratch();
+      ScratchLayout sl = scratchMap_.open();
       Launch l = prepare(sl);
       // In the buffer while every way is timed (-1: not placed yet); remembered for the
       // chosen one's placement.
       int r = closeScratch(sl, -1, step);
       if (r >= 0) {
-        scratchRanges_[size_t(r)].function = int(function);
-        scratchRanges_[size_t(r)].used = false; // until tuneConvolutions chooses it
+        scratchMap_[size_t(r)].function = int(function);
+        scratchMap_[size_t(r)].used = false; // until tuneConvolutions chooses it
       }
       out.push_back({name, std::move(l), sl.size, r, 0.0});
     } catch (const Error &e) {
@@ -1506,7 +1460,7 @@ void CudaExecutor::tuneConvolutions() {
   checkCuda(cudaEventCreate(&start), "cudaEventCreate");
   checkCuda(cudaEventCreate(&stop), "cudaEventCreate");
   const bool verbose = std::string(envOr("MANTISSA_VERBOSE", "0")) != "0";
-  size_t needed = 0, tuned = 0, changed = 0;
+  size_t tuned = 0, changed = 0;
   for (auto &[name, pf] : functions_) {
     for (PreparedStep &ps : pf.steps) {
       if (ps.variants.empty())
@@ -1560,9 +1514,8 @@ void CudaExecutor::tuneConvolutions() {
       ps.launch = ps.own = ps.variants[best].launch;
       const int range = ps.variants[best].scratchRange;
       if (range >= 0) {
-        scratchRanges_[size_t(range)].used = true;
-        if (!placeInArena(size_t(range)))
-          needed = std::max(needed, ps.variants[best].scratch);
+        scratchMap_[size_t(range)].used = true;
+        placeInArena(size_t(range));
       }
       std::vector<ConvVariant> chosen = {ps.variants[best]};
       ps.variants = std::move(chosen);
@@ -1572,7 +1525,7 @@ void CudaExecutor::tuneConvolutions() {
   cudaEventDestroy(stop);
   // Scratch: the other steps' maximum and the chosen convolutions' that did not fit in
   // the arena. Launches look the scratch up when they run (scratch()), so it may move.
-  needed = std::max(needed, otherScratch_);
+  const size_t needed = scratchMap_.bufferBytes();
   if (needed < scratchBytes_) {
     checkCuda(cudaFree(scratch_), "cudaFree (scratch)");
     scratch_ = nullptr;
@@ -1595,7 +1548,7 @@ void CudaExecutor::tuneConvolutions() {
 
 void CudaExecutor::reportScratch() const {
   size_t inArena = 0, inBuffer = 0, arenaMax = 0, bufferMax = 0;
-  for (const ScratchRange &r : scratchRanges_) {
+  for (const ScratchMap::Range &r : scratchMap_.ranges()) {
     if (!r.used)
       continue;
     if (r.arenaOffset >= 0) {
