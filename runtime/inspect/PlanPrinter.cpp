@@ -3,8 +3,10 @@
 #include "plan/DType.h"
 #include "plan/PlanIntegrity.h"
 
+#include "common/Error.h"
 #include "common/ScalarOp.h"
 #include "plan/mantissa_plan_generated.h"
+#include "runtime/cpu/PlanLoader.h"
 
 #include <cerrno>
 #include <cmath>
@@ -12,6 +14,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -39,8 +42,11 @@ std::string fmt(double v) {
 
 class Printer {
 public:
-  Printer(const Plan &p, std::ostream &os, const PlanPrintOptions &options)
-      : p_(p), os_(os), options_(options) {}
+  /// `loaded`: the same plan through the runtime's checks (its liveness), or null with
+  /// `loadError` saying why.
+  Printer(const Plan &p, std::ostream &os, const PlanPrintOptions &options,
+          const LoadedPlan *loaded, std::string loadError)
+      : p_(p), os_(os), options_(options), loaded_(loaded), loadError_(std::move(loadError)) {}
 
   void print(size_t bytes);
 
@@ -82,9 +88,13 @@ private:
   std::string kernel(const Step &s);
   void elementwise(const Elementwise &k);
 
+  void livePeaks();
+
   const Plan &p_;
   std::ostream &os_;
   const PlanPrintOptions &options_;
+  const LoadedPlan *loaded_;
+  std::string loadError_;
 };
 
 void Printer::print(size_t bytes) {
@@ -298,6 +308,7 @@ void Printer::tensors() {
   if (unplanned)
     os_ << ", " << unplanned << " bytes of temps outside it";
   os_ << "\n";
+  livePeaks();
   // What a backend allocates beside the plan's tensors is its own, sized on the device.
   os_ << "  not in the peak: the backend's own (CUDA: cuBLAS's 32 MiB workspace; a step's "
          "scratch -- convolution copies and partials, batch-norm and reduction partials -- goes "
@@ -474,6 +485,48 @@ void Printer::elementwise(const Elementwise &k) {
     }
 }
 
+/// Per function, the step where the most temps in the arena are live at once (the
+/// liveness the runtime verifies the memory plan against): where the peak is, how close
+/// the arena's first fit came to it, and what room a backend's scratch finds there.
+void Printer::livePeaks() {
+  if (!loaded_) {
+    os_ << "  live temps per step: not shown (" << loadError_ << ")\n";
+    return;
+  }
+  if (!p_.functions())
+    return;
+  for (uint32_t f = 0; f < p_.functions()->size(); ++f) {
+    const Function *fn = p_.functions()->Get(f);
+    const int64_t steps = fn->steps() ? int64_t(fn->steps()->size()) : 0;
+    const std::vector<LoadedPlan::ArenaTemp> &temps = loaded_->arenaTemps(f);
+    if (temps.empty() || steps == 0)
+      continue;
+    // The bytes the live temps cover (a result written in place of a dying input shares
+    // its bytes: counted once).
+    std::vector<uint64_t> live(size_t(steps), 0);
+    for (int64_t s = 0; s < steps; ++s) {
+      std::vector<std::pair<uint64_t, uint64_t>> spans;
+      for (const LoadedPlan::ArenaTemp &t : temps)
+        if (t.start <= s && s <= t.end)
+          spans.push_back({t.begin, t.begin + t.bytes});
+      std::sort(spans.begin(), spans.end());
+      uint64_t covered = 0, end = 0;
+      for (const auto &[b, e] : spans) {
+        if (e > std::max(b, end))
+          covered += e - std::max(b, end);
+        end = std::max(end, e);
+      }
+      live[size_t(s)] = covered;
+    }
+    const int64_t peak = int64_t(std::max_element(live.begin(), live.end()) - live.begin());
+    const Step *step = fn->steps()->Get(uint32_t(peak));
+    os_ << "  " << (fn->name() ? fn->name()->str() : "?") << ": at most " << live[size_t(peak)]
+        << " bytes of temps live at once, at step " << peak << " '"
+        << (step->name() ? step->name()->str() : "") << "'; the largest free span of the arena "
+        << "there is " << loaded_->largestFreeArenaSpan(f, peak, 256) << " bytes\n";
+  }
+}
+
 } // namespace
 
 std::string printPlan(const uint8_t *data, size_t size, std::ostream &os,
@@ -482,7 +535,15 @@ std::string printPlan(const uint8_t *data, size_t size, std::ostream &os,
     return problem;
   if (!options.source.empty() || !options.ptx.empty())
     return printKernelText(*GetPlan(data), options, os);
-  Printer(*GetPlan(data), os, options).print(size);
+  // The runtime's checks (and the liveness they compute) on a copy of the bytes.
+  std::optional<LoadedPlan> loaded;
+  std::string loadError;
+  try {
+    loaded.emplace(LoadedPlan::fromBytes(std::vector<uint8_t>(data, data + size), "the plan"));
+  } catch (const Error &e) {
+    loadError = e.what();
+  }
+  Printer(*GetPlan(data), os, options, loaded ? &*loaded : nullptr, loadError).print(size);
   return "";
 }
 

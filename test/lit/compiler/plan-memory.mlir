@@ -18,6 +18,12 @@
 // CHECK:        Temp: 25 tensors, 126350 elements, 505400 bytes
 // CHECK:      memory: peak 291116 bytes = temps 169984 + persistent 104492 + inputs 16640 (plan peak_bytes 291116)
 // CHECK-NEXT:   temp arena: 169984 bytes for 505400 bytes of temps sharing it by liveness (34%)
+// Where the most temps are live at once. eval_step, by hand: fc1 writes t28 (32768 bytes),
+// fc1+relu writes t29 in its place, fc2 reads t29 and writes t30: 65536 bytes at step 2,
+// and the rest of the arena, [65536, 169984), is free there. train_step's peak is within
+// 468 bytes of the arena (first fit, 256-byte aligned).
+// CHECK-NEXT:   train_step: at most 169516 bytes of temps live at once, at step 15 'reduce_sum.15'; the largest free span of the arena there is 0 bytes
+// CHECK-NEXT:   eval_step: at most 65536 bytes of temps live at once, at step 2 'fc2'; the largest free span of the arena there is 104448 bytes
 // CHECK:        Param fc1.weight f32[128x64] init uniform
 // CHECK-NOT:    Param {{.*}} offset
 // fc1's GEMM result t9 and fc1+relu's t10; fc2's t11 and t12.
