@@ -101,6 +101,8 @@ void Printer::print(size_t bytes) {
   // printPlan checked the checksum before printing anything.
   os_ << "plan version " << p_.version() << ", " << bytes << " bytes, checksum "
       << hex16(p_.checksum()) << " (holds)\n";
+  if (!loaded_)
+    os_ << "runtime checks: FAIL, mantissa-run refuses this plan: " << loadError_ << "\n";
   model();
   config();
   tensors();
@@ -490,7 +492,7 @@ void Printer::elementwise(const Elementwise &k) {
 /// the arena's first fit came to it, and what room a backend's scratch finds there.
 void Printer::livePeaks() {
   if (!loaded_) {
-    os_ << "  live temps per step: not shown (" << loadError_ << ")\n";
+    os_ << "  live temps per step: not shown (the runtime's checks fail, above)\n";
     return;
   }
   if (!p_.functions())

@@ -5,12 +5,14 @@
 #include "common/ScalarOp.h"
 #include "plan/PlanIntegrity.h"
 #include "runtime/cpu/CpuBackend.h"
+#include "runtime/inspect/PlanPrinter.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 
 using namespace mantissa;
 namespace fb = flatbuffers;
@@ -272,6 +274,30 @@ TEST(Plan, AnOlderVersionIsReportedAsSuchAndNotAsDamage) {
   o.checksum = 0;
   EXPECT_EQ(loadError(buildPlan(o)), "model.plan: plan version 7, but this runtime reads version " +
                                          std::to_string(kPlanVersion) + " (recompile the model)");
+}
+
+// inspect lists a plan whose bytes are whole but which the runtime refuses, and says so
+// on its second line; a damaged one it refuses, as the runtime does.
+TEST(Plan, InspectSaysWhenTheRuntimeRefusesAPlan) {
+  PlanOptions o;
+  o.gemmB = 99;
+  std::vector<uint8_t> bytes = buildPlan(o);
+  std::ostringstream listing;
+  EXPECT_EQ(printPlan(bytes.data(), bytes.size(), listing, {}), "");
+  EXPECT_NE(listing.str().find("\nruntime checks: FAIL, mantissa-run refuses this plan: the plan: "
+                               "train_step step 0 'fc1.matmul' (Gemm): operand b is tensor 99"),
+            std::string::npos)
+      << listing.str();
+  EXPECT_NE(listing.str().find("live temps per step: not shown"), std::string::npos);
+  bytes = buildPlan();
+  std::ostringstream good;
+  EXPECT_EQ(printPlan(bytes.data(), bytes.size(), good, {}), "");
+  EXPECT_EQ(good.str().find("runtime checks"), std::string::npos);
+  bytes[bytes.size() / 2] ^= 1;
+  std::ostringstream damaged;
+  EXPECT_NE(printPlan(bytes.data(), bytes.size(), damaged, {}).find("corrupt plan"),
+            std::string::npos);
+  EXPECT_EQ(damaged.str(), "");
 }
 
 TEST(Plan, RejectsOutOfRangeTensorIndex) {
