@@ -8,6 +8,7 @@
 #include "plan/mantissa_plan_generated.h"
 #include "runtime/cpu/PlanLoader.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
