@@ -100,6 +100,16 @@ std::vector<uint8_t> buildPlan(const PlanOptions &o = {}) {
   return bytes;
 }
 
+/// h, logits and loss at these arena offsets, in an arena of `arenaBytes`.
+PlanOptions inArena(int64_t offH, int64_t offLogits, int64_t offLoss, uint64_t arenaBytes) {
+  PlanOptions o;
+  o.offH = offH;
+  o.offLogits = offLogits;
+  o.offLoss = offLoss;
+  o.arenaBytes = arenaBytes;
+  return o;
+}
+
 std::string loadError(std::vector<uint8_t> bytes) {
   try {
     LoadedPlan::fromBytes(std::move(bytes), "model.plan");
@@ -378,11 +388,7 @@ double tinyLoss(const LoadedPlan &lp) {
 // The memory plan: h (32 bytes, live at steps 0..1), logits (16 bytes, 1..2) and loss
 // (4 bytes, 2..end, an output). h and loss may share bytes; logits may not overlap either.
 TEST(Plan, MemoryPlanAcceptsReuseByLiveness) {
-  PlanOptions o;
-  o.offH = 0;
-  o.offLogits = 256;
-  o.offLoss = 0;
-  o.arenaBytes = 512;
+  PlanOptions o = inArena(0, 256, 0, 512);
   LoadedPlan lp = LoadedPlan::fromBytes(buildPlan(o), "tiny.plan");
   EXPECT_EQ(lp->arena_bytes(), 512u);
   EXPECT_NEAR(tinyLoss(lp), expectedLoss<double>({1.0, 2.0, -1.0, 0.5, -0.25, 3.0}, {3, 1}), 1e-13);
@@ -393,11 +399,7 @@ TEST(Plan, MemoryPlanAcceptsReuseByLiveness) {
 // [0, 32)) at steps 0..1, logits ([256, 272)) at 1..2, loss ([512, 516)) at 2..3 (an
 // output: to the end).
 TEST(Plan, FreeArenaBytesAtAStepAreThoseNoLiveTempHolds) {
-  PlanOptions o;
-  o.offH = 0;
-  o.offLogits = 256;
-  o.offLoss = 512;
-  o.arenaBytes = 1024;
+  PlanOptions o = inArena(0, 256, 512, 1024);
   LoadedPlan lp = LoadedPlan::fromBytes(buildPlan(o), "tiny.plan");
   const std::vector<LoadedPlan::ArenaTemp> &temps = lp.arenaTemps(0);
   ASSERT_EQ(temps.size(), 3u);
@@ -443,11 +445,7 @@ TEST(Plan, FreeArenaBytesAtAStepAreThoseNoLiveTempHolds) {
 // the CUDA executor's scratch) used while it was not live; outside the arena it is the
 // temp's own storage.
 TEST(Plan, MemoryPlanRejectsAccumulatingIntoAnArenaTempAtItsFirstStep) {
-  PlanOptions o;
-  o.offH = 0;
-  o.offLogits = 256;
-  o.offLoss = 512;
-  o.arenaBytes = 1024;
+  PlanOptions o = inArena(0, 256, 512, 1024);
   o.gemmBeta = 1.0f; // step 0: h += x @ w
   EXPECT_EQ(loadError(buildPlan(o)),
             "model.plan: train_step: memory plan: step 0 adds into tensor 3 'h', an arena temp "
@@ -458,11 +456,8 @@ TEST(Plan, MemoryPlanRejectsAccumulatingIntoAnArenaTempAtItsFirstStep) {
 }
 
 TEST(Plan, MemoryPlanRejectsOverlapWhileLive) {
-  PlanOptions o;
-  o.offH = 0;
-  o.offLogits = 0; // h is read and logits written by step 1: both live there
-  o.offLoss = 256;
-  o.arenaBytes = 512;
+  // h and logits at 0: h is read and logits written by step 1, both live there.
+  PlanOptions o = inArena(0, 0, 256, 512);
   EXPECT_EQ(loadError(buildPlan(o)),
             "model.plan: train_step: memory plan: tensor 3 'h' (bytes [0, 32), live at steps "
             "0..1) and tensor 4 'logits' (bytes [0, 16), live at steps 1..2) overlap in the "
@@ -480,11 +475,7 @@ TEST(Plan, MemoryPlanRejectsOverlapWhileLive) {
 // In place: step 1 writes logits over h, which dies there, when both have elements of
 // one size and h is read at logits' own index. Any other overlap is rejected.
 TEST(Plan, MemoryPlanAcceptsAnElementwiseResultInPlaceOfItsDyingInput) {
-  PlanOptions o;
-  o.offH = 0;
-  o.offLogits = 0;
-  o.offLoss = 256;
-  o.arenaBytes = 512;
+  PlanOptions o = inArena(0, 0, 256, 512);
   o.logitsType = plan::DType::F32;
   LoadedPlan lp = LoadedPlan::fromBytes(buildPlan(o), "inplace.plan");
   EXPECT_NEAR(tinyLoss(lp),
