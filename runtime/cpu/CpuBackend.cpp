@@ -6,6 +6,8 @@
 #include "runtime/kernels/Kernels.h"
 #include "runtime/kernels/Parallel.h"
 
+#include <algorithm>
+#include <limits>
 #include <new>
 
 namespace mantissa {
@@ -215,6 +217,8 @@ void CpuExecutor<T>::runSteps(const plan::Function &fn, uint32_t first, uint32_t
   kernels::setBlasThreads(1); // kernels::gemm splits across our pool instead
   for (uint32_t s = first; s < last; ++s) {
     const plan::Step *step = fn.steps()->Get(s);
+    if (poison_ && !arena_.empty())
+      poisonArenaAt(fn, s);
     try {
       auto t0 = std::chrono::steady_clock::now();
       runStep(*step, pf.programs[s].get());
@@ -226,6 +230,28 @@ void CpuExecutor<T>::runSteps(const plan::Function &fn, uint32_t first, uint32_t
                   plan::EnumNameKernel(step->kernel_type()) + "): " + e.what());
     }
   }
+}
+
+template <class T> void CpuExecutor<T>::poisonArenaAt(const plan::Function &fn, uint32_t step) {
+  uint32_t f = 0;
+  while (plan_->functions()->Get(f) != &fn)
+    ++f;
+  // The elements of the temps live at this step (a temp at byte offset o of n elements
+  // takes [o, o + n)), by start; NaN everywhere else.
+  std::vector<std::pair<size_t, size_t>> live;
+  for (const LoadedPlan::ArenaTemp &t : plan_.arenaTemps(f))
+    if (t.start <= int64_t(step) && int64_t(step) <= t.end)
+      live.push_back({size_t(t.begin), size_t(t.begin) + size_t(plan_.numElements(t.id))});
+  std::sort(live.begin(), live.end());
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+  size_t cursor = 0;
+  for (const auto &[begin, end] : live) {
+    if (begin > cursor)
+      std::fill(arena_.begin() + ptrdiff_t(cursor), arena_.begin() + ptrdiff_t(begin), nan);
+    cursor = std::max(cursor, end);
+  }
+  if (cursor < arena_.size())
+    std::fill(arena_.begin() + ptrdiff_t(cursor), arena_.end(), nan);
 }
 
 template <class T>

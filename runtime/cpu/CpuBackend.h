@@ -73,6 +73,12 @@ public:
   const LoadedPlan &plan() const { return plan_; }
   int threads() const;
 
+  /// Arena mode only: before each step, every arena element that no temp live at that
+  /// step holds is set to NaN (LoadedPlan::arenaTemps). The CUDA backend puts a step's
+  /// scratch in those bytes, so a kernel that read a temp it had not written, or a temp
+  /// outside its liveness, would compute other numbers (MANTISSA_CPU_ARENA=poison).
+  void poisonFreeArena(bool on) { poison_ = on; }
+
 private:
   struct PreparedFunction;
   const PreparedFunction &prepare(const plan::Function &fn);
@@ -101,6 +107,8 @@ private:
   std::unordered_map<std::string, int> byName_;
   std::unordered_map<const plan::Function *, std::unique_ptr<PreparedFunction>> prepared_;
   StepObserver observer_;
+  bool poison_ = false;
+  void poisonArenaAt(const plan::Function &fn, uint32_t step);
 };
 
 extern template class CpuExecutor<float>;

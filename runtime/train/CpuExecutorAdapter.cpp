@@ -16,9 +16,14 @@ namespace {
 class CpuExecutorAdapter final : public Executor {
 public:
   // MANTISSA_CPU_ARENA=1: temps at their memory-plan offsets in one arena, as on the
-  // GPU (CpuExecutor's arena mode): a check of the memory plan on the CPU.
+  // GPU (CpuExecutor's arena mode): a check of the memory plan on the CPU. =poison also
+  // sets the arena's bytes that no temp live at a step holds to NaN before that step
+  // (where the CUDA backend puts the step's scratch).
   CpuExecutorAdapter(const LoadedPlan &plan, int threads, bool keepTemps)
-      : exec_(plan, threads, arenaRequested() && !keepTemps) {}
+      : exec_(plan, threads, arenaRequested() && !keepTemps) {
+    const char *v = std::getenv("MANTISSA_CPU_ARENA");
+    exec_.poisonFreeArena(v && std::string(v) == "poison");
+  }
   static bool arenaRequested() {
     const char *v = std::getenv("MANTISSA_CPU_ARENA");
     return v && std::string(v) != "0";

@@ -6,6 +6,9 @@ really share them. Trained for 5 steps from the same batches, the arena run must
 with every parameter, buffer, optimizer and loss-scaler tensor bit-identical to the
 default run (one array per tensor). A memory plan that overlapped two live temps, or an
 in-place result whose kernel read an element after writing another, would change them.
+Again with MANTISSA_CPU_ARENA=poison: before each step, every arena element that no temp
+live at that step holds is NaN (where the CUDA backend puts a step's scratch); a kernel
+that read a temp before writing it, or outside its liveness, would spread the NaN.
 
 Models: mlp_digits, cnn_digits and a small unet (concatenations, batch norm + relu,
 max pooling, the MSE loss) in fp32, fp16 and bf16; prints the arena against the sum of
@@ -27,16 +30,18 @@ for name, model, compile_opts, train_opts in MODELS:
         out = run([tool("mantissa"), "inspect", plan]).stdout
         m = re.search(r"temp arena: (\d+) bytes for (\d+) bytes of temps", out)
         states = {}
-        for arena in ("0", "1"):
+        for arena in ("0", "1", "poison"):
             path = os.path.join(d, f"{tag}.arena{arena}.safetensors")
             env = dict(os.environ, MANTISSA_CPU_ARENA=arena)
             run([tool("mantissa-run"), "train", plan, "--quiet", "--steps", STEPS, "--no-shuffle",
                  "--threads", "2", "--save", path, *train_opts], env=env)
             states[arena] = torch_models.read_safetensors(path)
-        A, B = states["0"], states["1"]
-        differ = [n for n in A if n not in B or A[n].shape != B[n].shape or not np.array_equal(A[n], B[n])]
-        c.check(set(A) == set(B) and not differ,
-                f"{name} {precision}: temps in a {m.group(1)}-byte arena (for {m.group(2)} bytes of temps) "
-                f"give the same {len(A)} tensors bit for bit after {STEPS} steps"
-                + (f"; differ: {differ[:5]}" if differ else ""))
+        A = states["0"]
+        for arena, how in (("1", ""), ("poison", ", with its free bytes NaN before each step")):
+            B = states[arena]
+            differ = [n for n in A if n not in B or A[n].shape != B[n].shape or not np.array_equal(A[n], B[n])]
+            c.check(set(A) == set(B) and not differ,
+                    f"{name} {precision}: temps in a {m.group(1)}-byte arena (for {m.group(2)} bytes of temps){how} "
+                    f"give the same {len(A)} tensors bit for bit after {STEPS} steps"
+                    + (f"; differ: {differ[:5]}" if differ else ""))
 c.done()
