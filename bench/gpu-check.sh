@@ -77,6 +77,21 @@ for env in MANTISSA_CUDA_CONV=gemm MANTISSA_CUDA_CONV=nhwc-w4 MANTISSA_CUDA_CONV
   done
 done
 
+echo "== 1c. every zoo model in fp16 and fp32 with the arena's free bytes set to NaN before each step"
+echo "      (MANTISSA_CUDA_POISON=1: where a step's scratch goes; a kernel that read a temp"
+echo "      before writing it, or a scratch it had not written, would spread NaN), 2 steps"
+for prec in fp32 fp16; do
+  tol=$(case $prec in fp32) echo 1e-4;; fp16) echo 2e-3;; esac)
+  for model in mlp_digits cnn_digits mlp unet; do
+    if MANTISSA_CUDA_POISON=1 "$c/bin/cuda_vs_cpu" "$c/plans/check-$model-$prec.plan" --steps 2 --tol $tol \
+         --atol 1e-6 --truth "$c/plans/check-$model-fp32.plan" > "$out/check-$model-$prec-poison.txt" 2>&1; then
+      echo "PASS poisoned $model $prec: $(grep -E 'loss|compared' "$out/check-$model-$prec-poison.txt" | tail -2 | tr '\n' ' ')"
+    else
+      echo "FAIL poisoned $model $prec"; tail -15 "$out/check-$model-$prec-poison.txt"; fail=1
+    fi
+  done
+done
+
 echo "== 2. mlp_digits fp16 on the GPU"
 $run train $c/plans/mlp_digits-fp16.plan --backend cuda --data digits --epochs 30 --json "$out/mlp_digits-gpu.json" 2>&1 | tail -8
 acc=$(python3 -c "import json;print(json.load(open('$out/mlp_digits-gpu.json'))['eval']['accuracy'])")

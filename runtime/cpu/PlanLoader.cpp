@@ -883,17 +883,25 @@ int64_t LoadedPlan::freeArenaOffset(uint32_t function, int64_t step, uint64_t by
   return -1;
 }
 
-uint64_t LoadedPlan::largestFreeArenaSpan(uint32_t function, int64_t step, uint64_t align) const {
-  uint64_t cursor = 0, best = 0;
-  auto gap = [&](uint64_t end) {
-    if (end > alignUp(cursor, align))
-      best = std::max(best, end - alignUp(cursor, align));
-  };
+std::vector<std::pair<uint64_t, uint64_t>> LoadedPlan::freeArenaSpans(uint32_t function,
+                                                                      int64_t step) const {
+  std::vector<std::pair<uint64_t, uint64_t>> free;
+  uint64_t cursor = 0;
   for (const auto &[begin, end] : busyAt(arenaTemps(function), step)) {
-    gap(begin);
+    if (begin > cursor)
+      free.push_back({cursor, begin});
     cursor = std::max(cursor, end);
   }
-  gap(plan_->arena_bytes());
+  if (plan_->arena_bytes() > cursor)
+    free.push_back({cursor, plan_->arena_bytes()});
+  return free;
+}
+
+uint64_t LoadedPlan::largestFreeArenaSpan(uint32_t function, int64_t step, uint64_t align) const {
+  uint64_t best = 0;
+  for (const auto &[begin, end] : freeArenaSpans(function, step))
+    if (end > alignUp(begin, align))
+      best = std::max(best, end - alignUp(begin, align));
   return best;
 }
 

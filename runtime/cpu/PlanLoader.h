@@ -60,6 +60,8 @@ public:
   int64_t freeArenaOffset(uint32_t function, int64_t step, uint64_t bytes, uint64_t align) const;
   /// The largest such span at that step (0 when the arena is full there).
   uint64_t largestFreeArenaSpan(uint32_t function, int64_t step, uint64_t align) const;
+  /// Every maximal span of arena bytes [begin, end) that no temp live at that step holds.
+  std::vector<std::pair<uint64_t, uint64_t>> freeArenaSpans(uint32_t function, int64_t step) const;
 
   // Moving keeps the byte buffer (and so plan()) where it is.
   LoadedPlan(LoadedPlan &&) noexcept = default;

@@ -31,6 +31,8 @@
 // MANTISSA_CUDA_SCRATCH=arena (the default: a step's scratch in the temp arena's bytes that
 // no temp live at that step holds, LoadedPlan::freeArenaOffset, where they have room; the
 // others share one buffer) or =buffer (one buffer for all, as before),
+// MANTISSA_CUDA_POISON=1 (a check: before each step, those free bytes are set to 0xff, NaN
+// in every float type; no multi-tensor launches),
 // MANTISSA_CUDA_PROFILE=1 (time every step with events, no graphs; a table on stderr
 // when the executor is destroyed), MANTISSA_VERBOSE=1 (say once how kernels were loaded),
 // MANTISSA_TIMELINE=cupti|events|auto (the energy timeline: CUPTI records inside the
@@ -253,6 +255,9 @@ private:
     std::vector<cudaEvent_t> events; // MANTISSA_CUDA_PROFILE: one before each step, one after
     std::vector<double> stepMs;
     uint32_t index = 0; // in the plan's functions (StepSpan::function)
+    /// MANTISSA_CUDA_POISON=1: per step, the arena's byte spans that no temp live at
+    /// that step holds (set to NaN before it).
+    std::vector<std::vector<std::pair<uint64_t, uint64_t>>> freeSpans;
   };
   struct Site {
     std::string where;
@@ -269,7 +274,7 @@ private:
   void prepareFunctions();
   void batchElementwise(const plan::Function &fn, PreparedFunction &pf);
   /// Whether multi-tensor launches run (not while steps are timed one by one).
-  bool batchingNow() const { return multiTensor_ && !timer_ && !profile_; }
+  bool batchingNow() const { return multiTensor_ && !timer_ && !profile_ && !poison_; }
   Launch prepareStep(const plan::Step &step, int site, ScratchLayout &sl);
   Launch prepareElementwise(const plan::Elementwise &k);
   /// A Gemm step's operands and shape as one cuBLAS call.
@@ -380,6 +385,7 @@ private:
   bool tf32_ = false;
   bool useGraphs_ = true;
   bool syncEachStep_ = false;
+  bool poison_ = false; // MANTISSA_CUDA_POISON=1: free arena bytes NaN before each step
   bool profile_ = false;
   size_t convBudget_ = size_t(256) << 20;
   size_t nhwcBudget_ = size_t(128) << 20; // a convolution's NHWC copies (MANTISSA_CUDA_NHWC_MB)
@@ -479,6 +485,7 @@ CudaExecutor::~CudaExecutor() {
 void CudaExecutor::init() {
   useGraphs_ = std::string(envOr("MANTISSA_CUDA_GRAPH", "1")) != "0";
   syncEachStep_ = std::string(envOr("MANTISSA_CUDA_SYNC", "0")) != "0";
+  poison_ = std::string(envOr("MANTISSA_CUDA_POISON", "0")) != "0";
   profile_ = std::string(envOr("MANTISSA_CUDA_PROFILE", "0")) != "0";
   if (syncEachStep_ || profile_)
     useGraphs_ = false;
@@ -923,6 +930,9 @@ void CudaExecutor::prepareFunctions() {
       }
     }
     batchElementwise(*fn, pf);
+    if (poison_ && arena_ && fn->steps())
+      for (uint32_t s = 0; s < fn->steps()->size(); ++s)
+        pf.freeSpans.push_back(plan_.freeArenaSpans(fnIndex, int64_t(s)));
   }
   // The buffer holds the largest scratch that found no room in the arena (auto: of every
   // way to run a convolution, until tuneConvolutions has chosen).
@@ -1859,6 +1869,11 @@ void CudaExecutor::runEager(PreparedFunction &f, const std::string &function) {
         timer_->mark(uint32_t(i));
       if (profile_ && i == 0)
         checkCuda(cudaEventRecord(f.events[0], stream_), "cudaEventRecord");
+      if (i < f.freeSpans.size()) // MANTISSA_CUDA_POISON: 0xff bytes are NaN in every float type
+        for (const auto &[begin, end] : f.freeSpans[i])
+          checkCuda(cudaMemsetAsync(static_cast<char *>(arena_) + begin, 0xff, size_t(end - begin),
+                                    stream_),
+                    "cudaMemsetAsync (MANTISSA_CUDA_POISON)");
       step.launch();
       if (profile_)
         checkCuda(cudaEventRecord(f.events[i + 1], stream_), "cudaEventRecord");

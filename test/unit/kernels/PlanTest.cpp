@@ -422,6 +422,9 @@ TEST(Plan, FreeArenaBytesAtAStepAreThoseNoLiveTempHolds) {
   EXPECT_EQ(lp.largestFreeArenaSpan(0, 0, 256), 768u);
   EXPECT_EQ(lp.largestFreeArenaSpan(0, 1, 256), 512u);
   EXPECT_EQ(lp.largestFreeArenaSpan(0, 2, 256), 256u);
+  using Spans = std::vector<std::pair<uint64_t, uint64_t>>;
+  EXPECT_EQ(lp.freeArenaSpans(0, 1), (Spans{{32, 256}, {272, 1024}}));
+  EXPECT_EQ(lp.freeArenaSpans(0, 2), (Spans{{0, 256}, {272, 512}, {516, 1024}}));
   // Against a brute-force search over every aligned offset, at every step and size.
   for (int64_t step = 0; step <= 3; ++step)
     for (uint64_t align : {1u, 16u, 256u})
