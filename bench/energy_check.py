@@ -103,10 +103,15 @@ def main():
         print(p.stdout, flush=True)
         if p.returncode:
             raise SystemExit(f"profile failed: {p.stderr[-2000:]}")
-        cal = json.load(open(prof))
+        # `profile` writes its calibration (--out) only when its meter measured energy: without
+        # one there is none to read, and the checks below that need it are not reached.
+        cal = json.load(open(prof)) if os.path.exists(prof) else None
+        if cal is None:
+            check(False, f"{model}: profile measured no energy, so no calibration: "
+                  f"{next((l for l in p.stdout.splitlines() if l.startswith('energy:')), '(no energy line)')}")
         # Heat matching: the kernels' windows start near the temperature the whole step settles at
         # (compared below with the temperature of the measured training run).
-        tc = cal.get("training_celsius")
+        tc = cal.get("training_celsius") if cal else None
         print(f"INFO profile's training temperature: {'not matched' if tc is None else f'{tc:.1f} °C'}", flush=True)
         # 2. the measure mode's cost (and the steps for ~a.seconds)
         pilot, _ = train(run, plan, 50, o("pilot.json"), data)
