@@ -159,7 +159,7 @@ def main():
               f"({plain['wall_seconds']:.2f} s -> {ev['wall_seconds']:.2f} s)", flush=True)
         # The two timelines' kernel time per step (the events' includes launch gaps of the eager runs).
         ks = lambda r: r["energy"]["per_step"]["kernel_seconds"]
-        print(f"INFO kernel time per step: CUPTI {1e3 * ks(timed):.4f} ms, events {1e3 * ks(ev):.4f} ms", flush=True)
+        print(f"INFO kernel time per step: {tl} {1e3 * ks(timed):.4f} ms, events {1e3 * ks(ev):.4f} ms", flush=True)
         # 3. attributed sum against NVML sampled independently over the same windows
         with (contextlib.nullcontext() if SMOKE else nvml_energy.Sampler()) as s:
             e, text = train(run, plan, steps, o("energy.json"), data, "--energy", "--meter", "nvml",
