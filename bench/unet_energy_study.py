@@ -138,7 +138,7 @@ def main():
                                  time_growth_pct=100 * (rb["seconds_per_epoch"] / ra["seconds_per_epoch"] - 1)))
     json.dump(dict(rows=rows, growth=comp, paper=PAPER, **({"smoke": True} if a.smoke else {})), open(os.path.join(a.out, "study.json"), "w"), indent=1)
     md = [SMOKE_BANNER, ""] if a.smoke else []
-    md += ["| w | precision | parameters | s/epoch (measured run: eager + events) | s/epoch (20-step pilot, CUDA graphs, with warm-up) "
+    md += [f"| w | precision | parameters | s/epoch (measured run: eager + events) | s/epoch ({pilot_steps}-step pilot, CUDA graphs, with warm-up) "
           "| J/epoch (NVML, >= 1 s windows) | windows |",
           "|---|---|---|---|---|---|---|"]
     for r in rows:
