@@ -1,8 +1,9 @@
 """The GPU benchmark scripts' --smoke mode on the CPU (ctest label `bench`): bench/gpu_bench.py,
-bench/unet_energy_study.py and bench/energy_check.py run their orchestration (arguments,
-mantissa-run, its JSON, the tables, the ratios, the A/B variants, the study's table and JSON,
-the energy check's profile, timed runs and reports) against a small carry assembled here, so
-that a broken script fails in CI and not in a GPU session.
+bench/unet_energy_study.py, bench/energy_check.py and bench/gpu_tune.py run their orchestration
+(arguments, mantissa-run, its JSON, the tables, the ratios, the A/B variants, the study's table
+and JSON, the energy check's profile, timed runs and reports, the tuner check's measure runs and
+candidates) against a small carry assembled here, so that a broken script fails in CI and not
+in a GPU session.
 
 The carry: bin/mantissa-run (a link to the build's) and the few plans the smoke runs need,
 compiled with --arch none from the tiny models the scripts' SMOKE tables name. Oracles:
@@ -13,7 +14,7 @@ energy or memory that this machine cannot measure.
 import json, math, os, shutil, subprocess, sys, time, xml.etree.ElementTree as ET
 from common import BUILD, ROOT, compile_model, gen_unet, run, tool, train
 
-import energy_check, gpu_bench, unet_energy_study  # bench/ is on sys.path (common.py)
+import energy_check, gpu_bench, gpu_tune, unet_energy_study  # bench/ is on sys.path (common.py)
 
 PY = sys.executable
 T0 = time.monotonic()
@@ -53,6 +54,22 @@ def carry(d):
         src = gen_unet(os.path.join(d, f"unet-w{w}.mlir"), w, 4, 16, 2)
         for prec in unet_energy_study.PRECS:
             compile_model(src, os.path.join(plans, f"study-unet-w{w}-{prec}.plan"), "--precision", prec, *sgd)
+    # gpu_tune.py's part of gpu-prepare.sh, for the smoke unet: a tune run (its own model as the
+    # proxy, 6 candidates of 4 steps), its manifest and cost plans, the tuned and uniform plans.
+    m, t = tool("mantissa"), os.path.join(c, "tune")
+    os.makedirs(t)
+    run([m, "tune", unet, "--cost-model", unet, "--device", "h100", "--objective", "time", "--data", "nowcast",
+         "--train-samples", "16", "--held-out-samples", "8", "--steps", "4", "--budget", "6", "--max-metric-gap", "0.05",
+         "--optimizer", "adam", "--lr", "0.003", "-o", os.path.join(t, "unet-policy.json"),
+         "--emit-candidates", os.path.join(t, "candidates")])
+    shutil.copy(os.path.join(t, "candidates", "manifest.json"), t)
+    os.makedirs(os.path.join(plans, "tune-candidates"))
+    for f in os.listdir(os.path.join(t, "candidates")):
+        if f.endswith("-cost.plan"):
+            os.rename(os.path.join(t, "candidates", f), os.path.join(plans, "tune-candidates", f))
+    for label in ("tuned", "fp16", "bf16", "fp32"):
+        prec = os.path.join(t, "unet-policy.json") if label == "tuned" else label
+        compile_model(unet, os.path.join(plans, f"tune-unet-{label}.plan"), "--precision", prec, *sgd)
     return c, mlp
 
 
@@ -149,6 +166,29 @@ def smoke_energy(d, c):
               in p.stdout, f"energy_check.py {model}: energy not measured, said as a GPU criterion not checked")
 
 
+def smoke_tune(d, c):
+    out = os.path.join(d, "tune")
+    p = run([PY, os.path.join(ROOT, "bench", "gpu_tune.py"), "--smoke", "--carry", c, "--out", out])
+    print(p.stdout)
+    check(p.stdout.startswith("SMOKE RUN") and p.stdout.rstrip().endswith(gpu_tune.SMOKE_BANNER),
+          "gpu_tune.py --smoke says so first and last")
+    r = json.load(open(os.path.join(out, "gpu_tune.json")))
+    check(r.get("smoke") is True and list(r["rows"]) == [f"mantissa {l}" for l in ("tuned", "fp16", "bf16", "fp32")]
+          + ["pytorch amp fp16", "pytorch amp bf16"], "gpu_tune.json: marked smoke, a row per run")
+    for k, row in r["rows"].items():
+        check(math.isfinite(row.get("ms_per_step", math.nan)) and row["j_per_step"] is None,
+              f"gpu_tune {k}: a time, energy not measured (None)")
+    manifest = json.load(open(os.path.join(c, "tune", "manifest.json")))
+    measured = r["candidates"]["rows"]
+    check([m["label"] for m in measured] == [m["label"] for m in manifest["candidates"]]
+          and all(math.isfinite(m["ms_per_step"] or math.nan) for m in measured),
+          f"gpu_tune: all {len(measured)} candidates of the manifest measured, in its order")
+    check("SMOKE (not checked; would " in p.stdout and "\nFAIL" not in p.stdout,
+          "gpu_tune: the tuned-vs-uniform criterion printed as not checked")
+    for line in ("cost model with efficiencies fitted", "those within the bound, fastest first:"):
+        check(line in p.stdout, f"gpu_tune.py printed '{line}'")
+
+
 def main():
     d = os.path.join(BUILD, "bench-smoke")
     shutil.rmtree(d, ignore_errors=True); os.makedirs(d)
@@ -157,6 +197,7 @@ def main():
     smoke_bench(d, c)
     smoke_study(d, c)
     smoke_energy(d, c)
+    smoke_tune(d, c)
     print(f"bench smoke: {time.monotonic() - T0:.1f} s, {'all passed' if not fails else f'{fails} FAILED'}")
     sys.exit(1 if fails else 0)
 
