@@ -2,6 +2,7 @@
 """Mantissa's CUDA backend against PyTorch (eager and torch.compile), side by side in one run.
 
     python3 gpu_bench.py --carry .carry [--models mlp unet] [--precisions fp32 fp16 bf16] [--json out.json]
+    python3 gpu_bench.py --smoke --carry CARRY   # the whole script on the CPU, tiny shapes (SMOKE)
 
 Same model (shared/MODELS.md), batch, precision and optimizer (SGD lr 1e-3 momentum 0.9;
 fp16 with dynamic loss scaling / GradScaler) on both sides; inputs stay on the device
@@ -17,7 +18,7 @@ on one random batch (torch.randn, as shared/bench/pytorch_reference.py), Mantiss
 its first batch of the data set (nowcast for unet); they only show that each side
 trained. (Feeding both the same .npy batch needs the data order to agree.)
 """
-import argparse, json, os, subprocess, sys, tempfile, threading, time
+import argparse, contextlib, json, os, subprocess, sys, tempfile, threading, time
 import numpy as np
 import torch, torch.nn.functional as F
 
@@ -28,6 +29,17 @@ import torch_models  # noqa: E402
 # by the jitter of a process's start (on an H100, mlp's 50 and 250 steps, ~0.2 s apart,
 # gave 0.72 and 1.14 ms/step for the same plan in one run).
 CFG = {"mlp": dict(batch=512, steps=(100, 2100)), "unet": dict(batch=16, steps=(20, 80))}
+# --smoke: every code path of this script on the CPU (Mantissa --backend cpu, PyTorch on the
+# CPU) with the fewest steps and tiny models, so that a broken script fails on the build
+# machine and not in a GPU session; its numbers are not benchmarks. Its carry's plans
+# bench-MODEL-PREC[-NAME].plan must be these models (test/e2e/test_bench_smoke.py builds them):
+# mlp = models/gen_mlp.py --hidden 64 --layers 2 --batch 8, unet = models/gen_unet.py
+# --width 4 --levels 2 --size 16 --batch 2.
+SMOKE = {"mlp": dict(batch=8, steps=(2, 4), hidden=64, layers=2),
+         "unet": dict(batch=2, steps=(2, 4), width=4, levels=2, size=16)}
+DEV = "cuda"  # the device of both sides: "cpu" with --smoke
+SMOKE_BANNER = ("SMOKE RUN (--smoke): CPU only, tiny models, a few steps; it checks that the script runs. "
+                "Its numbers are NOT benchmarks.")
 
 
 def gpu_mem_poll(stop, peak):
@@ -64,7 +76,7 @@ def mantissa(carry, model, prec, data_args, tmp, env=None, suffix=""):
     try:
         for n in CFG[model]["steps"]:
             out = os.path.join(tmp, f"{model}-{prec}{suffix}-{n}.json")
-            p = subprocess.run([os.path.join(carry, "bin", "mantissa-run"), "train", plan, "--backend", "cuda",
+            p = subprocess.run([os.path.join(carry, "bin", "mantissa-run"), "train", plan, "--backend", DEV,
                                 "--fixed-batch", "--steps", str(n), "--quiet", "--json", out, *data_args],
                                capture_output=True, text=True,
                                env=dict(os.environ, **{"MANTISSA_VERBOSE": "1", **(env or {})}))
@@ -93,39 +105,57 @@ def torch_step(model, prec, compile_):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
-    B = CFG[model]["batch"]
+    B, c = CFG[model]["batch"], CFG[model]
     if model == "unet":
-        net = torch_models.UNet(width=32, levels=4).cuda().to(memory_format=torch.channels_last)
-        x = torch.randn(B, 13, 384, 384, device="cuda").contiguous(memory_format=torch.channels_last)
-        y = torch.randn(B, 12, 384, 384, device="cuda"); lossf = F.mse_loss
+        S = c.get("size", 384)
+        net = torch_models.UNet(width=c.get("width", 32), levels=c.get("levels", 4)).to(DEV).to(
+            memory_format=torch.channels_last)
+        x = torch.randn(B, 13, S, S, device=DEV).contiguous(memory_format=torch.channels_last)
+        y = torch.randn(B, 12, S, S, device=DEV); lossf = F.mse_loss
     else:
-        net = torch_models.MLP().cuda()
-        x = torch.randn(B, 784, device="cuda"); y = torch.randint(0, 10, (B,), device="cuda"); lossf = F.cross_entropy
+        net = torch_models.MLP(**{k: c[k] for k in ("hidden", "layers") if k in c}).to(DEV)
+        x = torch.randn(B, 784, device=DEV); y = torch.randint(0, 10, (B,), device=DEV); lossf = F.cross_entropy
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
     dtype = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[prec]
-    scaler = torch.amp.GradScaler(enabled=prec == "fp16")
+    # torch.amp.GradScaler is torch >= 2.3's (the GPU machine's); Debian's CPU torch has torch.cuda.amp's.
+    scaler = getattr(torch.amp, "GradScaler", None) or torch.cuda.amp.GradScaler
+    scaler = scaler(enabled=prec == "fp16" and DEV == "cuda")
+    # CPU autocast (Debian's torch, --smoke) takes bf16 only: fp32 and fp16 run unautocast there.
+    cpu_plain = DEV == "cpu" and dtype != torch.bfloat16
     def step():
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+        with (contextlib.nullcontext() if cpu_plain else
+              torch.autocast(DEV, dtype=dtype or torch.float32, enabled=dtype is not None)):
             loss = lossf(net(x), y)
         scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
         return loss
     return (torch.compile(step) if compile_ else step), net
 
 
+def sync():
+    if DEV == "cuda":
+        torch.cuda.synchronize()
+
+
 def pytorch(model, prec, compile_):
     f, net = torch_step(model, prec, compile_)
-    torch.cuda.reset_peak_memory_stats()
+    cuda = DEV == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     for _ in range(5): f()
-    torch.cuda.synchronize()
+    sync()
     n = CFG[model]["steps"][1] - CFG[model]["steps"][0]
     t = time.perf_counter()
     for _ in range(n): loss = f()
-    torch.cuda.synchronize()
+    sync()
     ms = 1e3 * (time.perf_counter() - t) / n
-    r = dict(ms_per_step=ms, final_loss=float(loss), peak_mem_GiB=torch.cuda.max_memory_allocated() / 2**30,
+    # The CPU has no allocator maximum to read: not measured.
+    r = dict(ms_per_step=ms, final_loss=float(loss),
+             peak_mem_GiB=torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
              params=sum(p.numel() for p in net.parameters()))
-    del net, f; torch.cuda.empty_cache()
+    del net, f
+    if cuda:
+        torch.cuda.empty_cache()
     return r
 
 
@@ -161,6 +191,9 @@ def main():
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--no-pytorch", action="store_true")
     p.add_argument("--json")
+    p.add_argument("--smoke", action="store_true",
+                   help="run everything on the CPU with tiny models and the fewest steps (SMOKE in the "
+                        "source: the carry's plans must be those models) to check the script, not to measure")
     p.add_argument("--ab-env", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                    help="also run Mantissa with this environment (e.g. MANTISSA_CUDA_VECTOR=0, "
                         "MANTISSA_CUDA_CONV=auto) and report its ms/step against the default's; "
@@ -169,6 +202,11 @@ def main():
                    help="also run the plans bench-MODEL-PREC-NAME.plan (e.g. nocopies: compiled "
                         "with --no-working-copies) and report them against the default's")
     a = p.parse_args()
+    global DEV
+    if a.smoke:
+        DEV = "cpu"
+        CFG.update(SMOKE)
+        print(SMOKE_BANNER, flush=True)
     variants = []  # (label, environment, plan suffix)
     for spec in a.ab_env:
         try:
@@ -182,6 +220,8 @@ def main():
         for model in a.models:
             for prec in a.precisions:
                 r = dict(model=model, precision=prec, batch=CFG[model]["batch"])
+                if a.smoke:
+                    r["smoke"] = True
                 r["mantissa"] = mantissa(a.carry, model, prec, data[model], tmp)
                 r["mantissa_ab"] = []
                 for label, env, suffix in variants:
@@ -223,6 +263,8 @@ def main():
             print(f"{r['model']:<5} {r['precision']:<5} | {f(x):>9} ms vs {f(m):>9} ms | "
                   f"{f(x / m if x and m else None)} x | {f(gx)} GiB vs {f(gm)} GiB"
                   + (f" | error: {v['error']}" if "error" in v else ""))
+    if a.smoke:
+        print("\n" + SMOKE_BANNER)
     if a.json:
         json.dump(rows, open(a.json, "w"), indent=1)
 

@@ -19,6 +19,7 @@
      `mantissa tune --device`), checked on the bf16 and tuned plans, which it was not fitted to.
 
     python3 gpu_tune.py --carry .carry --out results-dir
+    python3 gpu_tune.py --smoke --carry CARRY --out DIR   # the script on the CPU (SMOKE below)
 
 Time: Mantissa's ms/step from `mantissa-run measure` (warmup, then timed steps between device
 synchronisations); PyTorch's over timed steps after warm-up, synchronised. Energy: NVML's
@@ -28,10 +29,21 @@ moves every ~100 ms, so +-1 tick per end over the 80 extra steps); PyTorch's is 
 >= 1 s windows between counter changes, as gpu_bench.py's pytorch_energy does. (An earlier
 version integrated nvidia-smi's power reading: two runs of one policy differed by 27 %.)
 """
-import argparse, json, os, re, statistics, subprocess, sys, tempfile, time
+import argparse, contextlib, json, os, re, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+# --smoke: the script on the CPU: `measure` with --backend cpu and 2/4 steps, no NVML (J/step
+# None), PyTorch's unet w4 L2 16x16 batch 2 on the CPU (time only), the tuned-vs-uniform
+# criterion printed as not checked. Its carry holds gpu-prepare.sh's layout for a tiny unet
+# (test/e2e/test_bench_smoke.py builds it: tune/manifest.json, plans/tune-candidates/,
+# plans/tune-unet-{tuned,fp16,bf16,fp32}.plan). It checks the script; its numbers are not
+# measurements. MANTISSA_CUDA_PROFILE's kernel times exist only on the GPU: the cost-model
+# comparison reports that error instead.
+SMOKE = dict(steps=(2, 4), torch_steps=2, width=4, levels=2, size=16, batch=2)
+SMOKE_BANNER = ("SMOKE RUN (--smoke): CPU only, a tiny unet, a few steps, no energy meter; it checks that the "
+                "script runs. Its numbers are NOT measurements and its GPU criterion is not checked.")
+BACKEND = "cuda"  # "cpu" with --smoke
 
 
 def measure_mantissa(carry, plan, tmp, short=20, long=100):
@@ -40,20 +52,23 @@ def measure_mantissa(carry, plan, tmp, short=20, long=100):
     run = os.path.join(carry, "bin", "mantissa-run")
     data = ["--data", "nowcast"]
     res = {}
-    with nvml_energy.Sampler() as ps:
+    smoke = BACKEND == "cpu"
+    if smoke:
+        short, long = SMOKE["steps"]
+    with (contextlib.nullcontext() if smoke else nvml_energy.Sampler()) as ps:
         for n in (short, long):
             out = os.path.join(tmp, f"m-{n}.json")
             t0 = time.monotonic()
-            p = subprocess.run([run, "measure", plan, "--json", out, "--backend", "cuda", "--steps", str(n),
+            p = subprocess.run([run, "measure", plan, "--json", out, "--backend", BACKEND, "--steps", str(n),
                                 "--warmup", "3", *data], capture_output=True, text=True)
             time.sleep(0.25)  # the counter's next update after the run's end
             t1 = time.monotonic()
             if p.returncode:
                 return dict(error=p.stderr.strip()[-300:])
             r = json.load(open(out))
-            if r["backend"] != "cuda":
+            if r["backend"] != BACKEND:
                 return dict(error=f"measured on {r['backend']} ({r['device']}), not on the GPU: " + p.stderr.strip()[-200:])
-            res[n] = (r["plans"][0]["ms_per_step"], ps.joules_at(t1) - ps.joules_at(t0))
+            res[n] = (r["plans"][0]["ms_per_step"], None if smoke else ps.joules_at(t1) - ps.joules_at(t0))
     ms = res[long][0]
     e = (res[long][1] - res[short][1]) / (long - short) if res[long][1] and res[short][1] else None
     return dict(ms_per_step=ms, j_per_step=e)
@@ -70,7 +85,7 @@ def measure_candidates(carry, out):
     results = os.path.join(out, "tune-measured.json")
     t0 = time.monotonic()
     p = subprocess.run([os.path.join(carry, "bin", "mantissa-run"), "measure", *plans, "--json", results,
-                        "--backend", "cuda", "--steps", "10", "--warmup", "2", "--data", "nowcast"],
+                        "--backend", BACKEND, "--steps", "10", "--warmup", "2", "--data", "nowcast"],
                        capture_output=True, text=True)
     if p.returncode:
         return dict(error=p.stderr.strip()[-400:])
@@ -109,6 +124,8 @@ def measure_torch(prec):
     """ms/step over timed steps; J/step by gpu_bench.pytorch_energy (NVML windows, same step)."""
     import gpu_bench
     ms = measure_torch_time(prec)
+    if BACKEND == "cpu":  # smoke: no NVML on the CPU
+        return dict(ms_per_step=ms, j_per_step=None, windows=None)
     e = gpu_bench.pytorch_energy("unet", prec, False, seconds=6.0)
     return dict(ms_per_step=ms, j_per_step=e.get("joules_per_step"), windows=e.get("windows"))
 
@@ -120,30 +137,38 @@ def measure_torch_time(prec):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
-    net = torch_models.UNet(width=32, levels=4).cuda().to(memory_format=torch.channels_last)
-    x = torch.randn(16, 13, 384, 384, device="cuda").contiguous(memory_format=torch.channels_last)
-    y = torch.randn(16, 12, 384, 384, device="cuda")
+    dev = "cuda" if BACKEND == "cuda" else "cpu"
+    c = SMOKE if dev == "cpu" else dict(width=32, levels=4, size=384, batch=16)
+    B, S = c["batch"], c["size"]
+    net = torch_models.UNet(width=c["width"], levels=c["levels"]).to(dev).to(memory_format=torch.channels_last)
+    x = torch.randn(B, 13, S, S, device=dev).contiguous(memory_format=torch.channels_last)
+    y = torch.randn(B, 12, S, S, device=dev)
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}[prec]
-    scaler = torch.amp.GradScaler(enabled=prec == "fp16")
+    # torch.amp.GradScaler is torch >= 2.3's (the GPU machine's); Debian's CPU torch has torch.cuda.amp's.
+    scaler = (getattr(torch.amp, "GradScaler", None) or torch.cuda.amp.GradScaler)(enabled=prec == "fp16" and dev == "cuda")
+    # CPU autocast (Debian's torch, --smoke) takes bf16 only: fp16 runs unautocast there.
+    cpu_plain = dev == "cpu" and dtype != torch.bfloat16
 
     def step():
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=dtype):
+        with contextlib.nullcontext() if cpu_plain else torch.autocast(dev, dtype=dtype):
             loss = F.mse_loss(net(x), y)
         scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
 
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
     for _ in range(5):
         step()
-    torch.cuda.synchronize()
-    n = 40
+    sync()
+    n = 40 if dev == "cuda" else SMOKE["torch_steps"]
     t0 = time.perf_counter()
     for _ in range(n):
         step()
-    torch.cuda.synchronize()
+    sync()
     t1 = time.perf_counter()
     del net, opt, x, y
-    torch.cuda.empty_cache()
+    if dev == "cuda":
+        torch.cuda.empty_cache()
     return 1e3 * (t1 - t0) / n
 
 
@@ -154,7 +179,7 @@ def kernel_times(carry, plan):
     """{step index: us} of train_step from MANTISSA_CUDA_PROFILE's CUDA-event times (eager mode,
     averaged over the runs after the first), or the error text."""
     env = dict(os.environ, MANTISSA_CUDA_PROFILE="1")
-    p = subprocess.run([os.path.join(carry, "bin", "mantissa-run"), "train", plan, "--backend", "cuda",
+    p = subprocess.run([os.path.join(carry, "bin", "mantissa-run"), "train", plan, "--backend", BACKEND,
                         "--fixed-batch", "--steps", "6", "--quiet", "--data", "nowcast", "--train-samples", "16",
                         "--held-out-samples", "16"], capture_output=True, text=True, env=env)
     measured, inside = {}, False
@@ -205,7 +230,13 @@ def main():
     ap.add_argument("--out", default="gpu-results")
     ap.add_argument("--no-pytorch", action="store_true")
     ap.add_argument("--no-candidates", action="store_true", help="skip measuring every candidate (3b)")
+    ap.add_argument("--smoke", action="store_true", help="run the script on the CPU with a tiny unet's carry and "
+                    "the fewest steps (SMOKE in the source) to check it, not to measure")
     a = ap.parse_args()
+    global BACKEND
+    if a.smoke:
+        BACKEND = "cpu"
+        print(SMOKE_BANNER, flush=True)
     os.makedirs(a.out, exist_ok=True)
     import nvml_energy
     name = nvml_energy.gpu_name()
@@ -257,16 +288,18 @@ def main():
                if passed.get(lab) and rows[f"mantissa {p}"].get("ms_per_step")]
     if tuned and uniform:
         ok = tuned <= min(uniform) * 1.02  # 2%: run-to-run noise of ms/step
-        print(("PASS" if ok else "FAIL") + f" tuned {tuned:.2f} ms/step <= best uniform within the bound "
+        print((f"SMOKE (not checked; would {'pass' if ok else 'fail'})" if a.smoke else "PASS" if ok else "FAIL") + f" tuned {tuned:.2f} ms/step <= best uniform within the bound "
               f"{min(uniform):.2f} (+2% noise)")
-        fail |= not ok
+        fail |= not ok and not a.smoke
     else:
         print("FAIL could not compare the tuned policy with a uniform one"); fail = 1
     candidates = None
     if not a.no_candidates:
         candidates = measure_candidates(a.carry, a.out)
         print_candidates(candidates)
-    json.dump(dict(gpu=name, rows=rows, candidates=candidates), open(os.path.join(a.out, "gpu_tune.json"), "w"),
+    if a.smoke:
+        print("\n" + SMOKE_BANNER)
+    json.dump(dict(gpu=name, rows=rows, candidates=candidates, **({"smoke": True} if a.smoke else {})), open(os.path.join(a.out, "gpu_tune.json"), "w"),
               indent=1)
     sys.exit(fail)
 

@@ -6,6 +6,7 @@ unet(w, L=4) at w in {8, 16, 32, 64}, fp32 and fp16 AMP, the same samples per ep
 against the paper's finding: +1549 % parameters -> +63.22 % energy with AMP (4-level U-Net).
 
     python3 unet_energy_study.py --carry .carry --out results/unet-study
+    python3 unet_energy_study.py --smoke --carry CARRY --out DIR   # the whole script on the CPU (SMOKE)
 
 Plans: .carry/plans/study-unet-w{w}-{fp32,fp16}.plan (bench/gpu-prepare.sh). Each run lasts
 >= --seconds (whole epochs; a 20-step pilot run sizes it), so that several windows close.
@@ -14,6 +15,15 @@ import argparse, json, math, os, subprocess, sys
 
 PAPER = dict(params_growth_pct=1549.0, energy_growth_pct=63.22)
 WIDTHS, PRECS = (8, 16, 32, 64), ("fp32", "fp16")
+# --smoke: every step of the study on the CPU (--backend cpu; no NVML there, so every joule is
+# "not measured"), a 2-step pilot, 2 short epochs, widths 8 and 16: it checks the script, its
+# numbers are not measurements. Its plans study-unet-w{w}-{prec}.plan are unet(w, L=4) at
+# 16x16, batch 2 (models/gen_unet.py --width w --levels 4 --size 16 --batch 2;
+# test/e2e/test_bench_smoke.py builds them).
+SMOKE = dict(widths=[8, 16], samples=4, seconds=0.0, pilot_steps=2)
+SMOKE_BANNER = ("SMOKE RUN (--smoke): CPU only, 16x16 inputs, batch 2, a few steps; it checks that the "
+                "script runs. Its numbers are NOT measurements of the study.")
+BACKEND = "cuda"  # "cpu" with --smoke
 
 
 def unet_params(w, L=4, cin=13, cout=12):
@@ -29,7 +39,7 @@ def unet_params(w, L=4, cin=13, cout=12):
 
 
 def train(run, plan, out, samples, *extra):
-    p = subprocess.run([run, "train", plan, "--backend", "cuda", "--data", "nowcast", "--train-samples", str(samples),
+    p = subprocess.run([run, "train", plan, "--backend", BACKEND, "--data", "nowcast", "--train-samples", str(samples),
                         "--held-out-samples", "16", "--no-shuffle", "--quiet", "--json", out, *extra],
                        capture_output=True, text=True)
     if p.returncode:
@@ -79,7 +89,18 @@ def main():
     ap.add_argument("--samples", type=int, default=128, help="training samples per epoch (the same in every run)")
     ap.add_argument("--seconds", type=float, default=8.0, help="at least this long per measured run")
     ap.add_argument("--widths", type=int, nargs="+", default=list(WIDTHS))
+    ap.add_argument("--smoke", action="store_true",
+                    help="run the study's every step on the CPU with tiny plans and the fewest steps "
+                         "(SMOKE in the source) to check the script, not to measure")
     a = ap.parse_args()
+    global BACKEND
+    pilot_steps = 20
+    if a.smoke:
+        BACKEND, pilot_steps = "cpu", SMOKE["pilot_steps"]
+        a.samples, a.seconds = SMOKE["samples"], SMOKE["seconds"]
+        if a.widths == list(WIDTHS):
+            a.widths = SMOKE["widths"]
+        print(SMOKE_BANNER, flush=True)
     os.makedirs(a.out, exist_ok=True)
     run = os.path.join(a.carry, "bin", "mantissa-run")
     rows = []
@@ -89,8 +110,8 @@ def main():
             o = lambda n: os.path.join(a.out, f"w{w}-{prec}-{n}")
             # The pilot: 20 steps on 16 samples (generating the data set is what takes long),
             # with CUDA graphs; its time per step (warm-up included) sizes the measured run.
-            pilot = train(run, plan, o("pilot.json"), 16, "--steps", "20")
-            step_s = pilot["wall_seconds"] / 20
+            pilot = train(run, plan, o("pilot.json"), 16, "--steps", str(pilot_steps))
+            step_s = pilot["wall_seconds"] / pilot_steps
             epochs = max(2, math.ceil(a.seconds / (step_s * a.samples / 16)))
             s = train(run, plan, o("energy.json"), a.samples, "--epochs", str(epochs), "--energy", "--meter", "nvml")
             e = s["energy"]; ps = e["per_step"]
@@ -115,8 +136,9 @@ def main():
                                  params_growth_pct=100 * (rb["params"] / ra["params"] - 1),
                                  energy_growth_pct=100 * (rb["joules_per_epoch"] / ra["joules_per_epoch"] - 1),
                                  time_growth_pct=100 * (rb["seconds_per_epoch"] / ra["seconds_per_epoch"] - 1)))
-    json.dump(dict(rows=rows, growth=comp, paper=PAPER), open(os.path.join(a.out, "study.json"), "w"), indent=1)
-    md = ["| w | precision | parameters | s/epoch (measured run: eager + events) | s/epoch (20-step pilot, CUDA graphs, with warm-up) "
+    json.dump(dict(rows=rows, growth=comp, paper=PAPER, **({"smoke": True} if a.smoke else {})), open(os.path.join(a.out, "study.json"), "w"), indent=1)
+    md = [SMOKE_BANNER, ""] if a.smoke else []
+    md += [f"| w | precision | parameters | s/epoch (measured run: eager + events) | s/epoch ({pilot_steps}-step pilot, CUDA graphs, with warm-up) "
           "| J/epoch (NVML, >= 1 s windows) | windows |",
           "|---|---|---|---|---|---|---|"]
     for r in rows:
