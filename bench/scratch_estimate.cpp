@@ -15,6 +15,7 @@
 #include "runtime/cpu/PlanLoader.h"
 #include "runtime/cuda/ConvKernels.h"
 #include "runtime/cuda/FixedLaunch.h"
+#include "runtime/cuda/ScratchMap.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -31,7 +32,6 @@ int main(int argc, char **argv) try {
   const int sms = argc > 2 ? std::atoi(argv[2]) : 132;
   const size_t budget = size_t(256) << 20, nhwcBudget = size_t(128) << 20;
   auto mb = [](size_t b) { return double(b) / double(1 << 20); };
-  auto round256 = [](size_t b) { return (b + 255) / 256 * 256; };
   uint32_t fi = 0;
   for (const plan::Function *fn : *lp->functions()) {
     size_t largest = 0, buffer = 0;
@@ -51,13 +51,17 @@ int main(int argc, char **argv) try {
                                id < 0 ? cuda::kF32 : int(lp->tensors()->Get(uint32_t(id))->dtype())};
       };
       const cuda::ConvGemmArgs a = cuda::convGemmArgs(k, *cfg, ref);
-      size_t need;
+      // Laid out as CudaExecutor::prepareConvGemm takes it (a workspace only when there is one).
+      cuda::ScratchLayout sl;
       if (cfg->nhwc) {
         const cuda::ConvNhwcScratch x = cuda::convNhwcScratch(a, cfg->bn, sms, budget, nhwcBudget);
-        need = round256(x.in0Bytes) + round256(x.in1Bytes) + round256(x.split.workspaceBytes);
-      } else {
-        need = round256(cuda::convGemmSplit(a, cfg->bn, sms, budget).workspaceBytes);
+        sl.take(x.in0Bytes), sl.take(x.in1Bytes);
+        if (x.split.workspaceBytes)
+          sl.take(x.split.workspaceBytes);
+      } else if (size_t ws = cuda::convGemmSplit(a, cfg->bn, sms, budget).workspaceBytes) {
+        sl.take(ws);
       }
+      const size_t need = sl.size;
       ++convs;
       largest = std::max(largest, need);
       const bool fits = need == 0 || lp.freeArenaOffset(fi, s, need, 256) >= 0;

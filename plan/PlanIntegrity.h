@@ -75,7 +75,8 @@ inline std::string checkPlanBytes(const uint8_t *data, size_t size) {
            " bytes fail FlatBuffers verification: truncated or damaged file)";
   const Plan *p = GetPlan(data);
   const uint8_t *field = checksumField(data);
-  bool holds = field && planChecksum(data, size, field) == p->checksum();
+  const uint64_t sum = field ? planChecksum(data, size, field) : 0;
+  const bool holds = field && sum == p->checksum();
   if (p->version() != kPlanVersion)
     return "plan version " + std::to_string(p->version()) + ", but this runtime reads version " +
            std::to_string(kPlanVersion) + " (recompile the model)" +
@@ -84,9 +85,8 @@ inline std::string checkPlanBytes(const uint8_t *data, size_t size) {
     return "corrupt plan (no checksum: every version " + std::to_string(kPlanVersion) +
            " plan has one; damaged file, or not written by `mantissa compile`)";
   if (!holds)
-    return "corrupt plan (its " + std::to_string(size) + " bytes hash to " +
-           hex16(planChecksum(data, size, field)) + ", but it records checksum " +
-           hex16(p->checksum()) +
+    return "corrupt plan (its " + std::to_string(size) + " bytes hash to " + hex16(sum) +
+           ", but it records checksum " + hex16(p->checksum()) +
            ": damaged or modified after compiling; copy or compile it again)";
   return "";
 }

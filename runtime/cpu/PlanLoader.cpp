@@ -870,19 +870,6 @@ std::vector<std::pair<uint64_t, uint64_t>> busyAt(const std::vector<LoadedPlan::
 uint64_t alignUp(uint64_t v, uint64_t align) { return (v + align - 1) / align * align; }
 } // namespace
 
-int64_t LoadedPlan::freeArenaOffset(uint32_t function, int64_t step, uint64_t bytes,
-                                    uint64_t align) const {
-  uint64_t cursor = 0;
-  for (const auto &[begin, end] : busyAt(arenaTemps(function), step)) {
-    if (alignUp(cursor, align) + bytes <= begin)
-      return int64_t(alignUp(cursor, align));
-    cursor = std::max(cursor, end);
-  }
-  if (alignUp(cursor, align) + bytes <= plan_->arena_bytes())
-    return int64_t(alignUp(cursor, align));
-  return -1;
-}
-
 std::vector<std::pair<uint64_t, uint64_t>> LoadedPlan::freeArenaSpans(uint32_t function,
                                                                       int64_t step) const {
   std::vector<std::pair<uint64_t, uint64_t>> free;
@@ -895,6 +882,14 @@ std::vector<std::pair<uint64_t, uint64_t>> LoadedPlan::freeArenaSpans(uint32_t f
   if (plan_->arena_bytes() > cursor)
     free.push_back({cursor, plan_->arena_bytes()});
   return free;
+}
+
+int64_t LoadedPlan::freeArenaOffset(uint32_t function, int64_t step, uint64_t bytes,
+                                    uint64_t align) const {
+  for (const auto &[begin, end] : freeArenaSpans(function, step))
+    if (alignUp(begin, align) + bytes <= end)
+      return int64_t(alignUp(begin, align));
+  return -1;
 }
 
 uint64_t LoadedPlan::largestFreeArenaSpan(uint32_t function, int64_t step, uint64_t align) const {

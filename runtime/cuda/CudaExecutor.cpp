@@ -236,7 +236,6 @@ private:
   struct ConvVariant {
     std::string name; // im2col, gemm, nhwc, nhwc-w4
     Launch launch;
-    size_t scratch = 0;
     int scratchRange = -1; // its range in scratchMap_ (-1: none)
     double ms = 0; // measured by tuneConvolutions
   };
@@ -1442,7 +1441,7 @@ std::vector<CudaExecutor::ConvVariant> CudaExecutor::convVariants(const plan::Co
         scratchMap_[size_t(r)].function = int(function);
         scratchMap_[size_t(r)].used = false; // until tuneConvolutions chooses it
       }
-      out.push_back({name, std::move(l), sl.size, r, 0.0});
+      out.push_back({name, std::move(l), r, 0.0});
     } catch (const Error &e) {
       lastError = e.what();
     }

@@ -504,23 +504,12 @@ void Printer::livePeaks() {
     const std::vector<LoadedPlan::ArenaTemp> &temps = loaded_->arenaTemps(f);
     if (temps.empty() || steps == 0)
       continue;
-    // The bytes the live temps cover (a result written in place of a dying input shares
-    // its bytes: counted once).
-    std::vector<uint64_t> live(size_t(steps), 0);
-    for (int64_t s = 0; s < steps; ++s) {
-      std::vector<std::pair<uint64_t, uint64_t>> spans;
-      for (const LoadedPlan::ArenaTemp &t : temps)
-        if (t.start <= s && s <= t.end)
-          spans.push_back({t.begin, t.begin + t.bytes});
-      std::sort(spans.begin(), spans.end());
-      uint64_t covered = 0, end = 0;
-      for (const auto &[b, e] : spans) {
-        if (e > std::max(b, end))
-          covered += e - std::max(b, end);
-        end = std::max(end, e);
-      }
-      live[size_t(s)] = covered;
-    }
+    // The bytes the live temps cover: the arena less its free spans (a result written in
+    // place of a dying input shares its bytes: counted once).
+    std::vector<uint64_t> live(size_t(steps), p_.arena_bytes());
+    for (int64_t s = 0; s < steps; ++s)
+      for (const auto &[begin, end] : loaded_->freeArenaSpans(f, s))
+        live[size_t(s)] -= end - begin;
     const int64_t peak = int64_t(std::max_element(live.begin(), live.end()) - live.begin());
     const Step *step = fn->steps()->Get(uint32_t(peak));
     os_ << "  " << (fn->name() ? fn->name()->str() : "?") << ": at most " << live[size_t(peak)]

@@ -97,10 +97,10 @@ std::string calibrationCachePath(const Executor &exec, const std::string &meterN
     root = std::string(h) + "/.cache";
   else
     root = "/tmp";
-  const auto &bytes = exec.plan().bytes();
+  // The plan's checksum (verified on load) is the hash of its bytes: not hashed again.
   std::string device = exec.deviceDescription() + "|" + meterName;
-  return root + "/mantissa/calib/" + hex16(fnv1a64(bytes.data(), bytes.size())) + "-" +
-         hex16(fnv1a64(device)) + ".json";
+  return root + "/mantissa/calib/" + hex16(exec.plan()->checksum()) + "-" + hex16(fnv1a64(device)) +
+         ".json";
 }
 
 void writeCalibration(const std::string &path, const CalibrationFile &c) {

@@ -39,6 +39,8 @@ std::vector<int64_t> shapeOf(const plan::Tensor &t) {
 
 } // namespace
 
+void checkCheckpointFormat(const std::string &path) { formatOf(path); }
+
 void saveCheckpoint(Executor &exec, const std::string &path, int64_t step) {
   Format format = formatOf(path);
   std::vector<HostTensor> out;

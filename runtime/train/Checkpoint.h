@@ -16,6 +16,10 @@
 
 namespace mantissa {
 
+/// Throws the Error saveCheckpoint would for a `path` of no known format (its extension
+/// names it: .safetensors or .npz).
+void checkCheckpointFormat(const std::string &path);
+
 /// Writes the executor's persistent state and the global step to `path`.
 void saveCheckpoint(Executor &exec, const std::string &path, int64_t step);
 

@@ -594,12 +594,13 @@ TrainOptions parseTrainOptions(int argc, char **argv) {
                     "; name it differently");
     }
   }
-  auto endsWith = [](const std::string &s, const char *suffix) {
-    size_t n = std::strlen(suffix);
-    return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
-  };
-  if (!o.save.empty() && !endsWith(o.save, ".safetensors") && !endsWith(o.save, ".npz"))
-    throw Error("--save " + o.save + ": unknown checkpoint format; name the file *.safetensors or *.npz");
+  if (!o.save.empty()) {
+    try {
+      checkCheckpointFormat(o.save); // saveCheckpoint's own rule, before the run
+    } catch (const Error &e) {
+      throw Error(std::string("--save ") + e.what());
+    }
+  }
   return o;
 }
 
