@@ -147,7 +147,9 @@ AttributionResult attributeEnergy(const KernelTimeline &timeline,
       f[w][K] = 1.0; // nothing predicted: all of it is the remainder
     }
     idleW[w] = ew.joules - kernels; // the remainder: conservation by construction
-    out.meterErrJoules = measured.resolutionJoules + lagSeconds * ew.joules / dur;
+    out.boundaryLagSeconds = ew.boundaryLagSeconds;
+    out.lagSeconds = std::max(lagSeconds, ew.boundaryLagSeconds);
+    out.meterErrJoules = measured.resolutionJoules + out.lagSeconds * ew.joules / dur;
     meterRel[w] = ew.joules > 0.0 ? out.meterErrJoules / ew.joules : 0.0;
     out.kernelJoules = kernels;
     out.idleJoules = idleW[w];

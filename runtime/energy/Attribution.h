@@ -21,9 +21,12 @@
 //     computed as E_w minus the kernels). Each figure carries an uncertainty
 //     that is a worst-case bound, combined linearly:
 //       - the counter: +/- one tick over the window, dE_w = resolution +
-//         lagSeconds * E_w / duration_w (lagSeconds = the meter's update period
-//         by default: the energy the counter can lag by one update at the
-//         window's average power); kernel k's share of it is a_k,w * dE_w / E_w;
+//         lag_w * E_w / duration_w (lag_w = the meter's update period by
+//         default: the energy the counter can lag by one update at the
+//         window's average power; or the window's recorded poll lag at its
+//         ends where that is longer: a poll the host delayed places the
+//         boundary later than the counter change it marks); kernel k's share of
+//         it is a_k,w * dE_w / E_w;
 //       - the calibration: a relative error r_j in P_j moves a_k by
 //         sum_w a_k,w * (delta_jk - f_j,w) * r_j (f_j,w = j's share of w's
 //         prediction: the scaling absorbs a common error), summed in |.| over
@@ -78,7 +81,8 @@ struct Calibration {
 struct AttributionOptions {
   double minWindowSeconds = 1.0;
   /// How far the counter may lag at a window's ends; < 0: the meter's update
-  /// period (+/- one counter tick, DESIGN.md).
+  /// period (+/- one counter tick, DESIGN.md). A window whose recorded boundary
+  /// lag (EnergyWindow::boundaryLagSeconds) is longer uses that instead.
   double lagSeconds = -1.0;
 };
 
@@ -107,7 +111,9 @@ struct StepEnergy {
 struct WindowEnergy {
   double start = 0.0, end = 0.0;
   double measuredJoules = 0.0;
-  double meterErrJoules = 0.0; // +/- one counter tick
+  double meterErrJoules = 0.0; // +/- one counter tick (or the boundary lag)
+  double lagSeconds = 0.0;     // the lag that bound used
+  double boundaryLagSeconds = 0.0; // the recorded poll lag (EnergyWindow)
   double kernelJoules = 0.0;
   double idleJoules = 0.0;
   double busySeconds = 0.0; // union of the launches inside the window

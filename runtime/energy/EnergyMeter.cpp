@@ -125,18 +125,26 @@ WindowRecorder::WindowRecorder(EnergyMeter &meter, double minWindowSeconds)
     : meter_(meter), minWindow_(minWindowSeconds) {}
 
 void WindowRecorder::poll(double now) {
+  poll([now] { return now; });
+}
+
+void WindowRecorder::poll(const std::function<double()> &clock) {
   if (!meter_.measures())
     return;
+  // The time before and after the read: a change this read sees happened after the
+  // previous read began and before `now`.
+  double readStart = clock();
   double v = meter_.readJoules();
+  double now = clock();
   if (!havePoll_) {
     havePoll_ = true;
     lastValue_ = v;
-    lastPoll_ = now;
+    lastReadStart_ = readStart;
     return;
   }
   if (v != lastValue_) {
-    // The counter moved somewhere in (lastPoll_, now]: a boundary candidate.
-    double lag = now - lastPoll_;
+    // The counter moved somewhere in (lastReadStart_, now]: a boundary candidate.
+    double lag = now - lastReadStart_;
     if (!open_) {
       open_ = true;
     } else if (now - openTime_ >= minWindow_) {
@@ -148,7 +156,7 @@ void WindowRecorder::poll(double now) {
       windows_.push_back(w);
     } else {
       lastValue_ = v;
-      lastPoll_ = now;
+      lastReadStart_ = readStart;
       return; // keep the window open
     }
     openTime_ = now;
@@ -156,7 +164,7 @@ void WindowRecorder::poll(double now) {
     openLag_ = lag;
   }
   lastValue_ = v;
-  lastPoll_ = now;
+  lastReadStart_ = readStart;
 }
 
 MeasuredWindows WindowRecorder::result() const {

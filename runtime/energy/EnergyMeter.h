@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <string>
@@ -128,8 +129,11 @@ struct EnergyWindow {
   double start = 0.0;
   double end = 0.0;
   double joules = 0.0;
-  /// How late each boundary may be relative to the counter change it marks
-  /// (the poll interval around it); informational.
+  /// How late a boundary may be relative to the counter change it marks: the
+  /// change happened somewhere in the poll interval before the boundary, so the
+  /// window's time is off from the counter's by less than the longer of its two
+  /// boundaries' intervals. Attribution widens the counter's error bound by it
+  /// when it exceeds the meter's update period (a poll delayed by a busy host).
   double boundaryLagSeconds = 0.0;
 };
 
@@ -144,10 +148,14 @@ struct MeasuredWindows {
 
 /// Cuts the run into windows of >= minWindowSeconds whose boundaries are observed
 /// counter changes (DESIGN.md step 2). Call poll() often (after each step, or from
-/// a polling thread) with the current time on the timeline's clock.
+/// a polling thread) with the timeline's clock: it reads the clock on both sides of
+/// the counter, so each boundary's recorded lag bounds how far its time is from the
+/// counter change it marks, however late the host ran the poll.
 class WindowRecorder {
 public:
   explicit WindowRecorder(EnergyMeter &meter, double minWindowSeconds = 1.0);
+  void poll(const std::function<double()> &clock);
+  /// With a clock that stands still at `now` (tests, synthetic meters).
   void poll(double now);
   MeasuredWindows result() const;
 
@@ -155,7 +163,7 @@ private:
   EnergyMeter &meter_;
   double minWindow_;
   bool havePoll_ = false, open_ = false;
-  double lastValue_ = 0.0, lastPoll_ = 0.0;
+  double lastValue_ = 0.0, lastReadStart_ = 0.0;
   double openTime_ = 0.0, openValue_ = 0.0, openLag_ = 0.0;
   std::vector<EnergyWindow> windows_;
 };

@@ -130,6 +130,8 @@ std::string attributionJson(const AttributionResult &r, const KernelLabels &labe
     o << (i ? ",\n  " : "\n  ") << "{\"start\": " << num(w.start) << ", \"end\": " << num(w.end)
       << ", \"measured_joules\": " << num(w.measuredJoules)
       << ", \"meter_err_joules\": " << num(w.meterErrJoules)
+      << ", \"lag_seconds\": " << num(w.lagSeconds)
+      << ", \"boundary_lag_seconds\": " << num(w.boundaryLagSeconds)
       << ", \"kernel_joules\": " << num(w.kernelJoules)
       << ", \"idle_joules\": " << num(w.idleJoules)
       << ", \"busy_seconds\": " << num(w.busySeconds) << ", \"scale\": " << num(w.scale) << "}";

@@ -169,7 +169,7 @@ void EnergySession::poller() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       try {
-        recorder_->poll(timelineClock() - t0_);
+        recorder_->poll([this] { return timelineClock() - t0_; });
       } catch (const std::exception &e) {
         pollError_ = e.what(); // reported by end(): the run is then "not measured"
         return;
@@ -215,7 +215,7 @@ void EnergySession::end() {
     std::lock_guard<std::mutex> lock(mutex_);
     if (pollError_.empty()) {
       try {
-        recorder_->poll(timelineClock() - t0_);
+        recorder_->poll([this] { return timelineClock() - t0_; });
       } catch (const std::exception &e) {
         pollError_ = e.what();
       }

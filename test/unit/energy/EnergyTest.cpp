@@ -137,6 +137,18 @@ Check checkAttribution(const SimRun &run, const MeasuredWindows &mw, const Attri
                        double tolerance) {
   Check c;
   EXPECT_TRUE(r.measured);
+  // The widest an entry's bound may be, derived from Attribution.h's formula: the
+  // counter's term is at most the largest window's (lag + resolution) share, and the
+  // calibration's at most r_k + sum_j f_j r_j <= 2 max r (the f_j of a window sum to 1).
+  double maxMeter = 0.0, maxSpread = run.calibration.idle.relSpread;
+  for (const EnergyWindow &w : mw.windows)
+    maxMeter = std::max(maxMeter, (mw.resolutionJoules + std::max(mw.updatePeriodSeconds,
+                                                                  w.boundaryLagSeconds) *
+                                                             w.joules / (w.end - w.start)) /
+                                      w.joules);
+  for (const auto &kv : run.calibration.kernels)
+    maxSpread = std::max(maxSpread, kv.second.relSpread);
+  const double ceiling = maxMeter + 2 * maxSpread;
   std::vector<double> truth = trueJoules(run, mw);
   EXPECT_EQ(r.kernels.size(), kNumTypes);
   for (const KernelEnergy &k : r.kernels) {
@@ -150,6 +162,9 @@ Check checkAttribution(const SimRun &run, const MeasuredWindows &mw, const Attri
       EXPECT_LT(err / t, tolerance) << k.name << ": attributed " << k.joules << " J, true " << t;
     EXPECT_LE(err, k.joulesErr) << k.name << ": error " << err << " J not covered by ± "
                                 << k.joulesErr;
+    EXPECT_LE(k.joulesErr, ceiling * k.joules * (1 + 1e-12))
+        << k.name << ": a bound of " << 100 * k.joulesErr / k.joules << " % is wider than the "
+        << 100 * ceiling << " % its terms allow";
   }
   // The gaps too.
   double idleTruth = r.idleSeconds * kIdleWatts;
