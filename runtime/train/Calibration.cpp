@@ -468,6 +468,11 @@ int profileMain(int argc, char **argv) {
                   note.empty() ? "" : ": ", note.c_str());
       for (auto [secs, step] : order)
         std::printf("  %-40.40s %12s\n", pk.names[fnIndex][step].c_str(), seconds(secs).c_str());
+      // Said, not skipped in silence: a calibration needs measured energy.
+      if (!o.out.empty())
+        std::fprintf(stderr, "note: --out %s not written: no energy was measured, so there is no "
+                             "calibration to write\n",
+                     o.out.c_str());
       return 0;
     }
     CalibrationFile file;

@@ -14,11 +14,14 @@ plan = compile_model("mlp_digits", os.path.join(d, "m.plan"), "--precision", "fp
 env = dict(os.environ, XDG_CACHE_HOME=os.path.join(d, "cache"))
 rt = tool("mantissa-run")
 
-p = run([rt, "profile", plan, "--meter", "none", "--top", "3", "--threads", "2"], env=env)
+nocal = os.path.join(d, "none.json")
+p = run([rt, "profile", plan, "--meter", "none", "--top", "3", "--threads", "2", "--out", nocal], env=env)
 c.check("energy: not measured" in p.stdout and not re.search(r"\d\s*J\b", p.stdout)
         and len(re.findall(r"\d+\.\d+ (us|ms)", p.stdout)) == 3,
         "no meter: time per launch of the top 3 kernels, no joules")
 c.check(not glob.glob(os.path.join(d, "cache", "mantissa", "calib", "*.json")), "no meter: nothing cached")
+c.check(not os.path.exists(nocal) and f"--out {nocal} not written: no energy was measured" in p.stderr,
+        "no meter: --out is not written, and that is said")
 c.check("\ntimeline: cpu: CPU steady_clock around each step\n" in p.stdout, "profile names the timeline that ranked the kernels")
 
 P = 150.0
@@ -34,6 +37,10 @@ c.check(p.stdout.count("\nheat: not matched: the meter has no thermometer") == 1
         "no thermometer: no heat matching, said once, no training temperature")
 ks = cal["kernels"]
 c.check(len(ks) == 2 and all(k["repeats"] >= 2 for k in ks + [cal["idle"]]), "2 kernels and the idle baseline, >= 2 windows each")
+# The spread bounds the checks below, so it must itself be small: a constant P, 1 s windows,
+# a 1 mJ counter and ~5 ms boundary calls leave well under 5 %.
+c.check(all(k["rel_spread"] < 0.05 for k in ks + [cal["idle"]]),
+        "every spread is under 5 %: " + ", ".join(f"{100 * k['rel_spread']:.2f} %" for k in ks + [cal["idle"]]))
 for k in ks + [cal["idle"]]:
     c.check(abs(k["watts"] - P) <= max(0.02, k["rel_spread"]) * P,
             f"{k['name']}: {k['watts']:.2f} W, spread {100 * k['rel_spread']:.2f} % vs {P:g} W")
