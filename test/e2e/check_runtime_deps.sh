@@ -12,8 +12,15 @@ for d in $deps; do
     *) echo "FAIL: $bin depends on $d, which a GPU node does not have"; bad=1 ;;
   esac
 done
-if nm -D "$bin" 2>/dev/null | grep -qiE "mlir|llvm::"; then
-  echo "FAIL: $bin exports MLIR/LLVM symbols"; bad=1
+# Capture nm's output before searching it: `nm | grep -q` under pipefail reports "no match" when grep
+# exits at its first match and nm dies of SIGPIPE. -C demangles, so C++ names read mlir::/llvm::
+# (the mangled _ZN4mlir... never contain "::"); mlirX/LLVMX are the C APIs.
+if ! syms=$(nm -D --defined-only -C "$bin"); then
+  echo "FAIL: nm -D $bin failed"; exit 1
+fi
+leaked=$(grep -E '(^|[^[:alnum:]_])(mlir|llvm)::| (mlir|LLVM)[A-Z]' <<<"$syms" | head -3 || true)
+if [ -n "$leaked" ]; then
+  echo "FAIL: $bin exports MLIR/LLVM symbols, e.g.:"; echo "$leaked"; bad=1
 fi
 [ $bad = 0 ] && echo "ok: $(echo $deps | wc -w) dependencies, all allowed"
 exit $bad

@@ -73,7 +73,9 @@ class Checks:
         else: s.failed += 1
     def done(s):
         print(f"{s.passed} passed, {s.failed} failed")
-        sys.exit(1 if s.failed else 0)
+        if s.passed + s.failed == 0:
+            print("FAIL no check ran")
+        sys.exit(1 if s.failed or not s.passed else 0)
 
 
 def tune_table(stdout):

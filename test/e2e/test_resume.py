@@ -29,7 +29,10 @@ proc.wait()
 at = int(torch_models.read_safetensors(path)["trainer.step"]) if os.path.exists(path) else -1
 c.check(killed and 0 < at < int(STEPS), f"killed mid-run (SIGKILL) with the last checkpoint at step {at} of {STEPS}")
 out = os.path.join(d, "resumed.safetensors")
-train(plan, "--steps", STEPS, "--threads", "2", "--checkpoint", ck, "--every", "7", "--resume", "--save", out)
+j = train(plan, "--steps", STEPS, "--threads", "2", "--checkpoint", ck, "--every", "7", "--resume", "--save", out,
+          json_out=out + ".json")
+# Training is deterministic, so a --resume that loaded nothing and began at step 0 would end equal too.
+c.check(at > 0 and j.get("start_step") == at, f"the resumed run starts at the checkpoint's step {at} (start_step {j.get('start_step')})")
 A, B = torch_models.read_safetensors(ref), torch_models.read_safetensors(out)
 diff = [n for n in A if not np.array_equal(A[n], B[n])]
 c.check(not diff and set(A) == set(B), f"resumed run equals the uninterrupted one in all {len(A)} tensors" + (f"; differ: {diff}" if diff else ""))

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The demo's model reaches 0.95 held-out accuracy, and fp16/bf16 AMP training of mlp_digits
-and cnn_digits reaches the held-out accuracy of fp32 within 0.5 point (same seed and steps)."""
-import os
-from common import Checks, compile_model, tmpdir, train
+and cnn_digits reaches the held-out accuracy of fp32 within 0.5 point (same seed and steps); each
+plan's GEMMs and convolutions compute in the precision asked for (mantissa inspect)."""
+import os, re
+from common import Checks, compile_model, run, tmpdir, tool, train
 
 c = Checks()
 d = tmpdir()
@@ -14,6 +15,12 @@ for model, (opt, epochs) in setups.items():
     acc = {}
     for prec in ["fp32", "fp16", "bf16"]:
         plan = compile_model(model, os.path.join(d, f"{model}-{prec}.plan"), "--precision", prec, "--seed", "3", *opt)
+        # A --precision that did nothing would pass the accuracy checks trivially: the plan's GEMMs
+        # and convolutions must compute in the element type asked for.
+        kinds = re.findall(r" graph\.(?:linear|conv2d) (?:Gemm|Conv2d) (\S+) ", run([tool("mantissa"), "inspect", plan]).stdout)
+        want = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}[prec]
+        c.check(bool(kinds) and set(kinds) == {want}, f"{model} {prec}: its {len(kinds)} GEMMs and convolutions compute in "
+                f"{want}: {sorted(set(kinds))}")
         s = train(plan, "--data", "digits", "--epochs", epochs, "--seed", "3", json_out=os.path.join(d, f"{model}-{prec}.json"))
         acc[prec] = s["eval"]["accuracy"]
         print(f"{model} {prec}: held-out accuracy {acc[prec]:.4f}, final loss {s['final_loss']:.4f}, "

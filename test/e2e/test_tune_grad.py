@@ -56,14 +56,21 @@ fc1_precision = policy.get("groups", {}).get("fc1", policy["default"])
 c.check(fc1_precision in ("fp32", "bf16"), f"the written policy keeps fc1 out of fp16: {fc1_precision}")
 
 # The manifest's JSON carries the same numbers as the table (printed to 3 significant digits).
+# The same (group, precision) keys on both sides, and fc1=fp16 among the rows compared: with keys
+# that did not match, the comparison below would run over nothing.
 sens = {(s["group"], s["precision"]): s for s in manifest.get("sensitivity", [])}
-agree = all(abs(sens[k]["grad_error_first"] - r["grad@1"]) <= 0.0051 * abs(r["grad@1"]) + 1e-12 and
-            abs(sens[k]["grad_error_mean"] - r["grad-mean"]) <= 0.0051 * abs(r["grad-mean"]) + 1e-12
-            for k, r in rows.items() if r.get("grad@1") is not None and k in sens)
-c.check(len(sens) == len(rows) and agree, f"manifest.json's sensitivity matches the table ({len(sens)} rows)")
-cand = manifest["candidates"][sens.get(("fc1", "fp16"), {}).get("candidate", 0) - 1]
-c.check(cand.get("grad_error", {}).get("fc1", {}).get("first") == sens.get(("fc1", "fp16"), {}).get("grad_error_first"),
-        f"the candidate's grad_error in manifest.json: {cand.get('label')}")
+compared = [k for k, r in rows.items() if r.get("grad@1") is not None and k in sens]
+agree = all(abs(sens[k]["grad_error_first"] - rows[k]["grad@1"]) <= 0.0051 * abs(rows[k]["grad@1"]) + 1e-12 and
+            abs(sens[k]["grad_error_mean"] - rows[k]["grad-mean"]) <= 0.0051 * abs(rows[k]["grad-mean"]) + 1e-12
+            for k in compared)
+c.check(set(sens) == set(rows) and ("fc1", "fp16") in compared and agree,
+        f"manifest.json's sensitivity matches the table: keys {sorted(sens)}, {len(compared)} rows compared")
+fc1_sens = sens.get(("fc1", "fp16"), {})
+index = fc1_sens.get("candidate")
+cand = manifest["candidates"][index - 1] if isinstance(index, int) and 1 <= index <= len(manifest["candidates"]) else {}
+first = cand.get("grad_error", {}).get("fc1", {}).get("first")
+c.check(first is not None and first == fc1_sens.get("grad_error_first"),
+        f"fc1=fp16's candidate {index} ({cand.get('label')}) in manifest.json has its grad_error: {first}")
 
 # Dynamic loss scaling carries fc1's gradients in fp16.
 rows, _, _ = tune("dynamic")

@@ -249,9 +249,12 @@ func.func @two_consumers() -> (tensor<4x4xf32>, tensor<4x4xf32>) {
 //  CHECK-NEXT:   %[[R:.*]] = graph.relu %[[H]]
 //  CHECK-NEXT:   graph.linear %[[R]], %{{.*}}, %{{.*}} {graph.epilogue = "bias", graph.name = "fc2"}
 //       CHECK:   graph.relu_grad %[[H]],
+// Without the split (and without epilogues) the bias stays in fc1 and nothing
+// fuses: a fused op would read fc1's result, so it would stand after it.
 // NOSPLIT-LABEL: func.func @linear_bias
-//   NOSPLIT-NOT:   graph.fused
 //       NOSPLIT:   graph.linear %{{.*}}, %{{.*}}, %{{.*}} {graph.name = "fc1"}
+//   NOSPLIT-NOT:   graph.fused
+//       NOSPLIT:   return
 func.func @linear_bias() -> (tensor<4x2xf32>, tensor<4x8xf32>) {
   %x = graph.input "x" : tensor<4x3xf32>
   %w1 = graph.param "fc1.weight" {init = "zeros"} : tensor<8x3xf32>

@@ -2,6 +2,12 @@
 // in the custom and in the generic form.
 // RUN: mantissa-opt %s | mantissa-opt | FileCheck %s
 // RUN: mantissa-opt %s --mlir-print-op-generic | mantissa-opt | FileCheck %s
+// Both round trips end in the same text, and printing that text again changes nothing.
+// RUN: mantissa-opt %s | mantissa-opt > %t.custom
+// RUN: mantissa-opt %s --mlir-print-op-generic | mantissa-opt > %t.generic
+// RUN: diff %t.custom %t.generic
+// RUN: mantissa-opt %t.custom > %t.again
+// RUN: diff %t.custom %t.again
 
 // CHECK-LABEL: func.func @leaves
 func.func @leaves() -> (tensor<4x3xf32>, tensor<f32>) {
@@ -24,24 +30,27 @@ func.func @leaves() -> (tensor<4x3xf32>, tensor<f32>) {
   return %w, %c : tensor<4x3xf32>, tensor<f32>
 }
 
+// Each op with its operands (in order), their types and the result's.
 // CHECK-LABEL: func.func @elementwise
+//  CHECK-SAME: (%[[A:[[:alnum:]_]+]]: tensor<8x4xf32>, %[[B:[[:alnum:]_]+]]: tensor<4xf32>, %[[H:[[:alnum:]_]+]]: tensor<8x4xf16>) -> tensor<8x4xf32>
 func.func @elementwise(%a: tensor<8x4xf32>, %b: tensor<4xf32>, %h: tensor<8x4xf16>) -> tensor<8x4xf32> {
-  // CHECK: graph.add %{{.*}}, %{{.*}} : tensor<8x4xf32>, tensor<4xf32> -> tensor<8x4xf32>
-  // CHECK: graph.sub %{{.*}}, %{{.*}} : tensor<8x4xf32>, tensor<8x4xf16> -> tensor<8x4xf32>
-  // CHECK: graph.mul
-  // CHECK: graph.div
-  // CHECK: graph.relu %{{.*}} : tensor<8x4xf32>
-  // CHECK: graph.gelu
-  // CHECK: graph.sigmoid
-  // CHECK: graph.tanh
-  // CHECK: graph.exp
-  // CHECK: graph.log
-  // CHECK: graph.neg
-  // CHECK: graph.relu_grad %{{.*}}, %{{.*}} : tensor<8x4xf32>
-  // CHECK: graph.gelu_grad
-  // CHECK: graph.sigmoid_grad
-  // CHECK: graph.tanh_grad
-  // CHECK: graph.cast %{{.*}} : tensor<8x4xf32> to tensor<8x4xbf16>
+  // CHECK-NEXT: %[[V0:.*]] = graph.add %[[A]], %[[B]] : tensor<8x4xf32>, tensor<4xf32> -> tensor<8x4xf32>
+  // CHECK-NEXT: %[[V1:.*]] = graph.sub %[[V0]], %[[H]] : tensor<8x4xf32>, tensor<8x4xf16> -> tensor<8x4xf32>
+  // CHECK-NEXT: %[[V2:.*]] = graph.mul %[[V1]], %[[B]] : tensor<8x4xf32>, tensor<4xf32> -> tensor<8x4xf32>
+  // CHECK-NEXT: %[[V3:.*]] = graph.div %[[V2]], %[[B]] : tensor<8x4xf32>, tensor<4xf32> -> tensor<8x4xf32>
+  // CHECK-NEXT: %[[V4:.*]] = graph.relu %[[V3]] : tensor<8x4xf32>
+  // CHECK-NEXT: %[[V5:.*]] = graph.gelu %[[V4]] : tensor<8x4xf32>
+  // CHECK-NEXT: %[[V6:.*]] = graph.sigmoid %[[V5]] : tensor<8x4xf32>
+  // CHECK-NEXT: %[[V7:.*]] = graph.tanh %[[V6]] : tensor<8x4xf32>
+  // CHECK-NEXT: %[[V8:.*]] = graph.exp %[[V7]] : tensor<8x4xf32>
+  // CHECK-NEXT: %[[V9:.*]] = graph.log %[[V8]] : tensor<8x4xf32>
+  // CHECK-NEXT: %[[V10:.*]] = graph.neg %[[V9]] : tensor<8x4xf32>
+  // CHECK-NEXT: %[[V11:.*]] = graph.relu_grad %[[V10]], %[[A]] : tensor<8x4xf32>
+  // CHECK-NEXT: %[[V12:.*]] = graph.gelu_grad %[[V11]], %[[A]] : tensor<8x4xf32>
+  // CHECK-NEXT: %[[V13:.*]] = graph.sigmoid_grad %[[V12]], %[[A]] : tensor<8x4xf32>
+  // CHECK-NEXT: %[[V14:.*]] = graph.tanh_grad %[[V13]], %[[A]] : tensor<8x4xf32>
+  // CHECK-NEXT: graph.cast %[[V14]] : tensor<8x4xf32> to tensor<8x4xbf16>
+  // CHECK-NEXT: return %[[V14]] : tensor<8x4xf32>
   %0 = graph.add %a, %b : tensor<8x4xf32>, tensor<4xf32> -> tensor<8x4xf32>
   %1 = graph.sub %0, %h : tensor<8x4xf32>, tensor<8x4xf16> -> tensor<8x4xf32>
   %2 = graph.mul %1, %b : tensor<8x4xf32>, tensor<4xf32> -> tensor<8x4xf32>
@@ -156,13 +165,16 @@ func.func @optimizer_and_scaler(%p: tensor<4x3xf32>, %g: tensor<4x3xf32>, %m: te
 }
 
 // CHECK-LABEL: func.func @fused
+//  CHECK-SAME: (%[[X:[[:alnum:]_]+]]: tensor<8x4xf32>, %[[B:[[:alnum:]_]+]]: tensor<4xf32>)
 func.func @fused(%x: tensor<8x4xf32>, %b: tensor<4xf32>) -> (tensor<8x4xf32>, tensor<8x4xf16>) {
-  // CHECK: %{{.*}}:2 = graph.fused(%{{.*}}, %{{.*}}) {graph.name = "fc+relu"} : (tensor<8x4xf32>, tensor<4xf32>) -> (tensor<8x4xf32>, tensor<8x4xf16>) {
-  // CHECK: ^bb0(%{{.*}}: tensor<8x4xf32>, %{{.*}}: tensor<4xf32>):
-  // CHECK:   graph.add
-  // CHECK:   graph.relu
-  // CHECK:   graph.cast
-  // CHECK:   graph.yield %{{.*}}, %{{.*}} : tensor<8x4xf32>, tensor<8x4xf16>
+  // CHECK-NEXT: %[[F:.*]]:2 = graph.fused(%[[X]], %[[B]]) {graph.name = "fc+relu"} : (tensor<8x4xf32>, tensor<4xf32>) -> (tensor<8x4xf32>, tensor<8x4xf16>) {
+  // CHECK-NEXT: ^bb0(%[[A0:[[:alnum:]_]+]]: tensor<8x4xf32>, %[[A1:[[:alnum:]_]+]]: tensor<4xf32>):
+  // CHECK-NEXT:   %[[S:.*]] = graph.add %[[A0]], %[[A1]] : tensor<8x4xf32>, tensor<4xf32> -> tensor<8x4xf32>
+  // CHECK-NEXT:   %[[R:.*]] = graph.relu %[[S]] : tensor<8x4xf32>
+  // CHECK-NEXT:   %[[C:.*]] = graph.cast %[[R]] : tensor<8x4xf32> to tensor<8x4xf16>
+  // CHECK-NEXT:   graph.yield %[[S]], %[[C]] : tensor<8x4xf32>, tensor<8x4xf16>
+  // CHECK-NEXT: }
+  // CHECK-NEXT: return %[[F]]#0, %[[F]]#1 : tensor<8x4xf32>, tensor<8x4xf16>
   %h, %r = graph.fused(%x, %b) {graph.name = "fc+relu"} : (tensor<8x4xf32>, tensor<4xf32>) -> (tensor<8x4xf32>, tensor<8x4xf16>) {
   ^bb0(%a0: tensor<8x4xf32>, %a1: tensor<4xf32>):
     %0 = graph.add %a0, %a1 : tensor<8x4xf32>, tensor<4xf32> -> tensor<8x4xf32>

@@ -35,6 +35,7 @@
 // REMAT:       memory: peak 2650876 bytes
 // REMAT:       function train_step: 179 steps
 // REMAT-COUNT-6: graph.slice Slice
+// REMAT-NOT:   graph.slice Slice
 // REMAT-LABEL: function eval_step:
 // NOREMAT:     memory: peak 2749180 bytes
 // NOREMAT:     function train_step: 177 steps
