@@ -3,8 +3,8 @@
 // The CUDA backend lives in libmantissa_cuda.so so that the runtime binary starts
 // (and runs on the CPU) where no CUDA library exists. It is looked for next to the
 // running executable first (how the runtime is carried to a GPU machine: one folder),
-// then on the default library search path. The plugin stays loaded for the life of
-// the process: executors it made may outlive any one caller.
+// then on the default library search path; MANTISSA_CUDA_PLUGIN names another file. The plugin
+// stays loaded for the life of the process: executors it made may outlive any one caller.
 //===----------------------------------------------------------------------===//
 #include "runtime/backend/Executor.h"
 
@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <mutex>
 #include <string>
 
@@ -42,8 +43,18 @@ const Plugin &loadPlugin() {
   std::call_once(once, [] {
     std::string tried;
     void *handle = nullptr;
+    if (const char *chosen = std::getenv("MANTISSA_CUDA_PLUGIN"); chosen && *chosen) {
+      // Named by the user (or a test: the host emulation in test/fakegpu): that one only.
+      handle = dlopen(chosen, RTLD_NOW | RTLD_LOCAL);
+      if (!handle) {
+        const char *e = dlerror();
+        plugin.error = std::string("cannot load MANTISSA_CUDA_PLUGIN=") + chosen + ": " +
+                       (e ? e : "unknown error");
+        return;
+      }
+    }
     std::string dir = executableDir();
-    if (!dir.empty()) {
+    if (!handle && !dir.empty()) {
       std::string path = dir + "/" + kCudaPluginName;
       handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
       if (!handle) {

@@ -48,6 +48,7 @@
 #include "runtime/cuda/ElementwiseCodegen.h"
 #include "runtime/cuda/FixedLaunch.h"
 #include "runtime/cuda/KernelLoader.h"
+#include "runtime/cuda/ModuleLoad.h"
 #include "runtime/cuda/Nvrtc.h"
 #include "runtime/cuda/ScratchMap.h"
 #include "runtime/kernels/IterationSpace.h"
@@ -750,8 +751,7 @@ void CudaExecutor::compileKernels() {
   std::vector<CompiledModule> modules = compileCudaParallel(units, arch_);
   for (size_t i = 0; i < modules.size(); ++i) {
     cudaLibrary_t lib = nullptr;
-    checkCuda(cudaLibraryLoadData(&lib, modules[i].image.data(), nullptr, nullptr, 0, nullptr,
-                                  nullptr, 0),
+    checkCuda(loadModule(&lib, modules[i].image.data(), units[i].source),
               "cudaLibraryLoadData(" + units[i].name + ", " + modules[i].target + ")");
     libraries_.push_back(lib);
     for (const std::string &name : unitKernels[i]) {

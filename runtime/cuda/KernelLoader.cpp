@@ -1,6 +1,7 @@
 //===- KernelLoader.cpp - loading a plan's compiled kernels on the device -===//
 #include "runtime/cuda/KernelLoader.h"
 #include "runtime/cuda/KernelImage.h"
+#include "runtime/cuda/ModuleLoad.h"
 
 #include "common/Error.h"
 
@@ -37,7 +38,7 @@ LoadedKernels loadPlanKernels(const plan::Plan &plan, int arch, const std::strin
     std::vector<uint64_t> image((chosen.size + 7) / 8);
     std::memcpy(image.data(), chosen.bytes, chosen.size);
     cudaLibrary_t lib = nullptr;
-    check(cudaLibraryLoadData(&lib, image.data(), nullptr, nullptr, 0, nullptr, nullptr, 0),
+    check(loadModule(&lib, image.data(), plan.cuda()->prelude()->str() + "\n" + k->source()->str()),
           planName + ": cudaLibraryLoadData(" + k->name()->str() + ", " +
               (chosen.ptx ? "PTX " : "CUBIN ") + chosen.target + ")");
     libraries.push_back(lib);
