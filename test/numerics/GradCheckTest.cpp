@@ -745,7 +745,7 @@ std::vector<Case> allCases() {
   cases.push_back(batchNormCase("batch_norm_4d", {3, 2, 2, 3}));
   cases.push_back(batchNormCase("batch_norm_2d", {5, 3}));
   cases.push_back(concatCase("concat_axis1_4d", {{2, 2, 2, 3}, {2, 3, 2, 3}}, 1));
-  cases.push_back(concatCase("concat_axis3_three_inputs", {{2, 2, 1}, {2, 2, 3}, {2, 2, 2}}, 2));
+  cases.push_back(concatCase("concat_axis2_three_inputs", {{2, 2, 1}, {2, 2, 3}, {2, 2, 2}}, 2));
   cases.push_back(sliceCase());
   cases.push_back(reshapeCase());
   cases.push_back(transposeCase());

@@ -190,6 +190,23 @@ TEST(Nowcast, CellsMoveAndPersistenceIsImperfect) {
   EXPECT_TRUE(std::isfinite(mse));
 }
 
+TEST(Nowcast, PersistenceMseOfAHandBuiltSetIsWorkedOut) {
+  // Two samples of 2 input and 2 target frames of 1x2 pixels. The baseline repeats
+  // each sample's last input frame: sample 0 (last frame {1, 2}) against targets {1, 4}
+  // and {3, 2}: errors 0, 2, 2, 0; sample 1 (last {0, 0}) against {1, 1} and {0, -2}:
+  // errors 1, 1, 0, -2. Squares 0+4+4+0 + 1+1+0+4 = 14 over 8 values: 1.75. The first
+  // input frames ({9, 9} and {-9, -9}) must not count.
+  Dataset d;
+  d.n = 2;
+  d.xShape = {2, 1, 2};
+  d.yShape = {2, 1, 2};
+  d.x = {9, 9, 1, 2, -9, -9, 0, 0};
+  d.y = {1, 4, 3, 2, 1, 1, 0, -2};
+  EXPECT_DOUBLE_EQ(persistenceMse(d), 1.75);
+  d.xShape = {2, 2};
+  EXPECT_THROW(persistenceMse(d), Error);
+}
+
 TEST(Nowcast, StillAirWithoutLifeCycleIsPersistent) {
   // With no wind, no deviation, no births, no noise, persistence can only err by
   // growth and decay: the error must be far smaller than with the default wind.

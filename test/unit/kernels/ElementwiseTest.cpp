@@ -127,6 +127,81 @@ TEST(Elementwise, AllOpsAgreeWithTheirDefinitions) {
   EXPECT_NEAR(gelu[3], 3.0 * 0.5 * (1 + std::erf(3.0 / std::sqrt(2.0))), 1e-15);
 }
 
+// Every scalar op against values worked out independently of ScalarOps.def: by hand
+// (exact), or from Python's math module (the transcendental ones; results stored as F32),
+// with NaN, infinities and rounding ties where the op has a rule for them. The table
+// must name every op but Const and Load, so that a new op needs its row.
+TEST(Elementwise, EveryScalarOpMatchesAHandWorkedTable) {
+  const double inf = INFINITY, nan = NAN;
+  struct Row {
+    ScalarOp op;
+    std::vector<double> a, b, c, want;
+    bool exact = true;
+  };
+  const double e = 2.718281828459045;
+  const std::vector<Row> rows = {
+      {ScalarOp::Add, {1, -2.5, 1e308}, {2, 2.5, 1e308}, {}, {3, 0, inf}},
+      {ScalarOp::Sub, {5, 1, inf}, {3, 1.5, inf}, {}, {2, -0.5, nan}},
+      {ScalarOp::Mul, {3, 0, inf}, {-2, 5, 0}, {}, {-6, 0, nan}},
+      {ScalarOp::Div, {1, 1, 0}, {4, 0, 0}, {}, {0.25, inf, nan}},
+      {ScalarOp::Neg, {2, -0.5, inf}, {}, {}, {-2, 0.5, -inf}},
+      {ScalarOp::Max, {1, nan, 1, -3}, {2, 1, nan, -4}, {}, {2, nan, nan, -3}},
+      {ScalarOp::Min, {1, nan, 1, -3}, {2, 1, nan, -4}, {}, {1, nan, nan, -4}},
+      {ScalarOp::Square, {-3, 0.5, 1e200}, {}, {}, {9, 0.25, inf}},
+      {ScalarOp::Sqrt, {16, 2.25, -1}, {}, {}, {4, 1.5, nan}},
+      {ScalarOp::Rsqrt, {4, 0.25, 0}, {}, {}, {0.5, 2, inf}},
+      {ScalarOp::Recip, {8, -0.5, 0}, {}, {}, {0.125, -2, inf}},
+      {ScalarOp::Pow, {2, 9, 0.5, -8}, {10, 0.5, -2, 1.0 / 3}, {}, {1024, 3, 4, nan}},
+      {ScalarOp::Abs, {-2.5, 3, -inf}, {}, {}, {2.5, 3, inf}},
+      {ScalarOp::Relu, {-1, 2, nan}, {}, {}, {0, 2, nan}},
+      {ScalarOp::Exp, {0, 1, -inf}, {}, {}, {1, e, 0}, false},
+      {ScalarOp::Log, {1, 8, 0, -1}, {}, {}, {0, 2.0794415416798357, -inf, nan}, false},
+      {ScalarOp::Tanh, {0, 0.5, inf}, {}, {}, {0, 0.46211715726000974, 1}, false},
+      {ScalarOp::Sigmoid, {0, 2, -inf}, {}, {}, {0.5, 0.8807970779778823, 0}, false},
+      {ScalarOp::Gelu, {0, 1, -1}, {}, {}, {0, 0.8413447460685429, -0.15865525393145707}, false},
+      // Phi(x) + x phi(x): Phi(1) = 0.8413447460685429, phi(1) = 0.24197072451914337.
+      {ScalarOp::GeluDeriv, {0, 1}, {}, {}, {0.5, 1.0833154705876864}, false},
+      {ScalarOp::CmpGt, {2, 1, nan}, {1, 1, 0}, {}, {1, 0, 0}},
+      {ScalarOp::CmpGe, {2, 1, nan}, {2, 2, nan}, {}, {1, 0, 0}},
+      {ScalarOp::CmpEq, {2, 1, nan}, {2, 2, nan}, {}, {1, 0, 0}},
+      {ScalarOp::IsFinite, {1, inf, nan}, {}, {}, {1, 0, 0}},
+      {ScalarOp::Select, {1, 0, nan}, {10, 10, 10}, {20, 20, 20}, {10, 20, 10}},
+      // fp16: 1 + 2^-11 is a tie, to even (1); 70000 is beyond 65504 (inf).
+      {ScalarOp::RoundF16, {1 + 0x1p-11, 1 + 3 * 0x1p-11, 70000}, {}, {}, {1, 1 + 0x1p-9, inf}},
+      // bf16: 1 + 2^-8 is a tie, to even (1); 1 + 3 x 2^-9 is nearer 1 + 2^-7.
+      {ScalarOp::RoundBF16, {1 + 0x1p-8, 1 + 3 * 0x1p-9, 3.5e38}, {}, {}, {1, 1 + 0x1p-7, inf}},
+      {ScalarOp::RoundF32,
+       {0.1, 1 + 0x1p-24, 1e39},
+       {},
+       {},
+       {0.100000001490116119384765625, 1, inf}},
+  };
+  std::vector<bool> covered(kNumScalarOps, false);
+  for (const Row &r : rows) {
+    covered[size_t(r.op)] = true;
+    const size_t n = r.a.size();
+    auto fill = [&](const std::vector<double> &v) {
+      return v.empty() ? std::vector<double>(n, 0.0) : v;
+    };
+    std::vector<double> a = fill(r.a), b = fill(r.b), c = fill(r.c), out(n);
+    ElementwiseProgram prog({load(0), load(1), load(2), op(r.op, 0, 1, 2)}, {3}, 3);
+    runElementwise<double>(prog, {int64_t(n)}, {{a.data(), {1}}, {b.data(), {1}}, {c.data(), {1}}},
+                           {{out.data(), plan::DType::F32}});
+    for (size_t i = 0; i < n; ++i) {
+      const double want = double(float(r.want[i])); // stored as F32
+      if (std::isnan(want))
+        EXPECT_TRUE(std::isnan(out[i])) << scalarOpName(r.op) << " element " << i << ": " << out[i];
+      else if (r.exact || std::isinf(want) || want == 0)
+        EXPECT_EQ(out[i], want) << scalarOpName(r.op) << " element " << i;
+      else
+        EXPECT_NEAR(out[i], want, 1e-7 * std::fabs(want)) << scalarOpName(r.op) << " element " << i;
+    }
+  }
+  for (int o = 0; o < kNumScalarOps; ++o)
+    if (ScalarOp(o) != ScalarOp::Const && ScalarOp(o) != ScalarOp::Load)
+      EXPECT_TRUE(covered[size_t(o)]) << scalarOpName(ScalarOp(o)) << " has no row";
+}
+
 TEST(Elementwise, InPlaceUpdateAndLongProgramReusesRegisters) {
   // p = p - lr * g, written into p itself (the optimizer pattern), with a chain of
   // 100 adds of 1 in between to exercise column reuse: p_new = p - 0.5 g + 100.
