@@ -10,8 +10,8 @@
 //  - Device memory is host memory (256-byte aligned). MANTISSA_FAKE_CUDA_MEMORY bytes
 //    in all (default 80 GiB): beyond it cudaMalloc fails as on a full GPU.
 //  - Kernels: the module's CUDA C++ (ModuleLoad.h gives it) is compiled for the CPU by
-//    HostKernels (test/unit/cuda/HostKernels.h): each block's threads are host threads,
-//    so __syncthreads, shuffles, mma.sync and ldmatrix behave as specified. Launches are
+//    HostKernels (test/unit/cuda/HostKernels.h): each block's threads are fibers, so
+//    __syncthreads, shuffles, mma.sync and ldmatrix behave as specified. Launches are
 //    checked as a GPU checks them (grid and block limits).
 //  - Streams execute in issue order, at once: everything is synchronous. A stream under
 //    capture records instead (kernel arguments copied then, as cudaStreamBeginCapture
@@ -81,6 +81,10 @@ std::string envOr(const char *name, const char *otherwise) {
 
 std::map<uintptr_t, size_t> gAllocations; // device and pinned host allocations
 size_t gAllocated = 0;
+
+// The limits a GPU checks a launch against, which the device properties also report.
+constexpr unsigned kMaxGridX = 0x7fffffff, kMaxGridYZ = 65535, kMaxThreads = 1024, kMaxBlockZ = 64;
+constexpr size_t kMaxSharedOptin = 227 << 10;
 
 size_t totalMemory() {
   static const size_t total = std::stoull(envOr("MANTISSA_FAKE_CUDA_MEMORY", "85899345920"));
@@ -163,10 +167,10 @@ struct CUlib_st {
 struct CUkern_st {
   CUlib_st *lib = nullptr;
   std::string name;
-  HostKernels *host = nullptr; // the library `entry` is from (its mt_host_run)
+  HostKernels *host = nullptr; // the library `entry` is from (its mt_host_run); null
+                               // until the kernel is first needed
   HostKernels::Entry entry;
   std::vector<std::pair<size_t, size_t>> params; // (offset, size)
-  bool resolved = false;
 };
 
 namespace {
@@ -178,19 +182,31 @@ std::string cacheDir() { return envOr("MANTISSA_FAKE_CUDA_CACHE", "/tmp/mantissa
 
 /// Compiles the library for the CPU with every name asked for so far (once per set).
 void resolve(CUkern_st &k) {
-  if (k.resolved)
+  if (k.host)
     return;
   CUlib_st &lib = *k.lib;
   if (lib.compiledNames != lib.names.size()) {
     lib.compiled.push_back(std::make_unique<HostKernels>(lib.source, lib.names, cacheDir()));
     lib.compiledNames = lib.names.size();
   }
-  k.host = lib.compiled.back().get();
-  k.entry = k.host->entry(k.name);
+  HostKernels *host = lib.compiled.back().get();
+  k.entry = host->entry(k.name);
   size_t offset = 0, size = 0;
   for (size_t i = 0; k.entry.paramInfo(i, &offset, &size) == 0; ++i)
     k.params.push_back({offset, size});
-  k.resolved = true;
+  k.host = host;
+}
+
+/// resolve() as a CUDA error: a kernel the host compiler or the library rejects is an
+/// invalid device function, said on stderr.
+cudaError_t resolved(CUkern_st &k) {
+  try {
+    resolve(k);
+  } catch (const std::exception &e) {
+    std::fprintf(stderr, "fake CUDA: %s\n", e.what());
+    return fail(cudaErrorInvalidDeviceFunction);
+  }
+  return cudaSuccess;
 }
 
 } // namespace
@@ -280,13 +296,13 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int device) {
   p->totalGlobalMem = totalMemory();
   p->multiProcessorCount = 132;
   p->warpSize = 32;
-  p->maxThreadsPerBlock = 1024;
-  p->maxThreadsDim[0] = p->maxThreadsDim[1] = 1024;
-  p->maxThreadsDim[2] = 64;
-  p->maxGridSize[0] = 0x7fffffff;
-  p->maxGridSize[1] = p->maxGridSize[2] = 65535;
+  p->maxThreadsPerBlock = kMaxThreads;
+  p->maxThreadsDim[0] = p->maxThreadsDim[1] = kMaxThreads;
+  p->maxThreadsDim[2] = kMaxBlockZ;
+  p->maxGridSize[0] = int(kMaxGridX);
+  p->maxGridSize[1] = p->maxGridSize[2] = kMaxGridYZ;
   p->sharedMemPerBlock = 48 << 10;
-  p->sharedMemPerBlockOptin = 227 << 10;
+  p->sharedMemPerBlockOptin = kMaxSharedOptin;
   p->sharedMemPerMultiprocessor = 228 << 10;
   p->regsPerBlock = 65536;
   p->maxThreadsPerMultiProcessor = 2048;
@@ -577,12 +593,8 @@ cudaError_t cudaLibraryGetKernel(cudaKernel_t *kernel, cudaLibrary_t lib, const 
 cudaError_t cudaFuncGetParamInfo(const void *func, size_t i, size_t *offset, size_t *size) {
   std::lock_guard<std::recursive_mutex> g(gMutex);
   auto *k = const_cast<CUkern_st *>(static_cast<const CUkern_st *>(func));
-  try {
-    resolve(*k);
-  } catch (const std::exception &e) {
-    std::fprintf(stderr, "fake CUDA: %s\n", e.what());
-    return fail(cudaErrorInvalidDeviceFunction);
-  }
+  if (cudaError_t e = resolved(*k))
+    return e;
   if (i >= k->params.size())
     return fail(cudaErrorInvalidValue);
   *offset = k->params[i].first;
@@ -598,8 +610,9 @@ cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block, void **arg
     return fail(cudaErrorInvalidDeviceFunction);
   // What a GPU refuses.
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || block.x == 0 || block.y == 0 || block.z == 0 ||
-      grid.y > 65535 || grid.z > 65535 || grid.x > 0x7fffffffu ||
-      uint64_t(block.x) * block.y * block.z > 1024 || block.z > 64 || sharedMem > (227u << 10))
+      grid.y > kMaxGridYZ || grid.z > kMaxGridYZ || grid.x > kMaxGridX ||
+      uint64_t(block.x) * block.y * block.z > kMaxThreads || block.z > kMaxBlockZ ||
+      sharedMem > kMaxSharedOptin)
     return fail(cudaErrorInvalidConfiguration);
   // What the emulation does not do.
   if (block.y != 1 || block.z != 1 || block.x % 32 != 0 || sharedMem != 0) {
@@ -609,12 +622,8 @@ cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block, void **arg
                  k->name.c_str(), block.x, block.y, block.z, sharedMem);
     return fail(cudaErrorNotSupported);
   }
-  try {
-    resolve(*k);
-  } catch (const std::exception &e) {
-    std::fprintf(stderr, "fake CUDA: %s\n", e.what());
-    return fail(cudaErrorInvalidDeviceFunction);
-  }
+  if (cudaError_t e = resolved(*k))
+    return e;
   // The arguments by value, now (a captured launch keeps these).
   size_t bytes = 0;
   for (auto [offset, size] : k->params)
@@ -633,16 +642,15 @@ cudaError_t cudaLaunchKernel(const void *func, dim3 grid, dim3 block, void **arg
                  launches, k->name.c_str());
     return cudaSuccess;
   }
+  // cudaLaunchKernel's argument array, into the copy: built once, also for every replay.
+  std::vector<void *> pointers;
+  for (auto [offset, size] : k->params)
+    pointers.push_back(base + offset);
   const HostKernels::Entry entry = k->entry;
   HostKernels *host = k->host;
-  std::vector<std::pair<size_t, size_t>> params = k->params;
-  std::string name = k->name;
-  return enqueue(stream, [=] {
-    std::vector<void *> p;
-    char *b = reinterpret_cast<char *>(buffer->data());
-    for (auto [offset, size] : params)
-      p.push_back(b + offset);
-    host->launch(entry, grid.x, grid.y, grid.z, block.x, p.data());
+  // `buffer` is captured to keep the arguments alive as long as the launch may run.
+  return enqueue(stream, [buffer, pointers, entry, host, grid, block]() mutable {
+    host->launch(entry, grid.x, grid.y, grid.z, block.x, pointers.data());
   });
 }
 

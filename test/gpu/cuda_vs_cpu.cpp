@@ -251,12 +251,15 @@ int run(const Options &o) {
   // parameter differs from its start by lr x its gradient, often far below any
   // tolerance on the whole tensor, so a wrong gradient would pass a comparison of
   // values. Working copies (their masters rounded) are compared as values.
+  // The state a step carries to the next: every tensor but temporaries and inputs.
+  auto persistent = [](const plan::Tensor *t) {
+    return t->role() != plan::Role::Temp && t->role() != plan::Role::Input;
+  };
   std::map<int, std::vector<float>> start, truthStart;
   auto snapshot = [&] {
     for (flatbuffers::uoffset_t id = 0; id < tensors.size(); ++id) {
       const plan::Tensor *t = tensors.Get(id);
-      if (t->role() == plan::Role::Temp || t->role() == plan::Role::Input ||
-          t->role() == plan::Role::WorkingCopy || t->dtype() == plan::DType::I32)
+      if (!persistent(t) || t->role() == plan::Role::WorkingCopy || t->dtype() == plan::DType::I32)
         continue;
       start[int(id)] = cpu.tensor(int(id));
       if (truth && t->name())
@@ -275,8 +278,7 @@ int run(const Options &o) {
     std::vector<float> v;
     for (flatbuffers::uoffset_t id = 0; id < tensors.size(); ++id) {
       const plan::Tensor *t = tensors.Get(id);
-      if (t->role() == plan::Role::Temp || t->role() == plan::Role::Input ||
-          t->dtype() == plan::DType::I32)
+      if (!persistent(t) || t->dtype() == plan::DType::I32)
         continue;
       v.resize(size_t(plan.numElements(int(id))));
       gpu->read(int(id), v.data(), v.size());
@@ -306,8 +308,8 @@ int run(const Options &o) {
     bool firstTempReported = false;
     for (flatbuffers::uoffset_t id = 0; id < tensors.size(); ++id) {
       const plan::Tensor *t = tensors.Get(id);
-      bool persistent = t->role() != plan::Role::Temp && t->role() != plan::Role::Input;
-      if (t->dtype() == plan::DType::I32 || (!persistent && !(o.all && last)))
+      const bool state = persistent(t);
+      if (t->dtype() == plan::DType::I32 || (!state && !(o.all && last)))
         continue;
       int64_t n = plan.numElements(int(id));
       if (n == 0)
@@ -350,7 +352,7 @@ int run(const Options &o) {
         }
       }
       ++compared;
-      if (bad && persistent)
+      if (bad && state)
         ++exceeded;
       if (!last && !bad) // earlier steps: only what exceeds
         continue;
@@ -363,7 +365,7 @@ int run(const Options &o) {
                   plan::EnumNameDType(t->dtype()), plan::EnumNameRole(t->role()), c.l2rel, c.rel,
                   c.absMax, c.refMax, truthText.c_str(), bad ? "  EXCEEDS" : "",
                   c.mismatch.empty() ? "" : ("  (" + c.mismatch + ")").c_str());
-      if (bad && !persistent && !firstTempReported) {
+      if (bad && !state && !firstTempReported) {
         firstTempReported = true;
         std::printf("       ^ the first temporary beyond the tolerance (by tensor id)\n");
       }

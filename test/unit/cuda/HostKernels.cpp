@@ -311,7 +311,7 @@ HostKernels::HostKernels(const std::string &source, const std::vector<std::strin
     std::snprintf(name, sizeof name, "%016llx.so",
                   static_cast<unsigned long long>(fnv1a64(program + MANTISSA_HOST_CXX + float16)));
     cached = cacheDir + "/" + name;
-    if ((handle_ = dlopen(cached.c_str(), RTLD_NOW | RTLD_LOCAL)))
+    if (open(cached).empty())
       return;
   }
   char tmpl[] = "/tmp/mantissa-hostkernels-XXXXXX";
@@ -342,9 +342,22 @@ HostKernels::HostKernels(const std::string &source, const std::vector<std::strin
     if (!ec)
       load = cached;
   }
-  handle_ = dlopen(load.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!handle_)
-    throw Error(std::string("host kernels: dlopen: ") + dlerror());
+  if (std::string why = open(load); !why.empty())
+    throw Error("host kernels: " + why);
+}
+
+std::string HostKernels::open(const std::string &lib) {
+  handle_ = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle_) {
+    const char *e = dlerror();
+    return "dlopen " + lib + ": " + (e ? e : "unknown error");
+  }
+  run_ = reinterpret_cast<Run>(dlsym(handle_, "mt_host_run"));
+  if (run_)
+    return "";
+  dlclose(handle_);
+  handle_ = nullptr;
+  return lib + " has no mt_host_run";
 }
 
 HostKernels::~HostKernels() {
@@ -373,14 +386,9 @@ void HostKernels::launch(const std::string &name, unsigned gx, unsigned gy, unsi
 
 void HostKernels::launch(const Entry &kernel, unsigned gx, unsigned gy, unsigned gz, unsigned block,
                          void **params) {
-  using Launch = void (*)(void **);
-  using Run = void (*)(Launch, void **, unsigned, unsigned, unsigned, unsigned);
-  auto run = reinterpret_cast<Run>(dlsym(handle_, "mt_host_run"));
-  if (!run)
-    throw Error("host kernels: no mt_host_run");
   if (block == 0 || block > 1024 || block % 32 != 0)
     throw Error("host kernels: a block of " + std::to_string(block) + " threads");
-  run(kernel.launch, params, gx, gy, gz, block);
+  run_(kernel.launch, params, gx, gy, gz, block);
 }
 
 } // namespace test

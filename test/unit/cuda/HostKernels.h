@@ -57,8 +57,12 @@ public:
               void **params);
 
 private:
+  /// Loads the compiled library: "" or why it could not.
+  std::string open(const std::string &lib);
   void *handle_ = nullptr;
   std::string dir_;
+  using Run = void (*)(void (*)(void **), void **, unsigned, unsigned, unsigned, unsigned);
+  Run run_ = nullptr; // the library's mt_host_run (the scheduler of its blocks)
 };
 
 } // namespace test
